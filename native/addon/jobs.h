@@ -1,0 +1,31 @@
+// A parsed binding call: core arguments checked and captured, ready to run on any thread.
+// Sync entry points run it at once; async ones run it on libuv's pool (async.cc) while holding
+// references to every array it touches.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+#include <vector>
+
+#include "batchnorm.h"
+
+namespace bnaddon {
+
+class Job {
+ public:
+  virtual ~Job() = default;
+  // Runs the core with at most `num_threads` threads. Thread-safe; touches no JS value.
+  virtual bn::Status run(int num_threads) = 0;
+  const char* name = "";
+  std::vector<Napi::Value> arrays;  // the JS arrays read or written (to keep alive when async)
+};
+
+std::unique_ptr<Job> parse_forward_training(const Napi::CallbackInfo& info);
+std::unique_ptr<Job> parse_forward_inference(const Napi::CallbackInfo& info);
+std::unique_ptr<Job> parse_backward(const Napi::CallbackInfo& info);
+
+// Runs a job with a thread lease from the process budget.
+bn::Status run_with_budget(Job& job);
+
+}  // namespace bnaddon

@@ -1,0 +1,444 @@
+// Drivers: argument checks, work partitioning, OpenMP regions, per-channel coefficients. The
+// elementwise and reduction loops are the active ISA's kernels (kernels.h).
+//
+// Partitioning. A work item is (channel c, part p): part p of the m = N*S values of channel c,
+// walked as contiguous runs. With P = 1 a thread owns whole channels and fuses the statistics and
+// the normalize pass per channel, while the channel is still in its cache. With P > 1 (fewer
+// channels than threads, or an uneven split) every item computes partial sums, one thread turns
+// them into coefficients, and the same static schedule gives every thread back the items it just
+// read. Partial sums share one shift per channel, so they simply add: no Chan merge needed, and
+// the result depends only on P, not on which thread ran what.
+//
+// For S == 1 ([N, C]) the channel is the fastest index: the rows kernels vectorize over
+// channels and the parts are ranges of rows.
+#include "batchnorm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <new>
+#include <vector>
+
+#include "kernels.h"
+
+namespace bn {
+namespace {
+
+constexpr int64_t kSerialBelow = 1 << 15;  // elements; below this a parallel region costs more
+constexpr int64_t kMinPartElems = 1 << 13;  // smallest piece of a channel worth a thread
+
+template <typename T>
+const KernelTable<T>& table();
+template <>
+const KernelTable<float>& table<float>() { return active_kernels().f32; }
+template <>
+const KernelTable<double>& table<double>() { return active_kernels().f64; }
+
+int64_t total_elems(const Shape& s) { return s.n * s.c * s.s; }
+
+int threads_for(const Shape& s, int requested) {
+  if (total_elems(s) < kSerialBelow) return 1;
+  return std::max(1, requested);
+}
+
+// Parts per channel so that C * P items split evenly over nt threads (or closely enough).
+int64_t parts_per_channel(const Shape& s, int nt) {
+  if (nt <= 1 || s.s == 1) return 1;
+  if (s.c % nt == 0 || s.c >= 8 * int64_t(nt)) return 1;
+  const int64_t m = s.n * s.s;
+  int64_t best = 1;
+  for (int64_t p = 2; p <= 4 * int64_t(nt); ++p) {
+    if (m / p < kMinPartElems) break;
+    best = p;
+    if ((s.c * p) % nt == 0) break;
+  }
+  return best;
+}
+
+// Calls f(offset, len) for each contiguous run of part `part` (of P) of channel c.
+template <class F>
+void for_each_run(const Shape& s, int64_t c, int64_t part, int64_t P, F&& f) {
+  const int64_t m = s.n * s.s;
+  const int64_t lo = m / P * part + std::min(part, m % P);
+  const int64_t hi = lo + m / P + (part < m % P ? 1 : 0);
+  int64_t j = lo;
+  while (j < hi) {
+    const int64_t n = j / s.s, off = j % s.s;
+    const int64_t len = std::min(hi - j, s.s - off);
+    f((n * s.c + c) * s.s + off, len);
+    j += len;
+  }
+}
+
+// Row range of part p of P over `rows` rows.
+void row_range(int64_t rows, int64_t part, int64_t P, int64_t* lo, int64_t* hi) {
+  *lo = rows / P * part + std::min(part, rows % P);
+  *hi = *lo + rows / P + (part < rows % P ? 1 : 0);
+}
+
+bool finite_nonneg(double v) { return std::isfinite(v) && v >= 0.0; }
+
+// Per-channel elementwise coefficients: y = (x - c) * a + b.
+template <typename T>
+struct Affine {
+  std::vector<T> c, a, b;
+  explicit Affine(int64_t ch) : c(size_t(ch)), a(size_t(ch)), b(size_t(ch)) {}
+  // mean and scale in float64; c is mean rounded to T, its remainder goes into b.
+  void set(int64_t j, double mean, double scale, double shift) {
+    const T ct = T(mean);
+    c[j] = ct;
+    a[j] = T(scale);
+    b[j] = T(shift - (mean - double(ct)) * scale);
+  }
+};
+
+template <typename T>
+struct TrainingStats {
+  const ForwardTrainingArgs<T>& args;
+  std::vector<T> shift;             // k per channel: its first value
+  std::vector<double> sum, sumsq;   // [C * P]
+  Affine<T> affine;
+  TrainingStats(const ForwardTrainingArgs<T>& a, int64_t P)
+      : args(a), shift(size_t(a.shape.c)), sum(size_t(a.shape.c * P)), sumsq(size_t(a.shape.c * P)),
+        affine(a.shape.c) {
+    for (int64_t c = 0; c < a.shape.c; ++c) shift[c] = a.x[c * a.shape.s];
+  }
+
+  // Reduce the P partial sums of channel c, write save_* / running stats, set the affine.
+  void finish_channel(int64_t c, int64_t P) {
+    const Shape& s = args.shape;
+    double sm = 0.0, sq = 0.0;
+    for (int64_t p = 0; p < P; ++p) {
+      sm += sum[c * P + p];
+      sq += sumsq[c * P + p];
+    }
+    const double m = double(s.n) * double(s.s);
+    const double d = sm / m;
+    const double mean = double(shift[c]) + d;
+    const double var = std::max(0.0, sq / m - d * d);  // biased
+    const double invstd = 1.0 / std::sqrt(var + args.eps);
+    if (args.save_mean) args.save_mean[c] = T(mean);
+    if (args.save_invstd) args.save_invstd[c] = T(invstd);
+    if (args.batch_mean) args.batch_mean[c] = mean;
+    if (args.batch_invstd) args.batch_invstd[c] = invstd;
+    if (args.running_mean) {
+      const double f = args.momentum_factor;
+      const double unbiased = var * m / (m - 1.0);
+      args.running_mean[c] = T((1.0 - f) * double(args.running_mean[c]) + f * mean);
+      args.running_var[c] = T((1.0 - f) * double(args.running_var[c]) + f * unbiased);
+    }
+    const double w = args.weight ? double(args.weight[c]) : 1.0;
+    const double b = args.bias ? double(args.bias[c]) : 0.0;
+    affine.set(c, mean, w * invstd, b);
+  }
+};
+
+template <typename T>
+Status check_common(const Shape& shape, const void* x, const void* y, int num_threads) {
+  if (x == nullptr || y == nullptr) return Status::kNullPointer;
+  if (Status st = validate_shape(shape); st != Status::kOk) return st;
+  if (num_threads < 1) return Status::kBadThreads;
+  return Status::kOk;
+}
+
+template <typename T>
+void forward_training_rows(const ForwardTrainingArgs<T>& a, int nt) {
+  const KernelTable<T>& k = table<T>();
+  const int64_t C = a.shape.c, rows = a.shape.n;
+  const int64_t P = std::max<int64_t>(1, std::min<int64_t>(nt, rows));
+  TrainingStats<T> st(a, P);
+  // Rows kernels accumulate into contiguous [C] arrays, so keep them per part, then transpose.
+  std::vector<double> part_sum(size_t(C * P), 0.0), part_sq(size_t(C * P), 0.0);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < P; ++p) {
+      int64_t lo, hi;
+      row_range(rows, p, P, &lo, &hi);
+      k.stats_rows(a.x + lo * C, size_t(hi - lo), size_t(C), st.shift.data(), &part_sum[p * C],
+                   &part_sq[p * C]);
+    }
+#pragma omp single
+    {
+      for (int64_t c = 0; c < C; ++c) {
+        for (int64_t p = 0; p < P; ++p) {
+          st.sum[c * P + p] = part_sum[p * C + c];
+          st.sumsq[c * P + p] = part_sq[p * C + c];
+        }
+        st.finish_channel(c, P);
+      }
+    }
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < P; ++p) {
+      int64_t lo, hi;
+      row_range(rows, p, P, &lo, &hi);
+      k.affine_rows(a.x + lo * C, a.y + lo * C, size_t(hi - lo), size_t(C), st.affine.c.data(),
+                    st.affine.a.data(), st.affine.b.data());
+    }
+  }
+}
+
+template <typename T>
+void forward_training_runs(const ForwardTrainingArgs<T>& a, int nt) {
+  const KernelTable<T>& k = table<T>();
+  const Shape& s = a.shape;
+  const int64_t P = parts_per_channel(s, nt);
+  TrainingStats<T> st(a, P);
+  if (P == 1) {
+    // Whole channels per thread: statistics, then normalize while the channel is in cache.
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t c = 0; c < s.c; ++c) {
+      for_each_run(s, c, 0, 1, [&](int64_t off, int64_t len) {
+        k.stats_run(a.x + off, size_t(len), st.shift[c], &st.sum[c], &st.sumsq[c]);
+      });
+      st.finish_channel(c, 1);
+      for_each_run(s, c, 0, 1, [&](int64_t off, int64_t len) {
+        k.affine_run(a.x + off, a.y + off, size_t(len), st.affine.c[c], st.affine.a[c],
+                     st.affine.b[c]);
+      });
+    }
+    return;
+  }
+  const int64_t items = s.c * P;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t c = it / P, p = it % P;
+      for_each_run(s, c, p, P, [&](int64_t off, int64_t len) {
+        k.stats_run(a.x + off, size_t(len), st.shift[c], &st.sum[it], &st.sumsq[it]);
+      });
+    }
+#pragma omp single
+    for (int64_t c = 0; c < s.c; ++c) st.finish_channel(c, P);
+    // Same static schedule and trip count: each thread normalizes the items it just read.
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t c = it / P, p = it % P;
+      for_each_run(s, c, p, P, [&](int64_t off, int64_t len) {
+        k.affine_run(a.x + off, a.y + off, size_t(len), st.affine.c[c], st.affine.a[c],
+                     st.affine.b[c]);
+      });
+    }
+  }
+}
+
+// Elementwise pass over the whole tensor with fixed per-channel coefficients.
+template <typename T>
+void apply_affine(const Shape& s, const T* x, T* y, const Affine<T>& af, int nt) {
+  const KernelTable<T>& k = table<T>();
+  if (s.s == 1) {
+    const int64_t P = std::max<int64_t>(1, std::min<int64_t>(nt, s.n));
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t p = 0; p < P; ++p) {
+      int64_t lo, hi;
+      row_range(s.n, p, P, &lo, &hi);
+      k.affine_rows(x + lo * s.c, y + lo * s.c, size_t(hi - lo), size_t(s.c), af.c.data(),
+                    af.a.data(), af.b.data());
+    }
+    return;
+  }
+  // Every (n, c) run is independent here: split the N*C runs evenly.
+  const int64_t runs = s.n * s.c;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (int64_t r = 0; r < runs; ++r) {
+    const int64_t c = r % s.c;
+    k.affine_run(x + r * s.s, y + r * s.s, size_t(s.s), af.c[c], af.a[c], af.b[c]);
+  }
+}
+
+template <typename T>
+struct BackwardCoefs {
+  std::vector<double> sum_dy, sum_dyxc;  // [C * P]
+  std::vector<T> c, k1, k2, k3;          // [C]
+  BackwardCoefs(int64_t C, int64_t P)
+      : sum_dy(size_t(C * P)), sum_dyxc(size_t(C * P)), c(size_t(C)), k1(size_t(C)), k2(size_t(C)),
+        k3(size_t(C)) {}
+};
+
+template <typename T>
+void backward_finish_channel(const BackwardArgs<T>& a, BackwardCoefs<T>& bc, int64_t ch, int64_t P) {
+  double g = 0.0, p = 0.0;
+  for (int64_t q = 0; q < P; ++q) {
+    g += bc.sum_dy[ch * P + q];
+    p += bc.sum_dyxc[ch * P + q];
+  }
+  const double mean = a.mean[ch], invstd = a.invstd[ch];
+  const double lo = mean - double(bc.c[ch]);
+  const double dbias = g;
+  const double dweight = invstd * (p - lo * g);  // Σ dy * (x - mean) * invstd
+  if (a.grad_bias) a.grad_bias[ch] = T(a.accumulate ? double(a.grad_bias[ch]) + dbias : dbias);
+  if (a.grad_weight) {
+    a.grad_weight[ch] = T(a.accumulate ? double(a.grad_weight[ch]) + dweight : dweight);
+  }
+  const double w = a.weight ? double(a.weight[ch]) : 1.0;
+  const double k1 = w * invstd;
+  double k2 = 0.0, k3 = 0.0;
+  if (a.use_batch_stats) {
+    // dx = w * invstd / m * (m * dy - dbias - xhat * dweight), xhat = ((x - c) - lo) * invstd
+    const double m = double(a.shape.n) * double(a.shape.s);
+    k2 = -w * invstd * invstd * dweight / m;
+    k3 = -w * invstd * dbias / m - k2 * lo;
+  }
+  bc.k1[ch] = T(k1);
+  bc.k2[ch] = T(k2);
+  bc.k3[ch] = T(k3);
+}
+
+template <typename T>
+void backward_rows(const BackwardArgs<T>& a, int nt) {
+  const KernelTable<T>& k = table<T>();
+  const int64_t C = a.shape.c, rows = a.shape.n;
+  const int64_t P = std::max<int64_t>(1, std::min<int64_t>(nt, rows));
+  BackwardCoefs<T> bc(C, P);
+  for (int64_t c = 0; c < C; ++c) bc.c[c] = T(a.mean[c]);
+  std::vector<double> part_g(size_t(C * P), 0.0), part_p(size_t(C * P), 0.0);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < P; ++p) {
+      int64_t lo, hi;
+      row_range(rows, p, P, &lo, &hi);
+      k.bwd_reduce_rows(a.x + lo * C, a.dy + lo * C, size_t(hi - lo), size_t(C), bc.c.data(),
+                        &part_g[p * C], &part_p[p * C]);
+    }
+#pragma omp single
+    for (int64_t c = 0; c < C; ++c) {
+      for (int64_t p = 0; p < P; ++p) {
+        bc.sum_dy[c * P + p] = part_g[p * C + c];
+        bc.sum_dyxc[c * P + p] = part_p[p * C + c];
+      }
+      backward_finish_channel(a, bc, c, P);
+    }
+    if (a.dx) {
+#pragma omp for schedule(static)
+      for (int64_t p = 0; p < P; ++p) {
+        int64_t lo, hi;
+        row_range(rows, p, P, &lo, &hi);
+        k.bwd_dx_rows(a.x + lo * C, a.dy + lo * C, a.dx + lo * C, size_t(hi - lo), size_t(C),
+                      bc.c.data(), bc.k1.data(), bc.k2.data(), bc.k3.data());
+      }
+    }
+  }
+}
+
+template <typename T>
+void backward_runs(const BackwardArgs<T>& a, int nt) {
+  const KernelTable<T>& k = table<T>();
+  const Shape& s = a.shape;
+  const int64_t P = parts_per_channel(s, nt);
+  BackwardCoefs<T> bc(s.c, P);
+  for (int64_t c = 0; c < s.c; ++c) bc.c[c] = T(a.mean[c]);
+  auto reduce_item = [&](int64_t c, int64_t p, int64_t slot) {
+    for_each_run(s, c, p, P, [&](int64_t off, int64_t len) {
+      k.bwd_reduce_run(a.x + off, a.dy + off, size_t(len), bc.c[c], &bc.sum_dy[slot],
+                       &bc.sum_dyxc[slot]);
+    });
+  };
+  auto dx_item = [&](int64_t c, int64_t p) {
+    for_each_run(s, c, p, P, [&](int64_t off, int64_t len) {
+      k.bwd_dx_run(a.x + off, a.dy + off, a.dx + off, size_t(len), bc.c[c], bc.k1[c], bc.k2[c],
+                   bc.k3[c]);
+    });
+  };
+  if (P == 1) {
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t c = 0; c < s.c; ++c) {
+      reduce_item(c, 0, c);
+      backward_finish_channel(a, bc, c, 1);
+      if (a.dx) dx_item(c, 0);
+    }
+    return;
+  }
+  const int64_t items = s.c * P;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < items; ++it) reduce_item(it / P, it % P, it);
+#pragma omp single
+    for (int64_t c = 0; c < s.c; ++c) backward_finish_channel(a, bc, c, P);
+    if (a.dx) {
+#pragma omp for schedule(static)
+      for (int64_t it = 0; it < items; ++it) dx_item(it / P, it % P);
+    }
+  }
+}
+
+}  // namespace
+
+Status validate_shape(const Shape& s) {
+  if (s.n < 1 || s.c < 1 || s.s < 1) return Status::kBadShape;
+  // Product must fit in int64 and in the address space (as bytes of float64).
+  const int64_t lim = std::numeric_limits<int64_t>::max() / 8;
+  if (s.n > lim / s.c) return Status::kBadShape;
+  if (s.n * s.c > lim / s.s) return Status::kBadShape;
+  return Status::kOk;
+}
+
+template <typename T>
+Status forward_training(const ForwardTrainingArgs<T>& a) {
+  if (Status st = check_common<T>(a.shape, a.x, a.y, a.num_threads); st != Status::kOk) return st;
+  if ((a.running_mean == nullptr) != (a.running_var == nullptr)) return Status::kMismatchedStats;
+  if (!finite_nonneg(a.eps)) return Status::kBadEps;
+  if (a.running_mean && !(a.momentum_factor >= 0.0 && a.momentum_factor <= 1.0)) {
+    return Status::kBadMomentum;
+  }
+  if (a.shape.n * a.shape.s < 2) return Status::kTooFewValues;
+  const int nt = threads_for(a.shape, a.num_threads);
+  try {
+    if (a.shape.s == 1) {
+      forward_training_rows(a, nt);
+    } else {
+      forward_training_runs(a, nt);
+    }
+  } catch (const std::bad_alloc&) {
+    return Status::kOutOfMemory;
+  }
+  return Status::kOk;
+}
+
+template <typename T>
+Status forward_inference(const ForwardInferenceArgs<T>& a) {
+  if (Status st = check_common<T>(a.shape, a.x, a.y, a.num_threads); st != Status::kOk) return st;
+  if (a.mean == nullptr || a.var == nullptr) return Status::kNullPointer;
+  if (!finite_nonneg(a.eps)) return Status::kBadEps;
+  try {
+    Affine<T> af(a.shape.c);
+    for (int64_t c = 0; c < a.shape.c; ++c) {
+      const double invstd = 1.0 / std::sqrt(double(a.var[c]) + a.eps);
+      const double w = a.weight ? double(a.weight[c]) : 1.0;
+      const double b = a.bias ? double(a.bias[c]) : 0.0;
+      af.set(c, double(a.mean[c]), w * invstd, b);
+    }
+    apply_affine(a.shape, a.x, a.y, af, threads_for(a.shape, a.num_threads));
+  } catch (const std::bad_alloc&) {
+    return Status::kOutOfMemory;
+  }
+  return Status::kOk;
+}
+
+template <typename T>
+Status backward(const BackwardArgs<T>& a) {
+  if (Status st = check_common<T>(a.shape, a.x, a.dy, a.num_threads); st != Status::kOk) return st;
+  if (a.mean == nullptr || a.invstd == nullptr) return Status::kNullPointer;
+  const int nt = threads_for(a.shape, a.num_threads);
+  try {
+    if (a.shape.s == 1) {
+      backward_rows(a, nt);
+    } else {
+      backward_runs(a, nt);
+    }
+  } catch (const std::bad_alloc&) {
+    return Status::kOutOfMemory;
+  }
+  return Status::kOk;
+}
+
+template Status forward_training<float>(const ForwardTrainingArgs<float>&);
+template Status forward_training<double>(const ForwardTrainingArgs<double>&);
+template Status forward_inference<float>(const ForwardInferenceArgs<float>&);
+template Status forward_inference<double>(const ForwardInferenceArgs<double>&);
+template Status backward<float>(const BackwardArgs<float>&);
+template Status backward<double>(const BackwardArgs<double>&);
+
+}  // namespace bn

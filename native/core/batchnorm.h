@@ -1,0 +1,134 @@
+// node-batchnorm core: batch normalization over [N, C, S] tensors (S = product of the spatial
+// dimensions, 1 for [N, C]). Pure C++: pointers, sizes, status codes. Knows nothing of N-API.
+//
+// Conventions (PyTorch's): biased variance to normalize, unbiased variance (m / (m - 1)) for the
+// running variance, running = (1 - f) * running + f * batch, where the caller passes f
+// (momentum, or 1 / num_batches_tracked for a cumulative average).
+//
+// Every entry point validates its arguments and returns a Status; none of them throws or aborts.
+// Statistics are accumulated in float64 whatever the tensor dtype.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace bn {
+
+enum class Status : int {
+  kOk = 0,
+  kNullPointer = 1,       // a required pointer is null
+  kBadShape = 2,          // N, C or S is zero/negative, or N*C*S overflows
+  kTooFewValues = 3,      // training mode with one value per channel (m == 1)
+  kBadEps = 4,            // eps is NaN, infinite or negative
+  kBadMomentum = 5,       // momentum factor outside [0, 1] or NaN
+  kBadThreads = 6,        // thread count < 1
+  kUnsupported = 7,       // requested SIMD level not available on this CPU or build
+  kOutOfMemory = 8,       // scratch allocation failed
+  kMismatchedStats = 9,   // running_mean given without running_var, or the other way round
+};
+
+const char* status_message(Status s);
+
+enum class SimdLevel : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kNeon = 3 };
+
+const char* simd_level_name(SimdLevel level);
+
+// The level the detector chose at load (cpuid + xgetbv on x86-64, always NEON on arm64),
+// lowered by the environment variable BATCHNORM_SIMD=scalar|avx2|avx512|neon if set.
+SimdLevel detected_simd_level();   // best level this CPU + OS + build supports
+SimdLevel active_simd_level();     // the level kernels use now
+// Switch kernels (tests and benchmarks). kUnsupported if the CPU/build cannot run `level`.
+Status set_simd_level(SimdLevel level);
+bool simd_level_supported(SimdLevel level);
+
+// Thread count for every parallel region (explicit num_threads, never the OpenMP default).
+// Defaults to OMP_NUM_THREADS if set and valid, else the number of online processors.
+int default_num_threads();
+
+// Geometry of one activation tensor in NCHW-style order: x[n][c][s], contiguous.
+struct Shape {
+  int64_t n = 0;
+  int64_t c = 0;
+  int64_t s = 1;  // product of spatial dims (1 for [N, C])
+};
+
+// Checks n, c, s >= 1 and that n*c*s fits in int64 (and in size_t). Returns kBadShape otherwise.
+Status validate_shape(const Shape& shape);
+
+// ----- Forward, training mode ----------------------------------------------------------------
+// Inputs: x; weight/bias may be null (affine = false: weight 1, bias 0).
+// Outputs: y (may equal x: in place); optional per-channel outputs: save_mean / save_invstd in T
+// (PyTorch's saved statistics) and batch_mean / batch_invstd in float64 (what backward should be
+// given: the float64 mean keeps dweight exact when |mean| >> std).
+// Running statistics: if running_mean and running_var are non-null they are updated with factor f
+// (running = (1 - f) * running + f * batch; var is the unbiased one). Pass both or neither.
+template <typename T>
+struct ForwardTrainingArgs {
+  Shape shape;
+  const T* x = nullptr;
+  T* y = nullptr;
+  const T* weight = nullptr;
+  const T* bias = nullptr;
+  T* save_mean = nullptr;
+  T* save_invstd = nullptr;
+  double* batch_mean = nullptr;
+  double* batch_invstd = nullptr;
+  T* running_mean = nullptr;
+  T* running_var = nullptr;
+  double eps = 1e-5;
+  double momentum_factor = 0.1;
+  int num_threads = 1;
+};
+
+// ----- Forward, inference mode ------------------------------------------------------------
+// y = (x - mean) / sqrt(var + eps) * weight + bias with mean/var given per channel
+// (normally the running statistics). y may equal x.
+template <typename T>
+struct ForwardInferenceArgs {
+  Shape shape;
+  const T* x = nullptr;
+  T* y = nullptr;
+  const T* weight = nullptr;
+  const T* bias = nullptr;
+  const T* mean = nullptr;
+  const T* var = nullptr;
+  double eps = 1e-5;
+  int num_threads = 1;
+};
+
+// ----- Backward ----------------------------------------------------------------------------
+// Training mode (statistics depend on x): mean/invstd are the batch statistics of the forward
+// (batch_mean/batch_invstd, or save_mean/save_invstd widened).
+// Evaluation mode (use_batch_stats = false): mean/invstd describe the constant statistics
+// (running_mean and 1 / sqrt(running_var + eps)). Both in float64, [C].
+// dx may be null (not wanted). grad_weight/grad_bias may be null; when given, the gradients are
+// ADDED to them (accumulate = true) or written (accumulate = false).
+// dx may alias dy or x (each channel is fully reduced before its dx is written).
+template <typename T>
+struct BackwardArgs {
+  Shape shape;
+  const T* x = nullptr;
+  const T* dy = nullptr;
+  T* dx = nullptr;
+  const T* weight = nullptr;
+  const double* mean = nullptr;
+  const double* invstd = nullptr;
+  T* grad_weight = nullptr;
+  T* grad_bias = nullptr;
+  bool use_batch_stats = true;
+  bool accumulate = true;
+  int num_threads = 1;
+};
+
+template <typename T> Status forward_training(const ForwardTrainingArgs<T>& args);
+template <typename T> Status forward_inference(const ForwardInferenceArgs<T>& args);
+template <typename T> Status backward(const BackwardArgs<T>& args);
+
+extern template Status forward_training<float>(const ForwardTrainingArgs<float>&);
+extern template Status forward_training<double>(const ForwardTrainingArgs<double>&);
+extern template Status forward_inference<float>(const ForwardInferenceArgs<float>&);
+extern template Status forward_inference<double>(const ForwardInferenceArgs<double>&);
+extern template Status backward<float>(const BackwardArgs<float>&);
+extern template Status backward<double>(const BackwardArgs<double>&);
+
+}  // namespace bn

@@ -1,0 +1,139 @@
+// Chooses the kernel table once at load: the best level the CPU, the OS and this build support,
+// lowered by BATCHNORM_SIMD (scalar | avx2 | avx512 | neon) when set. Compiled for the baseline.
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
+#include <thread>
+
+#include "batchnorm.h"
+#include "cpu_features.h"
+#include "kernels.h"
+
+namespace bn {
+namespace {
+
+const KernelSet* table_for(SimdLevel level) {
+  switch (level) {
+    case SimdLevel::kScalar: return kernels_scalar();
+#if defined(BN_HAVE_AVX2)
+    case SimdLevel::kAvx2: return kernels_avx2();
+#endif
+#if defined(BN_HAVE_AVX512)
+    case SimdLevel::kAvx512: return kernels_avx512();
+#endif
+#if defined(BN_HAVE_NEON)
+    case SimdLevel::kNeon: return kernels_neon();
+#endif
+    default: return nullptr;
+  }
+}
+
+bool cpu_runs(SimdLevel level) {
+  static const CpuFeatures f = probe_cpu_features();
+  switch (level) {
+    case SimdLevel::kScalar: return true;
+    case SimdLevel::kAvx2: return f.avx2_fma;
+    case SimdLevel::kAvx512: return f.avx512f;
+    case SimdLevel::kNeon: return f.neon;
+  }
+  return false;
+}
+
+SimdLevel best_level() {
+  for (SimdLevel l : {SimdLevel::kAvx512, SimdLevel::kAvx2, SimdLevel::kNeon}) {
+    if (simd_level_supported(l)) return l;
+  }
+  return SimdLevel::kScalar;
+}
+
+bool parse_level(const char* s, SimdLevel* out) {
+  for (SimdLevel l : {SimdLevel::kScalar, SimdLevel::kAvx2, SimdLevel::kAvx512, SimdLevel::kNeon}) {
+    if (std::strcmp(s, simd_level_name(l)) == 0) {
+      *out = l;
+      return true;
+    }
+  }
+  return false;
+}
+
+// The environment can only lower the level: asking for more than the CPU has would SIGILL.
+SimdLevel initial_level() {
+  const SimdLevel best = best_level();
+  const char* env = std::getenv("BATCHNORM_SIMD");
+  SimdLevel wanted;
+  if (env == nullptr || !parse_level(env, &wanted) || !simd_level_supported(wanted)) return best;
+  return wanted;
+}
+
+struct Active {
+  std::atomic<SimdLevel> level;
+  std::atomic<const KernelSet*> table;
+  Active() {
+    const SimdLevel l = initial_level();
+    level.store(l);
+    table.store(table_for(l));
+  }
+};
+
+Active& active() {
+  static Active a;
+  return a;
+}
+
+}  // namespace
+
+const char* simd_level_name(SimdLevel level) {
+  switch (level) {
+    case SimdLevel::kScalar: return "scalar";
+    case SimdLevel::kAvx2: return "avx2";
+    case SimdLevel::kAvx512: return "avx512";
+    case SimdLevel::kNeon: return "neon";
+  }
+  return "unknown";
+}
+
+bool simd_level_supported(SimdLevel level) { return table_for(level) != nullptr && cpu_runs(level); }
+
+SimdLevel detected_simd_level() { return best_level(); }
+
+SimdLevel active_simd_level() { return active().level.load(); }
+
+Status set_simd_level(SimdLevel level) {
+  if (!simd_level_supported(level)) return Status::kUnsupported;
+  Active& a = active();
+  a.table.store(table_for(level));
+  a.level.store(level);
+  return Status::kOk;
+}
+
+const KernelSet& active_kernels() { return *active().table.load(); }
+
+int default_num_threads() {
+  const char* env = std::getenv("OMP_NUM_THREADS");
+  if (env != nullptr) {
+    char* end = nullptr;
+    const long v = std::strtol(env, &end, 10);  // "4" or "4,2" (nested levels): take the first
+    if (end != env && v >= 1 && v <= 4096) return int(v);
+  }
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : int(hw);
+}
+
+const char* status_message(Status s) {
+  switch (s) {
+    case Status::kOk: return "ok";
+    case Status::kNullPointer: return "a required buffer is missing";
+    case Status::kBadShape: return "shape dimensions must be positive and their product must fit in memory";
+    case Status::kTooFewValues: return "expected more than 1 value per channel when training";
+    case Status::kBadEps: return "eps must be finite and >= 0";
+    case Status::kBadMomentum: return "momentum factor must be in [0, 1]";
+    case Status::kBadThreads: return "thread count must be >= 1";
+    case Status::kUnsupported: return "SIMD level not supported by this CPU or build";
+    case Status::kOutOfMemory: return "out of memory";
+    case Status::kMismatchedStats: return "running_mean and running_var must be given together";
+  }
+  return "unknown status";
+}
+
+}  // namespace bn

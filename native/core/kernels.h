@@ -1,0 +1,56 @@
+// Per-ISA microkernel table (internal to the core). Each ISA lives in its own translation unit
+// (kernels_scalar.cc, kernels_avx2.cc, kernels_avx512.cc, kernels_neon.cc), compiled with that
+// ISA's flags, with every kernel at internal linkage; the only external symbol of a TU is its
+// table getter, which runs no vector instruction. dispatch.cc picks one table at load.
+//
+// Naming: <op>_<layout>. Layout "run": one contiguous run of n values of a single channel
+// (NCHW: the S values of x[n, c, :]). Layout "rows": `rows` rows of `ch` channel values, channel
+// fastest (the [N, C] case, and channels-last).
+//
+// Accumulations are in float64. `k` / `c` are per-channel shifts: statistics use x - k (k = one
+// value of the channel, so the sums stay small and E[x^2]-E[x]^2 does not cancel), the
+// elementwise passes use x - c with c = mean rounded to T (exact subtraction near the mean; the
+// rounding remainder of the mean is folded into the additive constant).
+#pragma once
+
+#include <cstddef>
+
+namespace bn {
+
+template <typename T>
+struct KernelTable {
+  // sum += Σ (x - k); sumsq += Σ (x - k)²
+  void (*stats_run)(const T* x, size_t n, T k, double* sum, double* sumsq);
+  // y = (x - c) * a + b
+  void (*affine_run)(const T* x, T* y, size_t n, T c, T a, T b);
+  // sum_dy += Σ dy; sum_dyxc += Σ dy * (x - c)
+  void (*bwd_reduce_run)(const T* x, const T* dy, size_t n, T c, double* sum_dy, double* sum_dyxc);
+  // dx = dy * k1 + (x - c) * k2 + k3
+  void (*bwd_dx_run)(const T* x, const T* dy, T* dx, size_t n, T c, T k1, T k2, T k3);
+
+  // The same four over rows of `ch` channels (per-channel arrays k, c, a, b, k1, k2, k3 of length
+  // ch, accumulators sum/sumsq/sum_dy/sum_dyxc of length ch).
+  void (*stats_rows)(const T* x, size_t rows, size_t ch, const T* k, double* sum, double* sumsq);
+  void (*affine_rows)(const T* x, T* y, size_t rows, size_t ch, const T* c, const T* a, const T* b);
+  void (*bwd_reduce_rows)(const T* x, const T* dy, size_t rows, size_t ch, const T* c,
+                          double* sum_dy, double* sum_dyxc);
+  void (*bwd_dx_rows)(const T* x, const T* dy, T* dx, size_t rows, size_t ch, const T* c,
+                      const T* k1, const T* k2, const T* k3);
+};
+
+struct KernelSet {
+  KernelTable<float> f32;
+  KernelTable<double> f64;
+};
+
+// One getter per ISA translation unit. A getter of an ISA the build does not include is absent;
+// dispatch.cc knows which exist from the BN_HAVE_* macros.
+const KernelSet* kernels_scalar();
+const KernelSet* kernels_avx2();
+const KernelSet* kernels_avx512();
+const KernelSet* kernels_neon();
+
+// The table chosen by the dispatcher (never null).
+const KernelSet& active_kernels();
+
+}  // namespace bn

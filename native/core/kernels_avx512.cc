@@ -1,0 +1,59 @@
+// AVX-512F kernels (x86-64). Compiled with -mavx512f -mavx2 -mfma; everything here has internal
+// linkage but the table getter, which executes no AVX-512 instruction.
+#include <immintrin.h>
+
+#include "kernels.h"
+
+namespace bn {
+namespace {
+
+struct Avx512F32 {
+  using T = float;
+  using Vec = __m512;
+  static constexpr size_t W = 16;
+  static Vec load(const T* p) { return _mm512_loadu_ps(p); }
+  static void store(T* p, Vec v) { _mm512_storeu_ps(p, v); }
+  static Vec set1(T v) { return _mm512_set1_ps(v); }
+  static Vec sub(Vec a, Vec b) { return _mm512_sub_ps(a, b); }
+  static Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
+  static Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+  static T fma1(T a, T b, T c) { return __builtin_fmaf(a, b, c); }
+  struct Acc {
+    __m512d lo, hi;
+  };
+  static Acc acc_zero() { return {_mm512_setzero_pd(), _mm512_setzero_pd()}; }
+  static void acc_add(Acc& acc, Vec v) {
+    // AVX-512F only (no DQ): take the upper 8 floats through a double-typed extract.
+    const __m256 upper = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    acc.lo = _mm512_add_pd(acc.lo, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+    acc.hi = _mm512_add_pd(acc.hi, _mm512_cvtps_pd(upper));
+  }
+  static double acc_sum(const Acc& acc) { return _mm512_reduce_add_pd(_mm512_add_pd(acc.lo, acc.hi)); }
+};
+
+struct Avx512F64 {
+  using T = double;
+  using Vec = __m512d;
+  static constexpr size_t W = 8;
+  static Vec load(const T* p) { return _mm512_loadu_pd(p); }
+  static void store(T* p, Vec v) { _mm512_storeu_pd(p, v); }
+  static Vec set1(T v) { return _mm512_set1_pd(v); }
+  static Vec sub(Vec a, Vec b) { return _mm512_sub_pd(a, b); }
+  static Vec mul(Vec a, Vec b) { return _mm512_mul_pd(a, b); }
+  static Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_pd(a, b, c); }
+  static T fma1(T a, T b, T c) { return __builtin_fma(a, b, c); }
+  using Acc = __m512d;
+  static Acc acc_zero() { return _mm512_setzero_pd(); }
+  static void acc_add(Acc& acc, Vec v) { acc = _mm512_add_pd(acc, v); }
+  static double acc_sum(Acc acc) { return _mm512_reduce_add_pd(acc); }
+};
+
+#include "kernels_body.inl"
+
+constexpr KernelSet kAvx512{Kernels<Avx512F32>::table(), Kernels<Avx512F64>::table()};
+
+}  // namespace
+
+const KernelSet* kernels_avx512() { return &kAvx512; }
+
+}  // namespace bn

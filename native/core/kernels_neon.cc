@@ -1,0 +1,57 @@
+// NEON kernels (arm64, where Advanced SIMD with float64 lanes is part of the baseline).
+// Everything here has internal linkage but the table getter.
+#include <arm_neon.h>
+
+#include "kernels.h"
+
+namespace bn {
+namespace {
+
+struct NeonF32 {
+  using T = float;
+  using Vec = float32x4_t;
+  static constexpr size_t W = 4;
+  static Vec load(const T* p) { return vld1q_f32(p); }
+  static void store(T* p, Vec v) { vst1q_f32(p, v); }
+  static Vec set1(T v) { return vdupq_n_f32(v); }
+  static Vec sub(Vec a, Vec b) { return vsubq_f32(a, b); }
+  static Vec mul(Vec a, Vec b) { return vmulq_f32(a, b); }
+  static Vec fmadd(Vec a, Vec b, Vec c) { return vfmaq_f32(c, a, b); }
+  static T fma1(T a, T b, T c) { return __builtin_fmaf(a, b, c); }
+  struct Acc {
+    float64x2_t lo, hi;
+  };
+  static Acc acc_zero() { return {vdupq_n_f64(0.0), vdupq_n_f64(0.0)}; }
+  static void acc_add(Acc& acc, Vec v) {
+    acc.lo = vaddq_f64(acc.lo, vcvt_f64_f32(vget_low_f32(v)));
+    acc.hi = vaddq_f64(acc.hi, vcvt_high_f64_f32(v));
+  }
+  static double acc_sum(const Acc& acc) { return vaddvq_f64(vaddq_f64(acc.lo, acc.hi)); }
+};
+
+struct NeonF64 {
+  using T = double;
+  using Vec = float64x2_t;
+  static constexpr size_t W = 2;
+  static Vec load(const T* p) { return vld1q_f64(p); }
+  static void store(T* p, Vec v) { vst1q_f64(p, v); }
+  static Vec set1(T v) { return vdupq_n_f64(v); }
+  static Vec sub(Vec a, Vec b) { return vsubq_f64(a, b); }
+  static Vec mul(Vec a, Vec b) { return vmulq_f64(a, b); }
+  static Vec fmadd(Vec a, Vec b, Vec c) { return vfmaq_f64(c, a, b); }
+  static T fma1(T a, T b, T c) { return __builtin_fma(a, b, c); }
+  using Acc = float64x2_t;
+  static Acc acc_zero() { return vdupq_n_f64(0.0); }
+  static void acc_add(Acc& acc, Vec v) { acc = vaddq_f64(acc, v); }
+  static double acc_sum(Acc acc) { return vaddvq_f64(acc); }
+};
+
+#include "kernels_body.inl"
+
+constexpr KernelSet kNeon{Kernels<NeonF32>::table(), Kernels<NeonF64>::table()};
+
+}  // namespace
+
+const KernelSet* kernels_neon() { return &kNeon; }
+
+}  // namespace bn

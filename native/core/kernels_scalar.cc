@@ -1,0 +1,36 @@
+// Scalar kernels: the reference every vector ISA is tested against, and the path on CPUs without
+// AVX2 (compiled for the x86-64 / armv8 baseline). Width 1 instantiation of kernels_body.inl.
+#include "kernels.h"
+
+namespace bn {
+namespace {
+
+template <typename TT>
+struct ScalarTraits {
+  using T = TT;
+  using Vec = TT;
+  static constexpr size_t W = 1;
+  static Vec load(const T* p) { return *p; }
+  static void store(T* p, Vec v) { *p = v; }
+  static Vec set1(T v) { return v; }
+  static Vec sub(Vec a, Vec b) { return a - b; }
+  static Vec mul(Vec a, Vec b) { return a * b; }
+  // Unfused on purpose: a CPU without FMA would run std::fma in software, ~50x slower.
+  static Vec fmadd(Vec a, Vec b, Vec c) { return a * b + c; }
+  static T fma1(T a, T b, T c) { return a * b + c; }
+  using Acc = double;
+  static Acc acc_zero() { return 0.0; }
+  static void acc_add(Acc& acc, Vec v) { acc += v; }
+  static double acc_sum(Acc acc) { return acc; }
+};
+
+#include "kernels_body.inl"
+
+constexpr KernelSet kScalar{Kernels<ScalarTraits<float>>::table(),
+                            Kernels<ScalarTraits<double>>::table()};
+
+}  // namespace
+
+const KernelSet* kernels_scalar() { return &kScalar; }
+
+}  // namespace bn
