@@ -3,7 +3,8 @@
 // TypeError / RangeError with a `.code` rather than crash.
 //
 // Shapes are passed as (n, c, s): batch, channels, product of the spatial dimensions (1 for
-// [N, C]). `FloatArray` arguments of one call must all have x's dtype, except the float64
+// [N, C]); memory is [N, C, S] or, with channelsLast, [N, S, C]. `FloatArray` arguments of one
+// call must all have x's dtype, except the float64
 // statistics (batchMean, batchInvstd, mean, invstd of backward), which are always Float64Array.
 
 export type FloatArray = Float32Array | Float64Array;
@@ -18,20 +19,20 @@ export interface NativeBinding {
     saveMean: FloatArray | null, saveInvstd: FloatArray | null,
     batchMean: Float64Array | null, batchInvstd: Float64Array | null,
     runningMean: FloatArray | null, runningVar: FloatArray | null,
-    eps: number, momentumFactor: number,
+    eps: number, momentumFactor: number, channelsLast?: boolean,
   ): void;
   /** Inference forward: y = (x - mean) / sqrt(var + eps) * weight + bias. y may be x. */
   forwardInference(
     x: FloatArray, y: FloatArray, n: number, c: number, s: number,
     weight: FloatArray | null, bias: FloatArray | null, mean: FloatArray, variance: FloatArray,
-    eps: number,
+    eps: number, channelsLast?: boolean,
   ): void;
   /** Backward; gradients are added to (accumulate) or written into gradWeight/gradBias. */
   backward(
     x: FloatArray, dy: FloatArray, dx: FloatArray | null, n: number, c: number, s: number,
     weight: FloatArray | null, mean: Float64Array, invstd: Float64Array,
     gradWeight: FloatArray | null, gradBias: FloatArray | null,
-    useBatchStats: boolean, accumulate: boolean,
+    useBatchStats: boolean, accumulate: boolean, channelsLast?: boolean,
   ): void;
 
   forwardTrainingAsync(...args: Parameters<NativeBinding['forwardTraining']>): Promise<void>;

@@ -37,6 +37,14 @@ export interface LoadStateDictOptions {
   strict?: boolean;
 }
 
+/** Per-call options of forward (the third argument may also be just the output array). */
+export interface ForwardOptions {
+  /** Output (layer dtype, x's length); may be x itself (in place). */
+  out?: FloatArray;
+  /** x is stored channels-last ([N, ...spatial, C], e.g. NHWC); shape stays logical [N, C, ...spatial]. */
+  channelsLast?: boolean;
+}
+
 /** What backward needs from the forward it differentiates. */
 interface SavedForward {
   x: FloatArray;
@@ -44,8 +52,11 @@ interface SavedForward {
   useBatchStats: boolean;
   mean: Float64Array;
   invstd: Float64Array;
+  /** Evaluation mode: a copy of the running variance the forward used (backward recomputes invstd from it). */
+  runningVar: FloatArray | null;
   weight: FloatArray | null; // the weight as it was at that forward
   inPlace: boolean;
+  channelsLast: boolean;
 }
 
 const STATE_KEYS = ['weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked'] as const;
@@ -109,6 +120,7 @@ export class BatchNorm {
   }
 
   zeroGrad(): void {
+    this.assertIdle(this.name('zeroGrad'));
     this.gradWeight?.fill(0);
     this.gradBias?.fill(0);
   }
@@ -132,7 +144,16 @@ export class BatchNorm {
   }
 
   /** Validates everything and returns the native call plus what to commit after it succeeds. */
-  private planForward(fn: string, x: unknown, shape: unknown, out: unknown) {
+  private forwardOptions(fn: string, v: unknown): { out: FloatArray | undefined; channelsLast: boolean } {
+    if (v === undefined || v === null) return { out: undefined, channelsLast: false };
+    if (isFloatArray(v)) return { out: v, channelsLast: false };
+    const o = checkOptions(fn, v) as ForwardOptions;
+    const channelsLast = o.channelsLast === undefined ? false : checkBoolean(fn, 'channelsLast', o.channelsLast);
+    return { out: o.out ?? undefined, channelsLast };
+  }
+
+  private planForward(fn: string, x: unknown, shape: unknown, outOrOptions: unknown) {
+    const { out, channelsLast } = this.forwardOptions(fn, outOrOptions);
     const sh = this.parseInput(fn, x, shape);
     const xa = x as FloatArray;
     const useBatchStats = this.training || !this.trackRunningStats;
@@ -148,7 +169,8 @@ export class BatchNorm {
         runningVar: updating ? this.runningVar : null,
         momentum: updating ? factor : 0,
         eps: this.eps,
-        out: out as FloatArray | undefined,
+        out,
+        channelsLast,
       });
       return {
         call: p.call,
@@ -156,22 +178,23 @@ export class BatchNorm {
         commit: () => {
           if (updating) this.numBatchesTracked = n;
           this.saved = {
-            x: xa, shape: sh, useBatchStats: true, mean: p.result.batchMean, invstd: p.result.batchInvstd,
-            weight: weightSnapshot, inPlace: p.result.y === xa,
+            x: xa, shape: sh, useBatchStats: true, mean: p.result.batchMean, invstd: p.result.batchInvstd, runningVar: null,
+            weight: weightSnapshot, inPlace: p.result.y === xa, channelsLast,
           };
         },
       };
     }
     const rm = this.runningMean as FloatArray;
     const rv = this.runningVar as FloatArray;
-    const p = prepareInference(fn, xa, sh.dims, { weight: this.weight, bias: this.bias, runningMean: rm, runningVar: rv, eps: this.eps, out: out as FloatArray | undefined });
+    const p = prepareInference(fn, xa, sh.dims, { weight: this.weight, bias: this.bias, runningMean: rm, runningVar: rv, eps: this.eps, out, channelsLast });
     const mean = Float64Array.from(rm);
     const invstd = Float64Array.from(rv, (v) => 1 / Math.sqrt(v + this.eps));
+    const runningVar = rv.slice();
     return {
       call: p.call,
       y: p.y,
       commit: () => {
-        this.saved = { x: xa, shape: sh, useBatchStats: false, mean, invstd, weight: weightSnapshot, inPlace: p.y === xa };
+        this.saved = { x: xa, shape: sh, useBatchStats: false, mean, invstd, runningVar, weight: weightSnapshot, inPlace: p.y === xa, channelsLast };
       },
     };
   }
@@ -188,15 +211,19 @@ export class BatchNorm {
       );
     }
     checkArray(fn, 'dy', dy, this.dtype, s.shape.total);
+    // Evaluation mode: prepareBackward takes the running statistics (as they were at the forward)
+    // and eps, not mean/invstd.
+    const stats = s.useBatchStats
+      ? { training: true, mean: s.mean, invstd: s.invstd }
+      : { training: false, runningMean: s.mean, runningVar: s.runningVar as FloatArray, eps: this.eps };
     const p = prepareBackward(fn, s.x, dy, s.shape.dims, {
       weight: s.weight,
-      training: s.useBatchStats,
-      mean: s.mean,
-      invstd: s.invstd,
+      ...stats,
       gradWeight: this.gradWeight,
       gradBias: this.gradBias,
       accumulate: true,
       out: out as FloatArray | undefined,
+      channelsLast: s.channelsLast,
     });
     return { call: p.call, dx: p.result.dx };
   }
@@ -208,11 +235,12 @@ export class BatchNorm {
   }
 
   /**
-   * Forward pass on x (layout NCHW-style, shape [N, C, ...spatial]). In training mode uses batch
-   * statistics and updates the running statistics; in evaluation mode uses the running statistics.
-   * `out` (same dtype and length) may be x itself for in-place inference.
+   * Forward pass on x, shape [N, C, ...spatial] (stored NCHW-style, or channels-last with
+   * { channelsLast: true }). In training mode uses batch statistics and updates the running
+   * statistics; in evaluation mode uses the running statistics. The third argument is the output
+   * array (same dtype and length; may be x itself, in place) or { out, channelsLast }.
    */
-  forward(x: FloatArray, shape: readonly number[], out?: FloatArray): FloatArray {
+  forward(x: FloatArray, shape: readonly number[], out?: FloatArray | ForwardOptions): FloatArray {
     const fn = this.name('forward');
     this.assertIdle(fn);
     const plan = this.planForward(fn, x, shape, out);
@@ -244,7 +272,7 @@ export class BatchNorm {
   }
 
   /** As forward, on libuv's thread pool; calls on one layer run in call order. */
-  forwardAsync(x: FloatArray, shape: readonly number[], out?: FloatArray): Promise<FloatArray> {
+  forwardAsync(x: FloatArray, shape: readonly number[], out?: FloatArray | ForwardOptions): Promise<FloatArray> {
     const fn = this.name('forwardAsync');
     return this.enqueue(async () => {
       const plan = this.planForward(fn, x, shape, out);
@@ -329,6 +357,7 @@ export class BatchNorm {
       throw new BatchNormTypeError('ERR_BN_INVALID_ARG_TYPE', `${fn}: state must be an object, received ${describe(dict)}`);
     }
     const strict = checkBoolean(fn, 'strict', checkOptions(fn, options).strict ?? true);
+    this.assertIdle(fn); // an async call in flight reads and writes these arrays
     const expected = this.expectedKeys();
     const missing = expected.filter((k) => !(k in dict) || dict[k] === undefined);
     const unexpected = Object.keys(dict).filter((k) => !expected.includes(k));
@@ -380,13 +409,22 @@ export class BatchNorm {
   /** Reads a safetensors checkpoint (e.g. from PyTorch's state_dict) into the layer. An optional
    * `prefix` ("layer1.bn.") selects one module's entries from a whole-model file. */
   loadSafetensors(path: string, options: LoadStateDictOptions & { prefix?: string } = {}): void {
+    const fn = this.name('loadSafetensors');
+    const o = checkOptions(fn, options) as LoadStateDictOptions & { prefix?: string };
+    const prefix = o.prefix ?? '';
+    if (typeof prefix !== 'string') {
+      throw new BatchNormTypeError('ERR_BN_INVALID_ARG_TYPE', `${fn}: prefix must be a string, received ${describe(prefix)}`);
+    }
+    if (typeof path !== 'string' || path.length === 0) {
+      throw new BatchNormTypeError('ERR_BN_INVALID_ARG_TYPE', `${fn}: path must be a non-empty string, received ${describe(path)}`);
+    }
+    this.assertIdle(fn);
     const file = readSafetensorsFile(path);
-    const prefix = options.prefix ?? '';
     const dict: Record<string, unknown> = {};
     for (const [k, t] of Object.entries(file.tensors)) {
       if (k.startsWith(prefix)) dict[k.slice(prefix.length)] = t.data;
     }
-    this.loadStateDict(dict, { strict: options.strict });
+    this.loadStateDict(dict, { strict: o.strict });
   }
 }
 

@@ -20,6 +20,8 @@ export interface TrainingOptions {
   eps?: number;
   /** Output array (x's dtype and length). May be x itself (in place). */
   out?: FloatArray;
+  /** x is stored channels-last ([N, ...spatial, C], e.g. NHWC); shape stays logical [N, C, ...spatial]. */
+  channelsLast?: boolean;
 }
 
 export interface TrainingResult {
@@ -39,6 +41,7 @@ export interface InferenceOptions {
   runningVar: FloatArray;
   eps?: number;
   out?: FloatArray;
+  channelsLast?: boolean;
 }
 
 export interface BackwardOptions {
@@ -58,6 +61,8 @@ export interface BackwardOptions {
   accumulate?: boolean;
   /** dx output (x's dtype and length); may be dy itself. Default: a new array. */
   out?: FloatArray;
+  /** x, dy and dx are stored channels-last. */
+  channelsLast?: boolean;
 }
 
 export interface BackwardResult {
@@ -76,6 +81,10 @@ function xAndShape(fn: string, x: unknown, shape: unknown): { x: FloatArray; dty
   const dtype = dtypeOf(x);
   checkArray(fn, 'x', x, dtype, sh.total);
   return { x, dtype, sh };
+}
+
+function channelsLastOption(fn: string, v: unknown): boolean {
+  return v === undefined ? false : checkBoolean(fn, 'channelsLast', v);
 }
 
 function outputFor(fn: string, out: unknown, x: FloatArray, dtype: DType, total: number, name = 'out'): FloatArray {
@@ -123,7 +132,7 @@ export function prepareTraining(fn: string, x: unknown, shape: unknown, options:
     result,
     call: {
       fn: 'forwardTraining',
-      args: [xa, y, sh.n, sh.c, sh.s, weight, bias, result.saveMean, result.saveInvstd, result.batchMean, result.batchInvstd, rm, rv, eps, momentum],
+      args: [xa, y, sh.n, sh.c, sh.s, weight, bias, result.saveMean, result.saveInvstd, result.batchMean, result.batchInvstd, rm, rv, eps, momentum, channelsLastOption(fn, o.channelsLast)],
     },
   };
 }
@@ -141,7 +150,7 @@ export function prepareInference(fn: string, x: unknown, shape: unknown, options
   for (const [name, a] of [['runningMean', rm], ['runningVar', rv], ['weight', weight], ['bias', bias]] as const) {
     if (a) checkNoOverlap(fn, 'out', y, name, a, false);
   }
-  return { y, call: { fn: 'forwardInference', args: [xa, y, sh.n, sh.c, sh.s, weight, bias, rm, rv, eps] } };
+  return { y, call: { fn: 'forwardInference', args: [xa, y, sh.n, sh.c, sh.s, weight, bias, rm, rv, eps, channelsLastOption(fn, o.channelsLast)] } };
 }
 
 function widen(fn: string, name: string, v: unknown, dtype: DType, C: number): Float64Array {
@@ -187,7 +196,7 @@ export function prepareBackward(fn: string, x: unknown, dy: unknown, shape: unkn
   checkNoOverlap(fn, 'gradWeight', gw, 'gradBias', gb, false);
   return {
     result: { dx, gradWeight: gw, gradBias: gb },
-    call: { fn: 'backward', args: [xa, dya, dx, sh.n, sh.c, sh.s, weight, mean, invstd, gw, gb, training, accumulate] },
+    call: { fn: 'backward', args: [xa, dya, dx, sh.n, sh.c, sh.s, weight, mean, invstd, gw, gb, training, accumulate, channelsLastOption(fn, o.channelsLast)] },
   };
 }
 

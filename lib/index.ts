@@ -4,7 +4,7 @@ import { bindingInfo, native } from './load';
 import type { SimdLevelName } from '../binding';
 
 export { BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d } from './batchnorm';
-export type { BatchNormOptions, BatchNormStateDict, LoadStateDictOptions } from './batchnorm';
+export type { BatchNormOptions, BatchNormStateDict, ForwardOptions, LoadStateDictOptions } from './batchnorm';
 export {
   batchNormTraining, batchNormInference, batchNormBackward,
   batchNormTrainingAsync, batchNormInferenceAsync, batchNormBackwardAsync,

@@ -2,7 +2,7 @@
 // data_offsets}, plus "__metadata__"), then the raw little-endian data. The format PyTorch's
 // ecosystem uses for checkpoints; every offset and size is checked before anything is read.
 import * as fs from 'fs';
-import { BatchNormError, describe } from './errors';
+import { BatchNormError, BatchNormTypeError, describe } from './errors';
 
 export type TensorDType = 'F32' | 'F64' | 'I64';
 export type TensorData = Float32Array | Float64Array | BigInt64Array;
@@ -74,7 +74,10 @@ export function parseSafetensors(buf: Uint8Array): SafetensorsFile {
     if (!Number.isSafeInteger(count) || count * ITEM[dtype] !== e - b) {
       fail(`tensor '${name}' of shape [${shape.join(', ')}] and dtype ${dtype} needs ${count * ITEM[dtype]} bytes, its offsets span ${e - b}`);
     }
-    const bytes = buf.slice(dataStart + b, dataStart + e); // copy: aligned for the typed view
+    // A fresh copy at offset 0 of its own buffer (aligned for the typed view). Not buf.slice():
+    // on a Buffer that is a view into the shared pool, and its .buffer starts elsewhere.
+    const bytes = new Uint8Array(e - b);
+    bytes.set(buf.subarray(dataStart + b, dataStart + e));
     const data = dtype === 'F32' ? new Float32Array(bytes.buffer, 0, count)
       : dtype === 'F64' ? new Float64Array(bytes.buffer, 0, count)
         : new BigInt64Array(bytes.buffer, 0, count);
@@ -120,6 +123,10 @@ export function serializeSafetensors(tensors: Record<string, { shape: number[]; 
 }
 
 export function readSafetensorsFile(path: string): SafetensorsFile {
+  if (typeof path !== 'string' || path.length === 0) {
+    // fs.readFileSync would read from a file descriptor given a number.
+    throw new BatchNormTypeError('ERR_BN_INVALID_ARG_TYPE', `readSafetensorsFile: path must be a non-empty string, received ${describe(path)}`);
+  }
   return parseSafetensors(fs.readFileSync(path));
 }
 

@@ -128,6 +128,11 @@ bool Args::boolean(size_t i, const char* name) const {
   return v.As<Napi::Boolean>().Value();
 }
 
+bool Args::optional_boolean(size_t i, const char* name, bool fallback) const {
+  if (info_[i].IsUndefined()) return fallback;
+  return boolean(i, name);
+}
+
 bn::Shape Args::shape(size_t i) const {
   bn::Shape s;
   s.n = dim(i, "n");

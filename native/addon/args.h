@@ -40,6 +40,8 @@ class Args {
   int64_t dim(size_t i, const char* name) const;
   double number(size_t i, const char* name) const;
   bool boolean(size_t i, const char* name) const;
+  // undefined -> fallback; otherwise must be a boolean.
+  bool optional_boolean(size_t i, const char* name, bool fallback) const;
   // n, c, s at info[i], info[i+1], info[i+2].
   bn::Shape shape(size_t i) const;
 

@@ -75,7 +75,7 @@ class BackwardJob : public Job {
 };
 
 // forwardTraining(x, y, n, c, s, weight, bias, saveMean, saveInvstd, batchMean, batchInvstd,
-//                 runningMean, runningVar, eps, momentumFactor)
+//                 runningMean, runningVar, eps, momentumFactor, channelsLast?)
 template <typename T>
 std::unique_ptr<Job> forward_training_job(const Args& args, DType d, const bn::Shape& s) {
   const size_t total = size_t(s.n) * size_t(s.c) * size_t(s.s), C = size_t(s.c);
@@ -91,6 +91,8 @@ std::unique_ptr<Job> forward_training_job(const Args& args, DType d, const bn::S
   const ArrayArg rv = args.array_of(12, "runningVar", d, C, true);
   const double eps = args.number(13, "eps");
   const double f = args.number(14, "momentumFactor");
+  bn::Shape shape = s;
+  shape.channels_last = args.optional_boolean(15, "channelsLast", false);
   check_inplace_or_disjoint(args, y, "y", x, "x");
   const ArrayArg* outs[] = {&sm, &si, &bm, &bi, &rm, &rv};
   const char* out_names[] = {"saveMean", "saveInvstd", "batchMean", "batchInvstd", "runningMean", "runningVar"};
@@ -101,7 +103,7 @@ std::unique_ptr<Job> forward_training_job(const Args& args, DType d, const bn::S
   }
   auto job = std::make_unique<ForwardTrainingJob<T>>();
   job->name = "forwardTraining";
-  job->a.shape = s;
+  job->a.shape = shape;
   job->a.x = x.ptr<T>();
   job->a.y = y.ptr<T>();
   job->a.weight = w.ptr<T>();
@@ -120,7 +122,7 @@ std::unique_ptr<Job> forward_training_job(const Args& args, DType d, const bn::S
   return job;
 }
 
-// forwardInference(x, y, n, c, s, weight, bias, mean, var, eps)
+// forwardInference(x, y, n, c, s, weight, bias, mean, var, eps, channelsLast?)
 template <typename T>
 std::unique_ptr<Job> forward_inference_job(const Args& args, DType d, const bn::Shape& s) {
   const size_t total = size_t(s.n) * size_t(s.c) * size_t(s.s), C = size_t(s.c);
@@ -131,11 +133,13 @@ std::unique_ptr<Job> forward_inference_job(const Args& args, DType d, const bn::
   const ArrayArg mean = args.array_of(7, "mean", d, C, false);
   const ArrayArg var = args.array_of(8, "var", d, C, false);
   const double eps = args.number(9, "eps");
+  bn::Shape shape = s;
+  shape.channels_last = args.optional_boolean(10, "channelsLast", false);
   check_inplace_or_disjoint(args, y, "y", x, "x");
   for (const ArrayArg* in : {&w, &b, &mean, &var}) check_disjoint(args, y, "y", *in, "a per-channel input");
   auto job = std::make_unique<ForwardInferenceJob<T>>();
   job->name = "forwardInference";
-  job->a.shape = s;
+  job->a.shape = shape;
   job->a.x = x.ptr<T>();
   job->a.y = y.ptr<T>();
   job->a.weight = w.ptr<T>();
@@ -149,7 +153,8 @@ std::unique_ptr<Job> forward_inference_job(const Args& args, DType d, const bn::
   return job;
 }
 
-// backward(x, dy, dx, n, c, s, weight, mean, invstd, gradWeight, gradBias, useBatchStats, accumulate)
+// backward(x, dy, dx, n, c, s, weight, mean, invstd, gradWeight, gradBias, useBatchStats, accumulate,
+//          channelsLast?)
 template <typename T>
 std::unique_ptr<Job> backward_job(const Args& args, DType d, const bn::Shape& s) {
   const size_t total = size_t(s.n) * size_t(s.c) * size_t(s.s), C = size_t(s.c);
@@ -163,6 +168,8 @@ std::unique_ptr<Job> backward_job(const Args& args, DType d, const bn::Shape& s)
   const ArrayArg gb = args.array_of(10, "gradBias", d, C, true);
   const bool use_batch = args.boolean(11, "useBatchStats");
   const bool accumulate = args.boolean(12, "accumulate");
+  bn::Shape shape = s;
+  shape.channels_last = args.optional_boolean(13, "channelsLast", false);
   check_inplace_or_disjoint(args, dx, "dx", dy, "dy");
   check_inplace_or_disjoint(args, dx, "dx", x, "x");
   for (const ArrayArg* out : {&gw, &gb}) {
@@ -173,7 +180,7 @@ std::unique_ptr<Job> backward_job(const Args& args, DType d, const bn::Shape& s)
   check_disjoint(args, gw, "gradWeight", gb, "gradBias");
   auto job = std::make_unique<BackwardJob<T>>();
   job->name = "backward";
-  job->a.shape = s;
+  job->a.shape = shape;
   job->a.x = x.ptr<T>();
   job->a.dy = dy.ptr<T>();
   job->a.dx = dx.ptr<T>();

@@ -1,20 +1,21 @@
 // Drivers: argument checks, work partitioning, OpenMP regions, per-channel coefficients. The
 // elementwise and reduction loops are the active ISA's kernels (kernels.h).
 //
-// Partitioning. A work item is (channel c, part p): part p of the m = N*S values of channel c,
-// walked as contiguous runs. With P = 1 a thread owns whole channels and fuses the statistics and
-// the normalize pass per channel, while the channel is still in its cache. With P > 1 (fewer
-// channels than threads, or an uneven split) every item computes partial sums, one thread turns
-// them into coefficients, and the same static schedule gives every thread back the items it just
-// read. Partial sums share one shift per channel, so they simply add: no Chan merge needed, and
-// the result depends only on P, not on which thread ran what.
+// Partitioning (see Partition below). A piece is part p of the m = N*S values of channel c,
+// walked as blocks of runs. "Fused": a thread owns whole channels and runs the statistics and the
+// normalize pass back to back, while the channel is still in its cache. Otherwise (fewer channels
+// than threads, or an uneven split) channels go in waves: every piece of the wave computes
+// partial sums, one thread turns them into coefficients, and the same static schedule gives every
+// thread back the pieces it just read. Partial sums share one shift per channel, so they simply
+// add: no Chan merge, and the result depends only on the number of parts, not on the threads.
 //
-// For S == 1 ([N, C]) the channel is the fastest index: the rows kernels vectorize over
+// For [N, C] and channels-last the channel is the fastest index: the rows kernels vectorize over
 // channels and the parts are ranges of rows.
 #include "batchnorm.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <new>
 #include <vector>
@@ -24,8 +25,9 @@
 namespace bn {
 namespace {
 
-constexpr int64_t kSerialBelow = 1 << 15;  // elements; below this a parallel region costs more
+constexpr int64_t kSerialBelow = 1 << 15;   // elements; below this a parallel region costs more
 constexpr int64_t kMinPartElems = 1 << 13;  // smallest piece of a channel worth a thread
+constexpr int64_t kWaveBytesPerThread = int64_t(1) << 20;  // channel data a thread holds between passes
 
 template <typename T>
 const KernelTable<T>& table();
@@ -41,32 +43,93 @@ int threads_for(const Shape& s, int requested) {
   return std::max(1, requested);
 }
 
-// Parts per channel so that C * P items split evenly over nt threads (or closely enough).
-int64_t parts_per_channel(const Shape& s, int nt) {
-  if (nt <= 1 || s.s == 1) return 1;
-  if (s.c % nt == 0 || s.c >= 8 * int64_t(nt)) return 1;
-  const int64_t m = s.n * s.s;
-  int64_t best = 1;
-  for (int64_t p = 2; p <= 4 * int64_t(nt); ++p) {
-    if (m / p < kMinPartElems) break;
-    best = p;
-    if ((s.c * p) % nt == 0) break;
-  }
-  return best;
+// Outputs at least this large are written with non-temporal stores: they cannot stay in cache
+// anyway, and streaming skips the read-for-ownership of every destination line.
+// BATCHNORM_STREAM_MIN_BYTES overrides it (0: always stream; a huge value: never).
+int64_t stream_min_bytes() {
+  static const int64_t v = [] {
+    const char* e = std::getenv("BATCHNORM_STREAM_MIN_BYTES");
+    if (e != nullptr) {
+      char* end = nullptr;
+      const long long x = std::strtoll(e, &end, 10);
+      if (end != e && x >= 0) return int64_t(x);
+    }
+    return int64_t(16) << 20;
+  }();
+  return v;
 }
 
-// Calls f(offset, len) for each contiguous run of part `part` (of P) of channel c.
+// How a two-pass operation (statistics then normalize; reductions then dx) is spread over threads.
+struct Partition {
+  int nt = 1;
+  bool fused = true;   // whole channels per thread, both passes back to back, no barrier
+  int64_t parts = 1;   // otherwise: each channel split into `parts` pieces...
+  int64_t wave = 1;    // ...and channels processed `wave` at a time, so the data of a wave is
+                       // still in cache when the second pass reads it again
+  bool stream = false;
+};
+
+Partition partition(const Shape& s, int requested, size_t elem_bytes) {
+  Partition pt;
+  pt.nt = threads_for(s, requested);
+  pt.stream = int64_t(elem_bytes) * total_elems(s) >= stream_min_bytes();
+  const int64_t nt = pt.nt;
+  const int64_t m = s.n * s.s;
+  if (nt == 1 || s.c % nt == 0 || s.c >= 8 * nt || m / nt < kMinPartElems) return pt;
+  pt.fused = false;
+  pt.parts = nt;
+  const int64_t chan_bytes = m * int64_t(elem_bytes);
+  pt.wave = std::max<int64_t>(1, std::min<int64_t>(s.c, nt * kWaveBytesPerThread / chan_bytes));
+  return pt;
+}
+
+// Calls f(offset, rows, n) for the blocks of part `part` (of P) of channel c: rows runs of n
+// values starting at offset, C * S apart (a partial first run, whole runs, a partial last run).
 template <class F>
-void for_each_run(const Shape& s, int64_t c, int64_t part, int64_t P, F&& f) {
+void for_each_block(const Shape& s, int64_t c, int64_t part, int64_t P, F&& f) {
   const int64_t m = s.n * s.s;
   const int64_t lo = m / P * part + std::min(part, m % P);
   const int64_t hi = lo + m / P + (part < m % P ? 1 : 0);
+  auto offset = [&](int64_t j) { return (j / s.s * s.c + c) * s.s + j % s.s; };
   int64_t j = lo;
-  while (j < hi) {
-    const int64_t n = j / s.s, off = j % s.s;
-    const int64_t len = std::min(hi - j, s.s - off);
-    f((n * s.c + c) * s.s + off, len);
+  if (j < hi && j % s.s != 0) {
+    const int64_t len = std::min(hi - j, s.s - j % s.s);
+    f(offset(j), int64_t(1), len);
     j += len;
+  }
+  const int64_t full = (hi - j) / s.s;
+  if (full > 0) {
+    f(offset(j), full, s.s);
+    j += full * s.s;
+  }
+  if (j < hi) f(offset(j), int64_t(1), hi - j);
+}
+
+// The two-pass skeleton: first(c, part, slot) for every piece, finish(c) once per channel after
+// all its pieces, second(c, part). Pieces of one channel share slot range [c * P, c * P + P).
+template <class First, class Finish, class Second>
+void two_pass(const Shape& s, const Partition& pt, First&& first, Finish&& finish, Second&& second) {
+  if (pt.fused) {
+    // Whole channels per thread: the second pass reads a channel the first just brought in.
+#pragma omp parallel for schedule(static) num_threads(pt.nt) if (pt.nt > 1)
+    for (int64_t c = 0; c < s.c; ++c) {
+      first(c, int64_t(0), c);
+      finish(c);
+      second(c, int64_t(0));
+    }
+    return;
+  }
+  const int64_t P = pt.parts;
+#pragma omp parallel num_threads(pt.nt)
+  for (int64_t c0 = 0; c0 < s.c; c0 += pt.wave) {
+    const int64_t items = std::min(pt.wave, s.c - c0) * P;
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < items; ++it) first(c0 + it / P, it % P, c0 * P + it);
+#pragma omp single
+    for (int64_t c = c0; c < std::min(s.c, c0 + pt.wave); ++c) finish(c);
+    // Same static schedule and trip count: each thread takes back the pieces it just read.
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < items; ++it) second(c0 + it / P, it % P);
   }
 }
 
@@ -101,7 +164,7 @@ struct TrainingStats {
   TrainingStats(const ForwardTrainingArgs<T>& a, int64_t P)
       : args(a), shift(size_t(a.shape.c)), sum(size_t(a.shape.c * P)), sumsq(size_t(a.shape.c * P)),
         affine(a.shape.c) {
-    for (int64_t c = 0; c < a.shape.c; ++c) shift[c] = a.x[c * a.shape.s];
+    for (int64_t c = 0; c < a.shape.c; ++c) shift[c] = a.x[a.shape.rows_layout() ? c : c * a.shape.s];
   }
 
   // Reduce the P partial sums of channel c, write save_* / running stats, set the affine.
@@ -144,7 +207,7 @@ Status check_common(const Shape& shape, const void* x, const void* y, int num_th
 template <typename T>
 void forward_training_rows(const ForwardTrainingArgs<T>& a, int nt) {
   const KernelTable<T>& k = table<T>();
-  const int64_t C = a.shape.c, rows = a.shape.n;
+  const int64_t C = a.shape.c, rows = a.shape.rows();
   const int64_t P = std::max<int64_t>(1, std::min<int64_t>(nt, rows));
   TrainingStats<T> st(a, P);
   // Rows kernels accumulate into contiguous [C] arrays, so keep them per part, then transpose.
@@ -179,71 +242,55 @@ void forward_training_rows(const ForwardTrainingArgs<T>& a, int nt) {
 }
 
 template <typename T>
-void forward_training_runs(const ForwardTrainingArgs<T>& a, int nt) {
+void forward_training_runs(const ForwardTrainingArgs<T>& a, int requested) {
   const KernelTable<T>& k = table<T>();
   const Shape& s = a.shape;
-  const int64_t P = parts_per_channel(s, nt);
+  const Partition pt = partition(s, requested, sizeof(T));
+  const int64_t P = pt.parts;
+  const size_t stride = size_t(s.c * s.s);
   TrainingStats<T> st(a, P);
-  if (P == 1) {
-    // Whole channels per thread: statistics, then normalize while the channel is in cache.
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int64_t c = 0; c < s.c; ++c) {
-      for_each_run(s, c, 0, 1, [&](int64_t off, int64_t len) {
-        k.stats_run(a.x + off, size_t(len), st.shift[c], &st.sum[c], &st.sumsq[c]);
+  two_pass(
+      s, pt,
+      [&](int64_t c, int64_t p, int64_t slot) {
+        for_each_block(s, c, p, P, [&](int64_t off, int64_t rows, int64_t n) {
+          k.stats_run(a.x + off, size_t(rows), size_t(n), stride, st.shift[c], &st.sum[slot], &st.sumsq[slot]);
+        });
+      },
+      [&](int64_t c) { st.finish_channel(c, P); },
+      [&](int64_t c, int64_t p) {
+        for_each_block(s, c, p, P, [&](int64_t off, int64_t rows, int64_t n) {
+          k.affine_run(a.x + off, a.y + off, size_t(rows), size_t(n), stride, st.affine.c[c],
+                       st.affine.a[c], st.affine.b[c], pt.stream);
+        });
       });
-      st.finish_channel(c, 1);
-      for_each_run(s, c, 0, 1, [&](int64_t off, int64_t len) {
-        k.affine_run(a.x + off, a.y + off, size_t(len), st.affine.c[c], st.affine.a[c],
-                     st.affine.b[c]);
-      });
-    }
-    return;
-  }
-  const int64_t items = s.c * P;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-#pragma omp for schedule(static)
-    for (int64_t it = 0; it < items; ++it) {
-      const int64_t c = it / P, p = it % P;
-      for_each_run(s, c, p, P, [&](int64_t off, int64_t len) {
-        k.stats_run(a.x + off, size_t(len), st.shift[c], &st.sum[it], &st.sumsq[it]);
-      });
-    }
-#pragma omp single
-    for (int64_t c = 0; c < s.c; ++c) st.finish_channel(c, P);
-    // Same static schedule and trip count: each thread normalizes the items it just read.
-#pragma omp for schedule(static)
-    for (int64_t it = 0; it < items; ++it) {
-      const int64_t c = it / P, p = it % P;
-      for_each_run(s, c, p, P, [&](int64_t off, int64_t len) {
-        k.affine_run(a.x + off, a.y + off, size_t(len), st.affine.c[c], st.affine.a[c],
-                     st.affine.b[c]);
-      });
-    }
-  }
 }
 
 // Elementwise pass over the whole tensor with fixed per-channel coefficients.
 template <typename T>
-void apply_affine(const Shape& s, const T* x, T* y, const Affine<T>& af, int nt) {
+void apply_affine(const Shape& s, const T* x, T* y, const Affine<T>& af, int requested) {
   const KernelTable<T>& k = table<T>();
-  if (s.s == 1) {
-    const int64_t P = std::max<int64_t>(1, std::min<int64_t>(nt, s.n));
+  const int nt = threads_for(s, requested);
+  if (s.rows_layout()) {
+    const int64_t P = std::max<int64_t>(1, std::min<int64_t>(nt, s.rows()));
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int64_t p = 0; p < P; ++p) {
       int64_t lo, hi;
-      row_range(s.n, p, P, &lo, &hi);
+      row_range(s.rows(), p, P, &lo, &hi);
       k.affine_rows(x + lo * s.c, y + lo * s.c, size_t(hi - lo), size_t(s.c), af.c.data(),
                     af.a.data(), af.b.data());
     }
     return;
   }
-  // Every (n, c) run is independent here: split the N*C runs evenly.
-  const int64_t runs = s.n * s.c;
+  const Partition pt = partition(s, nt, sizeof(T));
+  const int64_t P = pt.fused ? 1 : pt.parts;
+  const size_t stride = size_t(s.c * s.s);
+  const int64_t items = s.c * P;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-  for (int64_t r = 0; r < runs; ++r) {
-    const int64_t c = r % s.c;
-    k.affine_run(x + r * s.s, y + r * s.s, size_t(s.s), af.c[c], af.a[c], af.b[c]);
+  for (int64_t it = 0; it < items; ++it) {
+    const int64_t c = it / P;
+    for_each_block(s, c, it % P, P, [&](int64_t off, int64_t rows, int64_t n) {
+      k.affine_run(x + off, y + off, size_t(rows), size_t(n), stride, af.c[c], af.a[c], af.b[c], pt.stream);
+    });
   }
 }
 
@@ -288,7 +335,7 @@ void backward_finish_channel(const BackwardArgs<T>& a, BackwardCoefs<T>& bc, int
 template <typename T>
 void backward_rows(const BackwardArgs<T>& a, int nt) {
   const KernelTable<T>& k = table<T>();
-  const int64_t C = a.shape.c, rows = a.shape.n;
+  const int64_t C = a.shape.c, rows = a.shape.rows();
   const int64_t P = std::max<int64_t>(1, std::min<int64_t>(nt, rows));
   BackwardCoefs<T> bc(C, P);
   for (int64_t c = 0; c < C; ++c) bc.c[c] = T(a.mean[c]);
@@ -323,45 +370,30 @@ void backward_rows(const BackwardArgs<T>& a, int nt) {
 }
 
 template <typename T>
-void backward_runs(const BackwardArgs<T>& a, int nt) {
+void backward_runs(const BackwardArgs<T>& a, int requested) {
   const KernelTable<T>& k = table<T>();
   const Shape& s = a.shape;
-  const int64_t P = parts_per_channel(s, nt);
+  const Partition pt = partition(s, requested, sizeof(T));
+  const int64_t P = pt.parts;
+  const size_t stride = size_t(s.c * s.s);
   BackwardCoefs<T> bc(s.c, P);
   for (int64_t c = 0; c < s.c; ++c) bc.c[c] = T(a.mean[c]);
-  auto reduce_item = [&](int64_t c, int64_t p, int64_t slot) {
-    for_each_run(s, c, p, P, [&](int64_t off, int64_t len) {
-      k.bwd_reduce_run(a.x + off, a.dy + off, size_t(len), bc.c[c], &bc.sum_dy[slot],
-                       &bc.sum_dyxc[slot]);
-    });
-  };
-  auto dx_item = [&](int64_t c, int64_t p) {
-    for_each_run(s, c, p, P, [&](int64_t off, int64_t len) {
-      k.bwd_dx_run(a.x + off, a.dy + off, a.dx + off, size_t(len), bc.c[c], bc.k1[c], bc.k2[c],
-                   bc.k3[c]);
-    });
-  };
-  if (P == 1) {
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int64_t c = 0; c < s.c; ++c) {
-      reduce_item(c, 0, c);
-      backward_finish_channel(a, bc, c, 1);
-      if (a.dx) dx_item(c, 0);
-    }
-    return;
-  }
-  const int64_t items = s.c * P;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-#pragma omp for schedule(static)
-    for (int64_t it = 0; it < items; ++it) reduce_item(it / P, it % P, it);
-#pragma omp single
-    for (int64_t c = 0; c < s.c; ++c) backward_finish_channel(a, bc, c, P);
-    if (a.dx) {
-#pragma omp for schedule(static)
-      for (int64_t it = 0; it < items; ++it) dx_item(it / P, it % P);
-    }
-  }
+  two_pass(
+      s, pt,
+      [&](int64_t c, int64_t p, int64_t slot) {
+        for_each_block(s, c, p, P, [&](int64_t off, int64_t rows, int64_t n) {
+          k.bwd_reduce_run(a.x + off, a.dy + off, size_t(rows), size_t(n), stride, bc.c[c],
+                           &bc.sum_dy[slot], &bc.sum_dyxc[slot]);
+        });
+      },
+      [&](int64_t c) { backward_finish_channel(a, bc, c, P); },
+      [&](int64_t c, int64_t p) {
+        if (a.dx == nullptr) return;
+        for_each_block(s, c, p, P, [&](int64_t off, int64_t rows, int64_t n) {
+          k.bwd_dx_run(a.x + off, a.dy + off, a.dx + off, size_t(rows), size_t(n), stride, bc.c[c],
+                       bc.k1[c], bc.k2[c], bc.k3[c], pt.stream);
+        });
+      });
 }
 
 }  // namespace
@@ -384,12 +416,11 @@ Status forward_training(const ForwardTrainingArgs<T>& a) {
     return Status::kBadMomentum;
   }
   if (a.shape.n * a.shape.s < 2) return Status::kTooFewValues;
-  const int nt = threads_for(a.shape, a.num_threads);
   try {
-    if (a.shape.s == 1) {
-      forward_training_rows(a, nt);
+    if (a.shape.rows_layout()) {
+      forward_training_rows(a, threads_for(a.shape, a.num_threads));
     } else {
-      forward_training_runs(a, nt);
+      forward_training_runs(a, a.num_threads);
     }
   } catch (const std::bad_alloc&) {
     return Status::kOutOfMemory;
@@ -410,7 +441,7 @@ Status forward_inference(const ForwardInferenceArgs<T>& a) {
       const double b = a.bias ? double(a.bias[c]) : 0.0;
       af.set(c, double(a.mean[c]), w * invstd, b);
     }
-    apply_affine(a.shape, a.x, a.y, af, threads_for(a.shape, a.num_threads));
+    apply_affine(a.shape, a.x, a.y, af, a.num_threads);
   } catch (const std::bad_alloc&) {
     return Status::kOutOfMemory;
   }
@@ -421,12 +452,11 @@ template <typename T>
 Status backward(const BackwardArgs<T>& a) {
   if (Status st = check_common<T>(a.shape, a.x, a.dy, a.num_threads); st != Status::kOk) return st;
   if (a.mean == nullptr || a.invstd == nullptr) return Status::kNullPointer;
-  const int nt = threads_for(a.shape, a.num_threads);
   try {
-    if (a.shape.s == 1) {
-      backward_rows(a, nt);
+    if (a.shape.rows_layout()) {
+      backward_rows(a, threads_for(a.shape, a.num_threads));
     } else {
-      backward_runs(a, nt);
+      backward_runs(a, a.num_threads);
     }
   } catch (const std::bad_alloc&) {
     return Status::kOutOfMemory;

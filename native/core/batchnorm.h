@@ -45,11 +45,16 @@ bool simd_level_supported(SimdLevel level);
 // Defaults to OMP_NUM_THREADS if set and valid, else the number of online processors.
 int default_num_threads();
 
-// Geometry of one activation tensor in NCHW-style order: x[n][c][s], contiguous.
+// Geometry of one activation tensor: x[n][c][s] contiguous (NCHW-style), or x[n][s][c] when
+// channels_last (NHWC-style, channel fastest).
 struct Shape {
   int64_t n = 0;
   int64_t c = 0;
   int64_t s = 1;  // product of spatial dims (1 for [N, C])
+  bool channels_last = false;
+  // Channel-fastest layouts ([N, C] is one too) run the rows kernels over n * s rows of c values.
+  bool rows_layout() const { return channels_last || s == 1; }
+  int64_t rows() const { return n * s; }
 };
 
 // Checks n, c, s >= 1 and that n*c*s fits in int64 (and in size_t). Returns kBadShape otherwise.

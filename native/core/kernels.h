@@ -14,19 +14,25 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace bn {
 
 template <typename T>
 struct KernelTable {
+  // Run kernels: `rows` runs of n values, run r at x + r * stride (one NCHW channel: rows = N,
+  // n = S, stride = C * S). `stream`: write the output with non-temporal stores (for outputs
+  // larger than the caches: no read-for-ownership, no eviction of the input).
   // sum += Σ (x - k); sumsq += Σ (x - k)²
-  void (*stats_run)(const T* x, size_t n, T k, double* sum, double* sumsq);
+  void (*stats_run)(const T* x, size_t rows, size_t n, size_t stride, T k, double* sum, double* sumsq);
   // y = (x - c) * a + b
-  void (*affine_run)(const T* x, T* y, size_t n, T c, T a, T b);
+  void (*affine_run)(const T* x, T* y, size_t rows, size_t n, size_t stride, T c, T a, T b, bool stream);
   // sum_dy += Σ dy; sum_dyxc += Σ dy * (x - c)
-  void (*bwd_reduce_run)(const T* x, const T* dy, size_t n, T c, double* sum_dy, double* sum_dyxc);
+  void (*bwd_reduce_run)(const T* x, const T* dy, size_t rows, size_t n, size_t stride, T c,
+                         double* sum_dy, double* sum_dyxc);
   // dx = dy * k1 + (x - c) * k2 + k3
-  void (*bwd_dx_run)(const T* x, const T* dy, T* dx, size_t n, T c, T k1, T k2, T k3);
+  void (*bwd_dx_run)(const T* x, const T* dy, T* dx, size_t rows, size_t n, size_t stride, T c,
+                     T k1, T k2, T k3, bool stream);
 
   // The same four over rows of `ch` channels (per-channel arrays k, c, a, b, k1, k2, k3 of length
   // ch, accumulators sum/sumsq/sum_dy/sum_dyxc of length ch).

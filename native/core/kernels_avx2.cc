@@ -7,6 +7,10 @@
 namespace bn {
 namespace {
 
+// Sliding windows for masked loads/stores: 8 - n (or 8 - 2n) from the start gives n active lanes.
+alignas(64) constexpr int32_t kTailMask32[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+constexpr const int32_t* kTailMask64 = kTailMask32;  // a 64-bit lane is active when both halves are
+
 struct Avx2F32 {
   using T = float;
   using Vec = __m256;
@@ -18,6 +22,15 @@ struct Avx2F32 {
   static Vec mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
   static T fma1(T a, T b, T c) { return __builtin_fmaf(a, b, c); }
+  static constexpr size_t kStreamAlign = 32;
+  static __m256i tail_mask(size_t n) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kTailMask32 + 8 - n)); }
+  static Vec load_tail(const T* p, size_t n, T fill) {
+    const __m256i m = tail_mask(n);
+    return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
+  }
+  static void store_tail(T* p, Vec v, size_t n) { _mm256_maskstore_ps(p, tail_mask(n), v); }
+  static void stream(T* p, Vec v) { _mm256_stream_ps(p, v); }
+  static void fence() { _mm_sfence(); }
   struct Acc {
     __m256d lo, hi;
   };
@@ -44,6 +57,15 @@ struct Avx2F64 {
   static Vec mul(Vec a, Vec b) { return _mm256_mul_pd(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_pd(a, b, c); }
   static T fma1(T a, T b, T c) { return __builtin_fma(a, b, c); }
+  static constexpr size_t kStreamAlign = 32;
+  static __m256i tail_mask(size_t n) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kTailMask64 + 8 - 2 * n)); }
+  static Vec load_tail(const T* p, size_t n, T fill) {
+    const __m256i m = tail_mask(n);
+    return _mm256_blendv_pd(_mm256_set1_pd(fill), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m));
+  }
+  static void store_tail(T* p, Vec v, size_t n) { _mm256_maskstore_pd(p, tail_mask(n), v); }
+  static void stream(T* p, Vec v) { _mm256_stream_pd(p, v); }
+  static void fence() { _mm_sfence(); }
   using Acc = __m256d;
   static Acc acc_zero() { return _mm256_setzero_pd(); }
   static void acc_add(Acc& acc, Vec v) { acc = _mm256_add_pd(acc, v); }

@@ -18,6 +18,12 @@ struct Avx512F32 {
   static Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
   static T fma1(T a, T b, T c) { return __builtin_fmaf(a, b, c); }
+  static constexpr size_t kStreamAlign = 64;
+  static __mmask16 tail_mask(size_t n) { return __mmask16((1u << n) - 1u); }
+  static Vec load_tail(const T* p, size_t n, T fill) { return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), tail_mask(n), p); }
+  static void store_tail(T* p, Vec v, size_t n) { _mm512_mask_storeu_ps(p, tail_mask(n), v); }
+  static void stream(T* p, Vec v) { _mm512_stream_ps(p, v); }
+  static void fence() { _mm_sfence(); }
   struct Acc {
     __m512d lo, hi;
   };
@@ -42,6 +48,12 @@ struct Avx512F64 {
   static Vec mul(Vec a, Vec b) { return _mm512_mul_pd(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_pd(a, b, c); }
   static T fma1(T a, T b, T c) { return __builtin_fma(a, b, c); }
+  static constexpr size_t kStreamAlign = 64;
+  static __mmask8 tail_mask(size_t n) { return __mmask8((1u << n) - 1u); }
+  static Vec load_tail(const T* p, size_t n, T fill) { return _mm512_mask_loadu_pd(_mm512_set1_pd(fill), tail_mask(n), p); }
+  static void store_tail(T* p, Vec v, size_t n) { _mm512_mask_storeu_pd(p, tail_mask(n), v); }
+  static void stream(T* p, Vec v) { _mm512_stream_pd(p, v); }
+  static void fence() { _mm_sfence(); }
   using Acc = __m512d;
   static Acc acc_zero() { return _mm512_setzero_pd(); }
   static void acc_add(Acc& acc, Vec v) { acc = _mm512_add_pd(acc, v); }

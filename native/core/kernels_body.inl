@@ -4,13 +4,20 @@
 //
 // A traits class V provides, for element type T = typename V::T and W = V::W lanes:
 //   Vec load(const T*), store(T*, Vec), set1(T), sub(Vec, Vec), mul(Vec, Vec),
-//   fmadd(a, b, c) = a * b + c,
+//   fmadd(a, b, c) = a * b + c, fma1 (the same on scalars, rounded like fmadd),
+//   load_tail(p, n, fill): lanes [0, n) from p, the others = fill (n < W, reads only n values),
+//   store_tail(p, v, n): writes lanes [0, n) only,
+//   stream(p, v): non-temporal store to a kStreamAlign-aligned p; fence() after streaming,
 //   Acc acc_zero(), acc_add(Acc&, Vec) (adds the lanes, widened to float64), acc_sum(Acc).
 // The scalar TU instantiates the same bodies with W = 1: that is the scalar version of every
 // vector loop, and the reference the microkernel tests compare each ISA against.
 //
 // Rounding is the same in every ISA: the difference and the product are formed in T, the sums in
 // float64; only the order of the float64 additions differs.
+//
+// The "run" kernels take `rows` runs of n values, run r starting at x + r * stride: one channel
+// of an NCHW tensor is N runs of S values, C * S apart. Accumulators stay in registers across
+// runs, and tails use masked loads and stores, so short runs (7x7 maps) cost no scalar loop.
 
 template <class V>
 struct Kernels {
@@ -18,80 +25,127 @@ struct Kernels {
   using Vec = typename V::Vec;
   static constexpr size_t W = V::W;
 
-  static void stats_run(const T* x, size_t n, T k, double* sum, double* sumsq) {
+  // Elements before p reaches the streaming alignment (capped at n).
+  static size_t head_to_align(const T* p, size_t n) {
+    const size_t mis = reinterpret_cast<uintptr_t>(p) % V::kStreamAlign;
+    const size_t head = mis == 0 ? 0 : (V::kStreamAlign - mis) / sizeof(T);
+    return head < n ? head : n;
+  }
+
+  static void stats_run(const T* x, size_t rows, size_t n, size_t stride, T k, double* sum,
+                        double* sumsq) {
     typename V::Acc s0 = V::acc_zero(), s1 = V::acc_zero(), q0 = V::acc_zero(), q1 = V::acc_zero();
     const Vec vk = V::set1(k);
-    size_t i = 0;
-    // scalar math: d = x[i] - k; sum += d; sumsq += d * d
-    for (; i + 2 * W <= n; i += 2 * W) {
-      const Vec d0 = V::sub(V::load(x + i), vk);
-      const Vec d1 = V::sub(V::load(x + i + W), vk);
-      V::acc_add(s0, d0);
-      V::acc_add(s1, d1);
-      V::acc_add(q0, V::mul(d0, d0));
-      V::acc_add(q1, V::mul(d1, d1));
+    for (size_t r = 0; r < rows; ++r) {
+      const T* p = x + r * stride;
+      size_t i = 0;
+      // scalar math: d = x[i] - k; sum += d; sumsq += d * d
+      for (; i + 2 * W <= n; i += 2 * W) {
+        const Vec d0 = V::sub(V::load(p + i), vk);
+        const Vec d1 = V::sub(V::load(p + i + W), vk);
+        V::acc_add(s0, d0);
+        V::acc_add(s1, d1);
+        V::acc_add(q0, V::mul(d0, d0));
+        V::acc_add(q1, V::mul(d1, d1));
+      }
+      if (i + W <= n) {
+        const Vec d0 = V::sub(V::load(p + i), vk);
+        V::acc_add(s0, d0);
+        V::acc_add(q0, V::mul(d0, d0));
+        i += W;
+      }
+      if (i < n) {  // lanes past n load k, so they add 0
+        const Vec d1 = V::sub(V::load_tail(p + i, n - i, k), vk);
+        V::acc_add(s1, d1);
+        V::acc_add(q1, V::mul(d1, d1));
+      }
     }
-    for (; i + W <= n; i += W) {
-      const Vec d0 = V::sub(V::load(x + i), vk);
-      V::acc_add(s0, d0);
-      V::acc_add(q0, V::mul(d0, d0));
-    }
-    double s = V::acc_sum(s0) + V::acc_sum(s1);
-    double q = V::acc_sum(q0) + V::acc_sum(q1);
-    for (; i < n; ++i) {
-      const T d = x[i] - k;
-      s += d;
-      q += T(d * d);
-    }
-    *sum += s;
-    *sumsq += q;
+    *sum += V::acc_sum(s0) + V::acc_sum(s1);
+    *sumsq += V::acc_sum(q0) + V::acc_sum(q1);
   }
 
-  static void affine_run(const T* x, T* y, size_t n, T c, T a, T b) {
+  static void affine_run(const T* x, T* y, size_t rows, size_t n, size_t stride, T c, T a, T b,
+                         bool stream) {
     const Vec vc = V::set1(c), va = V::set1(a), vb = V::set1(b);
-    size_t i = 0;
-    // scalar math: y[i] = (x[i] - c) * a + b
-    for (; i + W <= n; i += W) V::store(y + i, V::fmadd(V::sub(V::load(x + i), vc), va, vb));
-    for (; i < n; ++i) y[i] = V::fma1(x[i] - c, a, b);
+    for (size_t r = 0; r < rows; ++r) {
+      const T* p = x + r * stride;
+      T* q = y + r * stride;
+      size_t i = 0;
+      // scalar math: y[i] = (x[i] - c) * a + b
+      if (stream) {
+        const size_t head = head_to_align(q, n);
+        if (head) V::store_tail(q, V::fmadd(V::sub(V::load_tail(p, head, c), vc), va, vb), head);
+        for (i = head; i + W <= n; i += W) V::stream(q + i, V::fmadd(V::sub(V::load(p + i), vc), va, vb));
+      } else {
+        for (; i + W <= n; i += W) V::store(q + i, V::fmadd(V::sub(V::load(p + i), vc), va, vb));
+      }
+      if (i < n) V::store_tail(q + i, V::fmadd(V::sub(V::load_tail(p + i, n - i, c), vc), va, vb), n - i);
+    }
+    if (stream) V::fence();
   }
 
-  static void bwd_reduce_run(const T* x, const T* dy, size_t n, T c, double* sum_dy,
-                             double* sum_dyxc) {
+  static void bwd_reduce_run(const T* x, const T* dy, size_t rows, size_t n, size_t stride, T c,
+                             double* sum_dy, double* sum_dyxc) {
     typename V::Acc g0 = V::acc_zero(), g1 = V::acc_zero(), p0 = V::acc_zero(), p1 = V::acc_zero();
     const Vec vc = V::set1(c);
-    size_t i = 0;
-    // scalar math: sum_dy += dy[i]; sum_dyxc += dy[i] * (x[i] - c)
-    for (; i + 2 * W <= n; i += 2 * W) {
-      const Vec g = V::load(dy + i), h = V::load(dy + i + W);
-      V::acc_add(g0, g);
-      V::acc_add(g1, h);
-      V::acc_add(p0, V::mul(g, V::sub(V::load(x + i), vc)));
-      V::acc_add(p1, V::mul(h, V::sub(V::load(x + i + W), vc)));
+    for (size_t r = 0; r < rows; ++r) {
+      const T* xp = x + r * stride;
+      const T* gp = dy + r * stride;
+      size_t i = 0;
+      // scalar math: sum_dy += dy[i]; sum_dyxc += dy[i] * (x[i] - c)
+      for (; i + 2 * W <= n; i += 2 * W) {
+        const Vec g = V::load(gp + i), h = V::load(gp + i + W);
+        V::acc_add(g0, g);
+        V::acc_add(g1, h);
+        V::acc_add(p0, V::mul(g, V::sub(V::load(xp + i), vc)));
+        V::acc_add(p1, V::mul(h, V::sub(V::load(xp + i + W), vc)));
+      }
+      if (i + W <= n) {
+        const Vec g = V::load(gp + i);
+        V::acc_add(g0, g);
+        V::acc_add(p0, V::mul(g, V::sub(V::load(xp + i), vc)));
+        i += W;
+      }
+      if (i < n) {  // lanes past n: dy = 0 and x = c
+        const Vec h = V::load_tail(gp + i, n - i, T(0));
+        V::acc_add(g1, h);
+        V::acc_add(p1, V::mul(h, V::sub(V::load_tail(xp + i, n - i, c), vc)));
+      }
     }
-    for (; i + W <= n; i += W) {
-      const Vec g = V::load(dy + i);
-      V::acc_add(g0, g);
-      V::acc_add(p0, V::mul(g, V::sub(V::load(x + i), vc)));
-    }
-    double g = V::acc_sum(g0) + V::acc_sum(g1);
-    double p = V::acc_sum(p0) + V::acc_sum(p1);
-    for (; i < n; ++i) {
-      g += dy[i];
-      p += T(dy[i] * (x[i] - c));
-    }
-    *sum_dy += g;
-    *sum_dyxc += p;
+    *sum_dy += V::acc_sum(g0) + V::acc_sum(g1);
+    *sum_dyxc += V::acc_sum(p0) + V::acc_sum(p1);
   }
 
-  static void bwd_dx_run(const T* x, const T* dy, T* dx, size_t n, T c, T k1, T k2, T k3) {
+  static Vec dx_vec(Vec xv, Vec gv, Vec vc, Vec v1, Vec v2, Vec v3) {
+    return V::fmadd(gv, v1, V::fmadd(V::sub(xv, vc), v2, v3));
+  }
+
+  static void bwd_dx_run(const T* x, const T* dy, T* dx, size_t rows, size_t n, size_t stride, T c,
+                         T k1, T k2, T k3, bool stream) {
     const Vec vc = V::set1(c), v1 = V::set1(k1), v2 = V::set1(k2), v3 = V::set1(k3);
-    size_t i = 0;
-    // scalar math: dx[i] = dy[i] * k1 + ((x[i] - c) * k2 + k3)
-    for (; i + W <= n; i += W) {
-      const Vec t = V::fmadd(V::sub(V::load(x + i), vc), v2, v3);
-      V::store(dx + i, V::fmadd(V::load(dy + i), v1, t));
+    for (size_t r = 0; r < rows; ++r) {
+      const T* xp = x + r * stride;
+      const T* gp = dy + r * stride;
+      T* o = dx + r * stride;
+      size_t i = 0;
+      // scalar math: dx[i] = dy[i] * k1 + ((x[i] - c) * k2 + k3)
+      if (stream) {
+        const size_t head = head_to_align(o, n);
+        if (head) {
+          V::store_tail(o, dx_vec(V::load_tail(xp, head, c), V::load_tail(gp, head, T(0)), vc, v1, v2, v3), head);
+        }
+        for (i = head; i + W <= n; i += W) {
+          V::stream(o + i, dx_vec(V::load(xp + i), V::load(gp + i), vc, v1, v2, v3));
+        }
+      } else {
+        for (; i + W <= n; i += W) V::store(o + i, dx_vec(V::load(xp + i), V::load(gp + i), vc, v1, v2, v3));
+      }
+      if (i < n) {
+        V::store_tail(o + i, dx_vec(V::load_tail(xp + i, n - i, c), V::load_tail(gp + i, n - i, T(0)), vc, v1, v2, v3),
+                      n - i);
+      }
     }
-    for (; i < n; ++i) dx[i] = V::fma1(dy[i], k1, V::fma1(x[i] - c, k2, k3));
+    if (stream) V::fence();
   }
 
   // Rows: channel fastest. The inner loops over channels are independent lanes (no reduction

@@ -18,6 +18,21 @@ struct NeonF32 {
   static Vec mul(Vec a, Vec b) { return vmulq_f32(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return vfmaq_f32(c, a, b); }
   static T fma1(T a, T b, T c) { return __builtin_fmaf(a, b, c); }
+  // No masked loads in NEON: go through a small stack buffer (tails are at most 4 - 1 values).
+  static Vec load_tail(const T* p, size_t n, T fill) {
+    T buf[4] = {};
+    for (size_t i = 0; i < 4; ++i) buf[i] = i < n ? p[i] : fill;
+    return vld1q_f32(buf);
+  }
+  static void store_tail(T* p, Vec v, size_t n) {
+    T buf[4];
+    vst1q_f32(buf, v);
+    for (size_t i = 0; i < n; ++i) p[i] = buf[i];
+  }
+  // ACLE has no non-temporal store intrinsic; a plain store keeps the kernels identical.
+  static constexpr size_t kStreamAlign = 16;
+  static void stream(T* p, Vec v) { vst1q_f32(p, v); }
+  static void fence() {}
   struct Acc {
     float64x2_t lo, hi;
   };
@@ -40,6 +55,21 @@ struct NeonF64 {
   static Vec mul(Vec a, Vec b) { return vmulq_f64(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return vfmaq_f64(c, a, b); }
   static T fma1(T a, T b, T c) { return __builtin_fma(a, b, c); }
+  // No masked loads in NEON: go through a small stack buffer (tails are at most 2 - 1 values).
+  static Vec load_tail(const T* p, size_t n, T fill) {
+    T buf[2] = {};
+    for (size_t i = 0; i < 2; ++i) buf[i] = i < n ? p[i] : fill;
+    return vld1q_f64(buf);
+  }
+  static void store_tail(T* p, Vec v, size_t n) {
+    T buf[2];
+    vst1q_f64(buf, v);
+    for (size_t i = 0; i < n; ++i) p[i] = buf[i];
+  }
+  // ACLE has no non-temporal store intrinsic; a plain store keeps the kernels identical.
+  static constexpr size_t kStreamAlign = 16;
+  static void stream(T* p, Vec v) { vst1q_f64(p, v); }
+  static void fence() {}
   using Acc = float64x2_t;
   static Acc acc_zero() { return vdupq_n_f64(0.0); }
   static void acc_add(Acc& acc, Vec v) { acc = vaddq_f64(acc, v); }

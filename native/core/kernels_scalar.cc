@@ -18,6 +18,12 @@ struct ScalarTraits {
   // Unfused on purpose: a CPU without FMA would run std::fma in software, ~50x slower.
   static Vec fmadd(Vec a, Vec b, Vec c) { return a * b + c; }
   static T fma1(T a, T b, T c) { return a * b + c; }
+  // W = 1: a tail never happens and every address is aligned; these exist to compile the bodies.
+  static constexpr size_t kStreamAlign = sizeof(T);
+  static Vec load_tail(const T* p, size_t n, T fill) { return n ? *p : fill; }
+  static void store_tail(T* p, Vec v, size_t n) { if (n) *p = v; }
+  static void stream(T* p, Vec v) { *p = v; }
+  static void fence() {}
   using Acc = double;
   static Acc acc_zero() { return 0.0; }
   static void acc_add(Acc& acc, Vec v) { acc += v; }
