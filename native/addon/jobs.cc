@@ -44,35 +44,24 @@ void check_disjoint(const Args& args, const ArrayArg& a, const char* an, const A
   }
 }
 
-template <typename T>
-class ForwardTrainingJob : public Job {
+template <typename T> bn::Status run_core(const bn::ForwardTrainingArgs<T>& a) { return bn::forward_training(a); }
+template <typename T> bn::Status run_core(const bn::ForwardInferenceArgs<T>& a) { return bn::forward_inference(a); }
+template <typename T> bn::Status run_core(const bn::BackwardArgs<T>& a) { return bn::backward(a); }
+
+// A job is the core's argument struct; the thread count is filled in when it runs.
+template <typename CoreArgs>
+class CoreJob : public Job {
  public:
-  bn::ForwardTrainingArgs<T> a;
+  CoreArgs a;
   bn::Status run(int nt) override {
     a.num_threads = nt;
-    return bn::forward_training(a);
+    return run_core(a);
   }
 };
 
-template <typename T>
-class ForwardInferenceJob : public Job {
- public:
-  bn::ForwardInferenceArgs<T> a;
-  bn::Status run(int nt) override {
-    a.num_threads = nt;
-    return bn::forward_inference(a);
-  }
-};
-
-template <typename T>
-class BackwardJob : public Job {
- public:
-  bn::BackwardArgs<T> a;
-  bn::Status run(int nt) override {
-    a.num_threads = nt;
-    return bn::backward(a);
-  }
-};
+template <typename T> using ForwardTrainingJob = CoreJob<bn::ForwardTrainingArgs<T>>;
+template <typename T> using ForwardInferenceJob = CoreJob<bn::ForwardInferenceArgs<T>>;
+template <typename T> using BackwardJob = CoreJob<bn::BackwardArgs<T>>;
 
 // forwardTraining(x, y, n, c, s, weight, bias, saveMean, saveInvstd, batchMean, batchInvstd,
 //                 runningMean, runningVar, eps, momentumFactor, channelsLast?)
