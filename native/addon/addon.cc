@@ -23,41 +23,67 @@ Napi::Value run_sync(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Runs a job on libuv's pool. References to every array it touches keep them alive until the
-// promise settles; the arrays' memory does not move (typed-array backing stores are off-heap).
-class JobWorker : public Napi::AsyncWorker {
- public:
-  JobWorker(Napi::Env env, std::unique_ptr<Job> job)
-      : Napi::AsyncWorker(env, "node-batchnorm"), deferred_(Napi::Promise::Deferred::New(env)),
-        job_(std::move(job)) {
-    for (const Napi::Value& v : job_->arrays) refs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
-  }
-  Napi::Promise promise() const { return deferred_.Promise(); }
-  void Execute() override { status_ = run_with_budget(*job_); }
-  void OnOK() override {
-    if (status_ == bn::Status::kOk) {
-      deferred_.Resolve(Env().Undefined());
-    } else {
-      deferred_.Reject(status_error(Env(), status_, job_->name).Value());
+// Runs a job on libuv's pool with raw napi_async_work rather than Napi::AsyncWorker: completion
+// may run while the environment is being torn down (a worker terminated mid-call), where any
+// N-API call can fail, and a C++ exception escaping a completion callback aborts the process.
+// Every status is checked here and nothing throws.
+struct AsyncJob {
+  napi_async_work work = nullptr;
+  napi_deferred deferred = nullptr;
+  std::unique_ptr<Job> job;
+  std::vector<napi_ref> refs;  // keep every array of the call alive until it completes
+  bn::Status status = bn::Status::kOk;
+};
+
+void execute_job(napi_env, void* data) {
+  auto* a = static_cast<AsyncJob*>(data);
+  a->status = run_with_budget(*a->job);
+}
+
+void complete_job(napi_env env, napi_status work_status, void* data) {
+  std::unique_ptr<AsyncJob> a(static_cast<AsyncJob*>(data));
+  napi_handle_scope scope = nullptr;
+  const bool scoped = napi_open_handle_scope(env, &scope) == napi_ok;
+  if (scoped && work_status == napi_ok) {
+    try {
+      if (a->status == bn::Status::kOk) {
+        napi_value undefined;
+        if (napi_get_undefined(env, &undefined) == napi_ok) napi_resolve_deferred(env, a->deferred, undefined);
+      } else {
+        napi_reject_deferred(env, a->deferred, status_error(Napi::Env(env), a->status, a->job->name).Value());
+      }
+    } catch (...) {
+      // The environment is going away: nobody is left to settle the promise for.
     }
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  std::unique_ptr<Job> job_;
-  std::vector<Napi::ObjectReference> refs_;
-  bn::Status status_ = bn::Status::kOk;
-};
+  for (napi_ref r : a->refs) napi_delete_reference(env, r);
+  napi_delete_async_work(env, a->work);
+  if (scoped) napi_close_handle_scope(env, scope);
+}
 
 template <ParseFn Parse>
 Napi::Value run_async(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   // Argument errors throw synchronously from here; the facade turns them into rejections.
-  std::unique_ptr<Job> job = Parse(info);
-  auto* worker = new JobWorker(info.Env(), std::move(job));  // deletes itself when done
-  Napi::Promise p = worker->promise();
-  worker->Queue();
-  return p;
+  auto a = std::make_unique<AsyncJob>();
+  a->job = Parse(info);
+  for (const Napi::Value& v : a->job->arrays) {
+    napi_ref r;
+    NAPI_THROW_IF_FAILED(env, napi_create_reference(env, v, 1, &r), Napi::Value());
+    a->refs.push_back(r);
+  }
+  napi_value promise, name;
+  NAPI_THROW_IF_FAILED(env, napi_create_promise(env, &a->deferred, &promise), Napi::Value());
+  NAPI_THROW_IF_FAILED(env, napi_create_string_utf8(env, "node-batchnorm", NAPI_AUTO_LENGTH, &name), Napi::Value());
+  NAPI_THROW_IF_FAILED(env, napi_create_async_work(env, nullptr, name, execute_job, complete_job, a.get(), &a->work),
+                       Napi::Value());
+  if (napi_queue_async_work(env, a->work) != napi_ok) {
+    napi_delete_async_work(env, a->work);
+    for (napi_ref r : a->refs) napi_delete_reference(env, r);
+    throw Napi::Error::New(env, "node-batchnorm: could not queue the async job");
+  }
+  a.release();  // owned by complete_job now
+  return Napi::Value(env, promise);
 }
 
 Napi::Value SimdLevel(const Napi::CallbackInfo& info) {

@@ -178,7 +178,8 @@ struct TrainingStats {
     const double m = double(s.n) * double(s.s);
     const double d = sm / m;
     const double mean = double(shift[c]) + d;
-    const double var = std::max(0.0, sq / m - d * d);  // biased
+    double var = sq / m - d * d;  // biased
+    if (var < 0.0) var = 0.0;     // rounding only; written so that NaN (NaN or Inf in x) propagates
     const double invstd = 1.0 / std::sqrt(var + args.eps);
     if (args.save_mean) args.save_mean[c] = T(mean);
     if (args.save_invstd) args.save_invstd[c] = T(invstd);
