@@ -158,13 +158,25 @@ struct Affine {
 template <typename T>
 struct TrainingStats {
   const ForwardTrainingArgs<T>& args;
-  std::vector<T> shift;             // k per channel: its first value
+  std::vector<T> shift;             // k per channel (initial_shift)
   std::vector<double> sum, sumsq;   // [C * P]
   Affine<T> affine;
   TrainingStats(const ForwardTrainingArgs<T>& a, int64_t P)
       : args(a), shift(size_t(a.shape.c)), sum(size_t(a.shape.c * P)), sumsq(size_t(a.shape.c * P)),
         affine(a.shape.c) {
-    for (int64_t c = 0; c < a.shape.c; ++c) shift[c] = a.x[a.shape.rows_layout() ? c : c * a.shape.s];
+    for (int64_t c = 0; c < a.shape.c; ++c) shift[c] = initial_shift(a.shape, a.x, c);
+  }
+
+  // The shift k: the mean of the channel's first (up to) 64 values, rounded to T. Any k works
+  // for the maths, but the rounding of x - k and (x - k)^2 in T grows with |mean - k| / std; a
+  // single first value can be an outlier, an average of 64 rarely is by much.
+  static T initial_shift(const Shape& s, const T* x, int64_t c) {
+    const int64_t count = std::min<int64_t>(64, s.n * s.s);
+    double acc = 0.0;
+    for (int64_t j = 0; j < count; ++j) {
+      acc += double(s.rows_layout() ? x[j * s.c + c] : x[(j / s.s * s.c + c) * s.s + j % s.s]);
+    }
+    return T(acc / double(count));
   }
 
   // Reduce the P partial sums of channel c, write save_* / running stats, set the affine.
