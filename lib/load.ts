@@ -3,7 +3,9 @@
 //   2. the prebuilt binary for this platform: prebuilds/<platform>-<arch>/node-batchnorm.node;
 //   3. a local build from source: build/Release/batchnorm.node (made by `npm install` / cmake-js).
 // Unless BATCHNORM_BINDING is set, BATCHNORM_PREFER=build swaps 2 and 3. If nothing loads, one
-// error lists every path tried and why it failed.
+// error lists every path tried and why it failed. If a binary exists but does not load and a later
+// one does, the failure is not hidden: a process warning (code BN_BINDING_FALLBACK) names it and
+// bindingInfo().skipped lists it.
 import * as fs from 'fs';
 import * as path from 'path';
 import type { NativeBinding } from '../binding';
@@ -30,22 +32,36 @@ export interface LoadedBinding {
   binding: NativeBinding;
   file: string;
   kind: BindingCandidate['kind'];
+  /** Binaries tried before this one that exist but failed to load ("kind: file: reason"). */
+  skipped: string[];
 }
 
 export function loadBinding(env: NodeJS.ProcessEnv = process.env): LoadedBinding {
   const tried: string[] = [];
+  const skipped: string[] = [];
   for (const c of bindingCandidates(env)) {
     if (!fs.existsSync(c.file)) {
       tried.push(`  ${c.kind}: ${c.file}: not found`);
       continue;
     }
+    let binding: NativeBinding;
     try {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const binding = require(c.file) as NativeBinding;
-      return { binding, file: c.file, kind: c.kind };
+      binding = require(c.file) as NativeBinding;
     } catch (e) {
-      tried.push(`  ${c.kind}: ${c.file}: ${(e as Error).message.split('\n')[0]}`);
+      const reason = `${c.kind}: ${c.file}: ${(e as Error).message.split('\n')[0]}`;
+      tried.push(`  ${reason}`);
+      skipped.push(reason);
+      continue;
     }
+    if (skipped.length > 0) {
+      process.emitWarning(
+        `node-batchnorm: using the ${c.kind} binary ${c.file} because ${skipped.join('; ')}` +
+          (c.kind === 'build' ? ' (set BATCHNORM_PREFER=build to load the local build first)' : ''),
+        { code: 'BN_BINDING_FALLBACK' },
+      );
+    }
+    return { binding, file: c.file, kind: c.kind, skipped };
   }
   throw new BatchNormError(
     'ERR_BN_LOAD',
@@ -64,8 +80,8 @@ export function native(): NativeBinding {
   return loaded.binding;
 }
 
-/** Where the addon was loaded from. */
-export function bindingInfo(): { file: string; kind: string } {
+/** Where the addon was loaded from, and the binaries tried before it that failed to load. */
+export function bindingInfo(): { file: string; kind: string; skipped: string[] } {
   if (!loaded) loaded = loadBinding();
-  return { file: loaded.file, kind: loaded.kind };
+  return { file: loaded.file, kind: loaded.kind, skipped: [...loaded.skipped] };
 }
