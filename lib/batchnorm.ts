@@ -7,7 +7,7 @@ import {
 import { computeScaleShift, ConvFoldOptions, foldConv, foldLinear, FoldedLayer } from './fold';
 import { readSafetensorsFile, TensorData, writeSafetensorsFile } from './safetensors';
 import {
-  arrayType, checkArray, checkBoolean, checkDType, checkEps, checkMomentum, checkOptions,
+  arrayName, arrayType, checkArray, checkBoolean, checkDType, checkEps, checkMomentum, checkOptions,
   DType, FloatArray, isFloatArray, parseShape, sharesMemory,
 } from './validate';
 
@@ -147,6 +147,13 @@ export class BatchNorm {
   private forwardOptions(fn: string, v: unknown): { out: FloatArray | undefined; channelsLast: boolean } {
     if (v === undefined || v === null) return { out: undefined, channelsLast: false };
     if (isFloatArray(v)) return { out: v, channelsLast: false };
+    if (ArrayBuffer.isView(v) || Array.isArray(v)) {
+      // Not an options object: an output array of the wrong kind (would otherwise be ignored).
+      throw new BatchNormTypeError(
+        'ERR_BN_INVALID_ARG_TYPE',
+        `${fn}: out must be a ${arrayName(this.dtype)} (or an options object { out, channelsLast }), received ${describe(v)}`,
+      );
+    }
     const o = checkOptions(fn, v) as ForwardOptions;
     const channelsLast = o.channelsLast === undefined ? false : checkBoolean(fn, 'channelsLast', o.channelsLast);
     return { out: o.out ?? undefined, channelsLast };

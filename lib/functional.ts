@@ -1,6 +1,5 @@
 // The functional API: batch normalization on buffers the caller owns. The BatchNorm class is
 // built on it. Every function validates its arguments fully before calling the addon.
-import { markAsUntransferable } from 'worker_threads';
 import type { NativeBinding } from '../binding';
 import { BatchNormRangeError } from './errors';
 import { native } from './load';
@@ -205,18 +204,8 @@ function runSync<K extends 'forwardTraining' | 'forwardInference' | 'backward'>(
   (native()[call.fn] as (...a: unknown[]) => void)(...call.args);
 }
 
-// An ArrayBuffer transferred (structuredClone / postMessage with a transfer list) while native
-// code runs on it would be detached and could be freed under the computation. Buffers handed to an
-// async call are therefore marked untransferable (Node then copies them instead of moving them).
-// SharedArrayBuffers are never detached and need nothing.
-function pinBuffers(args: readonly unknown[]): void {
-  for (const a of args) {
-    if (ArrayBuffer.isView(a) && a.buffer instanceof ArrayBuffer) markAsUntransferable(a.buffer);
-  }
-}
-
 function runAsync<K extends 'forwardTraining' | 'forwardInference' | 'backward'>(call: Call<K>): Promise<void> {
-  pinBuffers(call.args);
+  // The addon marks the ArrayBuffers of an async call untransferable (native/addon/addon.cc).
   const b = native();
   const fn = `${call.fn}Async` as const;
   return (b[fn] as (...a: unknown[]) => Promise<void>)(...call.args);

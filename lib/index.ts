@@ -49,7 +49,10 @@ export function setSimdLevel(level: SimdLevelName): void {
 
 /** Sets the process-wide compute-thread budget shared by every call, sync and async. */
 export function setNumThreads(n: number): void {
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 4096) {
+  if (typeof n !== 'number') {
+    throw new BatchNormTypeError('ERR_BN_INVALID_ARG_TYPE', `setNumThreads: n must be an integer in [1, 4096], received ${describe(n)}`);
+  }
+  if (!Number.isInteger(n) || n < 1 || n > 4096) {
     throw new BatchNormRangeError('ERR_BN_OUT_OF_RANGE', `setNumThreads: n must be an integer in [1, 4096], received ${describe(n)}`);
   }
   native().setNumThreads(n);

@@ -86,6 +86,13 @@ export interface ParsedShape {
   total: number;
 }
 
+/** "[2, 3, the string \"x\"]" without calling toString on the elements (they may be anything,
+ * e.g. symbols or null-prototype objects), and at most 8 of them (the array may be huge or sparse). */
+export function formatDims(shape: readonly unknown[]): string {
+  const parts = shape.slice(0, 8).map((d) => (typeof d === 'number' ? String(d) : describe(d)));
+  return `[${parts.join(', ')}${shape.length > 8 ? `, … (${shape.length} entries)` : ''}]`;
+}
+
 /** shape: an array of rank in [minRank, maxRank] of integers >= 1 whose product is <= 2^53 - 1. */
 export function parseShape(fn: string, shape: unknown, minRank = 2, maxRank = 5): ParsedShape {
   if (!Array.isArray(shape)) {
@@ -93,7 +100,7 @@ export function parseShape(fn: string, shape: unknown, minRank = 2, maxRank = 5)
   }
   if (shape.length < minRank || shape.length > maxRank) {
     const want = minRank === maxRank ? `${minRank}` : `${minRank} to ${maxRank}`;
-    throw new BatchNormRangeError('ERR_BN_BAD_SHAPE', `${fn}: shape must have rank ${want}, received rank ${shape.length} ([${shape.join(', ')}])`);
+    throw new BatchNormRangeError('ERR_BN_BAD_SHAPE', `${fn}: shape must have rank ${want}, received rank ${shape.length} (${formatDims(shape)})`);
   }
   let total = 1;
   for (let i = 0; i < shape.length; i++) {
@@ -103,7 +110,7 @@ export function parseShape(fn: string, shape: unknown, minRank = 2, maxRank = 5)
     }
     total *= d;
     if (total > Number.MAX_SAFE_INTEGER) {
-      throw new BatchNormRangeError('ERR_BN_BAD_SHAPE', `${fn}: shape [${shape.join(', ')}] has more than 2^53 - 1 elements`);
+      throw new BatchNormRangeError('ERR_BN_BAD_SHAPE', `${fn}: shape ${formatDims(shape)} has more than 2^53 - 1 elements`);
     }
   }
   const dims = shape.slice() as number[];

@@ -16,6 +16,46 @@ namespace {
 
 using ParseFn = std::unique_ptr<Job> (*)(const Napi::CallbackInfo&);
 
+// Per-environment state (main thread and each worker has its own; freed with the environment).
+struct EnvState {
+  // worker_threads.markAsUntransferable of this environment, if Node has getBuiltinModule.
+  Napi::FunctionReference mark_untransferable;
+};
+
+EnvState* env_state(Napi::Env env) { return env.GetInstanceData<EnvState>(); }
+
+void init_env_state(Napi::Env env) {
+  auto* st = new EnvState();
+  env.SetInstanceData(st);  // deleted by node-addon-api when the environment goes away
+  try {
+    Napi::Object process = env.Global().Get("process").As<Napi::Object>();
+    Napi::Value get = process.Get("getBuiltinModule");
+    if (!get.IsFunction()) return;
+    Napi::Value wt = get.As<Napi::Function>().Call(process, {Napi::String::New(env, "worker_threads")});
+    if (!wt.IsObject()) return;
+    Napi::Value mark = wt.As<Napi::Object>().Get("markAsUntransferable");
+    if (mark.IsFunction()) st->mark_untransferable = Napi::Persistent(mark.As<Napi::Function>());
+  } catch (const Napi::Error&) {
+    // Without it async calls still work; only the transfer protection below is missing.
+  }
+}
+
+// An ArrayBuffer transferred (structuredClone / postMessage with a transfer list) while a job
+// runs on it is detached and may be freed under the computation. Buffers of async calls are
+// therefore marked untransferable: Node copies them instead of moving them. (Permanent: V8 has no
+// way to unmark.) SharedArrayBuffers are never detached and are left alone.
+void pin_buffers(Napi::Env env, const std::vector<Napi::Value>& arrays) {
+  EnvState* st = env_state(env);
+  if (st == nullptr || st->mark_untransferable.IsEmpty()) return;
+  for (const Napi::Value& v : arrays) {
+    napi_value buffer = nullptr;
+    bool is_ab = false;
+    if (napi_get_typedarray_info(env, v, nullptr, nullptr, nullptr, &buffer, nullptr) != napi_ok) continue;
+    if (napi_is_arraybuffer(env, buffer, &is_ab) != napi_ok || !is_ab) continue;
+    st->mark_untransferable.Call({Napi::Value(env, buffer)});
+  }
+}
+
 template <ParseFn Parse>
 Napi::Value run_sync(const Napi::CallbackInfo& info) {
   std::unique_ptr<Job> job = Parse(info);
@@ -67,6 +107,7 @@ Napi::Value run_async(const Napi::CallbackInfo& info) {
   // Argument errors throw synchronously from here; the facade turns them into rejections.
   auto a = std::make_unique<AsyncJob>();
   a->job = Parse(info);
+  pin_buffers(env, a->job->arrays);
   for (const Napi::Value& v : a->job->arrays) {
     napi_ref r;
     NAPI_THROW_IF_FAILED(env, napi_create_reference(env, v, 1, &r), Napi::Value());
@@ -122,7 +163,8 @@ Napi::Value SetSimdLevel(const Napi::CallbackInfo& info) {
 
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const double n = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  if (!info[0].IsNumber()) throw_type_error(env, "ERR_BN_INVALID_ARG_TYPE", "setNumThreads: n must be a number");
+  const double n = info[0].As<Napi::Number>().DoubleValue();
   if (!(n >= 1 && n <= 4096 && n == double(int(n)))) {
     throw_range_error(env, "ERR_BN_OUT_OF_RANGE", "setNumThreads: n must be an integer in [1, 4096]");
   }
@@ -160,6 +202,7 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  init_env_state(env);
   exports.Set("forwardTraining", Napi::Function::New(env, run_sync<parse_forward_training>, "forwardTraining"));
   exports.Set("forwardInference", Napi::Function::New(env, run_sync<parse_forward_inference>, "forwardInference"));
   exports.Set("backward", Napi::Function::New(env, run_sync<parse_backward>, "backward"));

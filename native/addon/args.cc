@@ -83,12 +83,13 @@ ArrayArg Args::array(size_t i, const char* name, bool optional) const {
   return a;
 }
 
-ArrayArg Args::array_of(size_t i, const char* name, DType d, size_t min_len, bool optional) const {
+ArrayArg Args::array_of(size_t i, const char* name, DType d, size_t min_len, bool optional,
+                        const char* why) const {
   ArrayArg a = array(i, name, optional);
   if (!a.present) return a;
   if (a.dtype != d) {
     throw_type_error(env(), "ERR_BN_DTYPE_MISMATCH",
-                     where(name) + " must be a " + dtype_array_name(d) + " (the dtype of x), received " +
+                     where(name) + " must be a " + dtype_array_name(d) + " (" + why + "), received " +
                          describe(a.value));
   }
   if (a.length < min_len) {

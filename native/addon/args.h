@@ -34,8 +34,10 @@ class Args {
   Napi::Env env() const { return info_.Env(); }
   // info[i] as a typed array; `optional` allows null/undefined.
   ArrayArg array(size_t i, const char* name, bool optional) const;
-  // The same, and it must have dtype `d` and at least `min_len` elements.
-  ArrayArg array_of(size_t i, const char* name, DType d, size_t min_len, bool optional) const;
+  // The same, and it must have dtype `d` (`why`: "the dtype of x", "float64 statistics") and at
+  // least `min_len` elements.
+  ArrayArg array_of(size_t i, const char* name, DType d, size_t min_len, bool optional,
+                    const char* why = "the dtype of x") const;
   // A dimension: an integer in [1, 2^53 - 1].
   int64_t dim(size_t i, const char* name) const;
   double number(size_t i, const char* name) const;

@@ -10,6 +10,8 @@
 namespace bnaddon {
 namespace {
 
+constexpr const char* kF64Stats = "statistics are float64 whatever the dtype of x";
+
 struct Span {
   uintptr_t begin = 0, end = 0;
 };
@@ -57,6 +59,7 @@ class CoreJob : public Job {
     a.num_threads = nt;
     return run_core(a);
   }
+  int threads_wanted(int limit) const override { return bn::useful_threads(a.shape, limit); }
 };
 
 template <typename T> using ForwardTrainingJob = CoreJob<bn::ForwardTrainingArgs<T>>;
@@ -74,8 +77,8 @@ std::unique_ptr<Job> forward_training_job(const Args& args, DType d, const bn::S
   const ArrayArg b = args.array_of(6, "bias", d, C, true);
   const ArrayArg sm = args.array_of(7, "saveMean", d, C, true);
   const ArrayArg si = args.array_of(8, "saveInvstd", d, C, true);
-  const ArrayArg bm = args.array_of(9, "batchMean", DType::kF64, C, true);
-  const ArrayArg bi = args.array_of(10, "batchInvstd", DType::kF64, C, true);
+  const ArrayArg bm = args.array_of(9, "batchMean", DType::kF64, C, true, kF64Stats);
+  const ArrayArg bi = args.array_of(10, "batchInvstd", DType::kF64, C, true, kF64Stats);
   const ArrayArg rm = args.array_of(11, "runningMean", d, C, true);
   const ArrayArg rv = args.array_of(12, "runningVar", d, C, true);
   const double eps = args.number(13, "eps");
@@ -151,8 +154,8 @@ std::unique_ptr<Job> backward_job(const Args& args, DType d, const bn::Shape& s)
   const ArrayArg dy = args.array_of(1, "dy", d, total, false);
   const ArrayArg dx = args.array_of(2, "dx", d, total, true);
   const ArrayArg w = args.array_of(6, "weight", d, C, true);
-  const ArrayArg mean = args.array_of(7, "mean", DType::kF64, C, false);
-  const ArrayArg invstd = args.array_of(8, "invstd", DType::kF64, C, false);
+  const ArrayArg mean = args.array_of(7, "mean", DType::kF64, C, false, kF64Stats);
+  const ArrayArg invstd = args.array_of(8, "invstd", DType::kF64, C, false, kF64Stats);
   const ArrayArg gw = args.array_of(9, "gradWeight", d, C, true);
   const ArrayArg gb = args.array_of(10, "gradBias", d, C, true);
   const bool use_batch = args.boolean(11, "useBatchStats");
@@ -212,7 +215,7 @@ std::unique_ptr<Job> parse_backward(const Napi::CallbackInfo& info) {
 }
 
 bn::Status run_with_budget(Job& job) {
-  ThreadLease lease(thread_limit());
+  ThreadLease lease(job.threads_wanted(thread_limit()));
   return job.run(lease.count());
 }
 

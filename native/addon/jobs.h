@@ -17,6 +17,8 @@ class Job {
   virtual ~Job() = default;
   // Runs the core with at most `num_threads` threads. Thread-safe; touches no JS value.
   virtual bn::Status run(int num_threads) = 0;
+  // How many threads the core would use out of `limit` (small tensors run on one).
+  virtual int threads_wanted(int limit) const = 0;
   const char* name = "";
   std::vector<Napi::Value> arrays;  // the JS arrays read or written (to keep alive when async)
 };
@@ -25,7 +27,7 @@ std::unique_ptr<Job> parse_forward_training(const Napi::CallbackInfo& info);
 std::unique_ptr<Job> parse_forward_inference(const Napi::CallbackInfo& info);
 std::unique_ptr<Job> parse_backward(const Napi::CallbackInfo& info);
 
-// Runs a job with a thread lease from the process budget.
+// Runs a job with a lease of the threads it can use from the process budget.
 bn::Status run_with_budget(Job& job);
 
 }  // namespace bnaddon

@@ -411,6 +411,8 @@ void backward_runs(const BackwardArgs<T>& a, int requested) {
 
 }  // namespace
 
+int useful_threads(const Shape& shape, int requested) { return threads_for(shape, requested); }
+
 Status validate_shape(const Shape& s) {
   if (s.n < 1 || s.c < 1 || s.s < 1) return Status::kBadShape;
   // Product must fit in int64 and in the address space (as bytes of float64).

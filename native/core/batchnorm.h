@@ -57,6 +57,10 @@ struct Shape {
   int64_t rows() const { return n * s; }
 };
 
+// Threads a call on this shape can use when `requested` are available: 1 below the size where a
+// parallel region costs more than it saves. (Callers that budget threads lease this many.)
+int useful_threads(const Shape& shape, int requested);
+
 // Checks n, c, s >= 1 and that n*c*s fits in int64 (and in size_t). Returns kBadShape otherwise.
 Status validate_shape(const Shape& shape);
 
