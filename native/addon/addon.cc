@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "batchnorm.h"
+#include "bench_copy.h"
 #include "errors.h"
 #include "jobs.h"
 #include "thread_budget.h"
@@ -217,6 +218,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
   exports.Set("threadStats", Napi::Function::New(env, ThreadStats, "threadStats"));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
+  RegisterBenchCopy(env, exports);  // the benchmark's copy-bandwidth baseline (bench/)
   return exports;
 }
 
