@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <limits>
 #include <new>
+#include <omp.h>
 #include <vector>
 
 #include "kernels.h"
@@ -105,31 +106,98 @@ void for_each_block(const Shape& s, int64_t c, int64_t part, int64_t P, F&& f) {
   if (j < hi) f(offset(j), int64_t(1), hi - j);
 }
 
-// The two-pass skeleton: first(c, part, slot) for every piece, finish(c) once per channel after
-// all its pieces, second(c, part). Pieces of one channel share slot range [c * P, c * P + P).
+// for_each_block cut into chunks of about kChunkElems values (whole runs grouped when runs are
+// short), the granularity at which the two passes below are interleaved.
+constexpr int64_t kChunkElems = 2048;
+
+template <class F>
+void for_each_chunk(const Shape& s, int64_t c, int64_t part, int64_t P, F&& f) {
+  const int64_t stride = s.c * s.s;
+  for_each_block(s, c, part, P, [&](int64_t off, int64_t rows, int64_t n) {
+    if (n >= kChunkElems) {
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t j = 0; j < n; j += kChunkElems) f(off + r * stride + j, int64_t(1), std::min(kChunkElems, n - j));
+      }
+    } else {
+      const int64_t group = std::max<int64_t>(1, kChunkElems / n);
+      for (int64_t r = 0; r < rows; r += group) f(off + r * stride, std::min(group, rows - r), n);
+    }
+  });
+}
+
+// The two-pass skeleton. first(c, slot, off, rows, n) reads a chunk of channel c into partial
+// sums `slot`; finish(c) turns a channel's sums into coefficients; second(c, off, rows, n) writes a
+// chunk of channel c. Software-pipelined: while a thread writes channel c (re-reading its input
+// from cache) it reads the next channel it owns from memory, chunk by chunk, so reads and writes
+// overlap as in a copy instead of alternating between a read-only and a write-only phase. Piece
+// (c + d, p) has exactly the blocks of piece (c, p) shifted by d * S, so the two walk together.
 template <class First, class Finish, class Second>
 void two_pass(const Shape& s, const Partition& pt, First&& first, Finish&& finish, Second&& second) {
   if (pt.fused) {
-    // Whole channels per thread: the second pass reads a channel the first just brought in.
-#pragma omp parallel for schedule(static) num_threads(pt.nt) if (pt.nt > 1)
-    for (int64_t c = 0; c < s.c; ++c) {
-      first(c, int64_t(0), c);
-      finish(c);
-      second(c, int64_t(0));
+    // Whole channels per thread, a contiguous range each: no barrier at all.
+#pragma omp parallel num_threads(pt.nt) if (pt.nt > 1)
+    {
+      const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+      const int64_t cb = s.c * t / T, ce = s.c * (t + 1) / T;
+      if (cb < ce) {
+        for_each_chunk(s, cb, 0, 1, [&](int64_t off, int64_t rows, int64_t n) { first(cb, cb, off, rows, n); });
+      }
+      for (int64_t c = cb; c < ce; ++c) {
+        finish(c);
+        const bool next = c + 1 < ce;
+        for_each_chunk(s, c, 0, 1, [&](int64_t off, int64_t rows, int64_t n) {
+          second(c, off, rows, n);
+          if (next) first(c + 1, c + 1, off + s.s, rows, n);
+        });
+      }
     }
     return;
   }
-  const int64_t P = pt.parts;
+  // Waves of `wave` channels, each split into P parts; a thread owns the same share of items
+  // in every wave, so its item `it` of wave w + 1 is its item `it` of wave w shifted by `wave`
+  // channels. One barrier per wave: the statistics of a whole channel are needed before its
+  // second pass.
+  const int64_t P = pt.parts, W = pt.wave;
+  const int64_t waves = (s.c + W - 1) / W;
+  auto items_in = [&](int64_t w) { return w < waves ? std::min(W, s.c - w * W) * P : int64_t(0); };
 #pragma omp parallel num_threads(pt.nt)
-  for (int64_t c0 = 0; c0 < s.c; c0 += pt.wave) {
-    const int64_t items = std::min(pt.wave, s.c - c0) * P;
-#pragma omp for schedule(static)
-    for (int64_t it = 0; it < items; ++it) first(c0 + it / P, it % P, c0 * P + it);
+  {
+    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+    auto mine = [&](int64_t items, int64_t* lo, int64_t* hi) {
+      *lo = items * t / T;
+      *hi = items * (t + 1) / T;
+    };
+    auto first_items = [&](int64_t w) {
+      int64_t lo, hi;
+      mine(items_in(w), &lo, &hi);
+      for (int64_t it = lo; it < hi; ++it) {
+        const int64_t c = w * W + it / P, slot = w * W * P + it;
+        for_each_chunk(s, c, it % P, P, [&](int64_t off, int64_t rows, int64_t n) { first(c, slot, off, rows, n); });
+      }
+    };
+    auto finish_wave = [&](int64_t w) {
+#pragma omp barrier
 #pragma omp single
-    for (int64_t c = c0; c < std::min(s.c, c0 + pt.wave); ++c) finish(c);
-    // Same static schedule and trip count: each thread takes back the pieces it just read.
-#pragma omp for schedule(static)
-    for (int64_t it = 0; it < items; ++it) second(c0 + it / P, it % P);
+      for (int64_t c = w * W; c < std::min(s.c, (w + 1) * W); ++c) finish(c);
+    };
+    first_items(0);
+    finish_wave(0);
+    for (int64_t w = 0; w < waves; ++w) {
+      const bool pipelined = items_in(w + 1) == items_in(w);
+      int64_t lo, hi;
+      mine(items_in(w), &lo, &hi);
+      for (int64_t it = lo; it < hi; ++it) {
+        const int64_t c = w * W + it / P, slot_next = (w + 1) * W * P + it;
+        for_each_chunk(s, c, it % P, P, [&](int64_t off, int64_t rows, int64_t n) {
+          second(c, off, rows, n);
+          if (pipelined) first(c + W, slot_next, off + W * s.s, rows, n);
+        });
+      }
+      if (w + 1 < waves) {
+        if (!pipelined) first_items(w + 1);
+        finish_wave(w + 1);
+      }
+    }
   }
 }
 
@@ -264,17 +332,13 @@ void forward_training_runs(const ForwardTrainingArgs<T>& a, int requested) {
   TrainingStats<T> st(a, P);
   two_pass(
       s, pt,
-      [&](int64_t c, int64_t p, int64_t slot) {
-        for_each_block(s, c, p, P, [&](int64_t off, int64_t rows, int64_t n) {
-          k.stats_run(a.x + off, size_t(rows), size_t(n), stride, st.shift[c], &st.sum[slot], &st.sumsq[slot]);
-        });
+      [&](int64_t c, int64_t slot, int64_t off, int64_t rows, int64_t n) {
+        k.stats_run(a.x + off, size_t(rows), size_t(n), stride, st.shift[c], &st.sum[slot], &st.sumsq[slot]);
       },
       [&](int64_t c) { st.finish_channel(c, P); },
-      [&](int64_t c, int64_t p) {
-        for_each_block(s, c, p, P, [&](int64_t off, int64_t rows, int64_t n) {
-          k.affine_run(a.x + off, a.y + off, size_t(rows), size_t(n), stride, st.affine.c[c],
-                       st.affine.a[c], st.affine.b[c], pt.stream);
-        });
+      [&](int64_t c, int64_t off, int64_t rows, int64_t n) {
+        k.affine_run(a.x + off, a.y + off, size_t(rows), size_t(n), stride, st.affine.c[c], st.affine.a[c],
+                     st.affine.b[c], pt.stream);
       });
 }
 
@@ -393,19 +457,15 @@ void backward_runs(const BackwardArgs<T>& a, int requested) {
   for (int64_t c = 0; c < s.c; ++c) bc.c[c] = T(a.mean[c]);
   two_pass(
       s, pt,
-      [&](int64_t c, int64_t p, int64_t slot) {
-        for_each_block(s, c, p, P, [&](int64_t off, int64_t rows, int64_t n) {
-          k.bwd_reduce_run(a.x + off, a.dy + off, size_t(rows), size_t(n), stride, bc.c[c],
-                           &bc.sum_dy[slot], &bc.sum_dyxc[slot]);
-        });
+      [&](int64_t c, int64_t slot, int64_t off, int64_t rows, int64_t n) {
+        k.bwd_reduce_run(a.x + off, a.dy + off, size_t(rows), size_t(n), stride, bc.c[c], &bc.sum_dy[slot],
+                         &bc.sum_dyxc[slot]);
       },
       [&](int64_t c) { backward_finish_channel(a, bc, c, P); },
-      [&](int64_t c, int64_t p) {
+      [&](int64_t c, int64_t off, int64_t rows, int64_t n) {
         if (a.dx == nullptr) return;
-        for_each_block(s, c, p, P, [&](int64_t off, int64_t rows, int64_t n) {
-          k.bwd_dx_run(a.x + off, a.dy + off, a.dx + off, size_t(rows), size_t(n), stride, bc.c[c],
-                       bc.k1[c], bc.k2[c], bc.k3[c], pt.stream);
-        });
+        k.bwd_dx_run(a.x + off, a.dy + off, a.dx + off, size_t(rows), size_t(n), stride, bc.c[c], bc.k1[c],
+                     bc.k2[c], bc.k3[c], pt.stream);
       });
 }
 

@@ -31,13 +31,26 @@ struct Avx2F32 {
   static void store_tail(T* p, Vec v, size_t n) { _mm256_maskstore_ps(p, tail_mask(n), v); }
   static void stream(T* p, Vec v) { _mm256_stream_ps(p, v); }
   static void fence() { _mm_sfence(); }
+  static void prefetch(const T* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
   struct Acc {
     __m256d lo, hi;
   };
   static Acc acc_zero() { return {_mm256_setzero_pd(), _mm256_setzero_pd()}; }
-  static void acc_add(Acc& acc, Vec v) {
-    acc.lo = _mm256_add_pd(acc.lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
-    acc.hi = _mm256_add_pd(acc.hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+  static __m256d lo(Vec v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); }
+  static __m256d hi(Vec v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); }
+  static void acc_add_sq(Acc& s, Acc& q, Vec d) {
+    const __m256d a = lo(d), b = hi(d);
+    s.lo = _mm256_add_pd(s.lo, a);
+    s.hi = _mm256_add_pd(s.hi, b);
+    q.lo = _mm256_fmadd_pd(a, a, q.lo);
+    q.hi = _mm256_fmadd_pd(b, b, q.hi);
+  }
+  static void acc_add_mul(Acc& g, Acc& p, Vec a, Vec b) {
+    const __m256d a0 = lo(a), a1 = hi(a);
+    g.lo = _mm256_add_pd(g.lo, a0);
+    g.hi = _mm256_add_pd(g.hi, a1);
+    p.lo = _mm256_fmadd_pd(a0, lo(b), p.lo);
+    p.hi = _mm256_fmadd_pd(a1, hi(b), p.hi);
   }
   static double hsum(__m256d v) {
     const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
@@ -66,9 +79,17 @@ struct Avx2F64 {
   static void store_tail(T* p, Vec v, size_t n) { _mm256_maskstore_pd(p, tail_mask(n), v); }
   static void stream(T* p, Vec v) { _mm256_stream_pd(p, v); }
   static void fence() { _mm_sfence(); }
+  static void prefetch(const T* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
   using Acc = __m256d;
   static Acc acc_zero() { return _mm256_setzero_pd(); }
-  static void acc_add(Acc& acc, Vec v) { acc = _mm256_add_pd(acc, v); }
+  static void acc_add_sq(Acc& s, Acc& q, Vec d) {
+    s = _mm256_add_pd(s, d);
+    q = _mm256_fmadd_pd(d, d, q);
+  }
+  static void acc_add_mul(Acc& g, Acc& p, Vec a, Vec b) {
+    g = _mm256_add_pd(g, a);
+    p = _mm256_fmadd_pd(a, b, p);
+  }
   static double acc_sum(Acc acc) { return Avx2F32::hsum(acc); }
 };
 

@@ -24,15 +24,27 @@ struct Avx512F32 {
   static void store_tail(T* p, Vec v, size_t n) { _mm512_mask_storeu_ps(p, tail_mask(n), v); }
   static void stream(T* p, Vec v) { _mm512_stream_ps(p, v); }
   static void fence() { _mm_sfence(); }
+  static void prefetch(const T* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
   struct Acc {
     __m512d lo, hi;
   };
   static Acc acc_zero() { return {_mm512_setzero_pd(), _mm512_setzero_pd()}; }
-  static void acc_add(Acc& acc, Vec v) {
-    // AVX-512F only (no DQ): take the upper 8 floats through a double-typed extract.
-    const __m256 upper = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
-    acc.lo = _mm512_add_pd(acc.lo, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
-    acc.hi = _mm512_add_pd(acc.hi, _mm512_cvtps_pd(upper));
+  static __m512d lo(Vec v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
+  // AVX-512F only (no DQ): take the upper 8 floats through a double-typed extract.
+  static __m512d hi(Vec v) { return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))); }
+  static void acc_add_sq(Acc& s, Acc& q, Vec d) {
+    const __m512d a = lo(d), b = hi(d);
+    s.lo = _mm512_add_pd(s.lo, a);
+    s.hi = _mm512_add_pd(s.hi, b);
+    q.lo = _mm512_fmadd_pd(a, a, q.lo);
+    q.hi = _mm512_fmadd_pd(b, b, q.hi);
+  }
+  static void acc_add_mul(Acc& g, Acc& p, Vec a, Vec b) {
+    const __m512d a0 = lo(a), a1 = hi(a);
+    g.lo = _mm512_add_pd(g.lo, a0);
+    g.hi = _mm512_add_pd(g.hi, a1);
+    p.lo = _mm512_fmadd_pd(a0, lo(b), p.lo);
+    p.hi = _mm512_fmadd_pd(a1, hi(b), p.hi);
   }
   static double acc_sum(const Acc& acc) { return _mm512_reduce_add_pd(_mm512_add_pd(acc.lo, acc.hi)); }
 };
@@ -54,9 +66,17 @@ struct Avx512F64 {
   static void store_tail(T* p, Vec v, size_t n) { _mm512_mask_storeu_pd(p, tail_mask(n), v); }
   static void stream(T* p, Vec v) { _mm512_stream_pd(p, v); }
   static void fence() { _mm_sfence(); }
+  static void prefetch(const T* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
   using Acc = __m512d;
   static Acc acc_zero() { return _mm512_setzero_pd(); }
-  static void acc_add(Acc& acc, Vec v) { acc = _mm512_add_pd(acc, v); }
+  static void acc_add_sq(Acc& s, Acc& q, Vec d) {
+    s = _mm512_add_pd(s, d);
+    q = _mm512_fmadd_pd(d, d, q);
+  }
+  static void acc_add_mul(Acc& g, Acc& p, Vec a, Vec b) {
+    g = _mm512_add_pd(g, a);
+    p = _mm512_fmadd_pd(a, b, p);
+  }
   static double acc_sum(Acc acc) { return _mm512_reduce_add_pd(acc); }
 };
 

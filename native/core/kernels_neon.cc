@@ -33,13 +33,26 @@ struct NeonF32 {
   static constexpr size_t kStreamAlign = 16;
   static void stream(T* p, Vec v) { vst1q_f32(p, v); }
   static void fence() {}
+  static void prefetch(const T* p) { __builtin_prefetch(p); }
   struct Acc {
     float64x2_t lo, hi;
   };
   static Acc acc_zero() { return {vdupq_n_f64(0.0), vdupq_n_f64(0.0)}; }
-  static void acc_add(Acc& acc, Vec v) {
-    acc.lo = vaddq_f64(acc.lo, vcvt_f64_f32(vget_low_f32(v)));
-    acc.hi = vaddq_f64(acc.hi, vcvt_high_f64_f32(v));
+  static float64x2_t lo(Vec v) { return vcvt_f64_f32(vget_low_f32(v)); }
+  static float64x2_t hi(Vec v) { return vcvt_high_f64_f32(v); }
+  static void acc_add_sq(Acc& s, Acc& q, Vec d) {
+    const float64x2_t a = lo(d), b = hi(d);
+    s.lo = vaddq_f64(s.lo, a);
+    s.hi = vaddq_f64(s.hi, b);
+    q.lo = vfmaq_f64(q.lo, a, a);
+    q.hi = vfmaq_f64(q.hi, b, b);
+  }
+  static void acc_add_mul(Acc& g, Acc& p, Vec a, Vec b) {
+    const float64x2_t a0 = lo(a), a1 = hi(a);
+    g.lo = vaddq_f64(g.lo, a0);
+    g.hi = vaddq_f64(g.hi, a1);
+    p.lo = vfmaq_f64(p.lo, a0, lo(b));
+    p.hi = vfmaq_f64(p.hi, a1, hi(b));
   }
   static double acc_sum(const Acc& acc) { return vaddvq_f64(vaddq_f64(acc.lo, acc.hi)); }
 };
@@ -70,9 +83,17 @@ struct NeonF64 {
   static constexpr size_t kStreamAlign = 16;
   static void stream(T* p, Vec v) { vst1q_f64(p, v); }
   static void fence() {}
+  static void prefetch(const T* p) { __builtin_prefetch(p); }
   using Acc = float64x2_t;
   static Acc acc_zero() { return vdupq_n_f64(0.0); }
-  static void acc_add(Acc& acc, Vec v) { acc = vaddq_f64(acc, v); }
+  static void acc_add_sq(Acc& s, Acc& q, Vec d) {
+    s = vaddq_f64(s, d);
+    q = vfmaq_f64(q, d, d);
+  }
+  static void acc_add_mul(Acc& g, Acc& p, Vec a, Vec b) {
+    g = vaddq_f64(g, a);
+    p = vfmaq_f64(p, a, b);
+  }
   static double acc_sum(Acc acc) { return vaddvq_f64(acc); }
 };
 

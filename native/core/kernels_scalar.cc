@@ -24,9 +24,19 @@ struct ScalarTraits {
   static void store_tail(T* p, Vec v, size_t n) { if (n) *p = v; }
   static void stream(T* p, Vec v) { *p = v; }
   static void fence() {}
+  static void prefetch(const T* p) { __builtin_prefetch(p); }
   using Acc = double;
   static Acc acc_zero() { return 0.0; }
-  static void acc_add(Acc& acc, Vec v) { acc += v; }
+  static void acc_add_sq(Acc& s, Acc& q, Vec d) {
+    const double w = d;
+    s += w;
+    q += w * w;
+  }
+  static void acc_add_mul(Acc& g, Acc& p, Vec a, Vec b) {
+    const double wa = a;
+    g += wa;
+    p += wa * double(b);
+  }
   static double acc_sum(Acc acc) { return acc; }
 };
 

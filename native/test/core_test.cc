@@ -287,9 +287,9 @@ struct KernelTester {
       s2.add(d * d);
       a1 += std::fabs(d);
       a2 += d * d;
-      const T dt = T(x[q] - k);  // the documented per-term rounding: difference and square in T
+      const T dt = T(x[q] - k);  // the documented per-term rounding: the difference in T, the rest in f64
       m1.add(double(dt));
-      m2.add(double(T(dt * dt)));
+      m2.add(double(dt) * double(dt));
     });
     check_acc(c, "sum", acc[0], sum0 + s1.get(), a1, TI<T>::acc_rel);
     check_acc(c, "sumsq", acc[2], sq0 + s2.get(), a2, TI<T>::acc_rel);
@@ -354,7 +354,7 @@ struct KernelTester {
       sp.add(double(dy[q]) * d);
       ag += std::fabs(double(dy[q]));
       ap += std::fabs(double(dy[q]) * d);
-      mp.add(double(T(dy[q] * T(x[q] - cc))));
+      mp.add(double(dy[q]) * double(T(x[q] - cc)));
     });
     check_acc(c, "sum_dy", acc[0], g0 + sg.get(), ag, TI<T>::acc_rel);
     check_acc(c, "sum_dyxc", acc[2], p0 + sp.get(), ap, TI<T>::acc_rel);
@@ -421,7 +421,7 @@ struct KernelTester {
         a2 += d * d;
         const T dt = T(xv - k[j]);
         m1.add(double(dt));
-        m2.add(double(T(dt * dt)));
+        m2.add(double(dt) * double(dt));
       }
       es.add(j, sum[j], sum0[j] + s1.get(), TI<T>::acc_rel * a1 + 1e-300);
       eq.add(j, sq[j], sq0[j] + s2.get(), TI<T>::acc_rel * a2 + 1e-300);
@@ -488,7 +488,7 @@ struct KernelTester {
         sp.add(double(gv) * d);
         ag += std::fabs(double(gv));
         ap += std::fabs(double(gv) * d);
-        m.add(double(T(gv * T(xv - cc[j]))));
+        m.add(double(gv) * double(T(xv - cc[j])));
       }
       eg.add(j, g[j], g0[j] + sg.get(), TI<T>::acc_rel * ag + 1e-300);
       ep.add(j, p[j], p0[j] + sp.get(), TI<T>::acc_rel * ap + 1e-300);
