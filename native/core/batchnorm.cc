@@ -67,16 +67,30 @@ struct Partition {
   int64_t parts = 1;   // otherwise: each channel split into `parts` pieces...
   int64_t wave = 1;    // ...and channels processed `wave` at a time, so the data of a wave is
                        // still in cache when the second pass reads it again
+  int64_t group = 1;   // fused, short runs: channels walked together, in memory order
   bool stream = false;
 };
+
+// Runs shorter than this are walked in memory order across a group of channels (a channel's N
+// runs of a 7x7 map are 196-byte islands C*S apart: hopeless for the hardware prefetcher).
+constexpr int64_t kShortRunBytes = 4096;
+// Data of one group, sized to stay in L2 between the two passes.
+constexpr int64_t kGroupBytes = int64_t(512) << 10;
 
 Partition partition(const Shape& s, int requested, size_t elem_bytes) {
   Partition pt;
   pt.nt = threads_for(s, requested);
-  pt.stream = int64_t(elem_bytes) * total_elems(s) >= stream_min_bytes();
+  // Streaming pays only with whole lines: short runs are written with a masked head and tail.
+  pt.stream = int64_t(elem_bytes) * total_elems(s) >= stream_min_bytes() && s.s * int64_t(elem_bytes) >= kShortRunBytes;
   const int64_t nt = pt.nt;
   const int64_t m = s.n * s.s;
-  if (nt == 1 || s.c % nt == 0 || s.c >= 8 * nt || m / nt < kMinPartElems) return pt;
+  if (nt == 1 || s.c % nt == 0 || s.c >= 8 * nt || m / nt < kMinPartElems) {
+    const int64_t chan_bytes = m * int64_t(elem_bytes);
+    if (s.s * int64_t(elem_bytes) < kShortRunBytes) {
+      pt.group = std::max<int64_t>(1, std::min<int64_t>(kGroupBytes / chan_bytes, s.c / nt));
+    }
+    return pt;
+  }
   pt.fused = false;
   pt.parts = nt;
   const int64_t chan_bytes = m * int64_t(elem_bytes);
@@ -106,96 +120,61 @@ void for_each_block(const Shape& s, int64_t c, int64_t part, int64_t P, F&& f) {
   if (j < hi) f(offset(j), int64_t(1), hi - j);
 }
 
-// for_each_block cut into chunks of about kChunkElems values (whole runs grouped when runs are
-// short), the granularity at which the two passes below are interleaved.
-constexpr int64_t kChunkElems = 2048;
-
-template <class F>
-void for_each_chunk(const Shape& s, int64_t c, int64_t part, int64_t P, F&& f) {
-  const int64_t stride = s.c * s.s;
-  for_each_block(s, c, part, P, [&](int64_t off, int64_t rows, int64_t n) {
-    if (n >= kChunkElems) {
-      for (int64_t r = 0; r < rows; ++r) {
-        for (int64_t j = 0; j < n; j += kChunkElems) f(off + r * stride + j, int64_t(1), std::min(kChunkElems, n - j));
-      }
-    } else {
-      const int64_t group = std::max<int64_t>(1, kChunkElems / n);
-      for (int64_t r = 0; r < rows; r += group) f(off + r * stride, std::min(group, rows - r), n);
-    }
-  });
-}
-
-// The two-pass skeleton. first(c, slot, off, rows, n) reads a chunk of channel c into partial
-// sums `slot`; finish(c) turns a channel's sums into coefficients; second(c, off, rows, n) writes a
-// chunk of channel c. Software-pipelined: while a thread writes channel c (re-reading its input
-// from cache) it reads the next channel it owns from memory, chunk by chunk, so reads and writes
-// overlap as in a copy instead of alternating between a read-only and a write-only phase. Piece
-// (c + d, p) has exactly the blocks of piece (c, p) shifted by d * S, so the two walk together.
+// The two-pass skeleton. first(c, slot, off, rows, n, stride) reads `rows` runs of n values of
+// channel c (stride apart) into partial sums `slot`; finish(c) turns a channel's sums into
+// coefficients; second(c, off, rows, n, stride) writes them. Between the two passes over a piece,
+// the piece stays in the thread's cache (L2) when it fits: per channel for long runs, per group
+// of channels for short ones.
 template <class First, class Finish, class Second>
 void two_pass(const Shape& s, const Partition& pt, First&& first, Finish&& finish, Second&& second) {
+  const int64_t cstride = s.c * s.s;
   if (pt.fused) {
-    // Whole channels per thread, a contiguous range each: no barrier at all.
+    // Each thread owns a contiguous range of channels, walked in groups of G: no barrier at all.
+    // G = 1: a channel's N runs, C * S apart. G > 1 (short runs): the group's runs in memory
+    // order, one run per kernel call; `stride` S then points the kernels' prefetch at the next
+    // run in memory, and the hardware prefetcher sees one stream instead of N islands.
+    auto walk = [&](int64_t c0, int64_t G, auto&& f) {  // f(c, off, rows, n, stride)
+      if (G == 1) {
+        for_each_block(s, c0, 0, 1, [&](int64_t off, int64_t rows, int64_t n) { f(c0, off, rows, n, cstride); });
+        return;
+      }
+      for (int64_t b = 0; b < s.n; ++b) {
+        for (int64_t c = c0; c < c0 + G; ++c) f(c, (b * s.c + c) * s.s, int64_t(1), s.s, s.s);
+      }
+    };
 #pragma omp parallel num_threads(pt.nt) if (pt.nt > 1)
     {
       const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
       const int64_t cb = s.c * t / T, ce = s.c * (t + 1) / T;
-      if (cb < ce) {
-        for_each_chunk(s, cb, 0, 1, [&](int64_t off, int64_t rows, int64_t n) { first(cb, cb, off, rows, n); });
-      }
-      for (int64_t c = cb; c < ce; ++c) {
-        finish(c);
-        const bool next = c + 1 < ce;
-        for_each_chunk(s, c, 0, 1, [&](int64_t off, int64_t rows, int64_t n) {
-          second(c, off, rows, n);
-          if (next) first(c + 1, c + 1, off + s.s, rows, n);
-        });
+      for (int64_t c0 = cb; c0 < ce; c0 += pt.group) {
+        const int64_t G = std::min(pt.group, ce - c0);
+        walk(c0, G, [&](int64_t c, int64_t off, int64_t rows, int64_t n, int64_t st) { first(c, c, off, rows, n, st); });
+        for (int64_t c = c0; c < c0 + G; ++c) finish(c);
+        walk(c0, G, [&](int64_t c, int64_t off, int64_t rows, int64_t n, int64_t st) { second(c, off, rows, n, st); });
       }
     }
     return;
   }
-  // Waves of `wave` channels, each split into P parts; a thread owns the same share of items
-  // in every wave, so its item `it` of wave w + 1 is its item `it` of wave w shifted by `wave`
-  // channels. One barrier per wave: the statistics of a whole channel are needed before its
-  // second pass.
+  // Waves of `wave` channels, each split into P parts. Every piece of a wave computes partial
+  // sums, one thread turns them into coefficients, and the same split gives every thread back the
+  // pieces it just read.
   const int64_t P = pt.parts, W = pt.wave;
-  const int64_t waves = (s.c + W - 1) / W;
-  auto items_in = [&](int64_t w) { return w < waves ? std::min(W, s.c - w * W) * P : int64_t(0); };
 #pragma omp parallel num_threads(pt.nt)
   {
     const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
-    auto mine = [&](int64_t items, int64_t* lo, int64_t* hi) {
-      *lo = items * t / T;
-      *hi = items * (t + 1) / T;
-    };
-    auto first_items = [&](int64_t w) {
-      int64_t lo, hi;
-      mine(items_in(w), &lo, &hi);
+    for (int64_t c0 = 0; c0 < s.c; c0 += W) {
+      const int64_t items = std::min(W, s.c - c0) * P;
+      const int64_t lo = items * t / T, hi = items * (t + 1) / T;
       for (int64_t it = lo; it < hi; ++it) {
-        const int64_t c = w * W + it / P, slot = w * W * P + it;
-        for_each_chunk(s, c, it % P, P, [&](int64_t off, int64_t rows, int64_t n) { first(c, slot, off, rows, n); });
+        const int64_t c = c0 + it / P, slot = c0 * P + it;
+        for_each_block(s, c, it % P, P, [&](int64_t off, int64_t rows, int64_t n) { first(c, slot, off, rows, n, cstride); });
       }
-    };
-    auto finish_wave = [&](int64_t w) {
 #pragma omp barrier
 #pragma omp single
-      for (int64_t c = w * W; c < std::min(s.c, (w + 1) * W); ++c) finish(c);
-    };
-    first_items(0);
-    finish_wave(0);
-    for (int64_t w = 0; w < waves; ++w) {
-      const bool pipelined = items_in(w + 1) == items_in(w);
-      int64_t lo, hi;
-      mine(items_in(w), &lo, &hi);
+      for (int64_t c = c0; c < std::min(s.c, c0 + W); ++c) finish(c);
       for (int64_t it = lo; it < hi; ++it) {
-        const int64_t c = w * W + it / P, slot_next = (w + 1) * W * P + it;
-        for_each_chunk(s, c, it % P, P, [&](int64_t off, int64_t rows, int64_t n) {
-          second(c, off, rows, n);
-          if (pipelined) first(c + W, slot_next, off + W * s.s, rows, n);
-        });
-      }
-      if (w + 1 < waves) {
-        if (!pipelined) first_items(w + 1);
-        finish_wave(w + 1);
+        const int64_t c = c0 + it / P;
+        for_each_block(s, c, it % P, P, [&](int64_t off, int64_t rows, int64_t n) { second(c, off, rows, n, cstride); });
       }
     }
   }
@@ -328,16 +307,15 @@ void forward_training_runs(const ForwardTrainingArgs<T>& a, int requested) {
   const Shape& s = a.shape;
   const Partition pt = partition(s, requested, sizeof(T));
   const int64_t P = pt.parts;
-  const size_t stride = size_t(s.c * s.s);
   TrainingStats<T> st(a, P);
   two_pass(
       s, pt,
-      [&](int64_t c, int64_t slot, int64_t off, int64_t rows, int64_t n) {
-        k.stats_run(a.x + off, size_t(rows), size_t(n), stride, st.shift[c], &st.sum[slot], &st.sumsq[slot]);
+      [&](int64_t c, int64_t slot, int64_t off, int64_t rows, int64_t n, int64_t stride) {
+        k.stats_run(a.x + off, size_t(rows), size_t(n), size_t(stride), st.shift[c], &st.sum[slot], &st.sumsq[slot]);
       },
       [&](int64_t c) { st.finish_channel(c, P); },
-      [&](int64_t c, int64_t off, int64_t rows, int64_t n) {
-        k.affine_run(a.x + off, a.y + off, size_t(rows), size_t(n), stride, st.affine.c[c], st.affine.a[c],
+      [&](int64_t c, int64_t off, int64_t rows, int64_t n, int64_t stride) {
+        k.affine_run(a.x + off, a.y + off, size_t(rows), size_t(n), size_t(stride), st.affine.c[c], st.affine.a[c],
                      st.affine.b[c], pt.stream);
       });
 }
@@ -358,16 +336,17 @@ void apply_affine(const Shape& s, const T* x, T* y, const Affine<T>& af, int req
     }
     return;
   }
-  const Partition pt = partition(s, nt, sizeof(T));
-  const int64_t P = pt.fused ? 1 : pt.parts;
-  const size_t stride = size_t(s.c * s.s);
-  const int64_t items = s.c * P;
+  // No statistics: walk the tensor in memory order, each run split in Q pieces when there are
+  // too few runs to share among the threads.
+  const bool stream = int64_t(sizeof(T)) * total_elems(s) >= stream_min_bytes() && s.s * int64_t(sizeof(T)) >= kShortRunBytes;
+  const int64_t runs = s.n * s.c;
+  const int64_t Q = runs >= 4 * int64_t(nt) ? 1 : std::min<int64_t>(s.s, (4 * int64_t(nt) + runs - 1) / runs);
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-  for (int64_t it = 0; it < items; ++it) {
-    const int64_t c = it / P;
-    for_each_block(s, c, it % P, P, [&](int64_t off, int64_t rows, int64_t n) {
-      k.affine_run(x + off, y + off, size_t(rows), size_t(n), stride, af.c[c], af.a[c], af.b[c], pt.stream);
-    });
+  for (int64_t it = 0; it < runs * Q; ++it) {
+    const int64_t r = it / Q, q = it % Q, c = r % s.c;
+    const int64_t lo = s.s / Q * q + std::min(q, s.s % Q), len = s.s / Q + (q < s.s % Q ? 1 : 0);
+    const int64_t off = r * s.s + lo;
+    k.affine_run(x + off, y + off, size_t(1), size_t(len), size_t(s.s), af.c[c], af.a[c], af.b[c], stream);
   }
 }
 
@@ -452,19 +431,18 @@ void backward_runs(const BackwardArgs<T>& a, int requested) {
   const Shape& s = a.shape;
   const Partition pt = partition(s, requested, sizeof(T));
   const int64_t P = pt.parts;
-  const size_t stride = size_t(s.c * s.s);
   BackwardCoefs<T> bc(s.c, P);
   for (int64_t c = 0; c < s.c; ++c) bc.c[c] = T(a.mean[c]);
   two_pass(
       s, pt,
-      [&](int64_t c, int64_t slot, int64_t off, int64_t rows, int64_t n) {
-        k.bwd_reduce_run(a.x + off, a.dy + off, size_t(rows), size_t(n), stride, bc.c[c], &bc.sum_dy[slot],
+      [&](int64_t c, int64_t slot, int64_t off, int64_t rows, int64_t n, int64_t stride) {
+        k.bwd_reduce_run(a.x + off, a.dy + off, size_t(rows), size_t(n), size_t(stride), bc.c[c], &bc.sum_dy[slot],
                          &bc.sum_dyxc[slot]);
       },
       [&](int64_t c) { backward_finish_channel(a, bc, c, P); },
-      [&](int64_t c, int64_t off, int64_t rows, int64_t n) {
+      [&](int64_t c, int64_t off, int64_t rows, int64_t n, int64_t stride) {
         if (a.dx == nullptr) return;
-        k.bwd_dx_run(a.x + off, a.dy + off, a.dx + off, size_t(rows), size_t(n), stride, bc.c[c], bc.k1[c],
+        k.bwd_dx_run(a.x + off, a.dy + off, a.dx + off, size_t(rows), size_t(n), size_t(stride), bc.c[c], bc.k1[c],
                      bc.k2[c], bc.k3[c], pt.stream);
       });
 }

@@ -56,6 +56,7 @@ struct Avx2F32 {
     const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
     return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
   }
+  static Acc acc_merge(const Acc& a, const Acc& b) { return {_mm256_add_pd(a.lo, b.lo), _mm256_add_pd(a.hi, b.hi)}; }
   static double acc_sum(const Acc& acc) { return hsum(_mm256_add_pd(acc.lo, acc.hi)); }
 };
 
@@ -90,6 +91,7 @@ struct Avx2F64 {
     g = _mm256_add_pd(g, a);
     p = _mm256_fmadd_pd(a, b, p);
   }
+  static Acc acc_merge(Acc a, Acc b) { return _mm256_add_pd(a, b); }
   static double acc_sum(Acc acc) { return Avx2F32::hsum(acc); }
 };
 

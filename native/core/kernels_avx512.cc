@@ -46,6 +46,7 @@ struct Avx512F32 {
     p.lo = _mm512_fmadd_pd(a0, lo(b), p.lo);
     p.hi = _mm512_fmadd_pd(a1, hi(b), p.hi);
   }
+  static Acc acc_merge(const Acc& a, const Acc& b) { return {_mm512_add_pd(a.lo, b.lo), _mm512_add_pd(a.hi, b.hi)}; }
   static double acc_sum(const Acc& acc) { return _mm512_reduce_add_pd(_mm512_add_pd(acc.lo, acc.hi)); }
 };
 
@@ -77,6 +78,7 @@ struct Avx512F64 {
     g = _mm512_add_pd(g, a);
     p = _mm512_fmadd_pd(a, b, p);
   }
+  static Acc acc_merge(Acc a, Acc b) { return _mm512_add_pd(a, b); }
   static double acc_sum(Acc acc) { return _mm512_reduce_add_pd(acc); }
 };
 

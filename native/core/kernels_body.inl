@@ -9,7 +9,7 @@
 //   store_tail(p, v, n): writes lanes [0, n) only,
 //   stream(p, v): non-temporal store to a kStreamAlign-aligned p; fence() after streaming,
 //   Acc acc_zero(); acc_add_sq(s, q, d): widens d to float64, s += d, q += d * d;
-//   acc_add_mul(g, p, a, b): widens a and b, g += a, p += a * b; acc_sum(Acc).
+//   acc_add_mul(g, p, a, b): widens a and b, g += a, p += a * b; acc_merge(a, b); acc_sum(Acc).
 // The scalar TU instantiates the same bodies with W = 1: that is the scalar version of every
 // vector loop, and the reference the microkernel tests compare each ISA against.
 //
@@ -50,7 +50,9 @@ struct Kernels {
   // outside the tensor, which a prefetch may do (it never faults).
   struct Ahead {
     size_t rows, cols;
-    explicit Ahead(size_t n) : rows(n ? kPrefetch / n : 0), cols(n ? kPrefetch % n : 0) {}
+    // Runs that follow each other in memory (stride == n) need no division: plain distance.
+    Ahead(size_t n, size_t stride)
+        : rows(n == 0 || stride == n ? 0 : kPrefetch / n), cols(n == 0 || stride == n ? kPrefetch : kPrefetch % n) {}
   };
   static void prefetch_ahead(const T* x, const Ahead& ah, size_t r, size_t i, size_t n, size_t stride) {
     const size_t j = i + ah.cols;
@@ -64,7 +66,7 @@ struct Kernels {
                         double* sumsq) {
     typename V::Acc s0 = V::acc_zero(), s1 = V::acc_zero(), q0 = V::acc_zero(), q1 = V::acc_zero();
     const Vec vk = V::set1(k);
-    const Ahead ah(n);
+    const Ahead ah(n, stride);
     for (size_t r = 0; r < rows; ++r) {
       const T* p = x + r * stride;
       size_t i = 0;
@@ -81,8 +83,8 @@ struct Kernels {
       // lanes past n load k, so they add 0
       if (i < n) V::acc_add_sq(s1, q1, V::sub(V::load_tail(p + i, n - i, k), vk));
     }
-    *sum += V::acc_sum(s0) + V::acc_sum(s1);
-    *sumsq += V::acc_sum(q0) + V::acc_sum(q1);
+    *sum += V::acc_sum(V::acc_merge(s0, s1));
+    *sumsq += V::acc_sum(V::acc_merge(q0, q1));
   }
 
   static void affine_run(const T* x, T* y, size_t rows, size_t n, size_t stride, T c, T a, T b,
@@ -109,7 +111,7 @@ struct Kernels {
                              double* sum_dy, double* sum_dyxc) {
     typename V::Acc g0 = V::acc_zero(), g1 = V::acc_zero(), p0 = V::acc_zero(), p1 = V::acc_zero();
     const Vec vc = V::set1(c);
-    const Ahead ah(n);
+    const Ahead ah(n, stride);
     for (size_t r = 0; r < rows; ++r) {
       const T* xp = x + r * stride;
       const T* gp = dy + r * stride;
@@ -130,8 +132,8 @@ struct Kernels {
         V::acc_add_mul(g1, p1, V::load_tail(gp + i, n - i, T(0)), V::sub(V::load_tail(xp + i, n - i, c), vc));
       }
     }
-    *sum_dy += V::acc_sum(g0) + V::acc_sum(g1);
-    *sum_dyxc += V::acc_sum(p0) + V::acc_sum(p1);
+    *sum_dy += V::acc_sum(V::acc_merge(g0, g1));
+    *sum_dyxc += V::acc_sum(V::acc_merge(p0, p1));
   }
 
   static Vec dx_vec(Vec xv, Vec gv, Vec vc, Vec v1, Vec v2, Vec v3) {

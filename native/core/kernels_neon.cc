@@ -54,6 +54,7 @@ struct NeonF32 {
     p.lo = vfmaq_f64(p.lo, a0, lo(b));
     p.hi = vfmaq_f64(p.hi, a1, hi(b));
   }
+  static Acc acc_merge(const Acc& a, const Acc& b) { return {vaddq_f64(a.lo, b.lo), vaddq_f64(a.hi, b.hi)}; }
   static double acc_sum(const Acc& acc) { return vaddvq_f64(vaddq_f64(acc.lo, acc.hi)); }
 };
 
@@ -94,6 +95,7 @@ struct NeonF64 {
     g = vaddq_f64(g, a);
     p = vfmaq_f64(p, a, b);
   }
+  static Acc acc_merge(Acc a, Acc b) { return vaddq_f64(a, b); }
   static double acc_sum(Acc acc) { return vaddvq_f64(acc); }
 };
 

@@ -37,6 +37,7 @@ struct ScalarTraits {
     g += wa;
     p += wa * double(b);
   }
+  static Acc acc_merge(Acc a, Acc b) { return a + b; }
   static double acc_sum(Acc acc) { return acc; }
 };
 
