@@ -120,27 +120,26 @@ void for_each_block(const Shape& s, int64_t c, int64_t part, int64_t P, F&& f) {
   if (j < hi) f(offset(j), int64_t(1), hi - j);
 }
 
-// The two-pass skeleton. first(c, slot, off, rows, n, stride) reads `rows` runs of n values of
-// channel c (stride apart) into partial sums `slot`; finish(c) turns a channel's sums into
-// coefficients; second(c, off, rows, n, stride) writes them. Between the two passes over a piece,
+// The two-pass skeleton. first(c, slot, off, rows, n) reads `rows` runs of n values of channel c
+// (C * S apart) into partial sums `slot`; finish(c) turns a channel's sums into coefficients;
+// second(c, off, rows, n) writes them; start(c) runs before channel c's first pass. first_group(c0, G, off) / second_group(c0, G, off) do the
+// same for the G contiguous runs of channels c0.. of one sample (fused partition: slot = c). Between the two passes over a piece,
 // the piece stays in the thread's cache (L2) when it fits: per channel for long runs, per group
 // of channels for short ones.
-template <class First, class Finish, class Second>
-void two_pass(const Shape& s, const Partition& pt, First&& first, Finish&& finish, Second&& second) {
-  const int64_t cstride = s.c * s.s;
+template <class Start, class First, class Finish, class Second, class FirstGroup, class SecondGroup>
+void two_pass(const Shape& s, const Partition& pt, Start&& start, First&& first, Finish&& finish, Second&& second,
+              FirstGroup&& first_group, SecondGroup&& second_group) {
   if (pt.fused) {
     // Each thread owns a contiguous range of channels, walked in groups of G: no barrier at all.
-    // G = 1: a channel's N runs, C * S apart. G > 1 (short runs): the group's runs in memory
-    // order, one run per kernel call; `stride` S then points the kernels' prefetch at the next
-    // run in memory, and the hardware prefetcher sees one stream instead of N islands.
-    auto walk = [&](int64_t c0, int64_t G, auto&& f) {  // f(c, off, rows, n, stride)
+    // G = 1: a channel's N runs, C * S apart. G > 1 (short runs): the group kernels take the
+    // group's G runs of one sample at a time (contiguous), so memory is walked in order and the
+    // hardware prefetcher sees one stream instead of N islands per channel.
+    auto walk = [&](int64_t c0, int64_t G, auto&& per_run, auto&& per_group) {
       if (G == 1) {
-        for_each_block(s, c0, 0, 1, [&](int64_t off, int64_t rows, int64_t n) { f(c0, off, rows, n, cstride); });
+        for_each_block(s, c0, 0, 1, [&](int64_t off, int64_t rows, int64_t n) { per_run(c0, off, rows, n); });
         return;
       }
-      for (int64_t b = 0; b < s.n; ++b) {
-        for (int64_t c = c0; c < c0 + G; ++c) f(c, (b * s.c + c) * s.s, int64_t(1), s.s, s.s);
-      }
+      for (int64_t b = 0; b < s.n; ++b) per_group(c0, G, (b * s.c + c0) * s.s);
     };
 #pragma omp parallel num_threads(pt.nt) if (pt.nt > 1)
     {
@@ -148,9 +147,14 @@ void two_pass(const Shape& s, const Partition& pt, First&& first, Finish&& finis
       const int64_t cb = s.c * t / T, ce = s.c * (t + 1) / T;
       for (int64_t c0 = cb; c0 < ce; c0 += pt.group) {
         const int64_t G = std::min(pt.group, ce - c0);
-        walk(c0, G, [&](int64_t c, int64_t off, int64_t rows, int64_t n, int64_t st) { first(c, c, off, rows, n, st); });
+        for (int64_t c = c0; c < c0 + G; ++c) start(c);
+        walk(
+            c0, G, [&](int64_t c, int64_t off, int64_t rows, int64_t n) { first(c, c, off, rows, n); },
+            first_group);
         for (int64_t c = c0; c < c0 + G; ++c) finish(c);
-        walk(c0, G, [&](int64_t c, int64_t off, int64_t rows, int64_t n, int64_t st) { second(c, off, rows, n, st); });
+        walk(
+            c0, G, [&](int64_t c, int64_t off, int64_t rows, int64_t n) { second(c, off, rows, n); },
+            second_group);
       }
     }
     return;
@@ -159,6 +163,7 @@ void two_pass(const Shape& s, const Partition& pt, First&& first, Finish&& finis
   // sums, one thread turns them into coefficients, and the same split gives every thread back the
   // pieces it just read.
   const int64_t P = pt.parts, W = pt.wave;
+  for (int64_t c = 0; c < s.c; ++c) start(c);  // few channels here (fewer than 8 per thread)
 #pragma omp parallel num_threads(pt.nt)
   {
     const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
@@ -167,14 +172,14 @@ void two_pass(const Shape& s, const Partition& pt, First&& first, Finish&& finis
       const int64_t lo = items * t / T, hi = items * (t + 1) / T;
       for (int64_t it = lo; it < hi; ++it) {
         const int64_t c = c0 + it / P, slot = c0 * P + it;
-        for_each_block(s, c, it % P, P, [&](int64_t off, int64_t rows, int64_t n) { first(c, slot, off, rows, n, cstride); });
+        for_each_block(s, c, it % P, P, [&](int64_t off, int64_t rows, int64_t n) { first(c, slot, off, rows, n); });
       }
 #pragma omp barrier
 #pragma omp single
       for (int64_t c = c0; c < std::min(s.c, c0 + W); ++c) finish(c);
       for (int64_t it = lo; it < hi; ++it) {
         const int64_t c = c0 + it / P;
-        for_each_block(s, c, it % P, P, [&](int64_t off, int64_t rows, int64_t n) { second(c, off, rows, n, cstride); });
+        for_each_block(s, c, it % P, P, [&](int64_t off, int64_t rows, int64_t n) { second(c, off, rows, n); });
       }
     }
   }
@@ -205,25 +210,43 @@ struct Affine {
 template <typename T>
 struct TrainingStats {
   const ForwardTrainingArgs<T>& args;
-  std::vector<T> shift;             // k per channel (initial_shift)
+  std::vector<T> shift;             // k per channel (set_shift)
   std::vector<double> sum, sumsq;   // [C * P]
   Affine<T> affine;
+  // Shifts are set by set_shift(c) before channel c's first pass (by the thread that reads it
+  // next, so the values come from lines about to be loaded anyway), or all at once up front.
   TrainingStats(const ForwardTrainingArgs<T>& a, int64_t P)
       : args(a), shift(size_t(a.shape.c)), sum(size_t(a.shape.c * P)), sumsq(size_t(a.shape.c * P)),
-        affine(a.shape.c) {
-    for (int64_t c = 0; c < a.shape.c; ++c) shift[c] = initial_shift(a.shape, a.x, c);
-  }
+        affine(a.shape.c) {}
 
   // The shift k: the mean of the channel's first (up to) 64 values, rounded to T. Any k works
-  // for the maths, but the rounding of x - k and (x - k)^2 in T grows with |mean - k| / std; a
-  // single first value can be an outlier, an average of 64 rarely is by much.
-  static T initial_shift(const Shape& s, const T* x, int64_t c) {
-    const int64_t count = std::min<int64_t>(64, s.n * s.s);
+  // for the maths, but the rounding of x - k in T grows with |mean - k| / std; a single first
+  // value can be an outlier, an average of 64 rarely is by much.
+  void set_shift(int64_t c) {
+    const Shape& s = args.shape;
     double acc = 0.0;
-    for (int64_t j = 0; j < count; ++j) {
-      acc += double(s.rows_layout() ? x[j * s.c + c] : x[(j / s.s * s.c + c) * s.s + j % s.s]);
+    int64_t count = 0;
+    if (s.rows_layout()) {
+      for (; count < 64 && count < s.rows(); ++count) acc += double(args.x[count * s.c + c]);
+    } else {
+      for (int64_t b = 0; b < s.n && count < 64; ++b) {
+        const T* p = args.x + (b * s.c + c) * s.s;
+        for (int64_t j = 0; j < s.s && count < 64; ++j, ++count) acc += double(p[j]);
+      }
     }
-    return T(acc / double(count));
+    shift[c] = T(acc / double(count));
+  }
+
+  // Channel-fastest layouts: all shifts from the first (up to) 64 rows, read in memory order.
+  void set_shifts_rows() {
+    const Shape& s = args.shape;
+    const int64_t count = std::min<int64_t>(64, s.rows());
+    std::vector<double> acc(size_t(s.c), 0.0);
+    for (int64_t r = 0; r < count; ++r) {
+      const T* p = args.x + r * s.c;
+      for (int64_t c = 0; c < s.c; ++c) acc[c] += double(p[c]);
+    }
+    for (int64_t c = 0; c < s.c; ++c) shift[c] = T(acc[c] / double(count));
   }
 
   // Reduce the P partial sums of channel c, write save_* / running stats, set the affine.
@@ -270,6 +293,7 @@ void forward_training_rows(const ForwardTrainingArgs<T>& a, int nt) {
   const int64_t C = a.shape.c, rows = a.shape.rows();
   const int64_t P = std::max<int64_t>(1, std::min<int64_t>(nt, rows));
   TrainingStats<T> st(a, P);
+  st.set_shifts_rows();
   // Rows kernels accumulate into contiguous [C] arrays, so keep them per part, then transpose.
   std::vector<double> part_sum(size_t(C * P), 0.0), part_sq(size_t(C * P), 0.0);
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -307,16 +331,24 @@ void forward_training_runs(const ForwardTrainingArgs<T>& a, int requested) {
   const Shape& s = a.shape;
   const Partition pt = partition(s, requested, sizeof(T));
   const int64_t P = pt.parts;
+  const size_t stride = size_t(s.c * s.s);
   TrainingStats<T> st(a, P);
   two_pass(
-      s, pt,
-      [&](int64_t c, int64_t slot, int64_t off, int64_t rows, int64_t n, int64_t stride) {
-        k.stats_run(a.x + off, size_t(rows), size_t(n), size_t(stride), st.shift[c], &st.sum[slot], &st.sumsq[slot]);
+      s, pt, [&](int64_t c) { st.set_shift(c); },
+      [&](int64_t c, int64_t slot, int64_t off, int64_t rows, int64_t n) {
+        k.stats_run(a.x + off, size_t(rows), size_t(n), stride, st.shift[c], &st.sum[slot], &st.sumsq[slot]);
       },
       [&](int64_t c) { st.finish_channel(c, P); },
-      [&](int64_t c, int64_t off, int64_t rows, int64_t n, int64_t stride) {
-        k.affine_run(a.x + off, a.y + off, size_t(rows), size_t(n), size_t(stride), st.affine.c[c], st.affine.a[c],
+      [&](int64_t c, int64_t off, int64_t rows, int64_t n) {
+        k.affine_run(a.x + off, a.y + off, size_t(rows), size_t(n), stride, st.affine.c[c], st.affine.a[c],
                      st.affine.b[c], pt.stream);
+      },
+      [&](int64_t c0, int64_t G, int64_t off) {
+        k.stats_group(a.x + off, size_t(G), size_t(s.s), &st.shift[c0], &st.sum[c0], &st.sumsq[c0]);
+      },
+      [&](int64_t c0, int64_t G, int64_t off) {
+        k.affine_group(a.x + off, a.y + off, size_t(G), size_t(s.s), &st.affine.c[c0],
+                       &st.affine.a[c0], &st.affine.b[c0]);
       });
 }
 
@@ -336,9 +368,21 @@ void apply_affine(const Shape& s, const T* x, T* y, const Affine<T>& af, int req
     }
     return;
   }
-  // No statistics: walk the tensor in memory order, each run split in Q pieces when there are
-  // too few runs to share among the threads.
-  const bool stream = int64_t(sizeof(T)) * total_elems(s) >= stream_min_bytes() && s.s * int64_t(sizeof(T)) >= kShortRunBytes;
+  // No statistics: walk the tensor in memory order. Short runs: whole samples (or parts of
+  // them) through the group kernel. Long runs: one call per run, each run split in Q pieces when
+  // there are too few runs to share among the threads.
+  if (s.s * int64_t(sizeof(T)) < kShortRunBytes) {
+    const int64_t per = std::max<int64_t>(1, std::min<int64_t>(s.c, kGroupBytes / int64_t(sizeof(T)) / s.s));
+    const int64_t pieces = (s.c + per - 1) / per;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t it = 0; it < s.n * pieces; ++it) {
+      const int64_t b = it / pieces, c0 = it % pieces * per, G = std::min(per, s.c - c0);
+      const int64_t off = (b * s.c + c0) * s.s;
+      k.affine_group(x + off, y + off, size_t(G), size_t(s.s), &af.c[c0], &af.a[c0], &af.b[c0]);
+    }
+    return;
+  }
+  const bool stream = int64_t(sizeof(T)) * total_elems(s) >= stream_min_bytes();
   const int64_t runs = s.n * s.c;
   const int64_t Q = runs >= 4 * int64_t(nt) ? 1 : std::min<int64_t>(s.s, (4 * int64_t(nt) + runs - 1) / runs);
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
@@ -431,19 +475,29 @@ void backward_runs(const BackwardArgs<T>& a, int requested) {
   const Shape& s = a.shape;
   const Partition pt = partition(s, requested, sizeof(T));
   const int64_t P = pt.parts;
+  const size_t stride = size_t(s.c * s.s);
   BackwardCoefs<T> bc(s.c, P);
   for (int64_t c = 0; c < s.c; ++c) bc.c[c] = T(a.mean[c]);
   two_pass(
-      s, pt,
-      [&](int64_t c, int64_t slot, int64_t off, int64_t rows, int64_t n, int64_t stride) {
-        k.bwd_reduce_run(a.x + off, a.dy + off, size_t(rows), size_t(n), size_t(stride), bc.c[c], &bc.sum_dy[slot],
+      s, pt, [](int64_t) {},
+      [&](int64_t c, int64_t slot, int64_t off, int64_t rows, int64_t n) {
+        k.bwd_reduce_run(a.x + off, a.dy + off, size_t(rows), size_t(n), stride, bc.c[c], &bc.sum_dy[slot],
                          &bc.sum_dyxc[slot]);
       },
       [&](int64_t c) { backward_finish_channel(a, bc, c, P); },
-      [&](int64_t c, int64_t off, int64_t rows, int64_t n, int64_t stride) {
+      [&](int64_t c, int64_t off, int64_t rows, int64_t n) {
         if (a.dx == nullptr) return;
-        k.bwd_dx_run(a.x + off, a.dy + off, a.dx + off, size_t(rows), size_t(n), size_t(stride), bc.c[c], bc.k1[c],
+        k.bwd_dx_run(a.x + off, a.dy + off, a.dx + off, size_t(rows), size_t(n), stride, bc.c[c], bc.k1[c],
                      bc.k2[c], bc.k3[c], pt.stream);
+      },
+      [&](int64_t c0, int64_t G, int64_t off) {
+        k.bwd_reduce_group(a.x + off, a.dy + off, size_t(G), size_t(s.s), &bc.c[c0], &bc.sum_dy[c0],
+                           &bc.sum_dyxc[c0]);
+      },
+      [&](int64_t c0, int64_t G, int64_t off) {
+        if (a.dx == nullptr) return;
+        k.bwd_dx_group(a.x + off, a.dy + off, a.dx + off, size_t(G), size_t(s.s), &bc.c[c0],
+                       &bc.k1[c0], &bc.k2[c0], &bc.k3[c0]);
       });
 }
 
