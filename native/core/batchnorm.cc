@@ -341,7 +341,7 @@ void forward_training_runs(const ForwardTrainingArgs<T>& a, int requested) {
       [&](int64_t c) { st.finish_channel(c, P); },
       [&](int64_t c, int64_t off, int64_t rows, int64_t n) {
         k.affine_run(a.x + off, a.y + off, size_t(rows), size_t(n), stride, st.affine.c[c], st.affine.a[c],
-                     st.affine.b[c], pt.stream);
+                     st.affine.b[c], pt.stream && a.y != a.x);
       },
       [&](int64_t c0, int64_t G, int64_t off) {
         k.stats_group(a.x + off, size_t(G), size_t(s.s), &st.shift[c0], &st.sum[c0], &st.sumsq[c0]);
@@ -382,7 +382,9 @@ void apply_affine(const Shape& s, const T* x, T* y, const Affine<T>& af, int req
     }
     return;
   }
-  const bool stream = int64_t(sizeof(T)) * total_elems(s) >= stream_min_bytes();
+  // In place, the lines were just read and are in cache: plain stores write them back without a
+  // read for ownership, while streaming stores would evict them first.
+  const bool stream = int64_t(sizeof(T)) * total_elems(s) >= stream_min_bytes() && y != x;
   const int64_t runs = s.n * s.c;
   const int64_t Q = runs >= 4 * int64_t(nt) ? 1 : std::min<int64_t>(s.s, (4 * int64_t(nt) + runs - 1) / runs);
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
@@ -488,7 +490,7 @@ void backward_runs(const BackwardArgs<T>& a, int requested) {
       [&](int64_t c, int64_t off, int64_t rows, int64_t n) {
         if (a.dx == nullptr) return;
         k.bwd_dx_run(a.x + off, a.dy + off, a.dx + off, size_t(rows), size_t(n), stride, bc.c[c], bc.k1[c],
-                     bc.k2[c], bc.k3[c], pt.stream);
+                     bc.k2[c], bc.k3[c], pt.stream && a.dx != a.x && a.dx != a.dy);
       },
       [&](int64_t c0, int64_t G, int64_t off) {
         k.bwd_reduce_group(a.x + off, a.dy + off, size_t(G), size_t(s.s), &bc.c[c0], &bc.sum_dy[c0],
