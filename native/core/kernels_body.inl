@@ -168,80 +168,25 @@ struct Kernels {
     if (stream) V::fence();
   }
 
-  // Group kernels: the runs are contiguous, so prefetching the next kPrefetchBytes of the region
-  // at the start of each run covers the walk.
-  static void prefetch_run(const T* p, size_t n) {
-    const uintptr_t a = reinterpret_cast<uintptr_t>(p) + kPrefetchBytes;
-    for (size_t b = 0; b < n * sizeof(T); b += 64) V::prefetch(reinterpret_cast<const T*>(a + b));
-  }
-
+  // Group kernels: one run per channel, contiguous; each run is the run kernel's single-row case
+  // (inlined), so the vector loops exist once. Without streaming: the runs are short.
   static void stats_group(const T* x, size_t runs, size_t n, const T* k, double* sum, double* sumsq) {
-    for (size_t j = 0; j < runs; ++j, x += n) {
-      prefetch_run(x, n);
-      typename V::Acc s0 = V::acc_zero(), s1 = V::acc_zero(), q0 = V::acc_zero(), q1 = V::acc_zero();
-      const Vec vk = V::set1(k[j]);
-      size_t i = 0;
-      // scalar math: d = x[i] - k[j]; sum[j] += d; sumsq[j] += d * d
-      for (; i + 2 * W <= n; i += 2 * W) {
-        V::acc_add_sq(s0, q0, V::sub(V::load(x + i), vk));
-        V::acc_add_sq(s1, q1, V::sub(V::load(x + i + W), vk));
-      }
-      if (i + W <= n) {
-        V::acc_add_sq(s0, q0, V::sub(V::load(x + i), vk));
-        i += W;
-      }
-      if (i < n) V::acc_add_sq(s1, q1, V::sub(V::load_tail(x + i, n - i, k[j]), vk));
-      sum[j] += V::acc_sum(V::acc_merge(s0, s1));
-      sumsq[j] += V::acc_sum(V::acc_merge(q0, q1));
-    }
+    for (size_t j = 0; j < runs; ++j) stats_run(x + j * n, 1, n, n, k[j], &sum[j], &sumsq[j]);
   }
 
   static void affine_group(const T* x, T* y, size_t runs, size_t n, const T* c, const T* a, const T* b) {
-    for (size_t j = 0; j < runs; ++j, x += n, y += n) {
-      const Vec vc = V::set1(c[j]), va = V::set1(a[j]), vb = V::set1(b[j]);
-      size_t i = 0;
-      // scalar math: y[i] = (x[i] - c[j]) * a[j] + b[j]
-      for (; i + W <= n; i += W) V::store(y + i, V::fmadd(V::sub(V::load(x + i), vc), va, vb));
-      if (i < n) V::store_tail(y + i, V::fmadd(V::sub(V::load_tail(x + i, n - i, c[j]), vc), va, vb), n - i);
-    }
+    for (size_t j = 0; j < runs; ++j) affine_run(x + j * n, y + j * n, 1, n, n, c[j], a[j], b[j], false);
   }
 
   static void bwd_reduce_group(const T* x, const T* dy, size_t runs, size_t n, const T* c, double* sum_dy,
                                double* sum_dyxc) {
-    for (size_t j = 0; j < runs; ++j, x += n, dy += n) {
-      prefetch_run(x, n);
-      prefetch_run(dy, n);
-      typename V::Acc g0 = V::acc_zero(), g1 = V::acc_zero(), p0 = V::acc_zero(), p1 = V::acc_zero();
-      const Vec vc = V::set1(c[j]);
-      size_t i = 0;
-      // scalar math: sum_dy[j] += dy[i]; sum_dyxc[j] += dy[i] * (x[i] - c[j])
-      for (; i + 2 * W <= n; i += 2 * W) {
-        V::acc_add_mul(g0, p0, V::load(dy + i), V::sub(V::load(x + i), vc));
-        V::acc_add_mul(g1, p1, V::load(dy + i + W), V::sub(V::load(x + i + W), vc));
-      }
-      if (i + W <= n) {
-        V::acc_add_mul(g0, p0, V::load(dy + i), V::sub(V::load(x + i), vc));
-        i += W;
-      }
-      if (i < n) {
-        V::acc_add_mul(g1, p1, V::load_tail(dy + i, n - i, T(0)), V::sub(V::load_tail(x + i, n - i, c[j]), vc));
-      }
-      sum_dy[j] += V::acc_sum(V::acc_merge(g0, g1));
-      sum_dyxc[j] += V::acc_sum(V::acc_merge(p0, p1));
-    }
+    for (size_t j = 0; j < runs; ++j) bwd_reduce_run(x + j * n, dy + j * n, 1, n, n, c[j], &sum_dy[j], &sum_dyxc[j]);
   }
 
   static void bwd_dx_group(const T* x, const T* dy, T* dx, size_t runs, size_t n, const T* c, const T* k1,
                            const T* k2, const T* k3) {
-    for (size_t j = 0; j < runs; ++j, x += n, dy += n, dx += n) {
-      const Vec vc = V::set1(c[j]), v1 = V::set1(k1[j]), v2 = V::set1(k2[j]), v3 = V::set1(k3[j]);
-      size_t i = 0;
-      // scalar math: dx[i] = dy[i] * k1[j] + ((x[i] - c[j]) * k2[j] + k3[j])
-      for (; i + W <= n; i += W) V::store(dx + i, dx_vec(V::load(x + i), V::load(dy + i), vc, v1, v2, v3));
-      if (i < n) {
-        V::store_tail(dx + i, dx_vec(V::load_tail(x + i, n - i, c[j]), V::load_tail(dy + i, n - i, T(0)), vc, v1, v2, v3),
-                      n - i);
-      }
+    for (size_t j = 0; j < runs; ++j) {
+      bwd_dx_run(x + j * n, dy + j * n, dx + j * n, 1, n, n, c[j], k1[j], k2[j], k3[j], false);
     }
   }
 
