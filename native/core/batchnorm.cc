@@ -76,16 +76,25 @@ struct Partition {
 constexpr int64_t kShortRunBytes = 4096;
 // Data of one group, sized to stay in L2 between the two passes.
 constexpr int64_t kGroupBytes = int64_t(512) << 10;
+// What a thread may keep in its L2 between the two passes (the L2 is 1-2 MiB on current x86 and
+// arm64 server cores; leave room for the output stream and the other tensor's lines).
+constexpr int64_t kL2Budget = int64_t(1536) << 10;
 
-Partition partition(const Shape& s, int requested, size_t elem_bytes) {
+// `arrays`: how many tensors the first pass reads (x; x and dy for backward): the data a thread
+// must keep in cache between the two passes is that many times its share of a channel.
+Partition partition(const Shape& s, int requested, size_t elem_bytes, int arrays) {
   Partition pt;
   pt.nt = threads_for(s, requested);
   // Streaming pays only with whole lines: short runs are written with a masked head and tail.
   pt.stream = int64_t(elem_bytes) * total_elems(s) >= stream_min_bytes() && s.s * int64_t(elem_bytes) >= kShortRunBytes;
   const int64_t nt = pt.nt;
   const int64_t m = s.n * s.s;
-  if (nt == 1 || s.c % nt == 0 || s.c >= 8 * nt || m / nt < kMinPartElems) {
-    const int64_t chan_bytes = m * int64_t(elem_bytes);
+  const int64_t chan_bytes = m * int64_t(elem_bytes);
+  const bool even = s.c % nt == 0 || s.c >= 8 * nt;
+  // Whole channels per thread, unless they split badly over the threads or one channel's working
+  // set would not stay in L2 while a thread's share of it would.
+  const bool too_big = arrays * chan_bytes > kL2Budget && arrays * chan_bytes / nt <= kL2Budget;
+  if (nt == 1 || m / nt < kMinPartElems || (even && !too_big)) {
     if (s.s * int64_t(elem_bytes) < kShortRunBytes) {
       pt.group = std::max<int64_t>(1, std::min<int64_t>(kGroupBytes / chan_bytes, s.c / nt));
     }
@@ -93,8 +102,7 @@ Partition partition(const Shape& s, int requested, size_t elem_bytes) {
   }
   pt.fused = false;
   pt.parts = nt;
-  const int64_t chan_bytes = m * int64_t(elem_bytes);
-  pt.wave = std::max<int64_t>(1, std::min<int64_t>(s.c, nt * kWaveBytesPerThread / chan_bytes));
+  pt.wave = std::max<int64_t>(1, std::min<int64_t>(s.c, nt * kWaveBytesPerThread / (arrays * chan_bytes)));
   return pt;
 }
 
@@ -329,7 +337,7 @@ template <typename T>
 void forward_training_runs(const ForwardTrainingArgs<T>& a, int requested) {
   const KernelTable<T>& k = table<T>();
   const Shape& s = a.shape;
-  const Partition pt = partition(s, requested, sizeof(T));
+  const Partition pt = partition(s, requested, sizeof(T), 1);
   const int64_t P = pt.parts;
   const size_t stride = size_t(s.c * s.s);
   TrainingStats<T> st(a, P);
@@ -475,7 +483,7 @@ template <typename T>
 void backward_runs(const BackwardArgs<T>& a, int requested) {
   const KernelTable<T>& k = table<T>();
   const Shape& s = a.shape;
-  const Partition pt = partition(s, requested, sizeof(T));
+  const Partition pt = partition(s, requested, sizeof(T), 2);
   const int64_t P = pt.parts;
   const size_t stride = size_t(s.c * s.s);
   BackwardCoefs<T> bc(s.c, P);
