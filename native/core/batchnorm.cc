@@ -4,7 +4,7 @@
 // Partitioning (see Partition below). A piece is part p of the m = N*S values of channel c,
 // walked as blocks of runs. "Fused": a thread owns whole channels and runs the statistics and the
 // normalize pass back to back, while the channel is still in its cache. Otherwise (fewer channels
-// than threads, or an uneven split) channels go in waves: every piece of the wave computes
+// than threads, an uneven split, or a channel too large for one thread's L2) channels go in waves: every piece of the wave computes
 // partial sums, one thread turns them into coefficients, and the same static schedule gives every
 // thread back the pieces it just read. Partial sums share one shift per channel, so they simply
 // add: no Chan merge, and the result depends only on the number of parts, not on the threads.
