@@ -55,7 +55,7 @@ int64_t stream_min_bytes() {
       const long long x = std::strtoll(e, &end, 10);
       if (end != e && x >= 0) return int64_t(x);
     }
-    return int64_t(16) << 20;
+    return int64_t(8) << 20;
   }();
   return v;
 }
@@ -340,6 +340,8 @@ void forward_training_runs(const ForwardTrainingArgs<T>& a, int requested) {
   const Partition pt = partition(s, requested, sizeof(T), 1);
   const int64_t P = pt.parts;
   const size_t stride = size_t(s.c * s.s);
+  // Short runs stream too when the group kernel writes a sample's runs as one span.
+  const bool span_stream = int64_t(sizeof(T)) * total_elems(s) >= stream_min_bytes();
   TrainingStats<T> st(a, P);
   two_pass(
       s, pt, [&](int64_t c) { st.set_shift(c); },
@@ -355,8 +357,8 @@ void forward_training_runs(const ForwardTrainingArgs<T>& a, int requested) {
         k.stats_group(a.x + off, size_t(G), size_t(s.s), &st.shift[c0], &st.sum[c0], &st.sumsq[c0]);
       },
       [&](int64_t c0, int64_t G, int64_t off) {
-        k.affine_group(a.x + off, a.y + off, size_t(G), size_t(s.s), &st.affine.c[c0],
-                       &st.affine.a[c0], &st.affine.b[c0]);
+        k.affine_group(a.x + off, a.y + off, size_t(G), size_t(s.s), &st.affine.c[c0], &st.affine.a[c0],
+                       &st.affine.b[c0], span_stream && a.y != a.x);
       });
 }
 
@@ -379,6 +381,9 @@ void apply_affine(const Shape& s, const T* x, T* y, const Affine<T>& af, int req
   // No statistics: walk the tensor in memory order. Short runs: whole samples (or parts of
   // them) through the group kernel. Long runs: one call per run, each run split in Q pieces when
   // there are too few runs to share among the threads.
+  // In place, the lines were just read and are in cache: plain stores write them back without a
+  // read for ownership, while streaming stores would evict them first.
+  const bool stream = int64_t(sizeof(T)) * total_elems(s) >= stream_min_bytes() && y != x;
   if (s.s * int64_t(sizeof(T)) < kShortRunBytes) {
     const int64_t per = std::max<int64_t>(1, std::min<int64_t>(s.c, kGroupBytes / int64_t(sizeof(T)) / s.s));
     const int64_t pieces = (s.c + per - 1) / per;
@@ -386,13 +391,10 @@ void apply_affine(const Shape& s, const T* x, T* y, const Affine<T>& af, int req
     for (int64_t it = 0; it < s.n * pieces; ++it) {
       const int64_t b = it / pieces, c0 = it % pieces * per, G = std::min(per, s.c - c0);
       const int64_t off = (b * s.c + c0) * s.s;
-      k.affine_group(x + off, y + off, size_t(G), size_t(s.s), &af.c[c0], &af.a[c0], &af.b[c0]);
+      k.affine_group(x + off, y + off, size_t(G), size_t(s.s), &af.c[c0], &af.a[c0], &af.b[c0], stream);
     }
     return;
   }
-  // In place, the lines were just read and are in cache: plain stores write them back without a
-  // read for ownership, while streaming stores would evict them first.
-  const bool stream = int64_t(sizeof(T)) * total_elems(s) >= stream_min_bytes() && y != x;
   const int64_t runs = s.n * s.c;
   const int64_t Q = runs >= 4 * int64_t(nt) ? 1 : std::min<int64_t>(s.s, (4 * int64_t(nt) + runs - 1) / runs);
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)

@@ -38,7 +38,7 @@ struct KernelTable {
   // per-run arrays (k, c, a, b, k1, k2, k3 and the accumulators indexed by j). For short runs
   // (7x7 maps) walked in memory order: one call per sample and group instead of one per run.
   void (*stats_group)(const T* x, size_t runs, size_t n, const T* k, double* sum, double* sumsq);
-  void (*affine_group)(const T* x, T* y, size_t runs, size_t n, const T* c, const T* a, const T* b);
+  void (*affine_group)(const T* x, T* y, size_t runs, size_t n, const T* c, const T* a, const T* b, bool stream);
   void (*bwd_reduce_group)(const T* x, const T* dy, size_t runs, size_t n, const T* c, double* sum_dy,
                            double* sum_dyxc);
   void (*bwd_dx_group)(const T* x, const T* dy, T* dx, size_t runs, size_t n, const T* c, const T* k1,

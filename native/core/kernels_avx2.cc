@@ -29,6 +29,8 @@ struct Avx2F32 {
     return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
   }
   static void store_tail(T* p, Vec v, size_t n) { _mm256_maskstore_ps(p, tail_mask(n), v); }
+  // Lanes [0, k) from a, the rest from b.
+  static Vec blend_lanes(Vec a, Vec b, size_t k) { return _mm256_blendv_ps(b, a, _mm256_castsi256_ps(tail_mask(k))); }
   static void stream(T* p, Vec v) { _mm256_stream_ps(p, v); }
   static void fence() { _mm_sfence(); }
   static void prefetch(const T* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
@@ -78,6 +80,7 @@ struct Avx2F64 {
     return _mm256_blendv_pd(_mm256_set1_pd(fill), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m));
   }
   static void store_tail(T* p, Vec v, size_t n) { _mm256_maskstore_pd(p, tail_mask(n), v); }
+  static Vec blend_lanes(Vec a, Vec b, size_t k) { return _mm256_blendv_pd(b, a, _mm256_castsi256_pd(tail_mask(k))); }
   static void stream(T* p, Vec v) { _mm256_stream_pd(p, v); }
   static void fence() { _mm_sfence(); }
   static void prefetch(const T* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }

@@ -22,6 +22,8 @@ struct Avx512F32 {
   static __mmask16 tail_mask(size_t n) { return __mmask16((1u << n) - 1u); }
   static Vec load_tail(const T* p, size_t n, T fill) { return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), tail_mask(n), p); }
   static void store_tail(T* p, Vec v, size_t n) { _mm512_mask_storeu_ps(p, tail_mask(n), v); }
+  // Lanes [0, k) from a, the rest from b.
+  static Vec blend_lanes(Vec a, Vec b, size_t k) { return _mm512_mask_blend_ps(tail_mask(k), b, a); }
   static void stream(T* p, Vec v) { _mm512_stream_ps(p, v); }
   static void fence() { _mm_sfence(); }
   static void prefetch(const T* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
@@ -65,6 +67,7 @@ struct Avx512F64 {
   static __mmask8 tail_mask(size_t n) { return __mmask8((1u << n) - 1u); }
   static Vec load_tail(const T* p, size_t n, T fill) { return _mm512_mask_loadu_pd(_mm512_set1_pd(fill), tail_mask(n), p); }
   static void store_tail(T* p, Vec v, size_t n) { _mm512_mask_storeu_pd(p, tail_mask(n), v); }
+  static Vec blend_lanes(Vec a, Vec b, size_t k) { return _mm512_mask_blend_pd(tail_mask(k), b, a); }
   static void stream(T* p, Vec v) { _mm512_stream_pd(p, v); }
   static void fence() { _mm_sfence(); }
   static void prefetch(const T* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }

@@ -174,8 +174,40 @@ struct Kernels {
     for (size_t j = 0; j < runs; ++j) stats_run(x + j * n, 1, n, n, k[j], &sum[j], &sumsq[j]);
   }
 
-  static void affine_group(const T* x, T* y, size_t runs, size_t n, const T* c, const T* a, const T* b) {
-    for (size_t j = 0; j < runs; ++j) affine_run(x + j * n, y + j * n, 1, n, n, c[j], a[j], b[j], false);
+  // The group's runs are one contiguous span: written as such, full vectors may straddle two runs
+  // (the first k lanes take run j's coefficients, the rest run j + 1's), so the output can be
+  // streamed in whole lines. Runs shorter than a vector go run by run, without streaming.
+  static void affine_group(const T* x, T* y, size_t runs, size_t n, const T* c, const T* a, const T* b,
+                           bool stream) {
+    if (n < W || !stream) {
+      for (size_t j = 0; j < runs; ++j) affine_run(x + j * n, y + j * n, 1, n, n, c[j], a[j], b[j], false);
+      return;
+    }
+    const size_t total = runs * n;
+    size_t j = 0, off = 0;  // run and offset in it of position i
+    auto scalar_to = [&](size_t& i, size_t end) {
+      for (; i < end; ++i) {
+        y[i] = V::fma1(x[i] - c[j], a[j], b[j]);
+        if (++off == n) off = 0, ++j;
+      }
+    };
+    size_t i = 0;
+    scalar_to(i, head_to_align(y, total));
+    // scalar math: y[i] = (x[i] - c[run(i)]) * a[run(i)] + b[run(i)]
+    for (; i + W <= total; i += W) {
+      const size_t k = n - off;  // lanes left in run j
+      Vec vc = V::set1(c[j]), va = V::set1(a[j]), vb = V::set1(b[j]);
+      if (k < W) {
+        vc = V::blend_lanes(vc, V::set1(c[j + 1]), k);
+        va = V::blend_lanes(va, V::set1(a[j + 1]), k);
+        vb = V::blend_lanes(vb, V::set1(b[j + 1]), k);
+      }
+      V::stream(y + i, V::fmadd(V::sub(V::load(x + i), vc), va, vb));
+      off += W;
+      if (off >= n) off -= n, ++j;
+    }
+    V::fence();
+    scalar_to(i, total);
   }
 
   static void bwd_reduce_group(const T* x, const T* dy, size_t runs, size_t n, const T* c, double* sum_dy,

@@ -29,6 +29,14 @@ struct NeonF32 {
     vst1q_f32(buf, v);
     for (size_t i = 0; i < n; ++i) p[i] = buf[i];
   }
+  // Lanes [0, k) from a, the rest from b (through the stack, like the tails).
+  static Vec blend_lanes(Vec a, Vec b, size_t k) {
+    T x[sizeof(Vec) / sizeof(T)], y[sizeof(Vec) / sizeof(T)];
+    store(x, a);
+    store(y, b);
+    for (size_t i = k; i < sizeof(Vec) / sizeof(T); ++i) x[i] = y[i];
+    return load(x);
+  }
   // ACLE has no non-temporal store intrinsic; a plain store keeps the kernels identical.
   static constexpr size_t kStreamAlign = 16;
   static void stream(T* p, Vec v) { vst1q_f32(p, v); }
@@ -79,6 +87,14 @@ struct NeonF64 {
     T buf[2];
     vst1q_f64(buf, v);
     for (size_t i = 0; i < n; ++i) p[i] = buf[i];
+  }
+  // Lanes [0, k) from a, the rest from b (through the stack, like the tails).
+  static Vec blend_lanes(Vec a, Vec b, size_t k) {
+    T x[sizeof(Vec) / sizeof(T)], y[sizeof(Vec) / sizeof(T)];
+    store(x, a);
+    store(y, b);
+    for (size_t i = k; i < sizeof(Vec) / sizeof(T); ++i) x[i] = y[i];
+    return load(x);
   }
   // ACLE has no non-temporal store intrinsic; a plain store keeps the kernels identical.
   static constexpr size_t kStreamAlign = 16;

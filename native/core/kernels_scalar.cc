@@ -24,6 +24,7 @@ struct ScalarTraits {
   static void store_tail(T* p, Vec v, size_t n) { if (n) *p = v; }
   static void stream(T* p, Vec v) { *p = v; }
   static void fence() {}
+  static Vec blend_lanes(Vec a, Vec, size_t) { return a; }
   static void prefetch(const T* p) { __builtin_prefetch(p); }
   using Acc = double;
   static Acc acc_zero() { return 0.0; }
