@@ -46,6 +46,27 @@ for (const level of bn.supportedSimdLevels()) {
       if (!(e <= (dtype === 'float32' ? 2e-5 : 1e-10))) throw new Error(level + ' ' + dtype + ' [' + shape + '] training=' + training + ' at ' + i + ': ' + out[i] + ' vs ' + want[i]);
       worst = Math.max(worst, dtype === 'float32' ? e / 2e-5 : e / 1e-10);
     }
+    if (training) {
+      // backward: dx = w * invstd / m * (m * dy - sum(dy) - xhat * sum(dy * xhat))
+      const dy = new T(n); for (let i = 0; i < n; i++) dy[i] = Math.cos(i * 0.11);
+      const gbuf = new T(n + 5).fill(NaN), dx = gbuf.subarray(3, 3 + n);
+      L.backward(dy, dx);
+      if (!Number.isNaN(gbuf[2]) || !Number.isNaN(gbuf[n + 3])) throw new Error('dx written outside: ' + level + ' ' + shape);
+      const [N, , H, W2] = shape, S = H * W2, m = N * S;
+      for (let c = 0; c < C; c++) {
+        let sx = 0; for (let b2 = 0; b2 < N; b2++) for (let i = 0; i < S; i++) sx += x[(b2 * C + c) * S + i];
+        const mean = sx / m; let q = 0;
+        for (let b2 = 0; b2 < N; b2++) for (let i = 0; i < S; i++) { const d = x[(b2 * C + c) * S + i] - mean; q += d * d; }
+        const inv = 1 / Math.sqrt(q / m + 1e-5); let g = 0, gx = 0;
+        for (let b2 = 0; b2 < N; b2++) for (let i = 0; i < S; i++) { const k = (b2 * C + c) * S + i; g += dy[k]; gx += dy[k] * (x[k] - mean) * inv; }
+        for (let b2 = 0; b2 < N; b2++) for (let i = 0; i < S; i++) {
+          const k = (b2 * C + c) * S + i, xh = (x[k] - mean) * inv;
+          const want = w[c] * inv / m * (m * dy[k] - g - xh * gx);
+          const e = Math.abs(dx[k] - want) / Math.max(1, Math.abs(want));
+          if (!(e <= (dtype === 'float32' ? 2e-5 : 1e-10))) throw new Error('dx ' + level + ' ' + dtype + ' [' + shape + '] at ' + k + ': ' + dx[k] + ' vs ' + want);
+        }
+      }
+    }
     checked++;
   }
 }
@@ -53,7 +74,7 @@ process.stdout.write(JSON.stringify({ checked, worst }));
 `;
 
 describe('streaming stores (BATCHNORM_STREAM_MIN_BYTES=0: every output streams)', () => {
-  it('forward training and inference match the float64 reference at every SIMD level, short and long runs', () => {
+  it('forward training, inference and backward match the float64 reference at every SIMD level, short and long runs', () => {
     const r = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, BATCHNORM_STREAM_MIN_BYTES: '0' }, encoding: 'utf8' });
     expect(r.status, r.stderr).to.equal(0);
     const { checked, worst } = JSON.parse(r.stdout);

@@ -488,6 +488,7 @@ void backward_runs(const BackwardArgs<T>& a, int requested) {
   const Partition pt = partition(s, requested, sizeof(T), 2);
   const int64_t P = pt.parts;
   const size_t stride = size_t(s.c * s.s);
+  const bool span_stream = int64_t(sizeof(T)) * total_elems(s) >= stream_min_bytes();
   BackwardCoefs<T> bc(s.c, P);
   for (int64_t c = 0; c < s.c; ++c) bc.c[c] = T(a.mean[c]);
   two_pass(
@@ -508,8 +509,8 @@ void backward_runs(const BackwardArgs<T>& a, int requested) {
       },
       [&](int64_t c0, int64_t G, int64_t off) {
         if (a.dx == nullptr) return;
-        k.bwd_dx_group(a.x + off, a.dy + off, a.dx + off, size_t(G), size_t(s.s), &bc.c[c0],
-                       &bc.k1[c0], &bc.k2[c0], &bc.k3[c0]);
+        k.bwd_dx_group(a.x + off, a.dy + off, a.dx + off, size_t(G), size_t(s.s), &bc.c[c0], &bc.k1[c0], &bc.k2[c0],
+                       &bc.k3[c0], span_stream && a.dx != a.x && a.dx != a.dy);
       });
 }
 

@@ -36,13 +36,14 @@ struct KernelTable {
 
   // Group kernels: `runs` consecutive runs of n values, run j (at x + j * n) of channel j, with
   // per-run arrays (k, c, a, b, k1, k2, k3 and the accumulators indexed by j). For short runs
-  // (7x7 maps) walked in memory order: one call per sample and group instead of one per run.
+  // (7x7 maps) walked in memory order: one call per sample and group instead of one per run. The
+  // writing ones treat the runs as one span, so `stream` can write whole lines.
   void (*stats_group)(const T* x, size_t runs, size_t n, const T* k, double* sum, double* sumsq);
   void (*affine_group)(const T* x, T* y, size_t runs, size_t n, const T* c, const T* a, const T* b, bool stream);
   void (*bwd_reduce_group)(const T* x, const T* dy, size_t runs, size_t n, const T* c, double* sum_dy,
                            double* sum_dyxc);
   void (*bwd_dx_group)(const T* x, const T* dy, T* dx, size_t runs, size_t n, const T* c, const T* k1,
-                       const T* k2, const T* k3);
+                       const T* k2, const T* k3, bool stream);
 
   // The same four over rows of `ch` channels (per-channel arrays k, c, a, b, k1, k2, k3 of length
   // ch, accumulators sum/sumsq/sum_dy/sum_dyxc of length ch).

@@ -215,11 +215,41 @@ struct Kernels {
     for (size_t j = 0; j < runs; ++j) bwd_reduce_run(x + j * n, dy + j * n, 1, n, n, c[j], &sum_dy[j], &sum_dyxc[j]);
   }
 
+  // As affine_group: one span, vectors straddling two runs, streamed when asked.
   static void bwd_dx_group(const T* x, const T* dy, T* dx, size_t runs, size_t n, const T* c, const T* k1,
-                           const T* k2, const T* k3) {
-    for (size_t j = 0; j < runs; ++j) {
-      bwd_dx_run(x + j * n, dy + j * n, dx + j * n, 1, n, n, c[j], k1[j], k2[j], k3[j], false);
+                           const T* k2, const T* k3, bool stream) {
+    if (n < W || !stream) {
+      for (size_t j = 0; j < runs; ++j) {
+        bwd_dx_run(x + j * n, dy + j * n, dx + j * n, 1, n, n, c[j], k1[j], k2[j], k3[j], false);
+      }
+      return;
     }
+    const size_t total = runs * n;
+    size_t j = 0, off = 0;  // run and offset in it of position i
+    auto scalar_to = [&](size_t& i, size_t end) {
+      for (; i < end; ++i) {
+        dx[i] = V::fma1(dy[i], k1[j], V::fma1(x[i] - c[j], k2[j], k3[j]));
+        if (++off == n) off = 0, ++j;
+      }
+    };
+    size_t i = 0;
+    scalar_to(i, head_to_align(dx, total));
+    // scalar math: dx[i] = dy[i] * k1[run(i)] + ((x[i] - c[run(i)]) * k2[run(i)] + k3[run(i)])
+    for (; i + W <= total; i += W) {
+      const size_t k = n - off;  // lanes left in run j
+      Vec vc = V::set1(c[j]), v1 = V::set1(k1[j]), v2 = V::set1(k2[j]), v3 = V::set1(k3[j]);
+      if (k < W) {
+        vc = V::blend_lanes(vc, V::set1(c[j + 1]), k);
+        v1 = V::blend_lanes(v1, V::set1(k1[j + 1]), k);
+        v2 = V::blend_lanes(v2, V::set1(k2[j + 1]), k);
+        v3 = V::blend_lanes(v3, V::set1(k3[j + 1]), k);
+      }
+      V::stream(dx + i, dx_vec(V::load(x + i), V::load(dy + i), vc, v1, v2, v3));
+      off += W;
+      if (off >= n) off -= n, ++j;
+    }
+    V::fence();
+    scalar_to(i, total);
   }
 
   // Rows: channel fastest. The inner loops over channels are independent lanes (no reduction
