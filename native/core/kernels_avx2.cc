@@ -19,7 +19,6 @@ struct Avx2F32 {
   static void store(T* p, Vec v) { _mm256_storeu_ps(p, v); }
   static Vec set1(T v) { return _mm256_set1_ps(v); }
   static Vec sub(Vec a, Vec b) { return _mm256_sub_ps(a, b); }
-  static Vec mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
   static T fma1(T a, T b, T c) { return __builtin_fmaf(a, b, c); }
   static constexpr size_t kStreamAlign = 32;
@@ -70,7 +69,6 @@ struct Avx2F64 {
   static void store(T* p, Vec v) { _mm256_storeu_pd(p, v); }
   static Vec set1(T v) { return _mm256_set1_pd(v); }
   static Vec sub(Vec a, Vec b) { return _mm256_sub_pd(a, b); }
-  static Vec mul(Vec a, Vec b) { return _mm256_mul_pd(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_pd(a, b, c); }
   static T fma1(T a, T b, T c) { return __builtin_fma(a, b, c); }
   static constexpr size_t kStreamAlign = 32;

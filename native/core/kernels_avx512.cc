@@ -15,7 +15,6 @@ struct Avx512F32 {
   static void store(T* p, Vec v) { _mm512_storeu_ps(p, v); }
   static Vec set1(T v) { return _mm512_set1_ps(v); }
   static Vec sub(Vec a, Vec b) { return _mm512_sub_ps(a, b); }
-  static Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
   static T fma1(T a, T b, T c) { return __builtin_fmaf(a, b, c); }
   static constexpr size_t kStreamAlign = 64;
@@ -60,7 +59,6 @@ struct Avx512F64 {
   static void store(T* p, Vec v) { _mm512_storeu_pd(p, v); }
   static Vec set1(T v) { return _mm512_set1_pd(v); }
   static Vec sub(Vec a, Vec b) { return _mm512_sub_pd(a, b); }
-  static Vec mul(Vec a, Vec b) { return _mm512_mul_pd(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_pd(a, b, c); }
   static T fma1(T a, T b, T c) { return __builtin_fma(a, b, c); }
   static constexpr size_t kStreamAlign = 64;

@@ -3,7 +3,7 @@
 // compiled with its own flags (no ODR sharing between ISAs).
 //
 // A traits class V provides, for element type T = typename V::T and W = V::W lanes:
-//   Vec load(const T*), store(T*, Vec), set1(T), sub(Vec, Vec), mul(Vec, Vec),
+//   Vec load(const T*), store(T*, Vec), set1(T), sub(Vec, Vec),
 //   fmadd(a, b, c) = a * b + c, fma1 (the same on scalars, rounded like fmadd),
 //   load_tail(p, n, fill): lanes [0, n) from p, the others = fill (n < W, reads only n values),
 //   store_tail(p, v, n): writes lanes [0, n) only,

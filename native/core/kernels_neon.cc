@@ -7,7 +7,31 @@
 namespace bn {
 namespace {
 
-struct NeonF32 {
+// NEON has no masked loads or stores: tails (at most W - 1 values) and lane blends go through a
+// small stack buffer. Shared by both element types; Self provides load/store.
+template <class Self, typename T, typename Vec, size_t W>
+struct NeonStackLanes {
+  static Vec load_tail(const T* p, size_t n, T fill) {
+    T buf[W];
+    for (size_t i = 0; i < W; ++i) buf[i] = i < n ? p[i] : fill;
+    return Self::load(buf);
+  }
+  static void store_tail(T* p, Vec v, size_t n) {
+    T buf[W];
+    Self::store(buf, v);
+    for (size_t i = 0; i < n; ++i) p[i] = buf[i];
+  }
+  // Lanes [0, k) from a, the rest from b.
+  static Vec blend_lanes(Vec a, Vec b, size_t k) {
+    T x[W], y[W];
+    Self::store(x, a);
+    Self::store(y, b);
+    for (size_t i = k; i < W; ++i) x[i] = y[i];
+    return Self::load(x);
+  }
+};
+
+struct NeonF32 : NeonStackLanes<NeonF32, float, float32x4_t, 4> {
   using T = float;
   using Vec = float32x4_t;
   static constexpr size_t W = 4;
@@ -15,28 +39,8 @@ struct NeonF32 {
   static void store(T* p, Vec v) { vst1q_f32(p, v); }
   static Vec set1(T v) { return vdupq_n_f32(v); }
   static Vec sub(Vec a, Vec b) { return vsubq_f32(a, b); }
-  static Vec mul(Vec a, Vec b) { return vmulq_f32(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return vfmaq_f32(c, a, b); }
   static T fma1(T a, T b, T c) { return __builtin_fmaf(a, b, c); }
-  // No masked loads in NEON: go through a small stack buffer (tails are at most 4 - 1 values).
-  static Vec load_tail(const T* p, size_t n, T fill) {
-    T buf[4] = {};
-    for (size_t i = 0; i < 4; ++i) buf[i] = i < n ? p[i] : fill;
-    return vld1q_f32(buf);
-  }
-  static void store_tail(T* p, Vec v, size_t n) {
-    T buf[4];
-    vst1q_f32(buf, v);
-    for (size_t i = 0; i < n; ++i) p[i] = buf[i];
-  }
-  // Lanes [0, k) from a, the rest from b (through the stack, like the tails).
-  static Vec blend_lanes(Vec a, Vec b, size_t k) {
-    T x[sizeof(Vec) / sizeof(T)], y[sizeof(Vec) / sizeof(T)];
-    store(x, a);
-    store(y, b);
-    for (size_t i = k; i < sizeof(Vec) / sizeof(T); ++i) x[i] = y[i];
-    return load(x);
-  }
   // ACLE has no non-temporal store intrinsic; a plain store keeps the kernels identical.
   static constexpr size_t kStreamAlign = 16;
   static void stream(T* p, Vec v) { vst1q_f32(p, v); }
@@ -66,7 +70,7 @@ struct NeonF32 {
   static double acc_sum(const Acc& acc) { return vaddvq_f64(vaddq_f64(acc.lo, acc.hi)); }
 };
 
-struct NeonF64 {
+struct NeonF64 : NeonStackLanes<NeonF64, double, float64x2_t, 2> {
   using T = double;
   using Vec = float64x2_t;
   static constexpr size_t W = 2;
@@ -74,28 +78,8 @@ struct NeonF64 {
   static void store(T* p, Vec v) { vst1q_f64(p, v); }
   static Vec set1(T v) { return vdupq_n_f64(v); }
   static Vec sub(Vec a, Vec b) { return vsubq_f64(a, b); }
-  static Vec mul(Vec a, Vec b) { return vmulq_f64(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return vfmaq_f64(c, a, b); }
   static T fma1(T a, T b, T c) { return __builtin_fma(a, b, c); }
-  // No masked loads in NEON: go through a small stack buffer (tails are at most 2 - 1 values).
-  static Vec load_tail(const T* p, size_t n, T fill) {
-    T buf[2] = {};
-    for (size_t i = 0; i < 2; ++i) buf[i] = i < n ? p[i] : fill;
-    return vld1q_f64(buf);
-  }
-  static void store_tail(T* p, Vec v, size_t n) {
-    T buf[2];
-    vst1q_f64(buf, v);
-    for (size_t i = 0; i < n; ++i) p[i] = buf[i];
-  }
-  // Lanes [0, k) from a, the rest from b (through the stack, like the tails).
-  static Vec blend_lanes(Vec a, Vec b, size_t k) {
-    T x[sizeof(Vec) / sizeof(T)], y[sizeof(Vec) / sizeof(T)];
-    store(x, a);
-    store(y, b);
-    for (size_t i = k; i < sizeof(Vec) / sizeof(T); ++i) x[i] = y[i];
-    return load(x);
-  }
   // ACLE has no non-temporal store intrinsic; a plain store keeps the kernels identical.
   static constexpr size_t kStreamAlign = 16;
   static void stream(T* p, Vec v) { vst1q_f64(p, v); }

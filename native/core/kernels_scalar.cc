@@ -14,7 +14,6 @@ struct ScalarTraits {
   static void store(T* p, Vec v) { *p = v; }
   static Vec set1(T v) { return v; }
   static Vec sub(Vec a, Vec b) { return a - b; }
-  static Vec mul(Vec a, Vec b) { return a * b; }
   // Unfused on purpose: a CPU without FMA would run std::fma in software, ~50x slower.
   static Vec fmadd(Vec a, Vec b, Vec c) { return a * b + c; }
   static T fma1(T a, T b, T c) { return a * b + c; }
