@@ -19,6 +19,7 @@
 #include <limits>
 #include <new>
 #include <omp.h>
+#include <unistd.h>
 #include <vector>
 
 #include "kernels.h"
@@ -69,16 +70,32 @@ struct Partition {
                        // still in cache when the second pass reads it again
   int64_t group = 1;   // fused, short runs: channels walked together, in memory order
   bool stream = false;
+  bool prefetch = false;  // the second pass prefetches the first pass's next piece
 };
 
 // Runs shorter than this are walked in memory order across a group of channels (a channel's N
 // runs of a 7x7 map are 196-byte islands C*S apart: hopeless for the hardware prefetcher).
 constexpr int64_t kShortRunBytes = 4096;
-// Data of one group, sized to stay in L2 between the two passes.
+// Data of one group (all the tensors its first pass reads), sized to stay in L2 between the two passes.
 constexpr int64_t kGroupBytes = int64_t(512) << 10;
-// What a thread may keep in its L2 between the two passes (the L2 is 1-2 MiB on current x86 and
-// arm64 server cores; leave room for the output stream and the other tensor's lines).
-constexpr int64_t kL2Budget = int64_t(1536) << 10;
+
+// This CPU's L2 per core, from the C library (cpuid on x86); 1 MiB when it does not say. Clamped:
+// a wrong answer must not make the pieces absurd.
+int64_t l2_bytes() {
+  static const int64_t v = [] {
+    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    const int64_t b = l2 > 0 ? int64_t(l2) : int64_t(1) << 20;
+    return std::min<int64_t>(std::max<int64_t>(b, int64_t(256) << 10), int64_t(4) << 20);
+  }();
+  return v;
+}
+
+// What a thread may keep in its L2 between the two passes: three quarters of it, leaving room
+// for the output stream and the other tensor's lines.
+int64_t l2_budget() { return l2_bytes() / 4 * 3; }
+
+// Software prefetch distance of the inference pass, which walks x in memory order.
+constexpr size_t kInferenceAheadBytes = 8192;
 
 // `arrays`: how many tensors the first pass reads (x; x and dy for backward): the data a thread
 // must keep in cache between the two passes is that many times its share of a channel.
@@ -93,16 +110,22 @@ Partition partition(const Shape& s, int requested, size_t elem_bytes, int arrays
   const bool even = s.c % nt == 0 || s.c >= 8 * nt;
   // Whole channels per thread, unless they split badly over the threads or one channel's working
   // set would not stay in L2 while a thread's share of it would.
-  const bool too_big = arrays * chan_bytes > kL2Budget && arrays * chan_bytes / nt <= kL2Budget;
+  const int64_t budget = l2_budget();
+  const bool too_big = arrays * chan_bytes > budget && arrays * chan_bytes / nt <= budget;
+  int64_t piece = arrays * chan_bytes;  // what a thread holds between its two passes
   if (nt == 1 || m / nt < kMinPartElems || (even && !too_big)) {
     if (s.s * int64_t(elem_bytes) < kShortRunBytes) {
-      pt.group = std::max<int64_t>(1, std::min<int64_t>(kGroupBytes / chan_bytes, s.c / nt));
+      pt.group = std::max<int64_t>(1, std::min<int64_t>(kGroupBytes / piece, s.c / nt));
+      piece *= pt.group;
     }
-    return pt;
+  } else {
+    pt.fused = false;
+    pt.parts = nt;
+    pt.wave = std::max<int64_t>(1, std::min<int64_t>(s.c, nt * kWaveBytesPerThread / piece));
+    piece = piece * pt.wave / nt;
   }
-  pt.fused = false;
-  pt.parts = nt;
-  pt.wave = std::max<int64_t>(1, std::min<int64_t>(s.c, nt * kWaveBytesPerThread / (arrays * chan_bytes)));
+  // The second pass prefetches the next piece while it writes (see two_pass) when both fit in L2.
+  pt.prefetch = 2 * piece <= l2_bytes();
   return pt;
 }
 
@@ -130,25 +153,20 @@ void for_each_block(const Shape& s, int64_t c, int64_t part, int64_t P, F&& f) {
 
 // The two-pass skeleton. first(c, slot, off, rows, n) reads `rows` runs of n values of channel c
 // (C * S apart) into partial sums `slot`; finish(c) turns a channel's sums into coefficients;
-// second(c, off, rows, n) writes them; start(c) runs before channel c's first pass. first_group(c0, G, off) / second_group(c0, G, off) do the
-// same for the G contiguous runs of channels c0.. of one sample (fused partition: slot = c). Between the two passes over a piece,
-// the piece stays in the thread's cache (L2) when it fits: per channel for long runs, per group
-// of channels for short ones.
+// second(c, off, rows, n, next) writes them; start(c) runs before channel c's first pass.
+// first_group(c0, G, off) reads the G channels c0.. of all N samples (fused partition: slot = c);
+// second_group(c0, G, off, next) writes the G contiguous runs of one sample at off. `next`: how
+// far ahead (in values) the data of this thread's next first pass lies, for the second pass to
+// prefetch (0: nothing to prefetch). Between the two passes over a piece, the piece stays in the
+// thread's cache (L2) when it fits: per channel for long runs, per group of channels for short ones.
 template <class Start, class First, class Finish, class Second, class FirstGroup, class SecondGroup>
 void two_pass(const Shape& s, const Partition& pt, Start&& start, First&& first, Finish&& finish, Second&& second,
               FirstGroup&& first_group, SecondGroup&& second_group) {
   if (pt.fused) {
     // Each thread owns a contiguous range of channels, walked in groups of G: no barrier at all.
-    // G = 1: a channel's N runs, C * S apart. G > 1 (short runs): the group kernels take the
-    // group's G runs of one sample at a time (contiguous), so memory is walked in order and the
-    // hardware prefetcher sees one stream instead of N islands per channel.
-    auto walk = [&](int64_t c0, int64_t G, auto&& per_run, auto&& per_group) {
-      if (G == 1) {
-        for_each_block(s, c0, 0, 1, [&](int64_t off, int64_t rows, int64_t n) { per_run(c0, off, rows, n); });
-        return;
-      }
-      for (int64_t b = 0; b < s.n; ++b) per_group(c0, G, (b * s.c + c0) * s.s);
-    };
+    // G = 1: a channel's N runs, C * S apart. G > 1 (short runs): the group kernels walk the
+    // group's G runs of each sample (contiguous) in memory order, so the hardware prefetcher sees
+    // one stream instead of N islands per channel.
 #pragma omp parallel num_threads(pt.nt) if (pt.nt > 1)
     {
       const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
@@ -156,13 +174,20 @@ void two_pass(const Shape& s, const Partition& pt, Start&& start, First&& first,
       for (int64_t c0 = cb; c0 < ce; c0 += pt.group) {
         const int64_t G = std::min(pt.group, ce - c0);
         for (int64_t c = c0; c < c0 + G; ++c) start(c);
-        walk(
-            c0, G, [&](int64_t c, int64_t off, int64_t rows, int64_t n) { first(c, c, off, rows, n); },
-            first_group);
+        if (G == 1) {
+          for_each_block(s, c0, 0, 1, [&](int64_t off, int64_t rows, int64_t n) { first(c0, c0, off, rows, n); });
+        } else {
+          first_group(c0, G, c0 * s.s);
+        }
         for (int64_t c = c0; c < c0 + G; ++c) finish(c);
-        walk(
-            c0, G, [&](int64_t c, int64_t off, int64_t rows, int64_t n) { second(c, off, rows, n); },
-            second_group);
+        // While writing this group, prefetch the next one (G channels on): its first pass then
+        // reads from L2, and this thread's reads from memory overlap its writes.
+        const size_t next = pt.prefetch && c0 + G < ce ? size_t(G * s.s) : 0;
+        if (G == 1) {
+          for_each_block(s, c0, 0, 1, [&](int64_t off, int64_t rows, int64_t n) { second(c0, off, rows, n, next); });
+        } else {
+          for (int64_t b = 0; b < s.n; ++b) second_group(c0, G, (b * s.c + c0) * s.s, next);
+        }
       }
     }
     return;
@@ -187,7 +212,9 @@ void two_pass(const Shape& s, const Partition& pt, Start&& start, First&& first,
       for (int64_t c = c0; c < std::min(s.c, c0 + W); ++c) finish(c);
       for (int64_t it = lo; it < hi; ++it) {
         const int64_t c = c0 + it / P;
-        for_each_block(s, c, it % P, P, [&](int64_t off, int64_t rows, int64_t n) { second(c, off, rows, n); });
+        // The same piece of channel c + W is this thread's in the next wave: prefetch it.
+        const size_t next = pt.prefetch && c + W < s.c ? size_t(W * s.s) : 0;
+        for_each_block(s, c, it % P, P, [&](int64_t off, int64_t rows, int64_t n) { second(c, off, rows, n, next); });
       }
     }
   }
@@ -349,16 +376,17 @@ void forward_training_runs(const ForwardTrainingArgs<T>& a, int requested) {
         k.stats_run(a.x + off, size_t(rows), size_t(n), stride, st.shift[c], &st.sum[slot], &st.sumsq[slot]);
       },
       [&](int64_t c) { st.finish_channel(c, P); },
-      [&](int64_t c, int64_t off, int64_t rows, int64_t n) {
+      [&](int64_t c, int64_t off, int64_t rows, int64_t n, size_t next) {
         k.affine_run(a.x + off, a.y + off, size_t(rows), size_t(n), stride, st.affine.c[c], st.affine.a[c],
-                     st.affine.b[c], pt.stream && a.y != a.x);
+                     st.affine.b[c], pt.stream && a.y != a.x, next);
       },
       [&](int64_t c0, int64_t G, int64_t off) {
-        k.stats_group(a.x + off, size_t(G), size_t(s.s), &st.shift[c0], &st.sum[c0], &st.sumsq[c0]);
+        k.stats_group(a.x + off, size_t(s.n), stride, size_t(G), size_t(s.s), &st.shift[c0], &st.sum[c0],
+                      &st.sumsq[c0]);
       },
-      [&](int64_t c0, int64_t G, int64_t off) {
+      [&](int64_t c0, int64_t G, int64_t off, size_t next) {
         k.affine_group(a.x + off, a.y + off, size_t(G), size_t(s.s), &st.affine.c[c0], &st.affine.a[c0],
-                       &st.affine.b[c0], span_stream && a.y != a.x);
+                       &st.affine.b[c0], span_stream && a.y != a.x, next);
       });
 }
 
@@ -384,6 +412,8 @@ void apply_affine(const Shape& s, const T* x, T* y, const Affine<T>& af, int req
   // In place, the lines were just read and are in cache: plain stores write them back without a
   // read for ownership, while streaming stores would evict them first.
   const bool stream = int64_t(sizeof(T)) * total_elems(s) >= stream_min_bytes() && y != x;
+  // Memory order: what comes next is further along x. Prefetch that far ahead into L2.
+  const size_t ahead = kInferenceAheadBytes / sizeof(T);
   if (s.s * int64_t(sizeof(T)) < kShortRunBytes) {
     const int64_t per = std::max<int64_t>(1, std::min<int64_t>(s.c, kGroupBytes / int64_t(sizeof(T)) / s.s));
     const int64_t pieces = (s.c + per - 1) / per;
@@ -391,7 +421,7 @@ void apply_affine(const Shape& s, const T* x, T* y, const Affine<T>& af, int req
     for (int64_t it = 0; it < s.n * pieces; ++it) {
       const int64_t b = it / pieces, c0 = it % pieces * per, G = std::min(per, s.c - c0);
       const int64_t off = (b * s.c + c0) * s.s;
-      k.affine_group(x + off, y + off, size_t(G), size_t(s.s), &af.c[c0], &af.a[c0], &af.b[c0], stream);
+      k.affine_group(x + off, y + off, size_t(G), size_t(s.s), &af.c[c0], &af.a[c0], &af.b[c0], stream, ahead);
     }
     return;
   }
@@ -402,7 +432,7 @@ void apply_affine(const Shape& s, const T* x, T* y, const Affine<T>& af, int req
     const int64_t r = it / Q, q = it % Q, c = r % s.c;
     const int64_t lo = s.s / Q * q + std::min(q, s.s % Q), len = s.s / Q + (q < s.s % Q ? 1 : 0);
     const int64_t off = r * s.s + lo;
-    k.affine_run(x + off, y + off, size_t(1), size_t(len), size_t(s.s), af.c[c], af.a[c], af.b[c], stream);
+    k.affine_run(x + off, y + off, size_t(1), size_t(len), size_t(s.s), af.c[c], af.a[c], af.b[c], stream, ahead);
   }
 }
 
@@ -498,19 +528,19 @@ void backward_runs(const BackwardArgs<T>& a, int requested) {
                          &bc.sum_dyxc[slot]);
       },
       [&](int64_t c) { backward_finish_channel(a, bc, c, P); },
-      [&](int64_t c, int64_t off, int64_t rows, int64_t n) {
+      [&](int64_t c, int64_t off, int64_t rows, int64_t n, size_t next) {
         if (a.dx == nullptr) return;
         k.bwd_dx_run(a.x + off, a.dy + off, a.dx + off, size_t(rows), size_t(n), stride, bc.c[c], bc.k1[c],
-                     bc.k2[c], bc.k3[c], pt.stream && a.dx != a.x && a.dx != a.dy);
+                     bc.k2[c], bc.k3[c], pt.stream && a.dx != a.x && a.dx != a.dy, next);
       },
       [&](int64_t c0, int64_t G, int64_t off) {
-        k.bwd_reduce_group(a.x + off, a.dy + off, size_t(G), size_t(s.s), &bc.c[c0], &bc.sum_dy[c0],
-                           &bc.sum_dyxc[c0]);
+        k.bwd_reduce_group(a.x + off, a.dy + off, size_t(s.n), stride, size_t(G), size_t(s.s), &bc.c[c0],
+                           &bc.sum_dy[c0], &bc.sum_dyxc[c0]);
       },
-      [&](int64_t c0, int64_t G, int64_t off) {
+      [&](int64_t c0, int64_t G, int64_t off, size_t next) {
         if (a.dx == nullptr) return;
         k.bwd_dx_group(a.x + off, a.dy + off, a.dx + off, size_t(G), size_t(s.s), &bc.c[c0], &bc.k1[c0], &bc.k2[c0],
-                       &bc.k3[c0], span_stream && a.dx != a.x && a.dx != a.dy);
+                       &bc.k3[c0], span_stream && a.dx != a.x && a.dx != a.dy, next);
       });
 }
 

@@ -26,24 +26,28 @@ struct KernelTable {
   // sum += Σ (x - k); sumsq += Σ (x - k)²
   void (*stats_run)(const T* x, size_t rows, size_t n, size_t stride, T k, double* sum, double* sumsq);
   // y = (x - c) * a + b
-  void (*affine_run)(const T* x, T* y, size_t rows, size_t n, size_t stride, T c, T a, T b, bool stream);
+  void (*affine_run)(const T* x, T* y, size_t rows, size_t n, size_t stride, T c, T a, T b, bool stream,
+                     size_t next);
   // sum_dy += Σ dy; sum_dyxc += Σ dy * (x - c)
   void (*bwd_reduce_run)(const T* x, const T* dy, size_t rows, size_t n, size_t stride, T c,
                          double* sum_dy, double* sum_dyxc);
   // dx = dy * k1 + (x - c) * k2 + k3
   void (*bwd_dx_run)(const T* x, const T* dy, T* dx, size_t rows, size_t n, size_t stride, T c,
-                     T k1, T k2, T k3, bool stream);
+                     T k1, T k2, T k3, bool stream, size_t next);
 
   // Group kernels: `runs` consecutive runs of n values, run j (at x + j * n) of channel j, with
   // per-run arrays (k, c, a, b, k1, k2, k3 and the accumulators indexed by j). For short runs
-  // (7x7 maps) walked in memory order: one call per sample and group instead of one per run. The
-  // writing ones treat the runs as one span, so `stream` can write whole lines.
-  void (*stats_group)(const T* x, size_t runs, size_t n, const T* k, double* sum, double* sumsq);
-  void (*affine_group)(const T* x, T* y, size_t runs, size_t n, const T* c, const T* a, const T* b, bool stream);
-  void (*bwd_reduce_group)(const T* x, const T* dy, size_t runs, size_t n, const T* c, double* sum_dy,
-                           double* sum_dyxc);
+  // (7x7 maps) walked in memory order. The reductions take `rows` samples at once (sample r's
+  // runs at x + r * stride), so a channel's sums stay in vector registers across its runs; the
+  // writing ones take one sample and treat its runs as one span, so `stream` can write whole lines.
+  void (*stats_group)(const T* x, size_t rows, size_t stride, size_t runs, size_t n, const T* k, double* sum,
+                      double* sumsq);
+  void (*affine_group)(const T* x, T* y, size_t runs, size_t n, const T* c, const T* a, const T* b, bool stream,
+                       size_t next);
+  void (*bwd_reduce_group)(const T* x, const T* dy, size_t rows, size_t stride, size_t runs, size_t n, const T* c,
+                           double* sum_dy, double* sum_dyxc);
   void (*bwd_dx_group)(const T* x, const T* dy, T* dx, size_t runs, size_t n, const T* c, const T* k1,
-                       const T* k2, const T* k3, bool stream);
+                       const T* k2, const T* k3, bool stream, size_t next);
 
   // The same four over rows of `ch` channels (per-channel arrays k, c, a, b, k1, k2, k3 of length
   // ch, accumulators sum/sumsq/sum_dy/sum_dyxc of length ch).

@@ -62,6 +62,30 @@ struct Kernels {
     for (size_t b = 0; b < 2 * W * sizeof(T); b += 64) V::prefetch(reinterpret_cast<const T*>(a + b));
   }
 
+  // Prefetch (into L2) the line `next` values past p: the elementwise passes request what the
+  // pass after them will read (the next channel, or further along the walk), so that reading from
+  // memory overlaps their writing. An integer address, as above: it may point past the tensor.
+  static void prefetch_next(const T* p, size_t next) {
+    V::prefetch(reinterpret_cast<const T*>(reinterpret_cast<uintptr_t>(p) + next * sizeof(T)));
+  }
+
+  // Calls loop(store, pf) with the store (streaming or plain) and the prefetch (`next` values on,
+  // or none) chosen once, outside the vector loop: each combination is its own loop, and a pass
+  // with nothing to prefetch carries no prefetch instruction (one that hits the line about to be
+  // loaded still costs a fill buffer and upsets the hardware prefetcher on data not in cache).
+  template <class Loop>
+  static void with_store_and_prefetch(bool stream, size_t next, Loop&& loop) {
+    auto plain = [](T* d, Vec v) { V::store(d, v); };
+    auto nt = [](T* d, Vec v) { V::stream(d, v); };
+    auto pf = [next](const T* p) { prefetch_next(p, next); };
+    auto none = [](const T*) {};
+    if (stream) {
+      if (next != 0) loop(nt, pf); else loop(nt, none);
+    } else {
+      if (next != 0) loop(plain, pf); else loop(plain, none);
+    }
+  }
+
   static void stats_run(const T* x, size_t rows, size_t n, size_t stride, T k, double* sum,
                         double* sumsq) {
     typename V::Acc s0 = V::acc_zero(), s1 = V::acc_zero(), q0 = V::acc_zero(), q1 = V::acc_zero();
@@ -88,20 +112,23 @@ struct Kernels {
   }
 
   static void affine_run(const T* x, T* y, size_t rows, size_t n, size_t stride, T c, T a, T b,
-                         bool stream) {
+                         bool stream, size_t next) {
     const Vec vc = V::set1(c), va = V::set1(a), vb = V::set1(b);
     for (size_t r = 0; r < rows; ++r) {
       const T* p = x + r * stride;
       T* q = y + r * stride;
       size_t i = 0;
-      // scalar math: y[i] = (x[i] - c) * a + b
       if (stream) {
-        const size_t head = head_to_align(q, n);
-        if (head) V::store_tail(q, V::fmadd(V::sub(V::load_tail(p, head, c), vc), va, vb), head);
-        for (i = head; i + W <= n; i += W) V::stream(q + i, V::fmadd(V::sub(V::load(p + i), vc), va, vb));
-      } else {
-        for (; i + W <= n; i += W) V::store(q + i, V::fmadd(V::sub(V::load(p + i), vc), va, vb));
+        i = head_to_align(q, n);
+        if (i) V::store_tail(q, V::fmadd(V::sub(V::load_tail(p, i, c), vc), va, vb), i);
       }
+      with_store_and_prefetch(stream, next, [&](auto store, auto pf) {
+        // scalar math: y[i] = (x[i] - c) * a + b
+        for (; i + W <= n; i += W) {
+          pf(p + i);
+          store(q + i, V::fmadd(V::sub(V::load(p + i), vc), va, vb));
+        }
+      });
       if (i < n) V::store_tail(q + i, V::fmadd(V::sub(V::load_tail(p + i, n - i, c), vc), va, vb), n - i);
     }
     if (stream) V::fence();
@@ -141,25 +168,25 @@ struct Kernels {
   }
 
   static void bwd_dx_run(const T* x, const T* dy, T* dx, size_t rows, size_t n, size_t stride, T c,
-                         T k1, T k2, T k3, bool stream) {
+                         T k1, T k2, T k3, bool stream, size_t next) {
     const Vec vc = V::set1(c), v1 = V::set1(k1), v2 = V::set1(k2), v3 = V::set1(k3);
     for (size_t r = 0; r < rows; ++r) {
       const T* xp = x + r * stride;
       const T* gp = dy + r * stride;
       T* o = dx + r * stride;
       size_t i = 0;
-      // scalar math: dx[i] = dy[i] * k1 + ((x[i] - c) * k2 + k3)
       if (stream) {
-        const size_t head = head_to_align(o, n);
-        if (head) {
-          V::store_tail(o, dx_vec(V::load_tail(xp, head, c), V::load_tail(gp, head, T(0)), vc, v1, v2, v3), head);
-        }
-        for (i = head; i + W <= n; i += W) {
-          V::stream(o + i, dx_vec(V::load(xp + i), V::load(gp + i), vc, v1, v2, v3));
-        }
-      } else {
-        for (; i + W <= n; i += W) V::store(o + i, dx_vec(V::load(xp + i), V::load(gp + i), vc, v1, v2, v3));
+        i = head_to_align(o, n);
+        if (i) V::store_tail(o, dx_vec(V::load_tail(xp, i, c), V::load_tail(gp, i, T(0)), vc, v1, v2, v3), i);
       }
+      with_store_and_prefetch(stream, next, [&](auto store, auto pf) {
+        // scalar math: dx[i] = dy[i] * k1 + ((x[i] - c) * k2 + k3)
+        for (; i + W <= n; i += W) {
+          pf(xp + i);
+          pf(gp + i);
+          store(o + i, dx_vec(V::load(xp + i), V::load(gp + i), vc, v1, v2, v3));
+        }
+      });
       if (i < n) {
         V::store_tail(o + i, dx_vec(V::load_tail(xp + i, n - i, c), V::load_tail(gp + i, n - i, T(0)), vc, v1, v2, v3),
                       n - i);
@@ -168,19 +195,62 @@ struct Kernels {
     if (stream) V::fence();
   }
 
-  // Group kernels: one run per channel, contiguous; each run is the run kernel's single-row case
-  // (inlined), so the vector loops exist once. Without streaming: the runs are short.
-  static void stats_group(const T* x, size_t runs, size_t n, const T* k, double* sum, double* sumsq) {
-    for (size_t j = 0; j < runs; ++j) stats_run(x + j * n, 1, n, n, k[j], &sum[j], &sumsq[j]);
+  // Group reductions: `runs` channels (j) by `rows` samples (r); sample r's runs are contiguous at
+  // x + r * stride + j * n. Walked in memory order (sample by sample), with one pair of vector
+  // accumulators per channel kept across samples, for up to kChunk channels at a time: a short run
+  // (a 7x7 map is 49 values) then costs a few vector adds, and the horizontal reduction happens once
+  // per channel instead of once per run.
+  static constexpr size_t kChunk = 32;
+
+  // Accumulates one run of n values into (s, q) with f(s, q, a, b) on a pair of vectors loaded
+  // from each tensor (b unused for one tensor); lanes past n load the given fills.
+  template <class F>
+  static void run_reduce(const T* p, const T* g, size_t n, T fill_p, T fill_g, typename V::Acc& s,
+                         typename V::Acc& q, F&& f) {
+    typename V::Acc s1 = V::acc_zero(), q1 = V::acc_zero();
+    size_t i = 0;
+    for (; i + 2 * W <= n; i += 2 * W) {
+      f(s, q, V::load(p + i), V::load(g + i));
+      f(s1, q1, V::load(p + i + W), V::load(g + i + W));
+    }
+    if (i + W <= n) {
+      f(s, q, V::load(p + i), V::load(g + i));
+      i += W;
+    }
+    if (i < n) f(s1, q1, V::load_tail(p + i, n - i, fill_p), V::load_tail(g + i, n - i, fill_g));
+    s = V::acc_merge(s, s1);
+    q = V::acc_merge(q, q1);
+  }
+
+  static void stats_group(const T* x, size_t rows, size_t stride, size_t runs, size_t n, const T* k,
+                          double* sum, double* sumsq) {
+    typename V::Acc s[kChunk], q[kChunk];
+    for (size_t j0 = 0; j0 < runs; j0 += kChunk) {
+      const size_t J = runs - j0 < kChunk ? runs - j0 : kChunk;
+      for (size_t j = 0; j < J; ++j) s[j] = q[j] = V::acc_zero();
+      for (size_t r = 0; r < rows; ++r) {
+        const T* p = x + r * stride + j0 * n;
+        for (size_t j = 0; j < J; ++j, p += n) {
+          const Vec vk = V::set1(k[j0 + j]);
+          // scalar math: d = x[i] - k[j]; sum[j] += d; sumsq[j] += d * d  (lanes past n load k[j])
+          run_reduce(p, p, n, k[j0 + j], k[j0 + j], s[j], q[j],
+                     [&](typename V::Acc& a, typename V::Acc& b, Vec v, Vec) { V::acc_add_sq(a, b, V::sub(v, vk)); });
+        }
+      }
+      for (size_t j = 0; j < J; ++j) {
+        sum[j0 + j] += V::acc_sum(s[j]);
+        sumsq[j0 + j] += V::acc_sum(q[j]);
+      }
+    }
   }
 
   // The group's runs are one contiguous span: written as such, full vectors may straddle two runs
   // (the first k lanes take run j's coefficients, the rest run j + 1's), so the output can be
   // streamed in whole lines. Runs shorter than a vector go run by run, without streaming.
   static void affine_group(const T* x, T* y, size_t runs, size_t n, const T* c, const T* a, const T* b,
-                           bool stream) {
+                           bool stream, size_t next) {
     if (n < W || !stream) {
-      for (size_t j = 0; j < runs; ++j) affine_run(x + j * n, y + j * n, 1, n, n, c[j], a[j], b[j], false);
+      for (size_t j = 0; j < runs; ++j) affine_run(x + j * n, y + j * n, 1, n, n, c[j], a[j], b[j], false, next);
       return;
     }
     const size_t total = runs * n;
@@ -193,34 +263,55 @@ struct Kernels {
     };
     size_t i = 0;
     scalar_to(i, head_to_align(y, total));
-    // scalar math: y[i] = (x[i] - c[run(i)]) * a[run(i)] + b[run(i)]
-    for (; i + W <= total; i += W) {
-      const size_t k = n - off;  // lanes left in run j
-      Vec vc = V::set1(c[j]), va = V::set1(a[j]), vb = V::set1(b[j]);
-      if (k < W) {
-        vc = V::blend_lanes(vc, V::set1(c[j + 1]), k);
-        va = V::blend_lanes(va, V::set1(a[j + 1]), k);
-        vb = V::blend_lanes(vb, V::set1(b[j + 1]), k);
+    with_store_and_prefetch(true, next, [&](auto store, auto pf) {
+      // scalar math: y[i] = (x[i] - c[run(i)]) * a[run(i)] + b[run(i)]
+      for (; i + W <= total; i += W) {
+        const size_t k = n - off;  // lanes left in run j
+        Vec vc = V::set1(c[j]), va = V::set1(a[j]), vb = V::set1(b[j]);
+        if (k < W) {
+          vc = V::blend_lanes(vc, V::set1(c[j + 1]), k);
+          va = V::blend_lanes(va, V::set1(a[j + 1]), k);
+          vb = V::blend_lanes(vb, V::set1(b[j + 1]), k);
+        }
+        pf(x + i);
+        store(y + i, V::fmadd(V::sub(V::load(x + i), vc), va, vb));
+        off += W;
+        if (off >= n) off -= n, ++j;
       }
-      V::stream(y + i, V::fmadd(V::sub(V::load(x + i), vc), va, vb));
-      off += W;
-      if (off >= n) off -= n, ++j;
-    }
+    });
     V::fence();
     scalar_to(i, total);
   }
 
-  static void bwd_reduce_group(const T* x, const T* dy, size_t runs, size_t n, const T* c, double* sum_dy,
-                               double* sum_dyxc) {
-    for (size_t j = 0; j < runs; ++j) bwd_reduce_run(x + j * n, dy + j * n, 1, n, n, c[j], &sum_dy[j], &sum_dyxc[j]);
+  static void bwd_reduce_group(const T* x, const T* dy, size_t rows, size_t stride, size_t runs, size_t n,
+                               const T* c, double* sum_dy, double* sum_dyxc) {
+    typename V::Acc g[kChunk], p[kChunk];
+    for (size_t j0 = 0; j0 < runs; j0 += kChunk) {
+      const size_t J = runs - j0 < kChunk ? runs - j0 : kChunk;
+      for (size_t j = 0; j < J; ++j) g[j] = p[j] = V::acc_zero();
+      for (size_t r = 0; r < rows; ++r) {
+        const T* xp = x + r * stride + j0 * n;
+        const T* gp = dy + r * stride + j0 * n;
+        for (size_t j = 0; j < J; ++j, xp += n, gp += n) {
+          const Vec vc = V::set1(c[j0 + j]);
+          // scalar math: sum_dy[j] += dy[i]; sum_dyxc[j] += dy[i] * (x[i] - c[j])  (lanes past n: dy = 0, x = c)
+          run_reduce(gp, xp, n, T(0), c[j0 + j], g[j], p[j],
+                     [&](typename V::Acc& a, typename V::Acc& b, Vec gv, Vec xv) { V::acc_add_mul(a, b, gv, V::sub(xv, vc)); });
+        }
+      }
+      for (size_t j = 0; j < J; ++j) {
+        sum_dy[j0 + j] += V::acc_sum(g[j]);
+        sum_dyxc[j0 + j] += V::acc_sum(p[j]);
+      }
+    }
   }
 
   // As affine_group: one span, vectors straddling two runs, streamed when asked.
   static void bwd_dx_group(const T* x, const T* dy, T* dx, size_t runs, size_t n, const T* c, const T* k1,
-                           const T* k2, const T* k3, bool stream) {
+                           const T* k2, const T* k3, bool stream, size_t next) {
     if (n < W || !stream) {
       for (size_t j = 0; j < runs; ++j) {
-        bwd_dx_run(x + j * n, dy + j * n, dx + j * n, 1, n, n, c[j], k1[j], k2[j], k3[j], false);
+        bwd_dx_run(x + j * n, dy + j * n, dx + j * n, 1, n, n, c[j], k1[j], k2[j], k3[j], false, next);
       }
       return;
     }
@@ -234,20 +325,24 @@ struct Kernels {
     };
     size_t i = 0;
     scalar_to(i, head_to_align(dx, total));
-    // scalar math: dx[i] = dy[i] * k1[run(i)] + ((x[i] - c[run(i)]) * k2[run(i)] + k3[run(i)])
-    for (; i + W <= total; i += W) {
-      const size_t k = n - off;  // lanes left in run j
-      Vec vc = V::set1(c[j]), v1 = V::set1(k1[j]), v2 = V::set1(k2[j]), v3 = V::set1(k3[j]);
-      if (k < W) {
-        vc = V::blend_lanes(vc, V::set1(c[j + 1]), k);
-        v1 = V::blend_lanes(v1, V::set1(k1[j + 1]), k);
-        v2 = V::blend_lanes(v2, V::set1(k2[j + 1]), k);
-        v3 = V::blend_lanes(v3, V::set1(k3[j + 1]), k);
+    with_store_and_prefetch(true, next, [&](auto store, auto pf) {
+      // scalar math: dx[i] = dy[i] * k1[run(i)] + ((x[i] - c[run(i)]) * k2[run(i)] + k3[run(i)])
+      for (; i + W <= total; i += W) {
+        const size_t k = n - off;  // lanes left in run j
+        Vec vc = V::set1(c[j]), v1 = V::set1(k1[j]), v2 = V::set1(k2[j]), v3 = V::set1(k3[j]);
+        if (k < W) {
+          vc = V::blend_lanes(vc, V::set1(c[j + 1]), k);
+          v1 = V::blend_lanes(v1, V::set1(k1[j + 1]), k);
+          v2 = V::blend_lanes(v2, V::set1(k2[j + 1]), k);
+          v3 = V::blend_lanes(v3, V::set1(k3[j + 1]), k);
+        }
+        pf(x + i);
+        pf(dy + i);
+        store(dx + i, dx_vec(V::load(x + i), V::load(dy + i), vc, v1, v2, v3));
+        off += W;
+        if (off >= n) off -= n, ++j;
       }
-      V::stream(dx + i, dx_vec(V::load(x + i), V::load(dy + i), vc, v1, v2, v3));
-      off += W;
-      if (off >= n) off -= n, ++j;
-    }
+    });
     V::fence();
     scalar_to(i, total);
   }

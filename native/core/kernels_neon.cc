@@ -45,7 +45,7 @@ struct NeonF32 : NeonStackLanes<NeonF32, float, float32x4_t, 4> {
   static constexpr size_t kStreamAlign = 16;
   static void stream(T* p, Vec v) { vst1q_f32(p, v); }
   static void fence() {}
-  static void prefetch(const T* p) { __builtin_prefetch(p); }
+  static void prefetch(const T* p) { __builtin_prefetch(p, 0, 2); }
   struct Acc {
     float64x2_t lo, hi;
   };
@@ -84,7 +84,7 @@ struct NeonF64 : NeonStackLanes<NeonF64, double, float64x2_t, 2> {
   static constexpr size_t kStreamAlign = 16;
   static void stream(T* p, Vec v) { vst1q_f64(p, v); }
   static void fence() {}
-  static void prefetch(const T* p) { __builtin_prefetch(p); }
+  static void prefetch(const T* p) { __builtin_prefetch(p, 0, 2); }
   using Acc = float64x2_t;
   static Acc acc_zero() { return vdupq_n_f64(0.0); }
   static void acc_add_sq(Acc& s, Acc& q, Vec d) {

@@ -24,7 +24,7 @@ struct ScalarTraits {
   static void stream(T* p, Vec v) { *p = v; }
   static void fence() {}
   static Vec blend_lanes(Vec a, Vec, size_t) { return a; }
-  static void prefetch(const T* p) { __builtin_prefetch(p); }
+  static void prefetch(const T* p) { __builtin_prefetch(p, 0, 2); }
   using Acc = double;
   static Acc acc_zero() { return 0.0; }
   static void acc_add_sq(Acc& s, Acc& q, Vec d) {

@@ -321,9 +321,9 @@ struct KernelTester {
     const bool inplace = regime == 1;
     if (inplace) {
       g.each([&](size_t q, size_t, size_t) { y[q] = x[q]; });
-      kt.affine_run(y.data(), y.data(), g.rows, g.n, g.stride, cc, a, b, stream);
+      kt.affine_run(y.data(), y.data(), g.rows, g.n, g.stride, cc, a, b, stream, g.stride);
     } else {
-      kt.affine_run(x.data(), y.data(), g.rows, g.n, g.stride, cc, a, b, stream);
+      kt.affine_run(x.data(), y.data(), g.rows, g.n, g.stride, cc, a, b, stream, g.stride);
     }
     ElemCheck ec;
     g.each([&](size_t q, size_t, size_t) {
@@ -374,9 +374,9 @@ struct KernelTester {
     const bool alias = regime == 1;  // dx aliases dy
     if (alias) {
       g.each([&](size_t q, size_t, size_t) { dx[q] = dy[q]; });
-      kt.bwd_dx_run(x.data(), dx.data(), dx.data(), g.rows, g.n, g.stride, cc, k1, k2, k3, stream);
+      kt.bwd_dx_run(x.data(), dx.data(), dx.data(), g.rows, g.n, g.stride, cc, k1, k2, k3, stream, 0);
     } else {
-      kt.bwd_dx_run(x.data(), dy.data(), dx.data(), g.rows, g.n, g.stride, cc, k1, k2, k3, stream);
+      kt.bwd_dx_run(x.data(), dy.data(), dx.data(), g.rows, g.n, g.stride, cc, k1, k2, k3, stream, g.stride);
     }
     ElemCheck ec;
     g.each([&](size_t q, size_t, size_t) {
@@ -535,6 +535,139 @@ struct KernelTester {
     check(dx.guards_intact(), "%s: wrote outside dx[0, rows*ch)", c.c_str());
   }
 
+  // ---- group kernels: `runs` contiguous runs of n values (one per channel) per sample ----
+  // Reductions take `rows` samples, stride apart (the gap after each sample's runs is NaN); the
+  // writers take one sample's runs as one span. runs > kChunk (32) crosses the kernels' chunking.
+  struct Group {
+    size_t rows, runs, n, stride, off;
+    size_t span() const { return (rows - 1) * stride + runs * n; }
+  };
+  std::string gctx(const char* kernel, const Group& g, int regime, int stream = -1) const {
+    return fmt("kernel %s/%s %s rows=%zu runs=%zu n=%zu stride=%zu off=%zu %s%s", isa, TI<T>::name, kernel, g.rows,
+               g.runs, g.n, g.stride, g.off, regime ? "offset100/inplace" : "centered",
+               stream < 0 ? "" : (stream ? " stream" : ""));
+  }
+  void fill_group(Buf<T>& b, const Group& g, double center, double scale) {
+    for (size_t rr = 0; rr < g.rows; ++rr)
+      for (size_t q = 0; q < g.runs * g.n; ++q) b[rr * g.stride + q] = T(center + scale * r.normal());
+  }
+
+  void stats_group(const Group& g, int regime) {
+    const std::string c = gctx("stats_group", g, regime);
+    const double center = regime ? 100.0 : 0.0;
+    Buf<T> x(g.span(), g.off, 0), k(g.runs, 0, 0);
+    fill_group(x, g, center, 2.0);
+    fill_vec(k, center, 1.0);
+    Buf<double> sum(g.runs, kGuardPre, kGuardPost), sq(g.runs, kGuardPre, kGuardPost);
+    for (size_t j = 0; j < g.runs; ++j) sum[j] = sq[j] = 0.0;
+    kt.stats_group(x.data(), g.rows, g.stride, g.runs, g.n, k.data(), sum.data(), sq.data());
+    for (size_t j = 0; j < g.runs; ++j) {
+      KSum m1, m2;
+      double a1 = 0, a2 = 0;
+      for (size_t rr = 0; rr < g.rows; ++rr) {
+        for (size_t i = 0; i < g.n; ++i) {
+          const double d = double(T(x[rr * g.stride + j * g.n + i] - k[j]));
+          m1.add(d);
+          m2.add(d * d);
+          a1 += std::fabs(d);
+          a2 += d * d;
+        }
+      }
+      check_acc(c, "sum", sum[j], m1.get(), a1, 1e-12);
+      check_acc(c, "sumsq", sq[j], m2.get(), a2, 1e-12);
+    }
+    check(sum.guards_intact() && sq.guards_intact(), "%s: wrote past the accumulators", c.c_str());
+  }
+
+  void bwd_reduce_group(const Group& g, int regime) {
+    const std::string c = gctx("bwd_reduce_group", g, regime);
+    const double center = regime ? 100.0 : 0.0;
+    Buf<T> x(g.span(), g.off, 0), dy(g.span(), g.off, 0), cc(g.runs, 0, 0);
+    fill_group(x, g, center, 2.0);
+    fill_group(dy, g, 0.0, 1.0);
+    fill_vec(cc, center, 0.5);
+    Buf<double> sg(g.runs, kGuardPre, kGuardPost), sp(g.runs, kGuardPre, kGuardPost);
+    for (size_t j = 0; j < g.runs; ++j) sg[j] = sp[j] = 0.0;
+    kt.bwd_reduce_group(x.data(), dy.data(), g.rows, g.stride, g.runs, g.n, cc.data(), sg.data(), sp.data());
+    for (size_t j = 0; j < g.runs; ++j) {
+      KSum mg, mp;
+      double ag = 0, ap = 0;
+      for (size_t rr = 0; rr < g.rows; ++rr) {
+        for (size_t i = 0; i < g.n; ++i) {
+          const size_t q = rr * g.stride + j * g.n + i;
+          const double t = double(dy[q]) * double(T(x[q] - cc[j]));
+          mg.add(double(dy[q]));
+          mp.add(t);
+          ag += std::fabs(double(dy[q]));
+          ap += std::fabs(t);
+        }
+      }
+      check_acc(c, "sum_dy", sg[j], mg.get(), ag, 1e-12);
+      check_acc(c, "sum_dyxc", sp[j], mp.get(), ap, 1e-12);
+    }
+    check(sg.guards_intact() && sp.guards_intact(), "%s: wrote past the accumulators", c.c_str());
+  }
+
+  void affine_group(const Group& g, int regime, bool stream) {
+    const std::string c = gctx("affine_group", g, regime, stream);
+    const double center = regime ? 100.0 : 0.0;
+    const size_t total = g.runs * g.n;
+    Buf<T> x(total, g.off, 0), cc(g.runs, 0, 0), a(g.runs, 0, 0), b(g.runs, 0, 0);
+    fill(x, r, center, 2.0);
+    fill_vec(cc, center, 0.5);
+    fill_vec(a, 0.0, 2.0);
+    fill_vec(b, 0.0, 1.0);
+    Buf<T> y(total, kGuardPre + g.off, kGuardPost);
+    if (regime == 1) {
+      for (size_t q = 0; q < total; ++q) y[q] = x[q];
+      kt.affine_group(y.data(), y.data(), g.runs, g.n, cc.data(), a.data(), b.data(), stream, total);
+    } else {
+      kt.affine_group(x.data(), y.data(), g.runs, g.n, cc.data(), a.data(), b.data(), stream, total);
+    }
+    ElemCheck ec;
+    for (size_t q = 0; q < total; ++q) {
+      const size_t j = q / g.n;
+      const double xc = double(x[q]) - double(cc[j]);
+      ec.add(q, double(y[q]), xc * double(a[j]) + double(b[j]),
+             8 * eT * (std::fabs(xc * double(a[j])) + std::fabs(double(b[j]))) + 1e-300);
+    }
+    ec.report(c, "y");
+    check(y.guards_intact(), "%s: wrote outside y", c.c_str());
+  }
+
+  void bwd_dx_group(const Group& g, int regime, bool stream) {
+    const std::string c = gctx("bwd_dx_group", g, regime, stream);
+    const double center = regime ? 100.0 : 0.0;
+    const size_t total = g.runs * g.n;
+    Buf<T> x(total, g.off, 0), dy(total, g.off, 0), cc(g.runs, 0, 0), k1(g.runs, 0, 0), k2(g.runs, 0, 0),
+        k3(g.runs, 0, 0);
+    fill(x, r, center, 2.0);
+    fill(dy, r, 0.0, 1.0);
+    fill_vec(cc, center, 0.5);
+    fill_vec(k1, 0.0, 2.0);
+    fill_vec(k2, 0.0, 1.0);
+    fill_vec(k3, 0.0, 1.0);
+    Buf<T> dx(total, kGuardPre + g.off, kGuardPost);
+    if (regime == 1) {  // dx aliases dy
+      for (size_t q = 0; q < total; ++q) dx[q] = dy[q];
+      kt.bwd_dx_group(x.data(), dx.data(), dx.data(), g.runs, g.n, cc.data(), k1.data(), k2.data(), k3.data(),
+                      stream, 0);
+    } else {
+      kt.bwd_dx_group(x.data(), dy.data(), dx.data(), g.runs, g.n, cc.data(), k1.data(), k2.data(), k3.data(),
+                      stream, total);
+    }
+    ElemCheck ec;
+    for (size_t q = 0; q < total; ++q) {
+      const size_t j = q / g.n;
+      const double xc = double(x[q]) - double(cc[j]);
+      const double t1 = double(dy[q]) * double(k1[j]), t2 = xc * double(k2[j]);
+      ec.add(q, double(dx[q]), t1 + (t2 + double(k3[j])),
+             8 * eT * (std::fabs(t1) + std::fabs(t2) + std::fabs(double(k3[j]))) + 1e-300);
+    }
+    ec.report(c, "dx");
+    check(dx.guards_intact(), "%s: wrote outside dx", c.c_str());
+  }
+
   void run_all(size_t w) {
     const std::vector<size_t> sizes = sweep_sizes(w);
     for (size_t n : sizes) {
@@ -548,6 +681,21 @@ struct KernelTester {
             for (bool stream : {false, true}) {
               affine_run(g, regime, stream);
               bwd_dx_run(g, regime, stream);
+            }
+          }
+          // Group kernels: n up to 2w + 3 (short maps are what they are for), 1 to 33 runs.
+          if (n > 0 && n <= 2 * w + 3) {
+            for (size_t runs : {size_t(1), size_t(3), size_t(33)}) {
+              for (size_t rows : {size_t(1), size_t(3)}) {
+                const Group g{rows, runs, n, runs * n + (rows == 1 ? 0 : 5), off};
+                stats_group(g, regime);
+                bwd_reduce_group(g, regime);
+              }
+              const Group g1{1, runs, n, runs * n, off};
+              for (bool stream : {false, true}) {
+                affine_group(g1, regime, stream);
+                bwd_dx_group(g1, regime, stream);
+              }
             }
           }
           if (off == 3) continue;  // rows kernels: aligned and offset by one
