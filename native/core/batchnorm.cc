@@ -29,7 +29,6 @@ namespace {
 
 constexpr int64_t kSerialBelow = 1 << 15;   // elements; below this a parallel region costs more
 constexpr int64_t kMinPartElems = 1 << 13;  // smallest piece of a channel worth a thread
-constexpr int64_t kWaveBytesPerThread = int64_t(1) << 20;  // channel data a thread holds between passes
 
 template <typename T>
 const KernelTable<T>& table();
@@ -90,15 +89,23 @@ int64_t l2_bytes() {
   return v;
 }
 
-// What a thread may keep in its L2 between the two passes: three quarters of it, leaving room
-// for the output stream and the other tensor's lines.
-int64_t l2_budget() { return l2_bytes() / 4 * 3; }
+// What a thread may keep in its L2 between the two passes: seven eighths of it, leaving room for
+// the output stream and stray lines.
+int64_t l2_budget() { return l2_bytes() / 8 * 7; }
 
 // Software prefetch distance of the inference pass, which walks x in memory order.
 constexpr size_t kInferenceAheadBytes = 8192;
 
 // `arrays`: how many tensors the first pass reads (x; x and dy for backward): the data a thread
 // must keep in cache between the two passes is that many times its share of a channel.
+//
+// Preference, by what a thread holds between its two passes (its "piece"): whole channels (or
+// groups of short ones) whose piece fits twice in L2, so the second pass can prefetch the next
+// piece while it writes; else channels split over the threads, for the same; else whichever piece
+// fits in L2 at all, without prefetching; else whole channels (memory is read twice anyway).
+// Measured here (2 threads, 2 MiB L2): 32x64x112x112 forward training 0.63 -> 0.69 of a copy with
+// split channels and prefetch instead of whole 1.6 MB channels; backward 0.52 -> 0.67 with split
+// 1.6 MB pieces instead of whole 3.2 MB ones.
 Partition partition(const Shape& s, int requested, size_t elem_bytes, int arrays) {
   Partition pt;
   pt.nt = threads_for(s, requested);
@@ -107,25 +114,35 @@ Partition partition(const Shape& s, int requested, size_t elem_bytes, int arrays
   const int64_t nt = pt.nt;
   const int64_t m = s.n * s.s;
   const int64_t chan_bytes = m * int64_t(elem_bytes);
-  const bool even = s.c % nt == 0 || s.c >= 8 * nt;
-  // Whole channels per thread, unless they split badly over the threads or one channel's working
-  // set would not stay in L2 while a thread's share of it would.
-  const int64_t budget = l2_budget();
-  const bool too_big = arrays * chan_bytes > budget && arrays * chan_bytes / nt <= budget;
-  int64_t piece = arrays * chan_bytes;  // what a thread holds between its two passes
-  if (nt == 1 || m / nt < kMinPartElems || (even && !too_big)) {
+  const int64_t whole = arrays * chan_bytes, split = whole / nt, l2 = l2_bytes(), budget = l2_budget();
+  const bool can_split = nt > 1 && m / nt >= kMinPartElems;
+  const bool even = s.c % nt == 0 || s.c >= 8 * nt;  // whole channels share out well
+  bool fused;
+  if (!can_split) {
+    fused = true;
+  } else if (!even) {
+    fused = false;
+  } else if (2 * whole <= l2) {
+    fused = true;
+  } else if (2 * split <= l2) {
+    fused = false;
+  } else {
+    fused = whole <= budget || split > budget;
+  }
+  int64_t piece = whole;
+  if (fused) {
     if (s.s * int64_t(elem_bytes) < kShortRunBytes) {
-      pt.group = std::max<int64_t>(1, std::min<int64_t>(kGroupBytes / piece, s.c / nt));
+      pt.group = std::max<int64_t>(1, std::min<int64_t>(kGroupBytes / whole, s.c / nt));
       piece *= pt.group;
     }
   } else {
     pt.fused = false;
     pt.parts = nt;
-    pt.wave = std::max<int64_t>(1, std::min<int64_t>(s.c, nt * kWaveBytesPerThread / piece));
-    piece = piece * pt.wave / nt;
+    pt.wave = std::max<int64_t>(1, std::min<int64_t>(s.c, nt * (l2 / 2) / whole));
+    piece = split * pt.wave;
   }
   // The second pass prefetches the next piece while it writes (see two_pass) when both fit in L2.
-  pt.prefetch = 2 * piece <= l2_bytes();
+  pt.prefetch = 2 * piece <= l2;
   return pt;
 }
 
