@@ -18,6 +18,7 @@ struct Avx2F32 {
   static Vec load(const T* p) { return _mm256_loadu_ps(p); }
   static void store(T* p, Vec v) { _mm256_storeu_ps(p, v); }
   static Vec set1(T v) { return _mm256_set1_ps(v); }
+  static Vec add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
   static Vec sub(Vec a, Vec b) { return _mm256_sub_ps(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
   static T fma1(T a, T b, T c) { return __builtin_fmaf(a, b, c); }
@@ -39,25 +40,14 @@ struct Avx2F32 {
   static Acc acc_zero() { return {_mm256_setzero_pd(), _mm256_setzero_pd()}; }
   static __m256d lo(Vec v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); }
   static __m256d hi(Vec v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); }
-  static void acc_add_sq(Acc& s, Acc& q, Vec d) {
-    const __m256d a = lo(d), b = hi(d);
-    s.lo = _mm256_add_pd(s.lo, a);
-    s.hi = _mm256_add_pd(s.hi, b);
-    q.lo = _mm256_fmadd_pd(a, a, q.lo);
-    q.hi = _mm256_fmadd_pd(b, b, q.hi);
-  }
-  static void acc_add_mul(Acc& g, Acc& p, Vec a, Vec b) {
-    const __m256d a0 = lo(a), a1 = hi(a);
-    g.lo = _mm256_add_pd(g.lo, a0);
-    g.hi = _mm256_add_pd(g.hi, a1);
-    p.lo = _mm256_fmadd_pd(a0, lo(b), p.lo);
-    p.hi = _mm256_fmadd_pd(a1, hi(b), p.hi);
+  static void acc_add(Acc& s, Vec v) {
+    s.lo = _mm256_add_pd(s.lo, lo(v));
+    s.hi = _mm256_add_pd(s.hi, hi(v));
   }
   static double hsum(__m256d v) {
     const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
     return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
   }
-  static Acc acc_merge(const Acc& a, const Acc& b) { return {_mm256_add_pd(a.lo, b.lo), _mm256_add_pd(a.hi, b.hi)}; }
   static double acc_sum(const Acc& acc) { return hsum(_mm256_add_pd(acc.lo, acc.hi)); }
 };
 
@@ -68,6 +58,7 @@ struct Avx2F64 {
   static Vec load(const T* p) { return _mm256_loadu_pd(p); }
   static void store(T* p, Vec v) { _mm256_storeu_pd(p, v); }
   static Vec set1(T v) { return _mm256_set1_pd(v); }
+  static Vec add(Vec a, Vec b) { return _mm256_add_pd(a, b); }
   static Vec sub(Vec a, Vec b) { return _mm256_sub_pd(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_pd(a, b, c); }
   static T fma1(T a, T b, T c) { return __builtin_fma(a, b, c); }
@@ -84,15 +75,7 @@ struct Avx2F64 {
   static void prefetch(const T* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T1); }
   using Acc = __m256d;
   static Acc acc_zero() { return _mm256_setzero_pd(); }
-  static void acc_add_sq(Acc& s, Acc& q, Vec d) {
-    s = _mm256_add_pd(s, d);
-    q = _mm256_fmadd_pd(d, d, q);
-  }
-  static void acc_add_mul(Acc& g, Acc& p, Vec a, Vec b) {
-    g = _mm256_add_pd(g, a);
-    p = _mm256_fmadd_pd(a, b, p);
-  }
-  static Acc acc_merge(Acc a, Acc b) { return _mm256_add_pd(a, b); }
+  static void acc_add(Acc& s, Vec v) { s = _mm256_add_pd(s, v); }
   static double acc_sum(Acc acc) { return Avx2F32::hsum(acc); }
 };
 

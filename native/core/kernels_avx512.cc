@@ -14,6 +14,7 @@ struct Avx512F32 {
   static Vec load(const T* p) { return _mm512_loadu_ps(p); }
   static void store(T* p, Vec v) { _mm512_storeu_ps(p, v); }
   static Vec set1(T v) { return _mm512_set1_ps(v); }
+  static Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
   static Vec sub(Vec a, Vec b) { return _mm512_sub_ps(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
   static T fma1(T a, T b, T c) { return __builtin_fmaf(a, b, c); }
@@ -33,21 +34,10 @@ struct Avx512F32 {
   static __m512d lo(Vec v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
   // AVX-512F only (no DQ): take the upper 8 floats through a double-typed extract.
   static __m512d hi(Vec v) { return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))); }
-  static void acc_add_sq(Acc& s, Acc& q, Vec d) {
-    const __m512d a = lo(d), b = hi(d);
-    s.lo = _mm512_add_pd(s.lo, a);
-    s.hi = _mm512_add_pd(s.hi, b);
-    q.lo = _mm512_fmadd_pd(a, a, q.lo);
-    q.hi = _mm512_fmadd_pd(b, b, q.hi);
+  static void acc_add(Acc& s, Vec v) {
+    s.lo = _mm512_add_pd(s.lo, lo(v));
+    s.hi = _mm512_add_pd(s.hi, hi(v));
   }
-  static void acc_add_mul(Acc& g, Acc& p, Vec a, Vec b) {
-    const __m512d a0 = lo(a), a1 = hi(a);
-    g.lo = _mm512_add_pd(g.lo, a0);
-    g.hi = _mm512_add_pd(g.hi, a1);
-    p.lo = _mm512_fmadd_pd(a0, lo(b), p.lo);
-    p.hi = _mm512_fmadd_pd(a1, hi(b), p.hi);
-  }
-  static Acc acc_merge(const Acc& a, const Acc& b) { return {_mm512_add_pd(a.lo, b.lo), _mm512_add_pd(a.hi, b.hi)}; }
   static double acc_sum(const Acc& acc) { return _mm512_reduce_add_pd(_mm512_add_pd(acc.lo, acc.hi)); }
 };
 
@@ -58,6 +48,7 @@ struct Avx512F64 {
   static Vec load(const T* p) { return _mm512_loadu_pd(p); }
   static void store(T* p, Vec v) { _mm512_storeu_pd(p, v); }
   static Vec set1(T v) { return _mm512_set1_pd(v); }
+  static Vec add(Vec a, Vec b) { return _mm512_add_pd(a, b); }
   static Vec sub(Vec a, Vec b) { return _mm512_sub_pd(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_pd(a, b, c); }
   static T fma1(T a, T b, T c) { return __builtin_fma(a, b, c); }
@@ -71,15 +62,7 @@ struct Avx512F64 {
   static void prefetch(const T* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T1); }
   using Acc = __m512d;
   static Acc acc_zero() { return _mm512_setzero_pd(); }
-  static void acc_add_sq(Acc& s, Acc& q, Vec d) {
-    s = _mm512_add_pd(s, d);
-    q = _mm512_fmadd_pd(d, d, q);
-  }
-  static void acc_add_mul(Acc& g, Acc& p, Vec a, Vec b) {
-    g = _mm512_add_pd(g, a);
-    p = _mm512_fmadd_pd(a, b, p);
-  }
-  static Acc acc_merge(Acc a, Acc b) { return _mm512_add_pd(a, b); }
+  static void acc_add(Acc& s, Vec v) { s = _mm512_add_pd(s, v); }
   static double acc_sum(Acc acc) { return _mm512_reduce_add_pd(acc); }
 };
 

@@ -8,16 +8,19 @@
 //   load_tail(p, n, fill): lanes [0, n) from p, the others = fill (n < W, reads only n values),
 //   store_tail(p, v, n): writes lanes [0, n) only,
 //   stream(p, v): non-temporal store to a kStreamAlign-aligned p; fence() after streaming,
-//   Acc acc_zero(); acc_add_sq(s, q, d): widens d to float64, s += d, q += d * d;
-//   acc_add_mul(g, p, a, b): widens a and b, g += a, p += a * b; acc_merge(a, b); acc_sum(Acc).
+//   add(a, b), Acc acc_zero(); acc_add(s, v): widens v to float64 and adds it lane-wise into s;
+//   acc_sum(Acc): the float64 sum of the lanes.
 // The scalar TU instantiates the same bodies with W = 1: that is the scalar version of every
 // vector loop, and the reference the microkernel tests compare each ISA against.
 //
-// Rounding: x - k and x - c are formed in T (exact near the shift); everything after is float64,
-// products included (a float32 product is exact in float64, so squares and dy * (x - c) lose
-// nothing). Only the order of the float64 additions differs between ISAs. Widening once per
-// value and fusing the square into the float64 accumulation keeps the conversions (cvtps2pd) off
-// the critical port: the statistics pass runs faster than memory delivers.
+// Rounding in the reductions: x - k (x - c) is formed in T, exact near the shift. Its square
+// (dy * (x - c)) and the sums of at most kPartial terms per lane are formed in T; those partial
+// sums are then widened and accumulated in float64. For float32 that bounds the rounding of a
+// partial at about kPartial ulps of it (~5e-7 relative), far below what a float32 output
+// resolves, and the float64 accumulation keeps that bound for any tensor size. It is what makes
+// the reductions fast: widening every value to float64 (cvtps2pd on the vector ports) capped the
+// statistics pass at ~37 GB/s from L2 here, partial sums in float32 run at ~75 GB/s.
+// Only the order of the additions differs between ISAs.
 //
 // The "run" kernels take `rows` runs of n values, run r starting at x + r * stride: one channel
 // of an NCHW tensor is N runs of S values, C * S apart. Accumulators stay in registers across
@@ -86,29 +89,63 @@ struct Kernels {
     }
   }
 
-  static void stats_run(const T* x, size_t rows, size_t n, size_t stride, T k, double* sum,
-                        double* sumsq) {
-    typename V::Acc s0 = V::acc_zero(), s1 = V::acc_zero(), q0 = V::acc_zero(), q1 = V::acc_zero();
-    const Vec vk = V::set1(k);
+  // The reduction loop of the statistics and the backward pass: over `rows` runs of n values,
+  // stride apart, of one or two tensors (a, b; b == a for one), f(ps, pq, va, vb) adds a vector
+  // of each into partial sums (ps, pq) in T. Every kPartial vectors, and at the end of each run,
+  // the partials are widened into the float64 accumulators (s, q). Lanes past n load the fills.
+  static constexpr size_t kPartial = 8;
+  // kTwo: b is another tensor, prefetched too (a template parameter: no branch near a prefetch).
+  template <bool kTwo, class F>
+  static void reduce_runs(const T* a, const T* b, size_t rows, size_t n, size_t stride, T fill_a, T fill_b,
+                          typename V::Acc& s, typename V::Acc& q, F&& f) {
     const Ahead ah(n, stride);
+    const Vec z = V::set1(T(0));
     for (size_t r = 0; r < rows; ++r) {
-      const T* p = x + r * stride;
+      const T* pa = a + r * stride;
+      const T* pb = b + r * stride;
+      Vec ps0 = z, pq0 = z, ps1 = z, pq1 = z;
+      auto flush = [&] {
+        V::acc_add(s, V::add(ps0, ps1));
+        V::acc_add(q, V::add(pq0, pq1));
+        ps0 = pq0 = ps1 = pq1 = z;
+      };
       size_t i = 0;
-      // scalar math: d = x[i] - k; sum += d; sumsq += d * d  (d widened to float64 first)
+      for (; i + kPartial * W <= n; i += kPartial * W) {
+        for (size_t u = 0; u < kPartial * W; u += 2 * W) {
+          prefetch_ahead(a, ah, r, i + u, n, stride);
+          if (kTwo) prefetch_ahead(b, ah, r, i + u, n, stride);
+          f(ps0, pq0, V::load(pa + i + u), V::load(pb + i + u));
+          f(ps1, pq1, V::load(pa + i + u + W), V::load(pb + i + u + W));
+        }
+        flush();
+      }
       for (; i + 2 * W <= n; i += 2 * W) {
-        prefetch_ahead(x, ah, r, i, n, stride);
-        V::acc_add_sq(s0, q0, V::sub(V::load(p + i), vk));
-        V::acc_add_sq(s1, q1, V::sub(V::load(p + i + W), vk));
+        prefetch_ahead(a, ah, r, i, n, stride);
+        if (kTwo) prefetch_ahead(b, ah, r, i, n, stride);
+        f(ps0, pq0, V::load(pa + i), V::load(pb + i));
+        f(ps1, pq1, V::load(pa + i + W), V::load(pb + i + W));
       }
       if (i + W <= n) {
-        V::acc_add_sq(s0, q0, V::sub(V::load(p + i), vk));
+        f(ps0, pq0, V::load(pa + i), V::load(pb + i));
         i += W;
       }
-      // lanes past n load k, so they add 0
-      if (i < n) V::acc_add_sq(s1, q1, V::sub(V::load_tail(p + i, n - i, k), vk));
+      if (i < n) f(ps1, pq1, V::load_tail(pa + i, n - i, fill_a), V::load_tail(pb + i, n - i, fill_b));
+      flush();
     }
-    *sum += V::acc_sum(V::acc_merge(s0, s1));
-    *sumsq += V::acc_sum(V::acc_merge(q0, q1));
+  }
+
+  // scalar math: d = x[i] - k; sum += d; sumsq += d * d  (lanes past n load k, so they add 0)
+  static void stats_run(const T* x, size_t rows, size_t n, size_t stride, T k, double* sum,
+                        double* sumsq) {
+    typename V::Acc s = V::acc_zero(), q = V::acc_zero();
+    const Vec vk = V::set1(k);
+    reduce_runs<false>(x, x, rows, n, stride, k, k, s, q, [&](Vec& ps, Vec& pq, Vec v, Vec) {
+      const Vec d = V::sub(v, vk);
+      ps = V::add(ps, d);
+      pq = V::fmadd(d, d, pq);
+    });
+    *sum += V::acc_sum(s);
+    *sumsq += V::acc_sum(q);
   }
 
   static void affine_run(const T* x, T* y, size_t rows, size_t n, size_t stride, T c, T a, T b,
@@ -134,33 +171,17 @@ struct Kernels {
     if (stream) V::fence();
   }
 
+  // scalar math: sum_dy += dy[i]; sum_dyxc += dy[i] * (x[i] - c)  (lanes past n: dy = 0, x = c)
   static void bwd_reduce_run(const T* x, const T* dy, size_t rows, size_t n, size_t stride, T c,
                              double* sum_dy, double* sum_dyxc) {
-    typename V::Acc g0 = V::acc_zero(), g1 = V::acc_zero(), p0 = V::acc_zero(), p1 = V::acc_zero();
+    typename V::Acc g = V::acc_zero(), p = V::acc_zero();
     const Vec vc = V::set1(c);
-    const Ahead ah(n, stride);
-    for (size_t r = 0; r < rows; ++r) {
-      const T* xp = x + r * stride;
-      const T* gp = dy + r * stride;
-      size_t i = 0;
-      // scalar math: sum_dy += dy[i]; sum_dyxc += dy[i] * (x[i] - c)  (both widened first)
-      for (; i + 2 * W <= n; i += 2 * W) {
-        prefetch_ahead(dy, ah, r, i, n, stride);
-        prefetch_ahead(x, ah, r, i, n, stride);
-        V::acc_add_mul(g0, p0, V::load(gp + i), V::sub(V::load(xp + i), vc));
-        V::acc_add_mul(g1, p1, V::load(gp + i + W), V::sub(V::load(xp + i + W), vc));
-      }
-      if (i + W <= n) {
-        V::acc_add_mul(g0, p0, V::load(gp + i), V::sub(V::load(xp + i), vc));
-        i += W;
-      }
-      // lanes past n: dy = 0 and x = c
-      if (i < n) {
-        V::acc_add_mul(g1, p1, V::load_tail(gp + i, n - i, T(0)), V::sub(V::load_tail(xp + i, n - i, c), vc));
-      }
-    }
-    *sum_dy += V::acc_sum(V::acc_merge(g0, g1));
-    *sum_dyxc += V::acc_sum(V::acc_merge(p0, p1));
+    reduce_runs<true>(dy, x, rows, n, stride, T(0), c, g, p, [&](Vec& pg, Vec& pp, Vec gv, Vec xv) {
+      pg = V::add(pg, gv);
+      pp = V::fmadd(gv, V::sub(xv, vc), pp);
+    });
+    *sum_dy += V::acc_sum(g);
+    *sum_dyxc += V::acc_sum(p);
   }
 
   static Vec dx_vec(Vec xv, Vec gv, Vec vc, Vec v1, Vec v2, Vec v3) {
@@ -202,26 +223,6 @@ struct Kernels {
   // per channel instead of once per run.
   static constexpr size_t kChunk = 32;
 
-  // Accumulates one run of n values into (s, q) with f(s, q, a, b) on a pair of vectors loaded
-  // from each tensor (b unused for one tensor); lanes past n load the given fills.
-  template <class F>
-  static void run_reduce(const T* p, const T* g, size_t n, T fill_p, T fill_g, typename V::Acc& s,
-                         typename V::Acc& q, F&& f) {
-    typename V::Acc s1 = V::acc_zero(), q1 = V::acc_zero();
-    size_t i = 0;
-    for (; i + 2 * W <= n; i += 2 * W) {
-      f(s, q, V::load(p + i), V::load(g + i));
-      f(s1, q1, V::load(p + i + W), V::load(g + i + W));
-    }
-    if (i + W <= n) {
-      f(s, q, V::load(p + i), V::load(g + i));
-      i += W;
-    }
-    if (i < n) f(s1, q1, V::load_tail(p + i, n - i, fill_p), V::load_tail(g + i, n - i, fill_g));
-    s = V::acc_merge(s, s1);
-    q = V::acc_merge(q, q1);
-  }
-
   static void stats_group(const T* x, size_t rows, size_t stride, size_t runs, size_t n, const T* k,
                           double* sum, double* sumsq) {
     typename V::Acc s[kChunk], q[kChunk];
@@ -233,8 +234,11 @@ struct Kernels {
         for (size_t j = 0; j < J; ++j, p += n) {
           const Vec vk = V::set1(k[j0 + j]);
           // scalar math: d = x[i] - k[j]; sum[j] += d; sumsq[j] += d * d  (lanes past n load k[j])
-          run_reduce(p, p, n, k[j0 + j], k[j0 + j], s[j], q[j],
-                     [&](typename V::Acc& a, typename V::Acc& b, Vec v, Vec) { V::acc_add_sq(a, b, V::sub(v, vk)); });
+          reduce_runs<false>(p, p, 1, n, n, k[j0 + j], k[j0 + j], s[j], q[j], [&](Vec& ps, Vec& pq, Vec v, Vec) {
+            const Vec d = V::sub(v, vk);
+            ps = V::add(ps, d);
+            pq = V::fmadd(d, d, pq);
+          });
         }
       }
       for (size_t j = 0; j < J; ++j) {
@@ -295,8 +299,10 @@ struct Kernels {
         for (size_t j = 0; j < J; ++j, xp += n, gp += n) {
           const Vec vc = V::set1(c[j0 + j]);
           // scalar math: sum_dy[j] += dy[i]; sum_dyxc[j] += dy[i] * (x[i] - c[j])  (lanes past n: dy = 0, x = c)
-          run_reduce(gp, xp, n, T(0), c[j0 + j], g[j], p[j],
-                     [&](typename V::Acc& a, typename V::Acc& b, Vec gv, Vec xv) { V::acc_add_mul(a, b, gv, V::sub(xv, vc)); });
+          reduce_runs<true>(gp, xp, 1, n, n, T(0), c[j0 + j], g[j], p[j], [&](Vec& pg, Vec& pp, Vec gv, Vec xv) {
+            pg = V::add(pg, gv);
+            pp = V::fmadd(gv, V::sub(xv, vc), pp);
+          });
         }
       }
       for (size_t j = 0; j < J; ++j) {

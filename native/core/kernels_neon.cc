@@ -38,6 +38,7 @@ struct NeonF32 : NeonStackLanes<NeonF32, float, float32x4_t, 4> {
   static Vec load(const T* p) { return vld1q_f32(p); }
   static void store(T* p, Vec v) { vst1q_f32(p, v); }
   static Vec set1(T v) { return vdupq_n_f32(v); }
+  static Vec add(Vec a, Vec b) { return vaddq_f32(a, b); }
   static Vec sub(Vec a, Vec b) { return vsubq_f32(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return vfmaq_f32(c, a, b); }
   static T fma1(T a, T b, T c) { return __builtin_fmaf(a, b, c); }
@@ -52,21 +53,10 @@ struct NeonF32 : NeonStackLanes<NeonF32, float, float32x4_t, 4> {
   static Acc acc_zero() { return {vdupq_n_f64(0.0), vdupq_n_f64(0.0)}; }
   static float64x2_t lo(Vec v) { return vcvt_f64_f32(vget_low_f32(v)); }
   static float64x2_t hi(Vec v) { return vcvt_high_f64_f32(v); }
-  static void acc_add_sq(Acc& s, Acc& q, Vec d) {
-    const float64x2_t a = lo(d), b = hi(d);
-    s.lo = vaddq_f64(s.lo, a);
-    s.hi = vaddq_f64(s.hi, b);
-    q.lo = vfmaq_f64(q.lo, a, a);
-    q.hi = vfmaq_f64(q.hi, b, b);
+  static void acc_add(Acc& s, Vec v) {
+    s.lo = vaddq_f64(s.lo, lo(v));
+    s.hi = vaddq_f64(s.hi, hi(v));
   }
-  static void acc_add_mul(Acc& g, Acc& p, Vec a, Vec b) {
-    const float64x2_t a0 = lo(a), a1 = hi(a);
-    g.lo = vaddq_f64(g.lo, a0);
-    g.hi = vaddq_f64(g.hi, a1);
-    p.lo = vfmaq_f64(p.lo, a0, lo(b));
-    p.hi = vfmaq_f64(p.hi, a1, hi(b));
-  }
-  static Acc acc_merge(const Acc& a, const Acc& b) { return {vaddq_f64(a.lo, b.lo), vaddq_f64(a.hi, b.hi)}; }
   static double acc_sum(const Acc& acc) { return vaddvq_f64(vaddq_f64(acc.lo, acc.hi)); }
 };
 
@@ -77,6 +67,7 @@ struct NeonF64 : NeonStackLanes<NeonF64, double, float64x2_t, 2> {
   static Vec load(const T* p) { return vld1q_f64(p); }
   static void store(T* p, Vec v) { vst1q_f64(p, v); }
   static Vec set1(T v) { return vdupq_n_f64(v); }
+  static Vec add(Vec a, Vec b) { return vaddq_f64(a, b); }
   static Vec sub(Vec a, Vec b) { return vsubq_f64(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return vfmaq_f64(c, a, b); }
   static T fma1(T a, T b, T c) { return __builtin_fma(a, b, c); }
@@ -87,15 +78,7 @@ struct NeonF64 : NeonStackLanes<NeonF64, double, float64x2_t, 2> {
   static void prefetch(const T* p) { __builtin_prefetch(p, 0, 2); }
   using Acc = float64x2_t;
   static Acc acc_zero() { return vdupq_n_f64(0.0); }
-  static void acc_add_sq(Acc& s, Acc& q, Vec d) {
-    s = vaddq_f64(s, d);
-    q = vfmaq_f64(q, d, d);
-  }
-  static void acc_add_mul(Acc& g, Acc& p, Vec a, Vec b) {
-    g = vaddq_f64(g, a);
-    p = vfmaq_f64(p, a, b);
-  }
-  static Acc acc_merge(Acc a, Acc b) { return vaddq_f64(a, b); }
+  static void acc_add(Acc& s, Vec v) { s = vaddq_f64(s, v); }
   static double acc_sum(Acc acc) { return vaddvq_f64(acc); }
 };
 

@@ -13,6 +13,7 @@ struct ScalarTraits {
   static Vec load(const T* p) { return *p; }
   static void store(T* p, Vec v) { *p = v; }
   static Vec set1(T v) { return v; }
+  static Vec add(Vec a, Vec b) { return a + b; }
   static Vec sub(Vec a, Vec b) { return a - b; }
   // Unfused on purpose: a CPU without FMA would run std::fma in software, ~50x slower.
   static Vec fmadd(Vec a, Vec b, Vec c) { return a * b + c; }
@@ -27,17 +28,7 @@ struct ScalarTraits {
   static void prefetch(const T* p) { __builtin_prefetch(p, 0, 2); }
   using Acc = double;
   static Acc acc_zero() { return 0.0; }
-  static void acc_add_sq(Acc& s, Acc& q, Vec d) {
-    const double w = d;
-    s += w;
-    q += w * w;
-  }
-  static void acc_add_mul(Acc& g, Acc& p, Vec a, Vec b) {
-    const double wa = a;
-    g += wa;
-    p += wa * double(b);
-  }
-  static Acc acc_merge(Acc a, Acc b) { return a + b; }
+  static void acc_add(Acc& s, Vec v) { s += double(v); }
   static double acc_sum(Acc acc) { return acc; }
 };
 
