@@ -7,7 +7,8 @@
 // (NCHW: the S values of x[n, c, :]). Layout "rows": `rows` rows of `ch` channel values, channel
 // fastest (the [N, C] case, and channels-last).
 //
-// Accumulations are in float64. `k` / `c` are per-channel shifts: statistics use x - k (k = a
+// Reductions sum at most 8 terms per lane in T, then accumulate those partial sums in float64
+// (see kernels_body.inl). `k` / `c` are per-channel shifts: statistics use x - k (k = a
 // rough mean of the channel, so the sums stay small and E[x^2]-E[x]^2 does not cancel), the
 // elementwise passes use x - c with c = mean rounded to T (exact subtraction near the mean; the
 // rounding remainder of the mean is folded into the additive constant).
