@@ -95,11 +95,21 @@ function channelsLastOption(fn: string, v: unknown): boolean {
 // own write), and it leaves the output dirty in cache right before the kernels stream over it.
 // Buffer.allocUnsafeSlow is the same allocator without the fill, with its own ArrayBuffer (not
 // Node's pool; byteOffset 0, so aligned). Past Buffer's size limit: the plain constructor.
+// From 4 MiB (at least one whole 2 MiB page inside), the memory is also advised to use
+// transparent huge pages (native/addon/addon.cc, adviseHugePages): when malloc hands out
+// never-touched memory, its first write costs a page fault per 4 KiB page, ~4 ms on 12 MiB here.
+const kHugePageAdviceBytes = 4 << 20;
+
 function freshOutput(dtype: DType, total: number): FloatArray {
   const T = arrayType(dtype);
   const bytes = total * T.BYTES_PER_ELEMENT;
   if (bytes > bufferConstants.MAX_LENGTH) return new T(total);
-  return new T(Buffer.allocUnsafeSlow(bytes).buffer, 0, total);
+  const a = new T(Buffer.allocUnsafeSlow(bytes).buffer, 0, total);
+  if (bytes >= kHugePageAdviceBytes) {
+    const b = native();
+    if (typeof b.adviseHugePages === 'function') b.adviseHugePages(a);  // absent from older prebuilds
+  }
+  return a;
 }
 
 function outputFor(fn: string, out: unknown, x: FloatArray, dtype: DType, total: number, name = 'out'): FloatArray {

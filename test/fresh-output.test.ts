@@ -2,7 +2,7 @@
 // freshOutput): the kernels must write every element. Checked against the same call into a
 // caller-provided output pre-filled with NaN (so an element a kernel skipped would show), bit for
 // bit, for the three ops, both dtypes, both layouts, sync and async, on tensors large enough
-// (>= 8 MiB) to take the streaming-store paths and the huge-page advice.
+// (>= 8 MiB) to take the streaming-store paths and the huge-page advice (>= 4 MiB).
 import { expect } from 'chai';
 import * as bn from '../lib';
 import { native } from '../lib/load';
@@ -69,5 +69,20 @@ describe('freshly allocated outputs', () => {
     L.backward(dy, dxProv);
     L.zeroGrad();
     sameBits(L.backward(dy), dxProv, 'layer backward');
+  });
+});
+
+describe('adviseHugePages (the addon)', () => {
+  it('returns a boolean, never changes the contents, and ignores what it cannot use', () => {
+    const b = native();
+    const a = new Float32Array(3 << 20);  // 12 MiB: whole 2 MiB pages inside, wherever it starts
+    for (let i = 0; i < a.length; i += 4099) a[i] = i;
+    expect(b.adviseHugePages(a)).to.be.a('boolean');
+    for (let i = 0; i < a.length; i += 4099) expect(a[i]).to.equal(i);
+    expect(b.adviseHugePages(new Float32Array(16))).to.equal(false);  // nothing 2 MiB-aligned inside
+    expect(b.adviseHugePages(new Float64Array(new SharedArrayBuffer(8 << 20)))).to.be.a('boolean');
+    for (const v of [null, undefined, 3, 'x', {}, new ArrayBuffer(8)]) {
+      expect((b.adviseHugePages as (v: unknown) => boolean)(v)).to.equal(false);
+    }
   });
 });
