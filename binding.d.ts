@@ -58,5 +58,8 @@ export interface NativeBinding {
   /** ISA of the copy kernels and whether streaming stores exist on this architecture. */
   benchCopyInfo(): { isa: 'avx512' | 'avx2' | 'sse2' | 'generic'; streaming: boolean };
 
+  /** Linux: madvise(MADV_HUGEPAGE) on the whole 2 MiB pages inside a's memory (a new output about to be written); true if the kernel took the advice. Contents unchanged. (Prebuilds older than it lack it: the facade checks.) */
+  adviseHugePages(a: FloatArray): boolean;
+
   buildInfo(): { arch: string; openmp?: number; compiler: string; defaultNumThreads: number };
 }

@@ -47,13 +47,13 @@ export function noisy(r: Result): boolean {
 
 /** The full table: every case, in run order. "~" marks a noisy case (median > 1.3 x min). */
 export function textTable(all: Result[]): string {
-  const rows = [['impl', 'shape', 'op', 'output', 'thr', 'median ms', 'min ms', 'reps', 'GB/s', 'x copy', 'x copy (mins)', '']];
+  const rows = [['impl', 'shape', 'op', 'output', 'thr', 'median ms', 'min ms', 'reps', 'GB/s', 'x copy', 'x copy (mins)', 'faults/call', '']];
   for (const r of all) {
     if (r.op.startsWith('tiny')) continue;
     const base = r.impl === 'copy' || r.impl === 'js' || (r.impl === 'core' && r.op.startsWith('copy'));
     const ratio = base ? undefined : ratioToCopy(all, r);
     const ratioMin = base ? undefined : ratioToCopy(all, r, 'min');
-    rows.push([r.impl, r.shape, r.op, r.output, String(r.threads), ms(r.timing.median), ms(r.timing.min), String(r.timing.reps), f(gbs(r)), f(ratio), f(ratioMin), noisy(r) ? '~' : '']);
+    rows.push([r.impl, r.shape, r.op, r.output, String(r.threads), ms(r.timing.median), ms(r.timing.min), String(r.timing.reps), f(gbs(r)), f(ratio), f(ratioMin), r.timing.faults === undefined ? '-' : String(Math.round(r.timing.faults)), noisy(r) ? '~' : '']);
   }
   return pad(rows);
 }
@@ -66,7 +66,13 @@ export function tinyTable(all: Result[]): string {
   return pad(rows);
 }
 
+/** " (N page faults/call)" when the timing counted them: which allocator state a fresh case measured (bench/timing.ts). */
+function pf(r: Result | undefined): string {
+  return r?.timing.faults === undefined ? '' : ` (${Math.round(r.timing.faults)} page faults/call)`;
+}
+
 /** Fresh-output overhead of plain JavaScript at this shape: new Float32Array(n).set(x) minus y.set(x). */
+
 function jsAllocCost(all: Result[], shape: string): number | undefined {
   const a = find(all, { impl: 'js', shape, op: 'js-alloc-set' });
   const b = find(all, { impl: 'js', shape, op: 'js-set' });
@@ -162,7 +168,7 @@ export function verdicts(all: Result[], shapes: BenchShape[], run: RunInfo): Ver
         if (!p || !q || js === undefined) continue;
         const extra = q.timing.median - p.timing.median;
         const pass = extra <= 1.1 * js + 50e-6;
-        if (!pass) { ok = false; parts.push(`${s.label} ${op}: +${ms(extra)} ms vs JS +${ms(js)} ms`); }
+        if (!pass) { ok = false; parts.push(`${s.label} ${op}: +${ms(extra)} ms${pf(q)} vs JS +${ms(js)} ms${pf(find(all, { impl: 'js', shape: s.label, op: 'js-alloc-set' }))}`); }
       }
     }
     out.push({ name, status: ok ? 'PASS' : 'FAIL', detail: ok ? 'every shape and op' : parts.join('; ') });
@@ -199,15 +205,22 @@ export function summaryMarkdown(all: Result[], shapes: BenchShape[], run: RunInf
 
 export function freshMarkdown(all: Result[], shapes: BenchShape[], run: RunInfo): string {
   const T = run.targetThreads;
-  const lines = ['| shape | JS: new Float32Array(n).set(x) - y.set(x), ms | fwd-train fresh - provided, ms | fwd-infer | backward |', '|---|---:|---:|---:|---:|'];
+  const lines = [
+    '| shape | JS: new Float32Array(n).set(x) - y.set(x), ms | fwd-train fresh - provided, ms | fwd-infer | backward |',
+    '|---|---:|---:|---:|---:|',
+  ];
+  // Page faults per call in brackets: about one per 4 KiB of output when malloc handed out
+  // never-touched memory, about none when it recycled a freed output.
+  const faults = (r: Result | undefined) => (r?.timing.faults === undefined ? '' : ` [${Math.round(r.timing.faults)} pf]`);
   for (const s of shapes) {
     const js = jsAllocCost(all, s.label);
+    const jsRow = find(all, { impl: 'js', shape: s.label, op: 'js-alloc-set' });
     const d = (op: string) => {
       const p = find(all, { impl: 'node-batchnorm', shape: s.label, op, output: 'provided', threads: T });
       const q = find(all, { impl: 'node-batchnorm', shape: s.label, op, output: 'fresh', threads: T });
-      return p && q ? ms(q.timing.median - p.timing.median) : '-';
+      return p && q ? ms(q.timing.median - p.timing.median) + faults(q) : '-';
     };
-    lines.push(`| ${s.label} | ${js === undefined ? '-' : ms(js)} | ${d('fwd-train')} | ${d('fwd-infer')} | ${d('backward')} |`);
+    lines.push(`| ${s.label} | ${js === undefined ? '-' : ms(js) + faults(jsRow)} | ${d('fwd-train')} | ${d('fwd-infer')} | ${d('backward')} |`);
   }
   return lines.join('\n');
 }

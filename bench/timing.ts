@@ -8,6 +8,8 @@ export interface Timing {
   median: number;
   min: number;
   reps: number;
+  /** Minor page faults per measured call (whole process; absent in timings made before it existed). */
+  faults?: number;
 }
 
 export interface TimingOptions {
@@ -23,11 +25,20 @@ function now(): number {
   return Number(process.hrtime.bigint()) / 1e9;
 }
 
-function summarize(times: number[]): Timing {
+function summarize(times: number[], faults?: number): Timing {
   const t = times.slice().sort((a, b) => a - b);
   const k = t.length;
   const median = k % 2 ? t[(k - 1) / 2] : 0.5 * (t[k / 2 - 1] + t[k / 2]);
-  return { median, min: t[0], reps: k };
+  return faults === undefined ? { median, min: t[0], reps: k } : { median, min: t[0], reps: k, faults: faults / k };
+}
+
+// A fresh output's cost depends on whether malloc hands back memory it recycled (no page
+// faults) or memory the heap just grew into (a fault per 4 KiB page), which follows from when
+// V8's ArrayBuffer sweeper frees the dead outputs relative to the next allocation: the same code
+// can land in either state from one run to the next. Counting the faults shows which one a
+// case measured.
+function minorFaults(): number {
+  return process.resourceUsage().minorPageFault;
 }
 
 export function timeSync(fn: () => void, o: TimingOptions): Timing {
@@ -35,13 +46,14 @@ export function timeSync(fn: () => void, o: TimingOptions): Timing {
   const w0 = now();
   do fn(); while (now() - w0 < (o.warmupSeconds ?? o.seconds * 0.1));
   const times: number[] = [];
+  const f0 = minorFaults();
   const t0 = now();
   while (times.length < o.minReps || (now() - t0 < o.seconds && times.length < maxReps)) {
     const a = now();
     fn();
     times.push(now() - a);
   }
-  return summarize(times);
+  return summarize(times, minorFaults() - f0);
 }
 
 export async function timeAsync(fn: () => Promise<unknown>, o: TimingOptions): Promise<Timing> {
