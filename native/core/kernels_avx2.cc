@@ -40,6 +40,11 @@ struct Avx2F32 {
   static Acc acc_zero() { return {_mm256_setzero_pd(), _mm256_setzero_pd()}; }
   static __m256d lo(Vec v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); }
   static __m256d hi(Vec v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); }
+  static Acc acc_load(const double* p) { return {_mm256_loadu_pd(p), _mm256_loadu_pd(p + W / 2)}; }
+  static void acc_store(double* p, const Acc& a) {
+    _mm256_storeu_pd(p, a.lo);
+    _mm256_storeu_pd(p + W / 2, a.hi);
+  }
   static void acc_add(Acc& s, Vec v) {
     s.lo = _mm256_add_pd(s.lo, lo(v));
     s.hi = _mm256_add_pd(s.hi, hi(v));
@@ -75,6 +80,8 @@ struct Avx2F64 {
   static void prefetch(const T* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T1); }
   using Acc = __m256d;
   static Acc acc_zero() { return _mm256_setzero_pd(); }
+  static Acc acc_load(const double* p) { return _mm256_loadu_pd(p); }
+  static void acc_store(double* p, Acc a) { _mm256_storeu_pd(p, a); }
   static void acc_add(Acc& s, Vec v) { s = _mm256_add_pd(s, v); }
   static double acc_sum(Acc acc) { return Avx2F32::hsum(acc); }
 };

@@ -34,6 +34,11 @@ struct Avx512F32 {
   static __m512d lo(Vec v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
   // AVX-512F only (no DQ): take the upper 8 floats through a double-typed extract.
   static __m512d hi(Vec v) { return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))); }
+  static Acc acc_load(const double* p) { return {_mm512_loadu_pd(p), _mm512_loadu_pd(p + W / 2)}; }
+  static void acc_store(double* p, const Acc& a) {
+    _mm512_storeu_pd(p, a.lo);
+    _mm512_storeu_pd(p + W / 2, a.hi);
+  }
   static void acc_add(Acc& s, Vec v) {
     s.lo = _mm512_add_pd(s.lo, lo(v));
     s.hi = _mm512_add_pd(s.hi, hi(v));
@@ -62,6 +67,8 @@ struct Avx512F64 {
   static void prefetch(const T* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T1); }
   using Acc = __m512d;
   static Acc acc_zero() { return _mm512_setzero_pd(); }
+  static Acc acc_load(const double* p) { return _mm512_loadu_pd(p); }
+  static void acc_store(double* p, Acc a) { _mm512_storeu_pd(p, a); }
   static void acc_add(Acc& s, Vec v) { s = _mm512_add_pd(s, v); }
   static double acc_sum(Acc acc) { return _mm512_reduce_add_pd(acc); }
 };

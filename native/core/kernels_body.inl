@@ -9,7 +9,7 @@
 //   store_tail(p, v, n): writes lanes [0, n) only,
 //   stream(p, v): non-temporal store to a kStreamAlign-aligned p; fence() after streaming,
 //   add(a, b), Acc acc_zero(); acc_add(s, v): widens v to float64 and adds it lane-wise into s;
-//   acc_sum(Acc): the float64 sum of the lanes.
+//   acc_load(p) / acc_store(p, s): W float64 values in lane order; acc_sum(Acc): the sum of the lanes.
 // The scalar TU instantiates the same bodies with W = 1: that is the scalar version of every
 // vector loop, and the reference the microkernel tests compare each ISA against.
 //
@@ -353,18 +353,78 @@ struct Kernels {
     scalar_to(i, total);
   }
 
-  // Rows: channel fastest. The inner loops over channels are independent lanes (no reduction
-  // across lanes), so the compiler vectorizes them with this TU's ISA without reassociating
-  // anything; the scalar math is the loop body itself.
-  static void stats_rows(const T* x, size_t rows, size_t ch, const T* k, double* sum,
-                         double* sumsq) {
-    for (size_t r = 0; r < rows; ++r, x += ch) {
-      for (size_t j = 0; j < ch; ++j) {
-        const double d = T(x[j] - k[j]);
-        sum[j] += d;
-        sumsq[j] += d * d;
+  // Rows: channel fastest, so the lanes of a vector are channels and nothing is reduced across
+  // lanes. The reductions walk strips of kPartial rows; in a strip, each block of kRowBlock vectors
+  // of channels keeps its partial sums (in T) in registers over the strip's rows, then adds them
+  // into the float64 per-channel sums. Memory is walked row by row within a strip (a strip of a
+  // [256, 1024] float32 tensor is 32 KiB). The elementwise ones (affine, dx) are plain loops the
+  // compiler vectorizes with this TU's ISA; their scalar math is the loop body itself.
+  static constexpr size_t kRowBlock = 4;
+
+  // Adds the partial sums v (lanes = channels j, j + 1, ...) into the float64 sums out[j...]:
+  // the first cnt lanes (cnt == W: a whole vector, through the float64 accumulator type).
+  static void add_lanes(double* out, Vec v, size_t cnt) {
+    if (cnt == W) {
+      typename V::Acc t = V::acc_load(out);
+      V::acc_add(t, v);
+      V::acc_store(out, t);
+      return;
+    }
+    alignas(64) T lanes[W];
+    V::store(lanes, v);
+    for (size_t l = 0; l < cnt; ++l) out[l] += double(lanes[l]);
+  }
+
+  // f(ps, pq, va, vb, vshift): adds one vector of channels of a (and b) into the partials. Lanes
+  // past ch load 0 (shift too) and must add 0.
+  template <bool kTwo, class F>
+  static void reduce_rows(const T* a, const T* b, size_t rows, size_t ch, const T* shift, double* out_s,
+                          double* out_q, F&& f) {
+    for (size_t r0 = 0; r0 < rows; r0 += kPartial) {
+      const size_t r1 = rows - r0 < kPartial ? rows : r0 + kPartial;
+      for (size_t j0 = 0; j0 < ch; j0 += kRowBlock * W) {
+        size_t cnt[kRowBlock];
+        Vec sh[kRowBlock], ps[kRowBlock], pq[kRowBlock];
+#pragma GCC unroll 8
+        for (size_t u = 0; u < kRowBlock; ++u) {
+          const size_t at = j0 + u * W;
+          cnt[u] = at >= ch ? 0 : (ch - at < W ? ch - at : W);
+          sh[u] = V::load_tail(shift + at, cnt[u], T(0));
+          ps[u] = pq[u] = V::set1(T(0));
+        }
+        if (j0 + kRowBlock * W <= ch) {
+          for (size_t r = r0; r < r1; ++r) {
+#pragma GCC unroll 8
+            for (size_t u = 0; u < kRowBlock; ++u) {
+              const size_t q = r * ch + j0 + u * W;
+              f(ps[u], pq[u], V::load(a + q), kTwo ? V::load(b + q) : Vec(), sh[u]);
+            }
+          }
+        } else {
+          for (size_t r = r0; r < r1; ++r) {
+            for (size_t u = 0; u < kRowBlock; ++u) {
+              const size_t q = r * ch + j0 + u * W;
+              f(ps[u], pq[u], V::load_tail(a + q, cnt[u], T(0)), kTwo ? V::load_tail(b + q, cnt[u], T(0)) : Vec(), sh[u]);
+            }
+          }
+        }
+        for (size_t u = 0; u < kRowBlock; ++u) {
+          if (cnt[u] == 0) break;
+          add_lanes(out_s + j0 + u * W, ps[u], cnt[u]);
+          add_lanes(out_q + j0 + u * W, pq[u], cnt[u]);
+        }
       }
     }
+  }
+
+  // scalar math: d = x[j] - k[j]; sum[j] += d; sumsq[j] += d * d
+  static void stats_rows(const T* x, size_t rows, size_t ch, const T* k, double* sum,
+                         double* sumsq) {
+    reduce_rows<false>(x, x, rows, ch, k, sum, sumsq, [](Vec& ps, Vec& pq, Vec v, Vec, Vec vk) {
+      const Vec d = V::sub(v, vk);
+      ps = V::add(ps, d);
+      pq = V::fmadd(d, d, pq);
+    });
   }
 
   static void affine_rows(const T* x, T* y, size_t rows, size_t ch, const T* c, const T* a,
@@ -374,14 +434,13 @@ struct Kernels {
     }
   }
 
+  // scalar math: sum_dy[j] += dy[j]; sum_dyxc[j] += dy[j] * (x[j] - c[j])
   static void bwd_reduce_rows(const T* x, const T* dy, size_t rows, size_t ch, const T* c,
                               double* sum_dy, double* sum_dyxc) {
-    for (size_t r = 0; r < rows; ++r, x += ch, dy += ch) {
-      for (size_t j = 0; j < ch; ++j) {
-        sum_dy[j] += dy[j];
-        sum_dyxc[j] += double(dy[j]) * double(T(x[j] - c[j]));
-      }
-    }
+    reduce_rows<true>(dy, x, rows, ch, c, sum_dy, sum_dyxc, [](Vec& pg, Vec& pp, Vec gv, Vec xv, Vec vc) {
+      pg = V::add(pg, gv);
+      pp = V::fmadd(gv, V::sub(xv, vc), pp);
+    });
   }
 
   static void bwd_dx_rows(const T* x, const T* dy, T* dx, size_t rows, size_t ch, const T* c,

@@ -53,6 +53,11 @@ struct NeonF32 : NeonStackLanes<NeonF32, float, float32x4_t, 4> {
   static Acc acc_zero() { return {vdupq_n_f64(0.0), vdupq_n_f64(0.0)}; }
   static float64x2_t lo(Vec v) { return vcvt_f64_f32(vget_low_f32(v)); }
   static float64x2_t hi(Vec v) { return vcvt_high_f64_f32(v); }
+  static Acc acc_load(const double* p) { return {vld1q_f64(p), vld1q_f64(p + 2)}; }
+  static void acc_store(double* p, const Acc& a) {
+    vst1q_f64(p, a.lo);
+    vst1q_f64(p + 2, a.hi);
+  }
   static void acc_add(Acc& s, Vec v) {
     s.lo = vaddq_f64(s.lo, lo(v));
     s.hi = vaddq_f64(s.hi, hi(v));
@@ -78,6 +83,8 @@ struct NeonF64 : NeonStackLanes<NeonF64, double, float64x2_t, 2> {
   static void prefetch(const T* p) { __builtin_prefetch(p, 0, 2); }
   using Acc = float64x2_t;
   static Acc acc_zero() { return vdupq_n_f64(0.0); }
+  static Acc acc_load(const double* p) { return vld1q_f64(p); }
+  static void acc_store(double* p, Acc a) { vst1q_f64(p, a); }
   static void acc_add(Acc& s, Vec v) { s = vaddq_f64(s, v); }
   static double acc_sum(Acc acc) { return vaddvq_f64(acc); }
 };

@@ -28,6 +28,8 @@ struct ScalarTraits {
   static void prefetch(const T* p) { __builtin_prefetch(p, 0, 2); }
   using Acc = double;
   static Acc acc_zero() { return 0.0; }
+  static Acc acc_load(const double* p) { return *p; }
+  static void acc_store(double* p, Acc a) { *p = a; }
   static void acc_add(Acc& s, Vec v) { s += double(v); }
   static double acc_sum(Acc acc) { return acc; }
 };

@@ -431,8 +431,8 @@ struct KernelTester {
       }
       es.add(j, sum[j], sum0[j] + s1.get(), TI<T>::acc_rel * a1 + 1e-300);
       eq.add(j, sq[j], sq0[j] + s2.get(), TI<T>::acc_rel * a2 + 1e-300);
-      ms.add(j, sum[j], sum0[j] + m1.get(), 1e-12 * a1 + 1e-300);
-      mq.add(j, sq[j], sq0[j] + m2.get(), 1e-12 * a2 + 1e-300);
+      ms.add(j, sum[j], sum0[j] + m1.get(), TI<T>::partial_rel * a1 + 1e-300);
+      mq.add(j, sq[j], sq0[j] + m2.get(), TI<T>::partial_rel * a2 + 1e-300);
     }
     es.report(c, "sum");
     eq.report(c, "sumsq");
@@ -498,7 +498,7 @@ struct KernelTester {
       }
       eg.add(j, g[j], g0[j] + sg.get(), TI<T>::acc_rel * ag + 1e-300);
       ep.add(j, p[j], p0[j] + sp.get(), TI<T>::acc_rel * ap + 1e-300);
-      mp.add(j, p[j], p0[j] + m.get(), 1e-12 * ap + 1e-300);
+      mp.add(j, p[j], p0[j] + m.get(), TI<T>::partial_rel * ap + 1e-300);
     }
     eg.report(c, "sum_dy");
     ep.report(c, "sum_dyxc");
