@@ -252,6 +252,13 @@ struct KernelTester {
                regime ? "offset100/inplace" : "centered");
   }
 
+  // dx = dy * k1 + ((x - c) * k2 + k3): checked against float64, within 8 ulps of its terms.
+  static void add_dx(ElemCheck& ec, size_t q, T got, T x, T dy, T c, T k1, T k2, T k3) {
+    const double xc = double(x) - double(c);
+    const double t1 = double(dy) * double(k1), t2 = xc * double(k2);
+    ec.add(q, double(got), t1 + (t2 + double(k3)), 8 * eT * (std::fabs(t1) + std::fabs(t2) + std::fabs(double(k3))) + 1e-300);
+  }
+
   // ---- run kernels: `rows` runs of n values, `stride` apart ----
   // Inputs: every element outside the runs (gaps between runs) is NaN, so a kernel that reads a
   // gap into a sum or an output is caught. Outputs: gaps and guards must still hold the poison.
@@ -386,11 +393,7 @@ struct KernelTester {
     }
     ElemCheck ec;
     g.each([&](size_t q, size_t, size_t) {
-      const double xc = double(x[q]) - double(cc);
-      const double t1 = double(dy[q]) * double(k1), t2 = xc * double(k2);
-      const double ref = t1 + (t2 + double(k3));
-      ec.add(q, double(dx[q]), ref,
-             8 * eT * (std::fabs(t1) + std::fabs(t2) + std::fabs(double(k3))) + 1e-300);
+      add_dx(ec, q, dx[q], x[q], dy[q], cc, k1, k2, k3);
     });
     ec.report(c, "dx");
     check_out_untouched(c, dx, g, "dx");
@@ -531,10 +534,7 @@ struct KernelTester {
     for (size_t i = 0; i < rows; ++i) {
       for (size_t j = 0; j < ch; ++j) {
         const size_t q = i * ch + j;
-        const double xc = double(x[q]) - double(cc[j]);
-        const double t1 = double(dy[q]) * double(k1[j]), t2 = xc * double(k2[j]);
-        ec.add(q, double(dx[q]), t1 + (t2 + double(k3[j])),
-               8 * eT * (std::fabs(t1) + std::fabs(t2) + std::fabs(double(k3[j]))) + 1e-300);
+        add_dx(ec, q, dx[q], x[q], dy[q], cc[j], k1[j], k2[j], k3[j]);
       }
     }
     ec.report(c, "dx");
@@ -665,10 +665,7 @@ struct KernelTester {
     ElemCheck ec;
     for (size_t q = 0; q < total; ++q) {
       const size_t j = q / g.n;
-      const double xc = double(x[q]) - double(cc[j]);
-      const double t1 = double(dy[q]) * double(k1[j]), t2 = xc * double(k2[j]);
-      ec.add(q, double(dx[q]), t1 + (t2 + double(k3[j])),
-             8 * eT * (std::fabs(t1) + std::fabs(t2) + std::fabs(double(k3[j]))) + 1e-300);
+      add_dx(ec, q, dx[q], x[q], dy[q], cc[j], k1[j], k2[j], k3[j]);
     }
     ec.report(c, "dx");
     check(dx.guards_intact(), "%s: wrote outside dx", c.c_str());
