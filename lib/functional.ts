@@ -98,14 +98,17 @@ function channelsLastOption(fn: string, v: unknown): boolean {
 // From 4 MiB (at least one whole 2 MiB page inside), the memory is also advised to use
 // transparent huge pages (native/addon/addon.cc, adviseHugePages): when malloc hands out
 // never-touched memory, its first write costs a page fault per 4 KiB page, ~4 ms on 12 MiB here.
+// BATCHNORM_HUGEPAGES=0 turns the advice off (read once): with THP defrag in `madvise` mode the
+// kernel may compact memory on an advised fault, which some latency-bound servers would rather avoid.
 const kHugePageAdviceBytes = 4 << 20;
+const hugePageAdvice = process.env.BATCHNORM_HUGEPAGES !== '0';
 
 function freshOutput(dtype: DType, total: number): FloatArray {
   const T = arrayType(dtype);
   const bytes = total * T.BYTES_PER_ELEMENT;
   if (bytes > bufferConstants.MAX_LENGTH) return new T(total);
   const a = new T(Buffer.allocUnsafeSlow(bytes).buffer, 0, total);
-  if (bytes >= kHugePageAdviceBytes) {
+  if (hugePageAdvice && bytes >= kHugePageAdviceBytes) {
     const b = native();
     if (typeof b.adviseHugePages === 'function') b.adviseHugePages(a);  // absent from older prebuilds
   }

@@ -4,6 +4,8 @@
 // bit, for the three ops, both dtypes, both layouts, sync and async, on tensors large enough
 // (>= 8 MiB) to take the streaming-store paths and the huge-page advice (>= 4 MiB).
 import { expect } from 'chai';
+import { spawnSync } from 'child_process';
+import * as path from 'path';
 import * as bn from '../lib';
 import { native } from '../lib/load';
 
@@ -84,5 +86,34 @@ describe('adviseHugePages (the addon)', () => {
     for (const v of [null, undefined, 3, 'x', {}, new ArrayBuffer(8)]) {
       expect((b.adviseHugePages as (v: unknown) => boolean)(v)).to.equal(false);
     }
+  });
+});
+
+describe('huge-page advice on fresh outputs', () => {
+  // In a child process (the setting is read once at load): count the facade's calls of the
+  // addon's adviseHugePages for a fresh 8 MiB output and a fresh 1 MiB one.
+  const LIB = path.resolve(__dirname, '..', 'lib');
+  const LOAD = path.resolve(__dirname, '..', 'lib', 'load');
+  const script = `
+    const { native } = require(${JSON.stringify(LOAD)});
+    const b = native(); const orig = b.adviseHugePages; let calls = 0;
+    b.adviseHugePages = (a) => { calls++; return orig.call(b, a); };
+    const bn = require(${JSON.stringify(LIB)});
+    const opts = { runningMean: new Float32Array(4), runningVar: new Float32Array(4).fill(1) };
+    bn.batchNormInference(new Float32Array(1 << 21), [512, 4, 1024], opts);
+    bn.batchNormInference(new Float32Array(1 << 18), [64, 4, 1024], opts);
+    process.stdout.write(String(calls));`;
+  const calls = (env: NodeJS.ProcessEnv) => {
+    const r = spawnSync(process.execPath, ['-e', script], { env, encoding: 'utf8', timeout: 20000 });
+    expect(r.status, r.stderr).to.equal(0);
+    return Number(r.stdout);
+  };
+
+  it('is given for outputs of 4 MiB or more, and BATCHNORM_HUGEPAGES=0 turns it off', function () {
+    this.timeout(30000);
+    const env = { ...process.env };
+    delete env.BATCHNORM_HUGEPAGES;
+    expect(calls(env)).to.equal(1);
+    expect(calls({ ...env, BATCHNORM_HUGEPAGES: '0' })).to.equal(0);
   });
 });
