@@ -27,6 +27,10 @@
 
 #include "kernels.h"
 
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>  // _mm_sfence: SSE, part of the x86-64 baseline
+#endif
+
 namespace bn {
 namespace {
 
@@ -61,6 +65,15 @@ int64_t stream_min_bytes() {
     return int64_t(8) << 20;
   }();
   return v;
+}
+
+// Non-temporal stores are weakly ordered: a thread that streamed output fences once, after its
+// last kernel call and before the parallel region ends (the kernels themselves do not fence,
+// see kernels_body.inl). arm64's "streaming" stores are plain stores: nothing to do.
+void store_fence() {
+#if defined(__x86_64__) || defined(_M_X64)
+  _mm_sfence();
+#endif
 }
 
 // Whether a large output is worth streaming. Streaming stores to pages not yet mapped (a fresh
@@ -228,6 +241,7 @@ void two_pass(const Shape& s, const Partition& pt, Start&& start, First&& first,
           for (int64_t b = 0; b < s.n; ++b) second_group(c0, G, (b * s.c + c0) * s.s, next);
         }
       }
+      store_fence();
     }
     return;
   }
@@ -256,6 +270,7 @@ void two_pass(const Shape& s, const Partition& pt, Start&& start, First&& first,
         for_each_block(s, c, it % P, P, [&](int64_t off, int64_t rows, int64_t n) { second(c, off, rows, n, next); });
       }
     }
+    store_fence();
   }
 }
 
@@ -459,22 +474,30 @@ void apply_affine(const Shape& s, const T* x, T* y, const Affine<T>& af, int req
   if (s.s * int64_t(sizeof(T)) < kShortRunBytes) {
     const int64_t per = std::max<int64_t>(1, std::min<int64_t>(s.c, kGroupBytes / int64_t(sizeof(T)) / s.s));
     const int64_t pieces = (s.c + per - 1) / per;
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int64_t it = 0; it < s.n * pieces; ++it) {
-      const int64_t b = it / pieces, c0 = it % pieces * per, G = std::min(per, s.c - c0);
-      const int64_t off = (b * s.c + c0) * s.s;
-      k.affine_group(x + off, y + off, size_t(G), size_t(s.s), &af.c[c0], &af.a[c0], &af.b[c0], stream, ahead);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+#pragma omp for schedule(static) nowait
+      for (int64_t it = 0; it < s.n * pieces; ++it) {
+        const int64_t b = it / pieces, c0 = it % pieces * per, G = std::min(per, s.c - c0);
+        const int64_t off = (b * s.c + c0) * s.s;
+        k.affine_group(x + off, y + off, size_t(G), size_t(s.s), &af.c[c0], &af.a[c0], &af.b[c0], stream, ahead);
+      }
+      store_fence();
     }
     return;
   }
   const int64_t runs = s.n * s.c;
   const int64_t Q = runs >= 4 * int64_t(nt) ? 1 : std::min<int64_t>(s.s, (4 * int64_t(nt) + runs - 1) / runs);
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-  for (int64_t it = 0; it < runs * Q; ++it) {
-    const int64_t r = it / Q, q = it % Q, c = r % s.c;
-    const int64_t lo = s.s / Q * q + std::min(q, s.s % Q), len = s.s / Q + (q < s.s % Q ? 1 : 0);
-    const int64_t off = r * s.s + lo;
-    k.affine_run(x + off, y + off, size_t(1), size_t(len), size_t(s.s), af.c[c], af.a[c], af.b[c], stream, ahead);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+#pragma omp for schedule(static) nowait
+    for (int64_t it = 0; it < runs * Q; ++it) {
+      const int64_t r = it / Q, q = it % Q, c = r % s.c;
+      const int64_t lo = s.s / Q * q + std::min(q, s.s % Q), len = s.s / Q + (q < s.s % Q ? 1 : 0);
+      const int64_t off = r * s.s + lo;
+      k.affine_run(x + off, y + off, size_t(1), size_t(len), size_t(s.s), af.c[c], af.a[c], af.b[c], stream, ahead);
+    }
+    store_fence();
   }
 }
 

@@ -32,7 +32,6 @@ struct Avx2F32 {
   // Lanes [0, k) from a, the rest from b.
   static Vec blend_lanes(Vec a, Vec b, size_t k) { return _mm256_blendv_ps(b, a, _mm256_castsi256_ps(tail_mask(k))); }
   static void stream(T* p, Vec v) { _mm256_stream_ps(p, v); }
-  static void fence() { _mm_sfence(); }
   static void prefetch(const T* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T1); }
   struct Acc {
     __m256d lo, hi;
@@ -76,7 +75,6 @@ struct Avx2F64 {
   static void store_tail(T* p, Vec v, size_t n) { _mm256_maskstore_pd(p, tail_mask(n), v); }
   static Vec blend_lanes(Vec a, Vec b, size_t k) { return _mm256_blendv_pd(b, a, _mm256_castsi256_pd(tail_mask(k))); }
   static void stream(T* p, Vec v) { _mm256_stream_pd(p, v); }
-  static void fence() { _mm_sfence(); }
   static void prefetch(const T* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T1); }
   using Acc = __m256d;
   static Acc acc_zero() { return _mm256_setzero_pd(); }

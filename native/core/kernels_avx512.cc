@@ -25,7 +25,6 @@ struct Avx512F32 {
   // Lanes [0, k) from a, the rest from b.
   static Vec blend_lanes(Vec a, Vec b, size_t k) { return _mm512_mask_blend_ps(tail_mask(k), b, a); }
   static void stream(T* p, Vec v) { _mm512_stream_ps(p, v); }
-  static void fence() { _mm_sfence(); }
   static void prefetch(const T* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T1); }
   struct Acc {
     __m512d lo, hi;
@@ -63,7 +62,6 @@ struct Avx512F64 {
   static void store_tail(T* p, Vec v, size_t n) { _mm512_mask_storeu_pd(p, tail_mask(n), v); }
   static Vec blend_lanes(Vec a, Vec b, size_t k) { return _mm512_mask_blend_pd(tail_mask(k), b, a); }
   static void stream(T* p, Vec v) { _mm512_stream_pd(p, v); }
-  static void fence() { _mm_sfence(); }
   static void prefetch(const T* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T1); }
   using Acc = __m512d;
   static Acc acc_zero() { return _mm512_setzero_pd(); }

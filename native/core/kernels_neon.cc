@@ -45,7 +45,6 @@ struct NeonF32 : NeonStackLanes<NeonF32, float, float32x4_t, 4> {
   // ACLE has no non-temporal store intrinsic; a plain store keeps the kernels identical.
   static constexpr size_t kStreamAlign = 16;
   static void stream(T* p, Vec v) { vst1q_f32(p, v); }
-  static void fence() {}
   static void prefetch(const T* p) { __builtin_prefetch(p, 0, 2); }
   struct Acc {
     float64x2_t lo, hi;
@@ -79,7 +78,6 @@ struct NeonF64 : NeonStackLanes<NeonF64, double, float64x2_t, 2> {
   // ACLE has no non-temporal store intrinsic; a plain store keeps the kernels identical.
   static constexpr size_t kStreamAlign = 16;
   static void stream(T* p, Vec v) { vst1q_f64(p, v); }
-  static void fence() {}
   static void prefetch(const T* p) { __builtin_prefetch(p, 0, 2); }
   using Acc = float64x2_t;
   static Acc acc_zero() { return vdupq_n_f64(0.0); }

@@ -23,7 +23,6 @@ struct ScalarTraits {
   static Vec load_tail(const T* p, size_t n, T fill) { return n ? *p : fill; }
   static void store_tail(T* p, Vec v, size_t n) { if (n) *p = v; }
   static void stream(T* p, Vec v) { *p = v; }
-  static void fence() {}
   static Vec blend_lanes(Vec a, Vec, size_t) { return a; }
   static void prefetch(const T* p) { __builtin_prefetch(p, 0, 2); }
   using Acc = double;
