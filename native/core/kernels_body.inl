@@ -262,15 +262,14 @@ struct Kernels {
       return;
     }
     const size_t total = runs * n;
-    size_t j = 0, off = 0;  // run and offset in it of position i
-    auto scalar_to = [&](size_t& i, size_t end) {
-      for (; i < end; ++i) {
-        y[i] = V::fma1(x[i] - c[j], a[j], b[j]);
-        if (++off == n) off = 0, ++j;
-      }
+    // The head (up to the streaming alignment) and the tail are partial vectors with masked loads
+    // and stores: with n >= W, the head lies in the first run and the tail in the last.
+    auto part = [&](size_t at, size_t cnt, size_t jj) {
+      V::store_tail(y + at, V::fmadd(V::sub(V::load_tail(x + at, cnt, c[jj]), V::set1(c[jj])), V::set1(a[jj]), V::set1(b[jj])), cnt);
     };
-    size_t i = 0;
-    scalar_to(i, head_to_align(y, total));
+    size_t i = head_to_align(y, total);
+    if (i) part(0, i, 0);
+    size_t j = 0, off = i;  // run and offset in it of position i
     with_store_and_prefetch(true, next, [&](auto store, auto pf) {
       // scalar math: y[i] = (x[i] - c[run(i)]) * a[run(i)] + b[run(i)]
       for (; i + W <= total; i += W) {
@@ -287,7 +286,7 @@ struct Kernels {
         if (off >= n) off -= n, ++j;
       }
     });
-    scalar_to(i, total);
+    if (i < total) part(i, total - i, runs - 1);
   }
 
   static void bwd_reduce_group(const T* x, const T* dy, size_t rows, size_t stride, size_t runs, size_t n,
@@ -325,15 +324,16 @@ struct Kernels {
       return;
     }
     const size_t total = runs * n;
-    size_t j = 0, off = 0;  // run and offset in it of position i
-    auto scalar_to = [&](size_t& i, size_t end) {
-      for (; i < end; ++i) {
-        dx[i] = V::fma1(dy[i], k1[j], V::fma1(x[i] - c[j], k2[j], k3[j]));
-        if (++off == n) off = 0, ++j;
-      }
+    // Head and tail as masked partial vectors, as in affine_group.
+    auto part = [&](size_t at, size_t cnt, size_t jj) {
+      V::store_tail(dx + at,
+                    dx_vec(V::load_tail(x + at, cnt, c[jj]), V::load_tail(dy + at, cnt, T(0)), V::set1(c[jj]),
+                           V::set1(k1[jj]), V::set1(k2[jj]), V::set1(k3[jj])),
+                    cnt);
     };
-    size_t i = 0;
-    scalar_to(i, head_to_align(dx, total));
+    size_t i = head_to_align(dx, total);
+    if (i) part(0, i, 0);
+    size_t j = 0, off = i;  // run and offset in it of position i
     with_store_and_prefetch(true, next, [&](auto store, auto pf) {
       // scalar math: dx[i] = dy[i] * k1[run(i)] + ((x[i] - c[run(i)]) * k2[run(i)] + k3[run(i)])
       for (; i + W <= total; i += W) {
@@ -354,7 +354,7 @@ struct Kernels {
         if (off >= n) off -= n, ++j;
       }
     });
-    scalar_to(i, total);
+    if (i < total) part(i, total - i, runs - 1);
   }
 
   // Rows: channel fastest, so the lanes of a vector are channels and nothing is reduced across
