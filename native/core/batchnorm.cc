@@ -1,13 +1,15 @@
 // Drivers: argument checks, work partitioning, OpenMP regions, per-channel coefficients. The
 // elementwise and reduction loops are the active ISA's kernels (kernels.h).
 //
-// Partitioning (see Partition below). A piece is part p of the m = N*S values of channel c,
-// walked as blocks of runs. "Fused": a thread owns whole channels and runs the statistics and the
-// normalize pass back to back, while the channel is still in its cache. Otherwise (fewer channels
-// than threads, an uneven split, or a channel too large for one thread's L2) channels go in waves: every piece of the wave computes
-// partial sums, one thread turns them into coefficients, and the same static schedule gives every
-// thread back the pieces it just read. Partial sums share one shift per channel, so they simply
-// add: no Chan merge, and the result depends only on the number of parts, not on the threads.
+// Partitioning (see partition() below). A piece is part p of the m = N*S values of channel c,
+// walked as blocks of runs. "Fused": a thread owns whole channels (or groups of short-map
+// channels) and runs the statistics and the normalize pass back to back, while the piece is still
+// in its L2; the normalize pass prefetches the next piece. Otherwise (fewer channels than threads,
+// an uneven split, or a channel whose split fits L2 when the whole does not) channels go in waves:
+// every piece of the wave computes partial sums, one thread turns them into coefficients, and the
+// same static schedule gives every thread back the pieces it just read. Partial sums share one
+// shift per channel, so they simply add: no Chan merge, and the result depends only on the number
+// of parts, not on the threads.
 //
 // For [N, C] and channels-last the channel is the fastest index: the rows kernels vectorize over
 // channels and the parts are ranges of rows.

@@ -23,7 +23,9 @@ template <typename T>
 struct KernelTable {
   // Run kernels: `rows` runs of n values, run r at x + r * stride (one NCHW channel: rows = N,
   // n = S, stride = C * S). `stream`: write the output with non-temporal stores (for outputs
-  // larger than the caches: no read-for-ownership, no eviction of the input).
+  // larger than the caches: no read-for-ownership, no eviction of the input); the kernels do not
+  // fence, the caller does once per thread. `next`: the writers also prefetch (into L2) the data
+  // `next` values past what they read (the next piece of the walk; dx: its x only), 0 for none.
   // sum += Σ (x - k); sumsq += Σ (x - k)²
   void (*stats_run)(const T* x, size_t rows, size_t n, size_t stride, T k, double* sum, double* sumsq);
   // y = (x - c) * a + b
