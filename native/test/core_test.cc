@@ -1220,6 +1220,8 @@ const DCase kCases[] = {
     // Channels in waves (2 and 3 threads): > 1 MB per channel, uneven last wave; with
     // BATCHNORM_STREAM_MIN_BYTES = 1 MiB (set in main) also the streaming-store path.
     {4, 5, 35000, 0.0, true, "waves, streaming stores"},
+    // Backward pieces larger than L2 (2 MiB here): the second pass walks them last block first.
+    {2, 2, 240000, 0.0, false, "backward second pass reversed"},
     // channels_last (NHWC): the rows kernels over N*S rows of C channels.
     {3, 5, 17, 0.0, true, "NHWC, const channel", true},
     {2, 7, 3, 0.0, false, "NHWC small", true},
