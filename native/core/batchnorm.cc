@@ -131,8 +131,6 @@ int64_t l2_bytes() {
 // the output stream and stray lines.
 int64_t l2_budget() { return l2_bytes() / 8 * 7; }
 
-// Software prefetch distance of the inference pass, which walks x in memory order.
-constexpr size_t kInferenceAheadBytes = 8192;
 
 // `arrays`: how many tensors the first pass reads (x; x and dy for backward): the data a thread
 // must keep in cache between the two passes is that many times its share of a channel.
@@ -188,42 +186,40 @@ Partition partition(const Shape& s, int requested, size_t elem_bytes, int arrays
   return pt;
 }
 
+// Part `part` (of P) of channel c, as blocks of runs C * S apart: a partial first run (`head`
+// values from lo), `full` whole runs, a partial last run (`tail` values).
+struct PartBlocks {
+  int64_t lo, head, full, tail;
+  PartBlocks(const Shape& s, int64_t part, int64_t P) {
+    const int64_t m = s.n * s.s;
+    lo = m / P * part + std::min(part, m % P);
+    const int64_t len = m / P + (part < m % P ? 1 : 0);
+    head = len > 0 && lo % s.s != 0 ? std::min(len, s.s - lo % s.s) : 0;
+    full = (len - head) / s.s;
+    tail = len - head - full * s.s;
+  }
+};
+
 // Calls f(offset, rows, n) for the blocks of part `part` (of P) of channel c: rows runs of n
-// values starting at offset, C * S apart (a partial first run, whole runs, a partial last run).
+// values starting at offset, C * S apart.
 template <class F>
 void for_each_block(const Shape& s, int64_t c, int64_t part, int64_t P, F&& f) {
-  const int64_t m = s.n * s.s;
-  const int64_t lo = m / P * part + std::min(part, m % P);
-  const int64_t hi = lo + m / P + (part < m % P ? 1 : 0);
+  const PartBlocks b(s, part, P);
   auto offset = [&](int64_t j) { return (j / s.s * s.c + c) * s.s + j % s.s; };
-  int64_t j = lo;
-  if (j < hi && j % s.s != 0) {
-    const int64_t len = std::min(hi - j, s.s - j % s.s);
-    f(offset(j), int64_t(1), len);
-    j += len;
-  }
-  const int64_t full = (hi - j) / s.s;
-  if (full > 0) {
-    f(offset(j), full, s.s);
-    j += full * s.s;
-  }
-  if (j < hi) f(offset(j), int64_t(1), hi - j);
+  if (b.head > 0) f(offset(b.lo), int64_t(1), b.head);
+  if (b.full > 0) f(offset(b.lo + b.head), b.full, s.s);
+  if (b.tail > 0) f(offset(b.lo + b.head + b.full * s.s), int64_t(1), b.tail);
 }
 
 // The same blocks in reverse order, the whole runs one at a time, last first: for a second pass
 // over a piece that did not stay in L2, whose last-read part is the part still there.
 template <class F>
 void for_each_block_reversed(const Shape& s, int64_t c, int64_t part, int64_t P, F&& f) {
-  const int64_t m = s.n * s.s;
-  const int64_t lo = m / P * part + std::min(part, m % P);
-  const int64_t hi = lo + m / P + (part < m % P ? 1 : 0);
+  const PartBlocks b(s, part, P);
   auto offset = [&](int64_t j) { return (j / s.s * s.c + c) * s.s + j % s.s; };
-  const int64_t head = lo < hi && lo % s.s != 0 ? std::min(hi - lo, s.s - lo % s.s) : 0;
-  const int64_t full = (hi - lo - head) / s.s;
-  const int64_t tail = hi - lo - head - full * s.s;
-  if (tail > 0) f(offset(hi - tail), int64_t(1), tail);
-  for (int64_t r = full - 1; r >= 0; --r) f(offset(lo + head + r * s.s), int64_t(1), s.s);
-  if (head > 0) f(offset(lo), int64_t(1), head);
+  if (b.tail > 0) f(offset(b.lo + b.head + b.full * s.s), int64_t(1), b.tail);
+  for (int64_t r = b.full - 1; r >= 0; --r) f(offset(b.lo + b.head + r * s.s), int64_t(1), s.s);
+  if (b.head > 0) f(offset(b.lo), int64_t(1), b.head);
 }
 
 // The two-pass skeleton. first(c, slot, off, rows, n) reads `rows` runs of n values of channel c
@@ -500,7 +496,7 @@ void apply_affine(const Shape& s, const T* x, T* y, const Affine<T>& af, int req
   // read for ownership, while streaming stores would evict them first.
   const bool stream = y != x && stream_output(y, int64_t(sizeof(T)) * total_elems(s));
   // Memory order: what comes next is further along x. Prefetch that far ahead into L2.
-  const size_t ahead = kInferenceAheadBytes / sizeof(T);
+  const size_t ahead = kPrefetchAheadBytes / sizeof(T);
   if (s.s * int64_t(sizeof(T)) < kShortRunBytes) {
     const int64_t per = std::max<int64_t>(1, std::min<int64_t>(s.c, kGroupBytes / int64_t(sizeof(T)) / s.s));
     const int64_t pieces = (s.c + per - 1) / per;

@@ -19,6 +19,10 @@
 
 namespace bn {
 
+// How far ahead the reductions (and inference, which walks x in memory order) prefetch: far
+// enough to keep enough lines in flight to reach memory bandwidth (measured: 8 KiB).
+constexpr size_t kPrefetchAheadBytes = 8192;
+
 template <typename T>
 struct KernelTable {
   // Run kernels: `rows` runs of n values, run r at x + r * stride (one NCHW channel: rows = N,

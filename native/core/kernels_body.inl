@@ -45,10 +45,9 @@ struct Kernels {
   // Software prefetch for the reduction passes, which read from memory: their arithmetic per byte
   // is high enough that the out-of-order window alone keeps too few cache misses in flight to
   // reach the memory bandwidth (measured here: 10 GB/s instead of the 19 GB/s of a bare read
-  // loop). Every cache line kPrefetchBytes ahead is requested; past the end of a run the request
+  // loop). Every cache line kPrefetchAheadBytes ahead is requested; past the end of a run the request
   // goes to the same distance into the next run.
-  static constexpr size_t kPrefetchBytes = 8192;
-  static constexpr size_t kPrefetch = kPrefetchBytes / sizeof(T);
+  static constexpr size_t kPrefetch = kPrefetchAheadBytes / sizeof(T);
 
   // Branch-free on purpose: GCC 12 drops __builtin_prefetch under a data-dependent branch. The
   // target is kPrefetch values ahead in the walk over the runs (so for short runs, some runs
@@ -92,15 +91,35 @@ struct Kernels {
     }
   }
 
-  // The reduction loop of the statistics and the backward pass: over `rows` runs of n values,
-  // stride apart, of one or two tensors (a, b; b == a for one), f(ps, pq, va, vb) adds a vector
-  // of each into partial sums (ps, pq) in T. Every kPartial vectors, and at the end of each run,
+  // The two reductions, one vector at a time into partial sums (ps, pq) in T, with the channel's
+  // shift vs. Every reduction loop (runs, groups, rows) takes one of them.
+  // scalar math: d = x[i] - k; sum += d; sumsq += d * d
+  struct StatsStep {
+    void operator()(Vec& ps, Vec& pq, Vec x, Vec, Vec vk) const {
+      const Vec d = V::sub(x, vk);
+      ps = V::add(ps, d);
+      pq = V::fmadd(d, d, pq);
+    }
+  };
+  // scalar math: sum_dy += dy[i]; sum_dyxc += dy[i] * (x[i] - c)
+  struct BwdStep {
+    void operator()(Vec& pg, Vec& pp, Vec dy, Vec x, Vec vc) const {
+      pg = V::add(pg, dy);
+      pp = V::fmadd(dy, V::sub(x, vc), pp);
+    }
+  };
+
+  // The reduction loop over `rows` runs of n values, stride apart, of one or two tensors (a, b;
+  // b == a for one): f(ps, pq, va, vb, vshift) adds a vector of each into partial sums (ps, pq)
+  // in T. Every kPartial vectors, and at the end of each run,
   // the partials are widened into the float64 accumulators (s, q). Lanes past n load the fills.
   static constexpr size_t kPartial = 8;
   // kTwo: b is another tensor, prefetched too (a template parameter: no branch near a prefetch).
   template <bool kTwo, class F>
-  static void reduce_runs(const T* a, const T* b, size_t rows, size_t n, size_t stride, T fill_a, T fill_b,
-                          typename V::Acc& s, typename V::Acc& q, F&& f) {
+  static void reduce_runs(const T* a, const T* b, size_t rows, size_t n, size_t stride, T shift, T fill_a,
+                          T fill_b, typename V::Acc& s, typename V::Acc& q, F&& f) {
+    const Vec vs = V::set1(shift);
+    // scalar math: that of f (StatsStep or BwdStep above), one vector per call
     const Ahead ah(n, stride);
     const Vec z = V::set1(T(0));
     for (size_t r = 0; r < rows; ++r) {
@@ -117,36 +136,31 @@ struct Kernels {
         for (size_t u = 0; u < kPartial * W; u += 2 * W) {
           prefetch_ahead(a, ah, r, i + u, n, stride);
           if (kTwo) prefetch_ahead(b, ah, r, i + u, n, stride);
-          f(ps0, pq0, V::load(pa + i + u), V::load(pb + i + u));
-          f(ps1, pq1, V::load(pa + i + u + W), V::load(pb + i + u + W));
+          f(ps0, pq0, V::load(pa + i + u), V::load(pb + i + u), vs);
+          f(ps1, pq1, V::load(pa + i + u + W), V::load(pb + i + u + W), vs);
         }
         flush();
       }
       for (; i + 2 * W <= n; i += 2 * W) {
         prefetch_ahead(a, ah, r, i, n, stride);
         if (kTwo) prefetch_ahead(b, ah, r, i, n, stride);
-        f(ps0, pq0, V::load(pa + i), V::load(pb + i));
-        f(ps1, pq1, V::load(pa + i + W), V::load(pb + i + W));
+        f(ps0, pq0, V::load(pa + i), V::load(pb + i), vs);
+        f(ps1, pq1, V::load(pa + i + W), V::load(pb + i + W), vs);
       }
       if (i + W <= n) {
-        f(ps0, pq0, V::load(pa + i), V::load(pb + i));
+        f(ps0, pq0, V::load(pa + i), V::load(pb + i), vs);
         i += W;
       }
-      if (i < n) f(ps1, pq1, V::load_tail(pa + i, n - i, fill_a), V::load_tail(pb + i, n - i, fill_b));
+      if (i < n) f(ps1, pq1, V::load_tail(pa + i, n - i, fill_a), V::load_tail(pb + i, n - i, fill_b), vs);
       flush();
     }
   }
 
-  // scalar math: d = x[i] - k; sum += d; sumsq += d * d  (lanes past n load k, so they add 0)
+  // Lanes past n load k, so they add 0.
   static void stats_run(const T* x, size_t rows, size_t n, size_t stride, T k, double* sum,
                         double* sumsq) {
     typename V::Acc s = V::acc_zero(), q = V::acc_zero();
-    const Vec vk = V::set1(k);
-    reduce_runs<false>(x, x, rows, n, stride, k, k, s, q, [&](Vec& ps, Vec& pq, Vec v, Vec) {
-      const Vec d = V::sub(v, vk);
-      ps = V::add(ps, d);
-      pq = V::fmadd(d, d, pq);
-    });
+    reduce_runs<false>(x, x, rows, n, stride, k, k, k, s, q, StatsStep());
     *sum += V::acc_sum(s);
     *sumsq += V::acc_sum(q);
   }
@@ -173,15 +187,11 @@ struct Kernels {
     }
   }
 
-  // scalar math: sum_dy += dy[i]; sum_dyxc += dy[i] * (x[i] - c)  (lanes past n: dy = 0, x = c)
+  // Lanes past n: dy = 0 and x = c.
   static void bwd_reduce_run(const T* x, const T* dy, size_t rows, size_t n, size_t stride, T c,
                              double* sum_dy, double* sum_dyxc) {
     typename V::Acc g = V::acc_zero(), p = V::acc_zero();
-    const Vec vc = V::set1(c);
-    reduce_runs<true>(dy, x, rows, n, stride, T(0), c, g, p, [&](Vec& pg, Vec& pp, Vec gv, Vec xv) {
-      pg = V::add(pg, gv);
-      pp = V::fmadd(gv, V::sub(xv, vc), pp);
-    });
+    reduce_runs<true>(dy, x, rows, n, stride, c, T(0), c, g, p, BwdStep());
     *sum_dy += V::acc_sum(g);
     *sum_dyxc += V::acc_sum(p);
   }
@@ -227,29 +237,31 @@ struct Kernels {
   // per channel instead of once per run.
   static constexpr size_t kChunk = 32;
 
-  static void stats_group(const T* x, size_t rows, size_t stride, size_t runs, size_t n, const T* k,
-                          double* sum, double* sumsq) {
+  // kTwo: as in reduce_runs (a = dy, b = x); lanes past n add 0 (a loads the shift or 0, b the shift).
+  template <bool kTwo, class F>
+  static void reduce_group(const T* a, const T* b, size_t rows, size_t stride, size_t runs, size_t n, const T* shift,
+                           double* out_s, double* out_q, F&& f) {
     typename V::Acc s[kChunk], q[kChunk];
     for (size_t j0 = 0; j0 < runs; j0 += kChunk) {
       const size_t J = runs - j0 < kChunk ? runs - j0 : kChunk;
       for (size_t j = 0; j < J; ++j) s[j] = q[j] = V::acc_zero();
       for (size_t r = 0; r < rows; ++r) {
-        const T* p = x + r * stride + j0 * n;
-        for (size_t j = 0; j < J; ++j, p += n) {
-          const Vec vk = V::set1(k[j0 + j]);
-          // scalar math: d = x[i] - k[j]; sum[j] += d; sumsq[j] += d * d  (lanes past n load k[j])
-          reduce_runs<false>(p, p, 1, n, n, k[j0 + j], k[j0 + j], s[j], q[j], [&](Vec& ps, Vec& pq, Vec v, Vec) {
-            const Vec d = V::sub(v, vk);
-            ps = V::add(ps, d);
-            pq = V::fmadd(d, d, pq);
-          });
+        const size_t base = r * stride + j0 * n;
+        for (size_t j = 0; j < J; ++j) {
+          const T k = shift[j0 + j];
+          reduce_runs<kTwo>(a + base + j * n, b + base + j * n, 1, n, n, k, kTwo ? T(0) : k, k, s[j], q[j], f);
         }
       }
       for (size_t j = 0; j < J; ++j) {
-        sum[j0 + j] += V::acc_sum(s[j]);
-        sumsq[j0 + j] += V::acc_sum(q[j]);
+        out_s[j0 + j] += V::acc_sum(s[j]);
+        out_q[j0 + j] += V::acc_sum(q[j]);
       }
     }
+  }
+
+  static void stats_group(const T* x, size_t rows, size_t stride, size_t runs, size_t n, const T* k,
+                          double* sum, double* sumsq) {
+    reduce_group<false>(x, x, rows, stride, runs, n, k, sum, sumsq, StatsStep());
   }
 
   // The group's runs are one contiguous span: written as such, full vectors may straddle two runs
@@ -291,27 +303,7 @@ struct Kernels {
 
   static void bwd_reduce_group(const T* x, const T* dy, size_t rows, size_t stride, size_t runs, size_t n,
                                const T* c, double* sum_dy, double* sum_dyxc) {
-    typename V::Acc g[kChunk], p[kChunk];
-    for (size_t j0 = 0; j0 < runs; j0 += kChunk) {
-      const size_t J = runs - j0 < kChunk ? runs - j0 : kChunk;
-      for (size_t j = 0; j < J; ++j) g[j] = p[j] = V::acc_zero();
-      for (size_t r = 0; r < rows; ++r) {
-        const T* xp = x + r * stride + j0 * n;
-        const T* gp = dy + r * stride + j0 * n;
-        for (size_t j = 0; j < J; ++j, xp += n, gp += n) {
-          const Vec vc = V::set1(c[j0 + j]);
-          // scalar math: sum_dy[j] += dy[i]; sum_dyxc[j] += dy[i] * (x[i] - c[j])  (lanes past n: dy = 0, x = c)
-          reduce_runs<true>(gp, xp, 1, n, n, T(0), c[j0 + j], g[j], p[j], [&](Vec& pg, Vec& pp, Vec gv, Vec xv) {
-            pg = V::add(pg, gv);
-            pp = V::fmadd(gv, V::sub(xv, vc), pp);
-          });
-        }
-      }
-      for (size_t j = 0; j < J; ++j) {
-        sum_dy[j0 + j] += V::acc_sum(g[j]);
-        sum_dyxc[j0 + j] += V::acc_sum(p[j]);
-      }
-    }
+    reduce_group<true>(dy, x, rows, stride, runs, n, c, sum_dy, sum_dyxc, BwdStep());
   }
 
   // As affine_group: one span, vectors straddling two runs, streamed when asked.
@@ -421,14 +413,9 @@ struct Kernels {
     }
   }
 
-  // scalar math: d = x[j] - k[j]; sum[j] += d; sumsq[j] += d * d
   static void stats_rows(const T* x, size_t rows, size_t ch, const T* k, double* sum,
                          double* sumsq) {
-    reduce_rows<false>(x, x, rows, ch, k, sum, sumsq, [](Vec& ps, Vec& pq, Vec v, Vec, Vec vk) {
-      const Vec d = V::sub(v, vk);
-      ps = V::add(ps, d);
-      pq = V::fmadd(d, d, pq);
-    });
+    reduce_rows<false>(x, x, rows, ch, k, sum, sumsq, StatsStep());
   }
 
   static void affine_rows(const T* x, T* y, size_t rows, size_t ch, const T* c, const T* a,
@@ -438,13 +425,9 @@ struct Kernels {
     }
   }
 
-  // scalar math: sum_dy[j] += dy[j]; sum_dyxc[j] += dy[j] * (x[j] - c[j])
   static void bwd_reduce_rows(const T* x, const T* dy, size_t rows, size_t ch, const T* c,
                               double* sum_dy, double* sum_dyxc) {
-    reduce_rows<true>(dy, x, rows, ch, c, sum_dy, sum_dyxc, [](Vec& pg, Vec& pp, Vec gv, Vec xv, Vec vc) {
-      pg = V::add(pg, gv);
-      pp = V::fmadd(gv, V::sub(xv, vc), pp);
-    });
+    reduce_rows<true>(dy, x, rows, ch, c, sum_dy, sum_dyxc, BwdStep());
   }
 
   static void bwd_dx_rows(const T* x, const T* dy, T* dx, size_t rows, size_t ch, const T* c,
