@@ -11,6 +11,7 @@ import { native } from '../lib/load';
 import { Rng, randn, product } from './helpers/random';
 import * as ref from './helpers/reference';
 import { expectBitwiseEqual, expectSameState, expectUnchanged, snapshot } from './helpers/state-snapshot';
+import { expectChildAlive } from './helpers/child';
 
 const LIB = path.resolve(__dirname, '..', 'lib');
 
@@ -340,10 +341,7 @@ describe('async: different layers are independent', function () {
         }
         process.stdout.write('alive');
       })();`;
-    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30000 });
-    expect(r.signal, `child killed by a signal; stderr: ${r.stderr}`).to.equal(null);
-    expect(r.status, r.stderr).to.equal(0);
-    expect(r.stdout).to.equal('alive');
+    expectChildAlive(script);
   });
 });
 

@@ -3,7 +3,6 @@
 // what was received; afterwards the layer (weights, gradients, running statistics, counter,
 // saved forward) is exactly as before, and the process is alive.
 import { expect } from 'chai';
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -12,6 +11,7 @@ import { native } from '../lib/load';
 import { Rng, randn, product } from './helpers/random';
 import * as ref from './helpers/reference';
 import { expectBitwiseEqual, expectUnchanged, snapshot } from './helpers/state-snapshot';
+import { expectChildAlive } from './helpers/child';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Loose = any;
@@ -656,10 +656,7 @@ describe('hostile inputs: the raw binding (bypassing the facade)', function () {
         }
         process.stdout.write('alive');
       })();`;
-    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30000 });
-    expect(r.signal, `child killed by a signal; stderr: ${r.stderr}`).to.equal(null);
-    expect(r.status, r.stderr).to.equal(0);
-    expect(r.stdout).to.equal('alive');
+    expectChildAlive(script);
   });
 
   it('a refused raw call writes nothing into the arrays it was given', function () {
