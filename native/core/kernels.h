@@ -35,6 +35,9 @@ struct KernelTable {
   // y = (x - c) * a + b
   void (*affine_run)(const T* x, T* y, size_t rows, size_t n, size_t stride, T c, T a, T b, bool stream,
                      size_t next);
+  // affine_run, and stats_run over the same runs `next` values on (k, sum, sumsq: theirs)
+  void (*affine_stats_run)(const T* x, T* y, size_t rows, size_t n, size_t stride, T c, T a, T b, bool stream,
+                           size_t next, T k, double* sum, double* sumsq);
   // sum_dy += Σ dy; sum_dyxc += Σ dy * (x - c)
   void (*bwd_reduce_run)(const T* x, const T* dy, size_t rows, size_t n, size_t stride, T c,
                          double* sum_dy, double* sum_dyxc);

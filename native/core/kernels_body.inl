@@ -114,46 +114,53 @@ struct Kernels {
   // in T. Every kPartial vectors, and at the end of each run,
   // the partials are widened into the float64 accumulators (s, q). Lanes past n load the fills.
   static constexpr size_t kPartial = 8;
+  static constexpr size_t kBlock = kPartial * W;  // values per widening
   // kTwo: b is another tensor, prefetched too (a template parameter: no branch near a prefetch).
   template <bool kTwo, class F>
   static void reduce_runs(const T* a, const T* b, size_t rows, size_t n, size_t stride, T shift, T fill_a,
                           T fill_b, typename V::Acc& s, typename V::Acc& q, F&& f) {
-    const Vec vs = V::set1(shift);
-    // scalar math: that of f (StatsStep or BwdStep above), one vector per call
     const Ahead ah(n, stride);
+    for (size_t r = 0; r < rows; ++r) reduce_run_from<kTwo>(a, b, ah, r, stride, 0, n, shift, fill_a, fill_b, s, q, f);
+  }
+
+  // Run r of reduce_runs from position i (a multiple of kBlock) on: the blocks before i were
+  // added by the caller in the same order (see affine_stats_run), so the sums do not depend on
+  // which kernel read the run.
+  template <bool kTwo, class F>
+  static void reduce_run_from(const T* a, const T* b, const Ahead& ah, size_t r, size_t stride, size_t i, size_t n,
+                              T shift, T fill_a, T fill_b, typename V::Acc& s, typename V::Acc& q, F& f) {
+    const Vec vs = V::set1(shift);
     const Vec z = V::set1(T(0));
-    for (size_t r = 0; r < rows; ++r) {
-      const T* pa = a + r * stride;
-      const T* pb = b + r * stride;
-      Vec ps0 = z, pq0 = z, ps1 = z, pq1 = z;
-      auto flush = [&] {
-        V::acc_add(s, V::add(ps0, ps1));
-        V::acc_add(q, V::add(pq0, pq1));
-        ps0 = pq0 = ps1 = pq1 = z;
-      };
-      size_t i = 0;
-      for (; i + kPartial * W <= n; i += kPartial * W) {
-        for (size_t u = 0; u < kPartial * W; u += 2 * W) {
-          prefetch_ahead(a, ah, r, i + u, n, stride);
-          if (kTwo) prefetch_ahead(b, ah, r, i + u, n, stride);
-          f(ps0, pq0, V::load(pa + i + u), V::load(pb + i + u), vs);
-          f(ps1, pq1, V::load(pa + i + u + W), V::load(pb + i + u + W), vs);
-        }
-        flush();
+    const T* pa = a + r * stride;
+    const T* pb = b + r * stride;
+    Vec ps0 = z, pq0 = z, ps1 = z, pq1 = z;
+    auto flush = [&] {
+      V::acc_add(s, V::add(ps0, ps1));
+      V::acc_add(q, V::add(pq0, pq1));
+      ps0 = pq0 = ps1 = pq1 = z;
+    };
+    // scalar math: that of f (StatsStep or BwdStep above), one vector per call
+    for (; i + kBlock <= n; i += kBlock) {
+      for (size_t u = 0; u < kBlock; u += 2 * W) {
+        prefetch_ahead(a, ah, r, i + u, n, stride);
+        if (kTwo) prefetch_ahead(b, ah, r, i + u, n, stride);
+        f(ps0, pq0, V::load(pa + i + u), V::load(pb + i + u), vs);
+        f(ps1, pq1, V::load(pa + i + u + W), V::load(pb + i + u + W), vs);
       }
-      for (; i + 2 * W <= n; i += 2 * W) {
-        prefetch_ahead(a, ah, r, i, n, stride);
-        if (kTwo) prefetch_ahead(b, ah, r, i, n, stride);
-        f(ps0, pq0, V::load(pa + i), V::load(pb + i), vs);
-        f(ps1, pq1, V::load(pa + i + W), V::load(pb + i + W), vs);
-      }
-      if (i + W <= n) {
-        f(ps0, pq0, V::load(pa + i), V::load(pb + i), vs);
-        i += W;
-      }
-      if (i < n) f(ps1, pq1, V::load_tail(pa + i, n - i, fill_a), V::load_tail(pb + i, n - i, fill_b), vs);
       flush();
     }
+    for (; i + 2 * W <= n; i += 2 * W) {
+      prefetch_ahead(a, ah, r, i, n, stride);
+      if (kTwo) prefetch_ahead(b, ah, r, i, n, stride);
+      f(ps0, pq0, V::load(pa + i), V::load(pb + i), vs);
+      f(ps1, pq1, V::load(pa + i + W), V::load(pb + i + W), vs);
+    }
+    if (i + W <= n) {
+      f(ps0, pq0, V::load(pa + i), V::load(pb + i), vs);
+      i += W;
+    }
+    if (i < n) f(ps1, pq1, V::load_tail(pa + i, n - i, fill_a), V::load_tail(pb + i, n - i, fill_b), vs);
+    flush();
   }
 
   // Lanes past n load k, so they add 0.
@@ -185,6 +192,52 @@ struct Kernels {
       });
       if (i < n) V::store_tail(q + i, V::fmadd(V::sub(V::load_tail(p + i, n - i, c), vc), va, vb), n - i);
     }
+  }
+
+  // The normalize pass of one piece fused with the statistics pass of the next: writes
+  // y = (x - c) * a + b over the runs at x, and adds the sums of x - k over the same runs `next`
+  // values further on, so that one pass over memory reads and writes at once, as a copy does.
+  // The sums are added block for block as stats_run adds them (a run's statistics must not depend
+  // on which kernel read it, nor on the output's alignment): the writes follow `h` values behind
+  // (h: the output's streaming head), each finishing on its own after the common blocks.
+  static void affine_stats_run(const T* x, T* y, size_t rows, size_t n, size_t stride, T c, T a, T b,
+                               bool stream, size_t next, T k, double* sum, double* sumsq) {
+    const Vec vc = V::set1(c), va = V::set1(a), vb = V::set1(b), vk = V::set1(k);
+    const Vec z = V::set1(T(0));
+    typename V::Acc s = V::acc_zero(), sq = V::acc_zero();
+    StatsStep f;
+    const Ahead ah(n, stride);
+    const T* xn = x + next;
+    for (size_t r = 0; r < rows; ++r) {
+      const T* p = x + r * stride;
+      const T* pn = xn + r * stride;
+      T* q = y + r * stride;
+      const size_t h = stream ? head_to_align(q, n) : 0;
+      if (h) V::store_tail(q, V::fmadd(V::sub(V::load_tail(p, h, c), vc), va, vb), h);
+      size_t i = 0;  // statistics position; the writes are at h + i
+      with_store_and_prefetch(stream, next + kPrefetch, [&](auto store, auto pf) {
+        // scalar math: y[h + i] = (x[h + i] - c) * a + b; d = x[next + i] - k; sum += d; sumsq += d * d
+        for (; h + i + kBlock <= n; i += kBlock) {
+          Vec ps0 = z, pq0 = z, ps1 = z, pq1 = z;
+          for (size_t u = 0; u < kBlock; u += 2 * W) {
+            pf(p + h + i + u);
+            store(q + h + i + u, V::fmadd(V::sub(V::load(p + h + i + u), vc), va, vb));
+            store(q + h + i + u + W, V::fmadd(V::sub(V::load(p + h + i + u + W), vc), va, vb));
+            f(ps0, pq0, V::load(pn + i + u), z, vk);
+            f(ps1, pq1, V::load(pn + i + u + W), z, vk);
+          }
+          V::acc_add(s, V::add(ps0, ps1));
+          V::acc_add(sq, V::add(pq0, pq1));
+        }
+        // scalar math: y[j] = (x[j] - c) * a + b
+        for (size_t j = h + i; j + W <= n; j += W) store(q + j, V::fmadd(V::sub(V::load(p + j), vc), va, vb));
+      });
+      const size_t tail = (n - h - i) % W;
+      if (tail) V::store_tail(q + n - tail, V::fmadd(V::sub(V::load_tail(p + n - tail, tail, c), vc), va, vb), tail);
+      reduce_run_from<false>(xn, xn, ah, r, stride, i, n, k, k, k, s, sq, f);
+    }
+    *sum += V::acc_sum(s);
+    *sumsq += V::acc_sum(sq);
   }
 
   // Lanes past n: dy = 0 and x = c.
@@ -440,7 +493,7 @@ struct Kernels {
   }
 
   static constexpr KernelTable<T> table() {
-    return KernelTable<T>{stats_run,   affine_run,   bwd_reduce_run,   bwd_dx_run,
+    return KernelTable<T>{stats_run,   affine_run,   affine_stats_run, bwd_reduce_run,   bwd_dx_run,
                           stats_group, affine_group, bwd_reduce_group, bwd_dx_group,
                           stats_rows,  affine_rows,  bwd_reduce_rows,  bwd_dx_rows};
   }

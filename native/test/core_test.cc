@@ -348,6 +348,64 @@ struct KernelTester {
     check_out_untouched(c, y, g, "y");
   }
 
+  // The normalize pass over the runs g fused with the statistics of the same runs `nxt` values
+  // on (a region after the first, at another alignment). y: the first runs only; the second ones
+  // are read, never written (in place: they must still hold x).
+  void affine_stats_run(const Runs& g, int regime, bool stream) {
+    const std::string c = rctx("affine_stats_run", g, regime, stream);
+    const double center = regime ? 100.0 : 0.0;
+    const size_t nxt = g.span() + 2;
+    Buf<T> x(nxt + g.span(), g.off, 0);
+    fill_runs(x, g, center, 2.0);
+    g.each([&](size_t q, size_t, size_t) { x[nxt + q] = T(center + 1.0 + 3.0 * r.normal()); });
+    const T cc = T(center + 0.5 * r.sym());
+    const T a = T((0.5 + r.uniform()) * (r.uniform() < 0.5 ? -1 : 1));
+    const T b = T(r.sym());
+    const T k = T(center + r.sym());
+    const double pd = TI<double>::poison();
+    const double sum0 = r.sym(), sq0 = r.uniform();
+    double acc[4] = {sum0, pd, sq0, pd};
+    const bool inplace = regime == 1;
+    Buf<T> y(inplace ? nxt + g.span() : g.span(), kGuardPre + g.off, kGuardPost);
+    if (inplace) {
+      for (size_t q = 0; q < y.size(); ++q) y[q] = x[q];
+      kt.affine_stats_run(y.data(), y.data(), g.rows, g.n, g.stride, cc, a, b, stream, nxt, k, &acc[0], &acc[2]);
+    } else {
+      kt.affine_stats_run(x.data(), y.data(), g.rows, g.n, g.stride, cc, a, b, stream, nxt, k, &acc[0], &acc[2]);
+    }
+    ElemCheck ec;
+    bool next_kept = true;
+    KSum s1, s2, m1, m2;
+    double a1 = std::fabs(sum0), a2 = sq0;
+    g.each([&](size_t q, size_t, size_t) {
+      const double xc = double(x[q]) - double(cc);
+      ec.add(q, double(y[q]), xc * double(a) + double(b), 8 * eT * (std::fabs(xc * double(a)) + std::fabs(double(b))) + 1e-300);
+      if (inplace) next_kept = next_kept && std::memcmp(&y[nxt + q], &x[nxt + q], sizeof(T)) == 0;
+      const double d = double(x[nxt + q]) - double(k);
+      s1.add(d);
+      s2.add(d * d);
+      a1 += std::fabs(d);
+      a2 += d * d;
+      const T dt = T(x[nxt + q] - k);
+      m1.add(double(dt));
+      m2.add(double(dt) * double(dt));
+    });
+    ec.report(c, "y");
+    check_out_untouched(c, y, g, "y");
+    check(next_kept, "%s: wrote into the next piece", c.c_str());
+    // The same sums as stats_run's, bit for bit: a channel's statistics must not depend on which
+    // kernel read it (the first piece of a thread goes through stats_run) or on y's alignment.
+    double solo[2] = {sum0, sq0};
+    kt.stats_run(x.data() + nxt, g.rows, g.n, g.stride, k, &solo[0], &solo[1]);
+    check(std::memcmp(&solo[0], &acc[0], sizeof(double)) == 0 && std::memcmp(&solo[1], &acc[2], sizeof(double)) == 0,
+          "%s: sums differ from stats_run's: %.17g %.17g vs %.17g %.17g", c.c_str(), acc[0], acc[2], solo[0], solo[1]);
+    check_acc(c, "sum", acc[0], sum0 + s1.get(), a1, TI<T>::acc_rel);
+    check_acc(c, "sumsq", acc[2], sq0 + s2.get(), a2, TI<T>::acc_rel);
+    check_acc(c, "sum (T terms, partial sums in T)", acc[0], sum0 + m1.get(), a1, TI<T>::partial_rel);
+    check_acc(c, "sumsq (T terms, partial sums in T)", acc[2], sq0 + m2.get(), a2, TI<T>::partial_rel);
+    check(is_poison(acc[1]) && is_poison(acc[3]), "%s: wrote past an accumulator", c.c_str());
+  }
+
   void bwd_reduce_run(const Runs& g, int regime) {
     const std::string c = rctx("bwd_reduce_run", g, regime);
     const double center = regime ? 100.0 : 0.0;
@@ -683,6 +741,7 @@ struct KernelTester {
             bwd_reduce_run(g, regime);
             for (bool stream : {false, true}) {
               affine_run(g, regime, stream);
+              affine_stats_run(g, regime, stream);
               bwd_dx_run(g, regime, stream);
             }
           }
@@ -1220,6 +1279,9 @@ const DCase kCases[] = {
     // Channels in waves (2 and 3 threads): > 1 MB per channel, uneven last wave; with
     // BATCHNORM_STREAM_MIN_BYTES = 1 MiB (set in main) also the streaming-store path.
     {4, 5, 35000, 0.0, true, "waves, streaming stores"},
+    // Training's normalize pass fused with the next piece's statistics: across full waves (2
+    // threads: waves of 3 channels, the third one short), and across whole channels (1 thread).
+    {4, 7, 35000, 0.0, false, "pipelined waves"},
     // Backward pieces larger than L2 (2 MiB here): the second pass walks them last block first.
     {2, 2, 240000, 0.0, false, "backward second pass reversed"},
     // channels_last (NHWC): the rows kernels over N*S rows of C channels.
