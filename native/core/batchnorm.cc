@@ -170,6 +170,8 @@ Partition partition(const Shape& s, int requested, size_t elem_bytes, int arrays
   if (fused) {
     if (s.s * int64_t(elem_bytes) < kShortRunBytes) {
       pt.group = std::max<int64_t>(1, std::min<int64_t>(kGroupBytes / whole, s.c / nt));
+      // Forward groups go through affine_stats_group, which takes at most kMaxFusedGroup channels.
+      if (arrays == 1) pt.group = std::min<int64_t>(pt.group, int64_t(kMaxFusedGroup));
       piece *= pt.group;
     }
   } else {
@@ -190,7 +192,7 @@ Partition partition(const Shape& s, int requested, size_t elem_bytes, int arrays
   // Not when one piece fits L2 but two do not: the loads of the next piece would evict the part
   // of this one still to be read. Backward measured worse fused (0.80 -> 0.65 on 32x256x56x56:
   // two more streams from memory in one loop), so its passes stay apart.
-  pt.pipeline = arrays == 1 && pt.group == 1 && (pt.prefetch || piece > budget);
+  pt.pipeline = arrays == 1 && (pt.prefetch || (pt.group == 1 && piece > budget));
   return pt;
 }
 
@@ -240,11 +242,13 @@ void for_each_block_reversed(const Shape& s, int64_t c, int64_t part, int64_t P,
 // thread's cache (L2) when it fits: per channel for long runs, per group of channels for short ones.
 // pt.pipeline: second_first(c, off, rows, n, next, cn, slot) is second(c, ...) fused with
 // first(cn, slot, ...) over the same blocks `next` values on, the thread's next piece; that
-// piece's own first pass is then skipped.
+// piece's own first pass is then skipped. second_first_group(c0, G, off, next): the same for a
+// group, over all N samples (off: sample 0's), with the next group's first pass (slots c0 + G...).
 template <class Start, class First, class Finish, class Second, class FirstGroup, class SecondGroup,
-          class SecondFirst>
+          class SecondFirst, class SecondFirstGroup>
 void two_pass(const Shape& s, const Partition& pt, Start&& start, First&& first, Finish&& finish, Second&& second,
-              FirstGroup&& first_group, SecondGroup&& second_group, SecondFirst&& second_first) {
+              FirstGroup&& first_group, SecondGroup&& second_group, SecondFirst&& second_first,
+              SecondFirstGroup&& second_first_group) {
   if (pt.fused) {
     // Each thread owns a contiguous range of channels, walked in groups of G: no barrier at all.
     // G = 1: a channel's N runs, C * S apart. G > 1 (short runs): the group kernels walk the
@@ -266,12 +270,17 @@ void two_pass(const Shape& s, const Partition& pt, Start&& start, First&& first,
           }
         }
         for (int64_t c = c0; c < c0 + G; ++c) finish(c);
-        have_first = pt.pipeline && c0 + 1 < ce;  // pt.pipeline: G = 1
+        // Fused with the next group's first pass when that group is as large as this one.
+        have_first = pt.pipeline && std::min(pt.group, ce - c0 - G) == G;
         if (have_first) {
-          start(c0 + 1);
-          for_each_block(s, c0, 0, 1, [&](int64_t off, int64_t rows, int64_t n) {
-            second_first(c0, off, rows, n, size_t(s.s), c0 + 1, c0 + 1);
-          });
+          for (int64_t c = c0 + G; c < c0 + 2 * G; ++c) start(c);
+          if (G == 1) {
+            for_each_block(s, c0, 0, 1, [&](int64_t off, int64_t rows, int64_t n) {
+              second_first(c0, off, rows, n, size_t(s.s), c0 + 1, c0 + 1);
+            });
+          } else {
+            second_first_group(c0, G, c0 * s.s, size_t(G * s.s));
+          }
           continue;
         }
         // While writing this group, prefetch the next one (G channels on): its first pass then
@@ -381,10 +390,20 @@ struct TrainingStats {
     if (s.rows_layout()) {
       for (; count < 64 && count < s.rows(); ++count) acc += double(args.x[count * s.c + c]);
     } else {
+      // Four independent sums: one chain of 64 dependent additions cost more than the rest of
+      // a 7x7 channel's statistics.
+      double part[4] = {0.0, 0.0, 0.0, 0.0};
       for (int64_t b = 0; b < s.n && count < 64; ++b) {
         const T* p = args.x + (b * s.c + c) * s.s;
-        for (int64_t j = 0; j < s.s && count < 64; ++j, ++count) acc += double(p[j]);
+        const int64_t m = std::min<int64_t>(s.s, 64 - count);
+        int64_t j = 0;
+        for (; j + 4 <= m; j += 4) {
+          for (int u = 0; u < 4; ++u) part[u] += double(p[j + u]);
+        }
+        for (; j < m; ++j) part[j & 3] += double(p[j]);
+        count += m;
       }
+      acc = (part[0] + part[1]) + (part[2] + part[3]);
     }
     shift[c] = T(acc / double(count));
   }
@@ -511,6 +530,12 @@ void forward_training_runs(const ForwardTrainingArgs<T>& a, int requested) {
       [&](int64_t c, int64_t off, int64_t rows, int64_t n, size_t next, int64_t cn, int64_t slot) {
         k.affine_stats_run(a.x + off, a.y + off, size_t(rows), size_t(n), stride, st.affine.c[c], st.affine.a[c],
                            st.affine.b[c], pt.stream, next, st.shift[cn], &st.sum[slot], &st.sumsq[slot]);
+      },
+      [&](int64_t c0, int64_t G, int64_t off, size_t next) {
+        const int64_t cn = c0 + G;
+        k.affine_stats_group(a.x + off, a.y + off, size_t(s.n), stride, size_t(G), size_t(s.s), &st.affine.c[c0],
+                             &st.affine.a[c0], &st.affine.b[c0], span_stream, next, &st.shift[cn], &st.sum[cn],
+                             &st.sumsq[cn]);
       });
 }
 
@@ -675,7 +700,8 @@ void backward_runs(const BackwardArgs<T>& a, int requested) {
         k.bwd_dx_group(a.x + off, a.dy + off, a.dx + off, size_t(G), size_t(s.s), &bc.c[c0], &bc.k1[c0], &bc.k2[c0],
                        &bc.k3[c0], span_stream, next);
       },
-      [](int64_t, int64_t, int64_t, int64_t, size_t, int64_t, int64_t) {});  // no pipeline (see partition)
+      [](int64_t, int64_t, int64_t, int64_t, size_t, int64_t, int64_t) {},  // no pipeline (see partition)
+      [](int64_t, int64_t, int64_t, size_t) {});
 }
 
 }  // namespace

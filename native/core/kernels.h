@@ -23,6 +23,10 @@ namespace bn {
 // enough to keep enough lines in flight to reach memory bandwidth (measured: 8 KiB).
 constexpr size_t kPrefetchAheadBytes = 8192;
 
+// The most runs (channels) affine_stats_group takes: it keeps their sums in registers or on the
+// stack across the samples.
+constexpr size_t kMaxFusedGroup = 128;
+
 template <typename T>
 struct KernelTable {
   // Run kernels: `rows` runs of n values, run r at x + r * stride (one NCHW channel: rows = N,
@@ -54,6 +58,10 @@ struct KernelTable {
                       double* sumsq);
   void (*affine_group)(const T* x, T* y, size_t runs, size_t n, const T* c, const T* a, const T* b, bool stream,
                        size_t next);
+  // affine_group over `rows` samples (stride apart), each sample's span followed by stats_group
+  // over the same span `next` values on (k, sum, sumsq: theirs). runs <= kMaxFusedGroup.
+  void (*affine_stats_group)(const T* x, T* y, size_t rows, size_t stride, size_t runs, size_t n, const T* c,
+                             const T* a, const T* b, bool stream, size_t next, const T* k, double* sum, double* sumsq);
   void (*bwd_reduce_group)(const T* x, const T* dy, size_t rows, size_t stride, size_t runs, size_t n, const T* c,
                            double* sum_dy, double* sum_dyxc);
   void (*bwd_dx_group)(const T* x, const T* dy, T* dx, size_t runs, size_t n, const T* c, const T* k1,

@@ -354,6 +354,30 @@ struct Kernels {
     if (i < total) part(i, total - i, runs - 1);
   }
 
+  // affine_group over `rows` samples (sample r's runs at x + r * stride), each sample's span
+  // followed by the statistics of the same span `next` values on (the next group of channels):
+  // the group analogue of affine_stats_run. The sums of each channel are added run by run in
+  // sample order, as stats_group adds them, so they are stats_group's bit for bit. At most
+  // kMaxFusedGroup runs (their accumulators live on the stack across the samples).
+  static void affine_stats_group(const T* x, T* y, size_t rows, size_t stride, size_t runs, size_t n, const T* c,
+                                 const T* a, const T* b, bool stream, size_t next, const T* k, double* sum,
+                                 double* sumsq) {
+    typename V::Acc s[kMaxFusedGroup], q[kMaxFusedGroup];
+    for (size_t j = 0; j < runs; ++j) s[j] = q[j] = V::acc_zero();
+    StatsStep f;
+    const Ahead ah(n, n);
+    for (size_t r = 0; r < rows; ++r) {
+      // Prefetching `next` on brings the span the statistics read next.
+      affine_group(x + r * stride, y + r * stride, runs, n, c, a, b, stream, next + stride);
+      const T* xn = x + r * stride + next;
+      for (size_t j = 0; j < runs; ++j) reduce_run_from<false>(xn + j * n, xn + j * n, ah, 0, n, 0, n, k[j], k[j], k[j], s[j], q[j], f);
+    }
+    for (size_t j = 0; j < runs; ++j) {
+      sum[j] += V::acc_sum(s[j]);
+      sumsq[j] += V::acc_sum(q[j]);
+    }
+  }
+
   static void bwd_reduce_group(const T* x, const T* dy, size_t rows, size_t stride, size_t runs, size_t n,
                                const T* c, double* sum_dy, double* sum_dyxc) {
     reduce_group<true>(dy, x, rows, stride, runs, n, c, sum_dy, sum_dyxc, BwdStep());
@@ -494,7 +518,7 @@ struct Kernels {
 
   static constexpr KernelTable<T> table() {
     return KernelTable<T>{stats_run,   affine_run,   affine_stats_run, bwd_reduce_run,   bwd_dx_run,
-                          stats_group, affine_group, bwd_reduce_group, bwd_dx_group,
+                          stats_group, affine_group, affine_stats_group, bwd_reduce_group, bwd_dx_group,
                           stats_rows,  affine_rows,  bwd_reduce_rows,  bwd_dx_rows};
   }
 };
