@@ -4,10 +4,12 @@
 // Partitioning (see partition() below). A piece is part p of the m = N*S values of channel c,
 // walked as blocks of runs. "Fused": a thread owns whole channels (or groups of short-map
 // channels) and runs the statistics and the normalize pass back to back, while the piece is still
-// in its L2; the normalize pass prefetches the next piece. Otherwise (fewer channels than threads,
-// an uneven split, or a channel whose split fits L2 when the whole does not) channels go in waves:
-// every piece of the wave computes partial sums, one thread turns them into coefficients, and the
-// same static schedule gives every thread back the pieces it just read. Partial sums share one
+// in its L2. Otherwise (fewer channels than threads, an uneven split, or a channel whose split
+// fits L2 when the whole does not) channels go in waves: every piece of the wave computes partial
+// sums, one thread turns them into coefficients, and the same static schedule gives every thread
+// back the pieces it just read. Either way, forward training's normalize pass also reads and sums
+// the thread's next piece (pt.pipeline: after its first piece, a thread's passes read and write
+// memory at once), and backward's dx pass prefetches the next piece's x. Partial sums share one
 // shift per channel, so they simply add: no Chan merge, and the result depends only on the number
 // of parts, not on the threads.
 //
@@ -186,12 +188,13 @@ Partition partition(const Shape& s, int requested, size_t elem_bytes, int arrays
   // starting with what is still in L2: 32x64x112x112 on 1 thread, 0.59 -> 0.63 of a copy. For
   // training it measured no better.
   pt.reverse = arrays == 2 && piece > budget;
-  // Forward training, long runs: the normalize pass over a piece reads the next piece and sums it
+  // Forward training: the normalize pass over a piece (or group) reads the next one and sums it
   // as it goes, so every pass after the first reads and writes memory at once, like a copy (2
-  // threads, 32x64x112x112 and 32x256x56x56: 0.78 -> 0.86 of a copy; 64x3x224x224 0.60 -> 0.66).
-  // Not when one piece fits L2 but two do not: the loads of the next piece would evict the part
-  // of this one still to be read. Backward measured worse fused (0.80 -> 0.65 on 32x256x56x56:
-  // two more streams from memory in one loop), so its passes stay apart.
+  // threads, interleaved runs: 32x256x56x56 0.80 -> 0.86 of a copy, 32x64x112x112 0.77 -> 0.81,
+  // 64x3x224x224 0.58 -> 0.63, where a piece never fits and x is read twice anyway; short maps
+  // 32x1024x14x14 0.64 -> 0.66). Not when one piece fits L2 but two do not: the loads of the next
+  // piece would evict the part of this one still to be read. Backward measured worse fused (0.80
+  // -> 0.65 on 32x256x56x56: two more streams from memory in one loop), so its passes stay apart.
   pt.pipeline = arrays == 1 && (pt.prefetch || (pt.group == 1 && piece > budget));
   return pt;
 }
