@@ -113,10 +113,12 @@ struct Partition {
   bool pipeline = false;  // the second pass over a piece also runs the first pass of the next
 };
 
-// Runs shorter than this are walked in memory order across a group of channels (a channel's N
-// runs of a 7x7 map are 196-byte islands C*S apart: hopeless for the hardware prefetcher).
+// Runs shorter than this go in groups of channels (a channel's N runs of a 7x7 map are 196-byte
+// islands C*S apart: hopeless for the hardware prefetcher). A group is brought into L2 in memory
+// order, reduced there channel by channel, and written in memory order.
 constexpr int64_t kShortRunBytes = 4096;
-// Data of one group (all the tensors its first pass reads), sized to stay in L2 between the two passes.
+// Data of one group (all the tensors its first pass reads), sized to stay in L2 between the two
+// passes (and capped at a quarter of L2, see partition()).
 constexpr int64_t kGroupBytes = int64_t(512) << 10;
 
 // This CPU's L2 per core, from the C library (cpuid on x86); 1 MiB when it does not say. Clamped:
@@ -171,9 +173,9 @@ Partition partition(const Shape& s, int requested, size_t elem_bytes, int arrays
   int64_t piece = whole;
   if (fused) {
     if (s.s * int64_t(elem_bytes) < kShortRunBytes) {
-      pt.group = std::max<int64_t>(1, std::min<int64_t>(kGroupBytes / whole, s.c / nt));
-      // Forward groups go through affine_stats_group, which takes at most kMaxFusedGroup channels.
-      if (arrays == 1) pt.group = std::min<int64_t>(pt.group, int64_t(kMaxFusedGroup));
+      // At most a quarter of L2 per group: it and the next one (prefetched) stay there.
+      const int64_t group_bytes = std::min<int64_t>(kGroupBytes, l2 / 4);
+      pt.group = std::max<int64_t>(1, std::min<int64_t>(group_bytes / whole, s.c / nt));
       piece *= pt.group;
     }
   } else {
@@ -188,14 +190,16 @@ Partition partition(const Shape& s, int requested, size_t elem_bytes, int arrays
   // starting with what is still in L2: 32x64x112x112 on 1 thread, 0.59 -> 0.63 of a copy. For
   // training it measured no better.
   pt.reverse = arrays == 2 && piece > budget;
-  // Forward training: the normalize pass over a piece (or group) reads the next one and sums it
+  // Forward training, long runs: the normalize pass over a piece reads the next one and sums it
   // as it goes, so every pass after the first reads and writes memory at once, like a copy (2
   // threads, interleaved runs: 32x256x56x56 0.80 -> 0.86 of a copy, 32x64x112x112 0.77 -> 0.81,
-  // 64x3x224x224 0.58 -> 0.63, where a piece never fits and x is read twice anyway; short maps
-  // 32x1024x14x14 0.64 -> 0.66). Not when one piece fits L2 but two do not: the loads of the next
-  // piece would evict the part of this one still to be read. Backward measured worse fused (0.80
-  // -> 0.65 on 32x256x56x56: two more streams from memory in one loop), so its passes stay apart.
-  pt.pipeline = arrays == 1 && (pt.prefetch || (pt.group == 1 && piece > budget));
+  // 64x3x224x224 0.58 -> 0.63, where a piece never fits and x is read twice anyway). Not when one
+  // piece fits L2 but two do not: the loads of the next piece would evict the part of this one
+  // still to be read. Backward measured worse fused (0.80 -> 0.65 on 32x256x56x56: two more
+  // streams from memory in one loop), so its passes stay apart. Short runs neither: their
+  // statistics read the group from L2 channel by channel, which a fused walk in memory order
+  // cannot (fused: 32x2048x7x7 0.56, 32x1024x14x14 0.66; channel by channel: 0.64, 0.71).
+  pt.pipeline = arrays == 1 && pt.group == 1 && (pt.prefetch || piece > budget);
   return pt;
 }
 
@@ -212,6 +216,22 @@ struct PartBlocks {
     tail = len - head - full * s.s;
   }
 };
+
+// Requests (into L2) a group's data, G channels of all N samples from p (sample 0's first run),
+// in memory order: the group reductions then walk it channel by channel from L2. For a thread's
+// first group; each later one was prefetched by the second pass over the group before it. A loop
+// of prefetches keeps as many lines in flight as the core allows, which the reductions' strided
+// walk (runs of 49 values, C * S apart) would not.
+template <typename T>
+void prefetch_group(const Shape& s, const T* p, int64_t G) {
+  const size_t span = size_t(G * s.s) * sizeof(T);
+  for (int64_t b = 0; b < s.n; ++b) {
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(p + b * s.c * s.s);
+    for (uintptr_t line = begin & ~uintptr_t(63); line < begin + span; line += 64) {
+      __builtin_prefetch(reinterpret_cast<const void*>(line), 0, 2);
+    }
+  }
+}
 
 // Calls f(offset, rows, n) for the blocks of part `part` (of P) of channel c: rows runs of n
 // values starting at offset, C * S apart.
@@ -238,20 +258,19 @@ void for_each_block_reversed(const Shape& s, int64_t c, int64_t part, int64_t P,
 // The two-pass skeleton. first(c, slot, off, rows, n) reads `rows` runs of n values of channel c
 // (C * S apart) into partial sums `slot`; finish(c) turns a channel's sums into coefficients;
 // second(c, off, rows, n, next) writes them; start(c) runs before channel c's first pass.
-// first_group(c0, G, off) reads the G channels c0.. of all N samples (fused partition: slot = c);
+// first_group(c0, G, off, cold) reads the G channels c0.. of all N samples (fused partition: slot =
+// c; cold: the group is not in cache yet);
 // second_group(c0, G, off, next) writes the G contiguous runs of one sample at off. `next`: how
 // far ahead (in values) the data of this thread's next first pass lies, for the second pass to
 // prefetch (0: nothing to prefetch). Between the two passes over a piece, the piece stays in the
 // thread's cache (L2) when it fits: per channel for long runs, per group of channels for short ones.
 // pt.pipeline: second_first(c, off, rows, n, next, cn, slot) is second(c, ...) fused with
 // first(cn, slot, ...) over the same blocks `next` values on, the thread's next piece; that
-// piece's own first pass is then skipped. second_first_group(c0, G, off, next): the same for a
-// group, over all N samples (off: sample 0's), with the next group's first pass (slots c0 + G...).
+// piece's own first pass is then skipped.
 template <class Start, class First, class Finish, class Second, class FirstGroup, class SecondGroup,
-          class SecondFirst, class SecondFirstGroup>
+          class SecondFirst>
 void two_pass(const Shape& s, const Partition& pt, Start&& start, First&& first, Finish&& finish, Second&& second,
-              FirstGroup&& first_group, SecondGroup&& second_group, SecondFirst&& second_first,
-              SecondFirstGroup&& second_first_group) {
+              FirstGroup&& first_group, SecondGroup&& second_group, SecondFirst&& second_first) {
   if (pt.fused) {
     // Each thread owns a contiguous range of channels, walked in groups of G: no barrier at all.
     // G = 1: a channel's N runs, C * S apart. G > 1 (short runs): the group kernels walk the
@@ -269,21 +288,18 @@ void two_pass(const Shape& s, const Partition& pt, Start&& start, First&& first,
           if (G == 1) {
             for_each_block(s, c0, 0, 1, [&](int64_t off, int64_t rows, int64_t n) { first(c0, c0, off, rows, n); });
           } else {
-            first_group(c0, G, c0 * s.s);
+            // The group reductions read from L2: the previous group's second pass prefetched this
+            // one, except for the thread's first group.
+            first_group(c0, G, c0 * s.s, c0 == cb || !pt.prefetch);
           }
         }
         for (int64_t c = c0; c < c0 + G; ++c) finish(c);
-        // Fused with the next group's first pass when that group is as large as this one.
-        have_first = pt.pipeline && std::min(pt.group, ce - c0 - G) == G;
+        have_first = pt.pipeline && c0 + 1 < ce;  // pt.pipeline: G = 1
         if (have_first) {
-          for (int64_t c = c0 + G; c < c0 + 2 * G; ++c) start(c);
-          if (G == 1) {
-            for_each_block(s, c0, 0, 1, [&](int64_t off, int64_t rows, int64_t n) {
-              second_first(c0, off, rows, n, size_t(s.s), c0 + 1, c0 + 1);
-            });
-          } else {
-            second_first_group(c0, G, c0 * s.s, size_t(G * s.s));
-          }
+          start(c0 + 1);
+          for_each_block(s, c0, 0, 1, [&](int64_t off, int64_t rows, int64_t n) {
+            second_first(c0, off, rows, n, size_t(s.s), c0 + 1, c0 + 1);
+          });
           continue;
         }
         // While writing this group, prefetch the next one (G channels on): its first pass then
@@ -522,7 +538,8 @@ void forward_training_runs(const ForwardTrainingArgs<T>& a, int requested) {
         k.affine_run(a.x + off, a.y + off, size_t(rows), size_t(n), stride, st.affine.c[c], st.affine.a[c],
                      st.affine.b[c], pt.stream, next);
       },
-      [&](int64_t c0, int64_t G, int64_t off) {
+      [&](int64_t c0, int64_t G, int64_t off, bool cold) {
+        if (cold) prefetch_group(s, a.x + off, G);
         k.stats_group(a.x + off, size_t(s.n), stride, size_t(G), size_t(s.s), &st.shift[c0], &st.sum[c0],
                       &st.sumsq[c0]);
       },
@@ -533,12 +550,6 @@ void forward_training_runs(const ForwardTrainingArgs<T>& a, int requested) {
       [&](int64_t c, int64_t off, int64_t rows, int64_t n, size_t next, int64_t cn, int64_t slot) {
         k.affine_stats_run(a.x + off, a.y + off, size_t(rows), size_t(n), stride, st.affine.c[c], st.affine.a[c],
                            st.affine.b[c], pt.stream, next, st.shift[cn], &st.sum[slot], &st.sumsq[slot]);
-      },
-      [&](int64_t c0, int64_t G, int64_t off, size_t next) {
-        const int64_t cn = c0 + G;
-        k.affine_stats_group(a.x + off, a.y + off, size_t(s.n), stride, size_t(G), size_t(s.s), &st.affine.c[c0],
-                             &st.affine.a[c0], &st.affine.b[c0], span_stream, next, &st.shift[cn], &st.sum[cn],
-                             &st.sumsq[cn]);
       });
 }
 
@@ -694,7 +705,11 @@ void backward_runs(const BackwardArgs<T>& a, int requested) {
         k.bwd_dx_run(a.x + off, a.dy + off, a.dx + off, size_t(rows), size_t(n), stride, bc.c[c], bc.k1[c],
                      bc.k2[c], bc.k3[c], pt.stream, next);
       },
-      [&](int64_t c0, int64_t G, int64_t off) {
+      [&](int64_t c0, int64_t G, int64_t off, bool cold) {
+        if (cold) {
+          prefetch_group(s, a.x + off, G);
+          prefetch_group(s, a.dy + off, G);
+        }
         k.bwd_reduce_group(a.x + off, a.dy + off, size_t(s.n), stride, size_t(G), size_t(s.s), &bc.c[c0],
                            &bc.sum_dy[c0], &bc.sum_dyxc[c0]);
       },
@@ -703,8 +718,7 @@ void backward_runs(const BackwardArgs<T>& a, int requested) {
         k.bwd_dx_group(a.x + off, a.dy + off, a.dx + off, size_t(G), size_t(s.s), &bc.c[c0], &bc.k1[c0], &bc.k2[c0],
                        &bc.k3[c0], span_stream, next);
       },
-      [](int64_t, int64_t, int64_t, int64_t, size_t, int64_t, int64_t) {},  // no pipeline (see partition)
-      [](int64_t, int64_t, int64_t, size_t) {});
+      [](int64_t, int64_t, int64_t, int64_t, size_t, int64_t, int64_t) {});  // no pipeline (see partition)
 }
 
 }  // namespace

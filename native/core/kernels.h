@@ -23,10 +23,6 @@ namespace bn {
 // enough to keep enough lines in flight to reach memory bandwidth (measured: 8 KiB).
 constexpr size_t kPrefetchAheadBytes = 8192;
 
-// The most runs (channels) affine_stats_group takes: it keeps their sums in registers or on the
-// stack across the samples.
-constexpr size_t kMaxFusedGroup = 128;
-
 template <typename T>
 struct KernelTable {
   // Run kernels: `rows` runs of n values, run r at x + r * stride (one NCHW channel: rows = N,
@@ -51,17 +47,14 @@ struct KernelTable {
 
   // Group kernels: `runs` consecutive runs of n values, run j (at x + j * n) of channel j, with
   // per-run arrays (k, c, a, b, k1, k2, k3 and the accumulators indexed by j). For short runs
-  // (7x7 maps) walked in memory order. The reductions take `rows` samples at once (sample r's
-  // runs at x + r * stride), so a channel's sums stay in vector registers across its runs; the
-  // writing ones take one sample and treat its runs as one span, so `stream` can write whole lines.
+  // (7x7 maps). The reductions take `rows` samples at once (sample r's runs at x + r * stride) and
+  // walk them channel by channel, from L2, so a channel's sums stay in vector registers across its
+  // runs; the writing ones take one sample, in memory order, and treat its runs as one span, so
+  // `stream` can write whole lines.
   void (*stats_group)(const T* x, size_t rows, size_t stride, size_t runs, size_t n, const T* k, double* sum,
                       double* sumsq);
   void (*affine_group)(const T* x, T* y, size_t runs, size_t n, const T* c, const T* a, const T* b, bool stream,
                        size_t next);
-  // affine_group over `rows` samples (stride apart), each sample's span followed by stats_group
-  // over the same span `next` values on (k, sum, sumsq: theirs). runs <= kMaxFusedGroup.
-  void (*affine_stats_group)(const T* x, T* y, size_t rows, size_t stride, size_t runs, size_t n, const T* c,
-                             const T* a, const T* b, bool stream, size_t next, const T* k, double* sum, double* sumsq);
   void (*bwd_reduce_group)(const T* x, const T* dy, size_t rows, size_t stride, size_t runs, size_t n, const T* c,
                            double* sum_dy, double* sum_dyxc);
   void (*bwd_dx_group)(const T* x, const T* dy, T* dx, size_t runs, size_t n, const T* c, const T* k1,
