@@ -117,6 +117,8 @@ struct Partition {
 // islands C*S apart: hopeless for the hardware prefetcher). A group is brought into L2 in memory
 // order, reduced there channel by channel, and written in memory order.
 constexpr int64_t kShortRunBytes = 4096;
+// Runs shorter than this are never streamed by the run kernels (see partition()).
+constexpr int64_t kStreamRunBytes = 512;
 // Data of one group (all the tensors its first pass reads), sized to stay in L2 between the two
 // passes (and capped at a quarter of L2, see partition()).
 constexpr int64_t kGroupBytes = int64_t(512) << 10;
@@ -150,8 +152,11 @@ int64_t l2_budget() { return l2_bytes() / 8 * 7; }
 Partition partition(const Shape& s, int requested, size_t elem_bytes, int arrays, bool stream_out) {
   Partition pt;
   pt.nt = threads_for(s, requested);
-  // Streaming pays only with whole lines: short runs are written with a masked head and tail.
-  pt.stream = stream_out && s.s * int64_t(elem_bytes) >= kShortRunBytes;
+  // Runs written one by one (whole channels, not a group's span) stream their whole lines; the
+  // partial lines at both ends of a run get plain masked stores. Down to runs of kStreamRunBytes
+  // that still pays: 2 threads, 256x256x28x28 (runs of 3136 bytes) training 0.37 -> 0.59 of a
+  // copy and backward 0.48 -> 0.70, 256x1024x14x14 (784 bytes) backward 0.40 -> 0.50.
+  pt.stream = stream_out && s.s * int64_t(elem_bytes) >= kStreamRunBytes;
   const int64_t nt = pt.nt;
   const int64_t m = s.n * s.s;
   const int64_t chan_bytes = m * int64_t(elem_bytes);

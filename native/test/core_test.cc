@@ -1290,6 +1290,9 @@ const DCase kCases[] = {
     // Short maps: groups of channels reduced channel by channel from L2, the first group of each
     // thread prefetched by the driver (1 thread: groups of 334 and 178 channels).
     {8, 512, 49, 0.0, false, "groups"},
+    // Short runs (784 bytes, f32) of a large batch: one channel per piece (no groups), the runs
+    // streamed with a masked head and tail.
+    {512, 4, 196, 0.0, false, "short runs, large batch, streaming"},
     // Backward pieces larger than L2 (2 MiB here): the second pass walks them last block first.
     {2, 2, 240000, 0.0, false, "backward second pass reversed"},
     // channels_last (NHWC): the rows kernels over N*S rows of C channels.
