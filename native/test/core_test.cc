@@ -601,7 +601,8 @@ struct KernelTester {
 
   // ---- group kernels: `runs` contiguous runs of n values (one per channel) per sample ----
   // Reductions take `rows` samples, stride apart (the gap after each sample's runs is NaN); the
-  // writers take one sample's runs as one span. runs > kChunk (32) crosses the kernels' chunking.
+  // writers take one sample's runs as one span. 17 samples cross several widenings of the
+  // reductions' partial sums (every kPartial / terms-per-run samples).
   struct Group {
     size_t rows, runs, n, stride, off;
     size_t span() const { return (rows - 1) * stride + runs * n; }
