@@ -106,7 +106,7 @@ struct Partition {
   int64_t parts = 1;   // otherwise: each channel split into `parts` pieces...
   int64_t wave = 1;    // ...and channels processed `wave` at a time, so the data of a wave is
                        // still in cache when the second pass reads it again
-  int64_t group = 1;   // fused, short runs: channels walked together, in memory order
+  int64_t group = 1;   // fused, short runs: channels that make one piece (see kShortRunBytes)
   bool stream = false;
   bool prefetch = false;  // the second pass prefetches the first pass's next piece
   bool reverse = false;   // the piece does not stay in L2: second pass last block first

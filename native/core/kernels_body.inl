@@ -149,9 +149,23 @@ struct Kernels {
       }
       flush();
     }
+    add_rest<kTwo, true>(a, b, ah, r, stride, i, n, vs, fill_a, fill_b, ps0, pq0, ps1, pq1, f);
+    flush();
+  }
+
+  // The end of run r from position i on, less than a block: pairs of vectors into the two pairs
+  // of partials, then one vector, then the masked tail (lanes past n load the fills). Adds to the
+  // partials without widening them. kPf: prefetch ahead as it goes (runs read from memory;
+  // the group reductions read from L2).
+  template <bool kTwo, bool kPf, class F>
+  static void add_rest(const T* a, const T* b, const Ahead& ah, size_t r, size_t stride, size_t i, size_t n, Vec vs,
+                       T fill_a, T fill_b, Vec& ps0, Vec& pq0, Vec& ps1, Vec& pq1, F& f) {
+    const T* pa = a + r * stride;
+    const T* pb = b + r * stride;
+    // scalar math: that of f, one vector per call
     for (; i + 2 * W <= n; i += 2 * W) {
-      prefetch_ahead(a, ah, r, i, n, stride);
-      if (kTwo) prefetch_ahead(b, ah, r, i, n, stride);
+      if (kPf) prefetch_ahead(a, ah, r, i, n, stride);
+      if (kPf && kTwo) prefetch_ahead(b, ah, r, i, n, stride);
       f(ps0, pq0, V::load(pa + i), V::load(pb + i), vs);
       f(ps1, pq1, V::load(pa + i + W), V::load(pb + i + W), vs);
     }
@@ -160,7 +174,6 @@ struct Kernels {
       i += W;
     }
     if (i < n) f(ps1, pq1, V::load_tail(pa + i, n - i, fill_a), V::load_tail(pb + i, n - i, fill_b), vs);
-    flush();
   }
 
   // Lanes past n load k, so they add 0.
@@ -316,19 +329,7 @@ struct Kernels {
         };
         size_t since = 0;
         for (size_t r = 0; r < rows; ++r) {
-          const T* p = pa + r * stride;
-          const T* pq = pb + r * stride;
-          size_t i = 0;
-          // scalar math: that of f (StatsStep or BwdStep above), one vector per call
-          for (; i + 2 * W <= n; i += 2 * W) {
-            f(ps0, pq0, V::load(p + i), V::load(pq + i), vs);
-            f(ps1, pq1, V::load(p + i + W), V::load(pq + i + W), vs);
-          }
-          if (i + W <= n) {
-            f(ps0, pq0, V::load(p + i), V::load(pq + i), vs);
-            i += W;
-          }
-          if (i < n) f(ps1, pq1, V::load_tail(p + i, n - i, fill_a), V::load_tail(pq + i, n - i, k), vs);
+          add_rest<kTwo, false>(pa, pb, ah, r, stride, 0, n, vs, fill_a, k, ps0, pq0, ps1, pq1, f);
           if (++since == every) {
             flush();
             since = 0;

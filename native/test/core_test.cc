@@ -462,6 +462,17 @@ struct KernelTester {
     for (size_t i = 0; i < b.size(); ++i) b[i] = T(center + scale * r.sym());
   }
 
+  // Inputs of the dx kernels over rows or a group: x around center, dy around 0, per-channel
+  // c near center and k1, k2, k3.
+  void fill_dx_inputs(Buf<T>& x, Buf<T>& dy, Buf<T>& cc, Buf<T>& k1, Buf<T>& k2, Buf<T>& k3, double center) {
+    fill(x, r, center, 2.0);
+    fill(dy, r, 0.0, 1.0);
+    fill_vec(cc, center, 0.5);
+    fill_vec(k1, 0.0, 2.0);
+    fill_vec(k2, 0.0, 1.0);
+    fill_vec(k3, 0.0, 1.0);
+  }
+
   void stats_rows(size_t rows, size_t ch, size_t off, int regime) {
     const std::string c = ctx("stats_rows", ch, off, regime, rows);
     const double center = regime ? 100.0 : 0.0;
@@ -573,12 +584,7 @@ struct KernelTester {
     const double center = regime ? 100.0 : 0.0;
     Buf<T> x(rows * ch, off, 0), dy(rows * ch, off, 0), cc(ch, off, 0), k1(ch, off, 0),
         k2(ch, off, 0), k3(ch, off, 0);
-    fill(x, r, center, 2.0);
-    fill(dy, r, 0.0, 1.0);
-    fill_vec(cc, center, 0.5);
-    fill_vec(k1, 0.0, 2.0);
-    fill_vec(k2, 0.0, 1.0);
-    fill_vec(k3, 0.0, 1.0);
+    fill_dx_inputs(x, dy, cc, k1, k2, k3, center);
     Buf<T> dx(rows * ch, kGuardPre + off, kGuardPost);
     if (regime == 1) {  // dx aliases dy
       for (size_t i = 0; i < rows * ch; ++i) dx[i] = dy[i];
@@ -706,12 +712,7 @@ struct KernelTester {
     const size_t total = g.runs * g.n;
     Buf<T> x(total, g.off, 0), dy(total, g.off, 0), cc(g.runs, 0, 0), k1(g.runs, 0, 0), k2(g.runs, 0, 0),
         k3(g.runs, 0, 0);
-    fill(x, r, center, 2.0);
-    fill(dy, r, 0.0, 1.0);
-    fill_vec(cc, center, 0.5);
-    fill_vec(k1, 0.0, 2.0);
-    fill_vec(k2, 0.0, 1.0);
-    fill_vec(k3, 0.0, 1.0);
+    fill_dx_inputs(x, dy, cc, k1, k2, k3, center);
     Buf<T> dx(total, kGuardPre + g.off, kGuardPost);
     if (regime == 1) {  // dx aliases dy
       for (size_t q = 0; q < total; ++q) dx[q] = dy[q];
