@@ -50,7 +50,7 @@ export function textTable(all: Result[]): string {
   const rows = [['impl', 'shape', 'op', 'output', 'thr', 'median ms', 'min ms', 'reps', 'GB/s', 'x copy', 'x copy (mins)', 'faults/call', '']];
   for (const r of all) {
     if (r.op.startsWith('tiny')) continue;
-    const base = r.impl === 'copy' || r.impl === 'js' || (r.impl === 'core' && r.op.startsWith('copy'));
+    const base = r.impl === 'copy' || r.impl === 'js' || (r.impl === 'core' && (r.op.startsWith('copy') || r.op.startsWith('read')));
     const ratio = base ? undefined : ratioToCopy(all, r);
     const ratioMin = base ? undefined : ratioToCopy(all, r, 'min');
     rows.push([r.impl, r.shape, r.op, r.output, String(r.threads), ms(r.timing.median), ms(r.timing.min), String(r.timing.reps), f(gbs(r)), f(ratio), f(ratioMin), r.timing.faults === undefined ? '-' : String(Math.round(r.timing.faults)), noisy(r) ? '~' : '']);
@@ -225,6 +225,38 @@ export function freshMarkdown(all: Result[], shapes: BenchShape[], run: RunInfo)
   return lines.join('\n');
 }
 
+/**
+ * What reading alone costs, from the core benchmark: a pass that reads x (the statistics) or x and
+ * dy (backward's reductions) and writes nothing, as a share of the time of the copy the op is
+ * judged against (same process, same threads). A schedule that reads everything first and writes
+ * after cannot beat the op's copy by more than what this leaves for its writes.
+ */
+export function readMarkdown(all: Result[], shapes: BenchShape[], run: RunInfo): string {
+  const T = run.targetThreads;
+  const lines = [
+    '| shape | in cache | read x GB/s | read x time / copy (8 B) time | core fwd-train (x copy) | read x, dy GB/s | read x, dy time / copy (12 B) time | core backward (x copy) |',
+    '|---|:---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  const copyTime = (shape: string, fam: 8 | 12) => {
+    const t = ['plain', 'stream'].map((k) => find(all, { impl: 'core', shape, op: `copy${fam}-${k}`, threads: T })?.timing.median)
+      .filter((x): x is number => x !== undefined);
+    return t.length ? Math.min(...t) : undefined;
+  };
+  let any = false;
+  for (const s of shapes) {
+    const cells: string[] = [];
+    for (const [op, fam, ours] of [['read-x', 8, 'fwd-train'], ['read-x-dy', 12, 'backward']] as const) {
+      const r = find(all, { impl: 'core', shape: s.label, op, threads: T });
+      const c = copyTime(s.label, fam);
+      const o = find(all, { impl: 'core', shape: s.label, op: ours, output: 'provided', threads: T });
+      cells.push(r ? f(gbs(r), 1) : '-', r && c ? f(r.timing.median / c) : '-', o ? f(ratioToCopy(all, o)) : '-');
+      any ||= r !== undefined;
+    }
+    lines.push(`| ${s.label} | ${inCache(s, run) ? 'yes' : 'no'} | ${cells.join(' | ')} |`);
+  }
+  return any ? lines.join('\n') : 'Not measured (run with --native).';
+}
+
 export function peersMarkdown(all: Result[], shapes: BenchShape[], run: RunInfo): string {
   const T = run.targetThreads;
   const peerRows = all.filter((r) => r.impl === 'onnxruntime-node' || r.impl === 'tfjs-wasm');
@@ -278,6 +310,12 @@ ${summaryMarkdown(all, shapes, run)}
 ## Freshly allocated outputs (${T} threads): extra time over a provided output
 
 ${freshMarkdown(all, shapes, run)}
+
+## Reading alone (core benchmark, ${T} threads)
+
+A pass that only reads: x (what the statistics read) and x with dy (what backward's reductions read), timed as a share of the copy each op is judged against. Training and backward must read all of a channel before writing any of it, so where a channel's data does not stay in cache, or where the reads cannot overlap the previous piece's writes, these shares come on top of the writes.
+
+${readMarkdown(all, shapes, run)}
 
 ## Peers
 

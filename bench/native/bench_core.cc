@@ -9,7 +9,9 @@
 //   build-bench/bn_bench_core [--quick] [--shapes 32x64x112x112,256x1024] [--threads 1,2]
 //                              [--time SECONDS] [--json]
 //
-// For every shape and thread count: a plain and a streaming copy of the op's byte count, then
+// For every shape and thread count: a plain and a streaming copy of the op's byte count, a read of
+// x (4 bytes per element: the statistics pass's traffic) and of x and dy (8: backward's
+// reductions), then
 // forward training (running statistics updated), forward inference (into another buffer and in
 // place), backward (training), each into a caller-provided output and into a freshly malloc'ed one
 // (freed after each call, so every call pays the page faults). Times: median and min over
@@ -32,6 +34,9 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// The read baselines' sums end here, so the compiler keeps their loads.
+volatile float g_read_sink = 0.0f;
 
 struct Options {
   std::vector<std::vector<int64_t>> shapes;
@@ -225,6 +230,18 @@ int main(int argc, char** argv) {
           (fam == 0 ? best_fwd : best_bwd) = std::max(fam == 0 ? best_fwd : best_bwd, gbs);
           emit(r);
         }
+      }
+      // Read baselines: what a pass that only reads costs here. read-x (4 B/elem) is the traffic of
+      // the statistics pass, read-x-dy (8 B/elem) that of backward's reductions: a schedule that
+      // reads first and writes after cannot beat this time plus its writes.
+      for (bool two : {false, true}) {
+        float keep = 0.0f;
+        Row r{name, two ? "read-x-dy" : "read-x", "-", t, (two ? 8.0 : 4.0) * double(total),
+              measure([&] { keep += bnbench::bench_read(x.data(), two ? dy.data() : nullptr, total, t, isa); },
+                      o.seconds * 0.5, o.min_reps),
+              NAN};
+        g_read_sink = g_read_sink + keep;
+        emit(r);
       }
       const double fwd_bytes = 8.0 * double(total), bwd_bytes = 12.0 * double(total);
 

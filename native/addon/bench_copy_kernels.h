@@ -1,8 +1,9 @@
 // Memory-bandwidth baselines for the benchmark (bench/): a plain copy (vector loads + ordinary
-// stores, so the destination is read for ownership) and a streaming copy (non-temporal stores +
-// sfence, no read-for-ownership). Header-only, pure C++ + OpenMP: the addon's benchCopy
-// (bench_copy.cc) and the native core benchmark (bench/native/bench_core.cc) share it, so both
-// measure the same kernel. Wide ISAs via target attributes, chosen at run time; the TU itself is
+// stores, so the destination is read for ownership), a streaming copy (non-temporal stores +
+// sfence, no read-for-ownership), and a read of one or two arrays (the traffic of a pass that only
+// reads, as the statistics and backward's reductions do). Header-only, pure C++ + OpenMP: the
+// addon's benchCopy (bench_copy.cc) and the native core benchmark (bench/native/bench_core.cc)
+// share it, so both measure the same kernel. Wide ISAs via target attributes, chosen at run time; the TU itself is
 // compiled for the baseline ISA.
 #pragma once
 
@@ -137,7 +138,61 @@ inline void copy_sse2(const float* s, float* d, size_t n, bool nt) {
   }
   for (; i < n; ++i) d[i] = s[i];
 }
+
 #endif
+
+// Sums of n floats of a (and of b when kTwo), read in one loop as two streams: the sum only keeps
+// the loads from being optimized away. One body for every width (GCC vector extensions), always
+// inlined into a wrapper compiled for the ISA; four accumulators per array, so the adds do not
+// bound the loop.
+typedef float ReadVec4 __attribute__((vector_size(16)));
+typedef float ReadVec8 __attribute__((vector_size(32)));
+typedef float ReadVec16 __attribute__((vector_size(64)));
+
+template <class Vec, bool kTwo>
+__attribute__((always_inline)) inline float read_body(const float* a, const float* b, size_t n) {
+  constexpr size_t kLanes = sizeof(Vec) / sizeof(float);
+  Vec s[4] = {}, t[4] = {};
+  size_t i = 0;
+  for (; i + 4 * kLanes <= n; i += 4 * kLanes) {
+    for (size_t k = 0; k < 4; ++k) {
+      Vec v;
+      __builtin_memcpy(&v, a + i + k * kLanes, sizeof v);
+      s[k] += v;
+      if (kTwo) {
+        __builtin_memcpy(&v, b + i + k * kLanes, sizeof v);
+        t[k] += v;
+      }
+    }
+  }
+  float r = 0.0f;
+  for (size_t k = 0; k < 4; ++k) {
+    for (size_t l = 0; l < kLanes; ++l) r += s[k][l] + t[k][l];
+  }
+  for (; i < n; ++i) r += a[i] + (kTwo ? b[i] : 0.0f);
+  return r;
+}
+
+#if defined(BNBENCH_X86)
+template <bool kTwo>
+__attribute__((target("avx512f"))) inline float read_avx512(const float* a, const float* b, size_t n) {
+  return read_body<ReadVec16, kTwo>(a, b, n);
+}
+template <bool kTwo>
+__attribute__((target("avx2"))) inline float read_avx2(const float* a, const float* b, size_t n) {
+  return read_body<ReadVec8, kTwo>(a, b, n);
+}
+#endif
+
+inline float read_range(CopyIsa isa, const float* a, const float* b, size_t n) {
+  switch (isa) {
+#if defined(BNBENCH_X86)
+    case CopyIsa::kAvx512: return b ? read_avx512<true>(a, b, n) : read_avx512<false>(a, a, n);
+    case CopyIsa::kAvx2: return b ? read_avx2<true>(a, b, n) : read_avx2<false>(a, a, n);
+#endif
+    default: return b ? read_body<ReadVec4, true>(a, b, n) : read_body<ReadVec4, false>(a, a, n);  // SSE2, NEON
+  }
+}
 
 inline void copy_range(CopyIsa isa, const float* s, float* d, size_t n, bool nt) {
   switch (isa) {
@@ -168,6 +223,23 @@ inline void bench_copy(const float* src, float* dst, size_t n, bool streaming, i
     const size_t hi = lo + chunk < n ? lo + chunk : n;
     if (hi > lo) detail::copy_range(isa, src + lo, dst + lo, hi - lo, nt);
   }
+}
+
+// Reads n floats of a, and of b unless it is null (one loop, two streams), with `threads` OpenMP
+// threads sliced as in bench_copy. Returns the sum of what it read, for the caller to keep.
+inline float bench_read(const float* a, const float* b, size_t n, int threads, CopyIsa isa) {
+  if (threads < 1) threads = 1;
+  float total = 0.0f;
+#pragma omp parallel num_threads(threads) if (threads > 1) reduction(+ : total)
+  {
+    const size_t t = size_t(omp_get_thread_num()), p = size_t(omp_get_num_threads());
+    size_t chunk = (n + p - 1) / p;
+    chunk = (chunk + 63) / 64 * 64;
+    const size_t lo = t * chunk < n ? t * chunk : n;
+    const size_t hi = lo + chunk < n ? lo + chunk : n;
+    if (hi > lo) total += detail::read_range(isa, a + lo, b ? b + lo : nullptr, hi - lo);
+  }
+  return total;
 }
 
 }  // namespace bnbench
