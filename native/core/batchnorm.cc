@@ -200,9 +200,10 @@ Partition partition(const Shape& s, int requested, size_t elem_bytes, int arrays
   // threads, interleaved runs: 32x256x56x56 0.80 -> 0.86 of a copy, 32x64x112x112 0.77 -> 0.81,
   // 64x3x224x224 0.58 -> 0.63, where a piece never fits and x is read twice anyway). Not when one
   // piece fits L2 but two do not: the loads of the next piece would evict the part of this one
-  // still to be read. Backward measured worse fused (0.80 -> 0.65 on 32x256x56x56: two more
-  // streams from memory in one loop), so its passes stay apart. Short runs neither: their
-  // statistics read the group from L2 channel by channel, which a fused walk in memory order
+  // still to be read (32x64x112x112 in whole channels, pipelined: 0.62, against 0.81 in waves).
+  // Backward stays in two passes: fused, it measured 0.80 -> 0.65 on 32x256x56x56 with the
+  // reductions' prefetch, and 0.78 -> 0.80 (within noise) with both next streams requested 1 KiB
+  // ahead; its dx pass prefetches the next x instead. Short runs neither: their statistics read the group from L2 channel by channel, which a fused walk in memory order
   // cannot (fused: 32x2048x7x7 0.56, 32x1024x14x14 0.66; channel by channel: 0.64, 0.71).
   pt.pipeline = arrays == 1 && pt.group == 1 && (pt.prefetch || piece > budget);
   return pt;
