@@ -1,7 +1,7 @@
 // The functional API: batch normalization on buffers the caller owns. The BatchNorm class is
 // built on it. Every function validates its arguments fully before calling the addon.
 import { Buffer, constants as bufferConstants } from 'buffer';
-import type { NativeBinding } from '../binding';
+import type { NativeBinding } from './binding';
 import { BatchNormRangeError } from './errors';
 import { native } from './load';
 import {

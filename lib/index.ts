@@ -1,7 +1,7 @@
 // node-batchnorm: batch normalization (Ioffe & Szegedy, 2015) as a native Node.js addon.
 import { BatchNormRangeError, BatchNormTypeError, describe } from './errors';
 import { bindingInfo, native } from './load';
-import type { SimdLevelName } from '../binding';
+import type { SimdLevelName } from './binding';
 
 export { BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d } from './batchnorm';
 export type { BatchNormOptions, BatchNormStateDict, ForwardOptions, LoadStateDictOptions } from './batchnorm';
@@ -17,7 +17,7 @@ export type { SafetensorsFile, Tensor, TensorDType, TensorData } from './safeten
 export { BatchNormError, BatchNormRangeError, BatchNormTypeError } from './errors';
 export type { BatchNormErrorCode } from './errors';
 export type { DType, FloatArray } from './validate';
-export type { SimdLevelName } from '../binding';
+export type { SimdLevelName } from './binding';
 export { bindingInfo } from './load';
 
 /** The kernel level in use: 'avx512' | 'avx2' | 'neon' | 'scalar'. */

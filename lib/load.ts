@@ -8,7 +8,7 @@
 // bindingInfo().skipped lists it.
 import * as fs from 'fs';
 import * as path from 'path';
-import type { NativeBinding } from '../binding';
+import type { NativeBinding } from './binding';
 import { BatchNormError } from './errors';
 
 const packageRoot = path.resolve(__dirname, '..', '..');

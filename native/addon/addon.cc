@@ -1,4 +1,4 @@
-// Module entry: the exported functions (see binding.d.ts for the contract). Context-aware: no
+// Module entry: the exported functions (see lib/binding.ts for the contract). Context-aware: no
 // JS value is kept in a global, so the addon loads in the main thread and in every worker.
 #include <napi.h>
 

@@ -6,7 +6,7 @@
 namespace bnaddon {
 
 // Adds benchCopy(src, dst, streaming, threads) and benchCopyInfo() to the module's exports
-// (see binding.d.ts). Called once from Init.
+// (see lib/binding.ts). Called once from Init.
 void RegisterBenchCopy(Napi::Env env, Napi::Object exports);
 
 }  // namespace bnaddon
