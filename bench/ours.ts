@@ -194,12 +194,13 @@ export async function benchTiny(threads: number, quick: boolean): Promise<Result
   const b = native();
   const t: TimingOptions = { seconds: quick ? 0.05 : 0.3, minReps: 5, warmupSeconds: quick ? 0.01 : 0.05 };
   const batch = 200;
+  const raw = { fn: 'bench', x, out: y, n: 1, c: 16, s: 1, channelsLast: false, weight: w, bias: z, runningMean: z, runningVar: w, eps: 1e-5 };
   const r = (op: string, timing: Result['timing']): Result => ({ shape: '1x16x1x1', impl: 'node-batchnorm', op, output: 'provided', threads, bytes: 8 * 16, timing });
   return [
     r('tiny-infer-sync', timePerCall(() => { bn.batchNormInference(x, dims, o); }, batch, t)),
-    r('tiny-infer-sync-raw', timePerCall(() => { b.forwardInference(x, y, 1, 16, 1, w, z, z, w, 1e-5); }, batch, t)),
+    r('tiny-infer-sync-raw', timePerCall(() => { b.forwardInference(raw); }, batch, t)),
     r('tiny-infer-async', await timePerCallAsync(() => bn.batchNormInferenceAsync(x, dims, o), batch, t)),
-    r('tiny-infer-async-raw', await timePerCallAsync(() => b.forwardInferenceAsync(x, y, 1, 16, 1, w, z, z, w, 1e-5), batch, t)),
+    r('tiny-infer-async-raw', await timePerCallAsync(() => b.forwardInferenceAsync(raw), batch, t)),
   ];
 }
 

@@ -9,7 +9,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { NativeBinding } from './binding';
-import { BatchNormError } from './errors';
+import { BatchNormError, BatchNormRangeError, BatchNormTypeError } from './errors';
 
 const packageRoot = path.resolve(__dirname, '..', '..');
 
@@ -54,6 +54,8 @@ export function loadBinding(env: NodeJS.ProcessEnv = process.env): LoadedBinding
       skipped.push(reason);
       continue;
     }
+    // From here on the addon throws the facade's own error classes.
+    binding.setErrorClasses({ TypeError: BatchNormTypeError, RangeError: BatchNormRangeError, Error: BatchNormError });
     if (skipped.length > 0) {
       process.emitWarning(
         `node-batchnorm: using the ${c.kind} binary ${c.file} because ${skipped.join('; ')}` +
