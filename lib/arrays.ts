@@ -54,6 +54,14 @@ export function bufferOf(a: ArrayBufferView): ArrayBufferLike {
   return bufferGetter.call(a) as ArrayBufferLike;
 }
 
+const resizableGetter = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'resizable')?.get;
+
+/** True for a view of a resizable (non-shared) ArrayBuffer, which JavaScript can shrink. */
+export function isResizable(a: ArrayBufferView): boolean {
+  const buffer = bufferOf(a);
+  return resizableGetter !== undefined && !(buffer instanceof SharedArrayBuffer) && resizableGetter.call(buffer) === true;
+}
+
 function byteRange(a: ArrayBufferView): [number, number] {
   const begin = byteOffsetGetter.call(a) as number;
   return [begin, begin + (byteLengthGetter.call(a) as number)];

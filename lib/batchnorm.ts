@@ -15,7 +15,7 @@ import {
   BatchNormStateDict, LoadStateDictOptions, loadSafetensorsInto, loadStateDictInto, saveSafetensorsOf, stateDictOf,
 } from './state-dict';
 import {
-  checkArray, checkBoolean, checkDType, checkEps, checkMomentum, checkOptionalBoolean, ParsedShape,
+  checkArray, checkBoolean, checkDType, checkEps, checkFixedLength, checkMomentum, checkOptionalBoolean, ParsedShape,
   parseShape, readOptions,
 } from './validate';
 
@@ -315,8 +315,10 @@ export class BatchNorm {
     return rejecting(() => {
       const fn = methodName(this, 'forwardAsync');
       const { ticket, y, bind } = this.planForward(fn, x, shape, out);
+      checkFixedLength(fn, [['x', x], ['out', y]]);
       for (const t of this.inFlight) t.concurrent = true;
       this.inFlight.add(ticket);
+      const previous = this.last;
       this.remember(ticket, y); // a backward called before this settles can name it already
       return this.enqueue(async () => {
         try {
@@ -324,11 +326,20 @@ export class BatchNorm {
           await runAsync(b.call);
           b.commit();
           return y;
+        } catch (e) {
+          this.forget(ticket, y, previous); // a failed forward leaves the layer as it was
+          throw e;
         } finally {
           this.inFlight.delete(ticket);
         }
       });
     });
+  }
+
+  private forget(ticket: Ticket, y: FloatArray, previous: Ticket | null): void {
+    if (this.last === ticket) this.last = previous;
+    if (this.byOutput.get(y) === ticket) this.byOutput.delete(y);
+    this.sinceBackward = this.sinceBackward.filter((t) => t !== ticket);
   }
 
   private backwardOptions(fn: string, v: unknown): { out: FloatArray | null; output: FloatArray | null } {
@@ -419,6 +430,7 @@ export class BatchNorm {
     return rejecting(() => {
       const fn = methodName(this, 'backwardAsync');
       const bind = this.planBackward(fn, dy, out, true);
+      checkFixedLength(fn, [['dy', dy], ['out', isFloatArray(out) ? out : (out?.out ?? null)]]);
       return this.enqueue(async () => {
         const b = bind();
         await runAsync(b.call);

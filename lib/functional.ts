@@ -4,7 +4,7 @@ import { DType, dtypeOf, FloatArray, isFloat64Array, isFloatArray } from './arra
 import { BatchNormRangeError, BatchNormTypeError, describe } from './errors';
 import { runAsync, runSync } from './native-call';
 import {
-  BackwardResult, BackwardSpec, backwardCall, checkOutputs, InferenceSpec, inferenceCall, TrainingResult,
+  BackwardResult, BackwardSpec, backwardCall, checkAsync, checkOutputs, InferenceSpec, inferenceCall, TrainingResult,
   TrainingSpec, trainingCall,
 } from './ops';
 import {
@@ -182,23 +182,28 @@ export function batchNormBackward(x: FloatArray, dy: FloatArray, shape: readonly
   return p.result;
 }
 
-// The async variants validate synchronously but report every error through the Promise.
+// The async variants report every error through the Promise.
+
+function asyncChecked<S extends TrainingSpec | InferenceSpec | BackwardSpec>(spec: S): S {
+  checkAsync(spec);
+  return spec;
+}
 
 /** As batchNormTraining, computed on libuv's thread pool. Arrays must not be touched until it settles. */
 export async function batchNormTrainingAsync(x: FloatArray, shape: readonly number[], options: TrainingOptions = {}): Promise<TrainingResult> {
-  const p = trainingCall(validateTraining('batchNormTrainingAsync', x, shape, options));
+  const p = trainingCall(asyncChecked(validateTraining('batchNormTrainingAsync', x, shape, options)));
   await runAsync(p.call);
   return p.result;
 }
 
 export async function batchNormInferenceAsync(x: FloatArray, shape: readonly number[], options: InferenceOptions): Promise<FloatArray> {
-  const p = inferenceCall(validateInference('batchNormInferenceAsync', x, shape, options));
+  const p = inferenceCall(asyncChecked(validateInference('batchNormInferenceAsync', x, shape, options)));
   await runAsync(p.call);
   return p.y;
 }
 
 export async function batchNormBackwardAsync(x: FloatArray, dy: FloatArray, shape: readonly number[], options: BackwardOptions): Promise<BackwardResult> {
-  const p = backwardCall(validateBackward('batchNormBackwardAsync', x, dy, shape, options));
+  const p = backwardCall(asyncChecked(validateBackward('batchNormBackwardAsync', x, dy, shape, options)));
   await runAsync(p.call);
   return p.result;
 }

@@ -2,7 +2,7 @@
 // them. Shared by the functional API and the layer, which validate user arguments first.
 import { arrayType, DType, FloatArray } from './arrays';
 import { freshOutput, OpCall } from './native-call';
-import { checkNoOverlap, ParsedShape } from './validate';
+import { checkFixedLength, checkNoOverlap, ParsedShape } from './validate';
 
 interface SpecBase {
   fn: string;
@@ -90,6 +90,18 @@ export function checkOutputs(spec: TrainingSpec | InferenceSpec | BackwardSpec):
   if ('momentum' in spec && spec.runningMean && spec.runningVar) {
     checkNoOverlap(fn, 'runningMean', spec.runningMean, 'runningVar', spec.runningVar, false);
   }
+}
+
+/** Every array of the call, by the user's name for it. */
+export function arraysOf(spec: TrainingSpec | InferenceSpec | BackwardSpec): Array<readonly [string, FloatArray | null]> {
+  const common = [['x', spec.x], ['out', spec.out], ['weight', spec.weight]] as const;
+  if ('dy' in spec) return [...common, ['dy', spec.dy], ['runningVar', spec.runningVar], ['gradWeight', spec.gradWeight], ['gradBias', spec.gradBias]];
+  return [...common, ['bias', spec.bias], ['runningMean', spec.runningMean], ['runningVar', spec.runningVar]];
+}
+
+/** What an async call checks beyond a sync one. */
+export function checkAsync(spec: TrainingSpec | InferenceSpec | BackwardSpec): void {
+  checkFixedLength(spec.fn, arraysOf(spec));
 }
 
 function shapeFields(spec: SpecBase) {

@@ -2,7 +2,7 @@
 // messages. Each check reads a user value exactly once (a getter or Proxy cannot answer twice)
 // and throws a BatchNorm*Error naming the function, the argument, what was expected and what was
 // received.
-import { arrayName, dtypeOf, DType, FloatArray, isFloatArray, lengthOf, sameView, sharesMemory } from './arrays';
+import { arrayName, dtypeOf, DType, FloatArray, isFloatArray, isResizable, lengthOf, sameView, sharesMemory } from './arrays';
 import { BatchNormRangeError, BatchNormTypeError, describe } from './errors';
 
 export type { DType, FloatArray } from './arrays';
@@ -49,6 +49,20 @@ export function checkNoOverlap(fn: string, outName: string, out: FloatArray, inN
     `${fn}: ${outName} shares memory with ${inName}` +
       (inPlaceOk ? '; it must be the very same view (in place) or a separate buffer' : '; pass a separate buffer'),
   );
+}
+
+/** An async call runs on another thread while JavaScript goes on: no array of it may be a view of
+ * a resizable ArrayBuffer (growable SharedArrayBuffers never shrink and are fine). */
+export function checkFixedLength(fn: string, arrays: ReadonlyArray<readonly [string, FloatArray | null]>): void {
+  for (const [name, a] of arrays) {
+    if (a && isResizable(a)) {
+      throw new BatchNormTypeError(
+        'ERR_BN_RESIZABLE_BUFFER',
+        `${fn}: ${name} is a view of a resizable ArrayBuffer, which JavaScript could shrink while the call runs on another ` +
+          'thread; pass a fixed-length buffer (or a SharedArrayBuffer), or use the synchronous call',
+      );
+    }
+  }
 }
 
 export interface ParsedShape {
