@@ -53,11 +53,6 @@ export interface NativeBinding {
   /** Threads in use now and the peak since the last reset (tests of the budget). */
   threadStats(reset?: boolean): { inUse: number; peak: number };
 
-  /** Benchmark baseline (bench/): copies src into dst[0, src.length) with `threads` OpenMP threads; streaming = non-temporal stores + sfence. Returns the kernel used, e.g. 'avx512-stream'. */
-  benchCopy(src: Float32Array, dst: Float32Array, streaming: boolean, threads: number): string;
-  /** ISA of the copy kernels and whether streaming stores exist on this architecture. */
-  benchCopyInfo(): { isa: 'avx512' | 'avx2' | 'sse2' | 'generic'; streaming: boolean };
-
   /** Linux: madvise(MADV_HUGEPAGE) on the whole 2 MiB pages inside a's memory (a new output about to be written); true if the kernel took the advice. Contents unchanged. (Prebuilds older than it lack it: the facade checks.) */
   adviseHugePages(a: FloatArray): boolean;
 

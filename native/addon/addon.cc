@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "batchnorm.h"
-#include "bench_copy.h"
 #include "errors.h"
 #include "jobs.h"
 #include "thread_budget.h"
@@ -247,7 +246,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("threadStats", Napi::Function::New(env, ThreadStats, "threadStats"));
   exports.Set("adviseHugePages", Napi::Function::New(env, AdviseHugePages, "adviseHugePages"));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
-  RegisterBenchCopy(env, exports);  // the benchmark's copy-bandwidth baseline (bench/)
   return exports;
 }
 
