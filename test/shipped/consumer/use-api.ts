@@ -17,7 +17,10 @@ import type {
 import * as api from 'node-batchnorm';
 
 // ---- Type-level assertions: each fails to compile if a type is `any` or not what the API says ----
-type IsAny<T> = 0 extends 1 & T ? true : false;
+// Not the usual `0 extends 1 & T`: a type from a declaration that failed to resolve (skipLibCheck
+// true) is an error type, and a conditional whose extends clause holds one evaluates to any, which
+// would satisfy every Expect below. A check type that is any or an error type gives both branches.
+type IsAny<T> = boolean extends (T extends never ? true : false) ? true : false;
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false;
 type Expect<T extends true> = T;
 /** true if F is a function whose result or any parameter is `any`. */
