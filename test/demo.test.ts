@@ -266,7 +266,7 @@ describe('MNIST demo (examples/mnist)', function () {
         }
         const rows = 8;
         const x = randomArray(rng, rows * sizes[0], 0.4); // zeros exercise the sparse first layer
-        const y = Uint8Array.from({ length: rows }, () => rng.int(sizes[sizes.length - 1]));
+        const y = Uint8Array.from({ length: rows }, () => rng.int(0, sizes[sizes.length - 1] - 1));
         const classes = sizes[sizes.length - 1];
         const loss = () => {
           net.setTraining(true);
@@ -311,7 +311,7 @@ describe('MNIST demo (examples/mnist)', function () {
       const labels = new Uint8Array(60);
       for (let step = 0; step < 40; step++) {
         for (let b = 0; b < 60; b++) {
-          const j = rng.int(data.nTrain);
+          const j = rng.int(0, data.nTrain - 1);
           batch.set(data.trainX.subarray(j * 784, (j + 1) * 784), b * 784);
           labels[b] = data.trainY[j];
         }
