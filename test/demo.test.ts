@@ -14,6 +14,7 @@ import { gemm, SparseMatrix, sparseTimesDense } from '../examples/mnist/linalg';
 import { accuracyTable, parseArgs, sweepTable, UsageError } from '../examples/mnist/main';
 import { argmaxRows, initialWeights, Mlp, softmaxCrossEntropy } from '../examples/mnist/network';
 import { Rng } from '../examples/mnist/rng';
+import { forwardInference } from './helpers/reference';
 
 // ---------------------------------------------------------------------------------------------
 // A minimal XML well-formedness check (no dependency): every '<' opens a valid tag or the
@@ -151,14 +152,9 @@ function referenceLogits(net: Mlp, x: Float32Array, rows: number): Float64Array 
       z[r * O + o] = s;
     }
     if (l === L - 1) return z;
-    if (net.batchNorm) {
-      const bn = net.bns[l];
-      for (let r = 0; r < rows; r++) for (let o = 0; o < O; o++) {
-        const k = r * O + o;
-        z[k] = (bn.weight![o] * (z[k] - bn.runningMean![o])) / Math.sqrt(bn.runningVar![o] + bn.eps) + bn.bias![o];
-      }
-    }
-    h = z.map(sigmoid);
+    const bn = net.batchNorm ? net.bns[l] : null;
+    const zn = bn ? forwardInference(z, { n: rows, c: O, s: 1 }, bn.weight, bn.bias, bn.runningMean!, bn.runningVar!, bn.eps) : z;
+    h = zn.map(sigmoid);
   }
   throw new Error('unreachable');
 }
