@@ -124,7 +124,7 @@ function naiveProduct(M: number, N: number, K: number, a: (m: number, k: number)
 
 function randomArray(rng: Rng, n: number, zeroFraction = 0): Float32Array {
   const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = rng.uniform() < zeroFraction ? 0 : rng.gaussian();
+  for (let i = 0; i < n; i++) a[i] = rng.uniform() < zeroFraction ? 0 : rng.normal();
   return a;
 }
 
@@ -255,10 +255,10 @@ describe('MNIST demo (examples/mnist)', function () {
         const rng = new Rng(withBn ? 11 : 12);
         const sizes = [9, 7, 6, 5, 4];
         const net = new Mlp(initialWeights(rng, sizes, 0.6), withBn);
-        for (const d of net.dense) if (d.bias) for (let o = 0; o < d.bias.length; o++) d.bias[o] = 0.3 * rng.gaussian();
+        for (const d of net.dense) if (d.bias) for (let o = 0; o < d.bias.length; o++) d.bias[o] = 0.3 * rng.normal();
         for (const bn of net.bns) for (let c = 0; c < bn.numFeatures; c++) {
-          bn.weight![c] = 1 + 0.3 * rng.gaussian();
-          bn.bias![c] = 0.3 * rng.gaussian();
+          bn.weight![c] = 1 + 0.3 * rng.normal();
+          bn.bias![c] = 0.3 * rng.normal();
         }
         const rows = 8;
         const x = randomArray(rng, rows * sizes[0], 0.4); // zeros exercise the sparse first layer

@@ -17,7 +17,7 @@ function task(seed: number, shape: number[], steps: number, useAsync: boolean): 
   const total = product(shape);
   return {
     shape,
-    xs: Array.from({ length: steps }, () => randn(rng, total, 'float32', rng.gaussian(), 1 + rng.uniform()) as Float32Array),
+    xs: Array.from({ length: steps }, () => randn(rng, total, 'float32', rng.normal(), 1 + rng.uniform()) as Float32Array),
     dys: Array.from({ length: steps }, () => randn(rng, total, 'float32') as Float32Array),
     weight: randn(rng, shape[1], 'float32') as Float32Array,
     bias: randn(rng, shape[1], 'float32') as Float32Array,

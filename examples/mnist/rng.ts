@@ -55,7 +55,7 @@ export class Rng {
   }
 
   /** Standard normal (Box-Muller, both values used). */
-  gaussian(): number {
+  normal(): number {
     if (this.spare !== null) {
       const v = this.spare;
       this.spare = null;

@@ -17,7 +17,7 @@ export function ctorOf(dtype: DTypeName): typeof Float32Array | typeof Float64Ar
  */
 export function randn(rng: Rng, n: number, dtype: DTypeName, mean = 0, std = 1): AnyFloatArray {
   const a = new (ctorOf(dtype))(n);
-  for (let i = 0; i < n; i++) a[i] = Math.fround(mean + std * rng.gaussian());
+  for (let i = 0; i < n; i++) a[i] = Math.fround(mean + std * rng.normal());
   return a;
 }
 
