@@ -122,6 +122,11 @@ grep -q "node-batchnorm: using prebuilt prebuilds/$target/node-batchnorm.node" "
   || fail "the install script did not report using the prebuilt binary"
 [ ! -e "$pkg/build" ] || fail "the install created $pkg/build: it built from source"
 cp test/smoke/smoke-checks.cjs test/smoke/smoke.cjs test/smoke/smoke.mjs "$app/"
+# The tests' float64 reference and seeded generator, compiled (the smoke checks require both).
+for f in dist/test/helpers/reference.js dist/examples/mnist/rng.js; do
+  [ -f "$f" ] || fail "$f is missing: run npm run build:ts first"
+  cp "$f" "$app/"
+done
 
 # smoke <label> [VAR=value...] [-- program args...]: smoke.cjs and smoke.mjs in the app folder with
 # the tool-less PATH; the program before node (qemu, unshare...) must be an absolute path.
