@@ -19,6 +19,7 @@ export type BatchNormErrorCode =
   | 'ERR_BN_BUSY' // a sync call on a layer with async calls in flight
   | 'ERR_BN_STATE_DICT' // loadStateDict: missing, unexpected or wrongly sized entries
   | 'ERR_BN_SAFETENSORS' // malformed safetensors file or buffer
+  | 'ERR_BN_IO' // a file could not be read or written (the cause is the system's error)
   | 'ERR_BN_UNSUPPORTED' // SIMD level not available on this CPU or build
   | 'ERR_BN_NO_RUNNING_STATS' // folding a layer that has no running statistics
   | 'ERR_BN_OUT_OF_MEMORY' // the core could not allocate its scratch memory

@@ -3,6 +3,7 @@
 import { Buffer, constants as bufferConstants } from 'buffer';
 import { arrayType, DType, FloatArray } from './arrays';
 import type { BackwardCall, ForwardInferenceCall, ForwardTrainingCall, NativeBinding } from './binding';
+import { BatchNormRangeError } from './errors';
 import { native } from './load';
 
 export type OpCall =
@@ -20,8 +21,12 @@ const hugePageAdvice = process.env.BATCHNORM_HUGEPAGES !== '0';
 export function freshOutput(dtype: DType, total: number): FloatArray {
   const T = arrayType(dtype);
   const bytes = total * T.BYTES_PER_ELEMENT;
-  if (bytes > bufferConstants.MAX_LENGTH) return new T(total);
-  const a = new T(Buffer.allocUnsafeSlow(bytes).buffer, 0, total);
+  let a: FloatArray;
+  try {
+    a = bytes > bufferConstants.MAX_LENGTH ? new T(total) : new T(Buffer.allocUnsafeSlow(bytes).buffer, 0, total);
+  } catch (e) {
+    throw new BatchNormRangeError('ERR_BN_OUT_OF_MEMORY', `node-batchnorm: could not allocate an output of ${bytes} bytes (${(e as Error).message}); pass an output array`);
+  }
   if (hugePageAdvice && bytes >= kHugePageAdviceBytes) native().adviseHugePages(a);
   return a;
 }

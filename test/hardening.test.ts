@@ -429,3 +429,48 @@ describe('hardening: which forward a backward differentiates', function () {
     expectThrowsCoded(() => L.backward(DY, { output: yA }), 'ERR_BN_NO_FORWARD');
   });
 });
+
+describe('hardening: file faults', function () {
+  const fs = require('fs') as typeof import('fs');
+  const os = require('os') as typeof import('os');
+  const path = require('path') as typeof import('path');
+  const { execFileSync } = require('child_process') as typeof import('child_process');
+
+  it('saving into a missing folder or over a folder is ERR_BN_IO and leaves nothing behind', function () {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bn-io-'));
+    try {
+      const L = new bn.BatchNorm1d(4);
+      expectThrowsCoded(() => L.saveSafetensors(path.join(dir, 'no', 'such', 'bn.safetensors')), 'ERR_BN_IO', ['could not write', 'ENOENT']);
+      fs.mkdirSync(path.join(dir, 'taken'));
+      fs.writeFileSync(path.join(dir, 'taken', 'keep'), 'x');
+      expectThrowsCoded(() => L.saveSafetensors(path.join(dir, 'taken')), 'ERR_BN_IO', ['could not write']);
+      expect(fs.readdirSync(dir).sort()).to.deep.equal(['taken']);
+      expectThrowsCoded(() => L.loadSafetensors(path.join(dir, 'missing.safetensors')), 'ERR_BN_IO', ['could not read', 'ENOENT']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a full disk while saving over a checkpoint: ERR_BN_IO, the old checkpoint intact, no partial file (a 64 KiB tmpfs, as root)', function () {
+    if (process.getuid?.() !== 0) this.skip(); // mounting needs root (CI and the dev machines run as root)
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bn-full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir]);
+    try {
+      const file = path.join(dir, 'bn.safetensors');
+      const small = new bn.BatchNorm1d(8);
+      small.weight!.fill(3);
+      small.saveSafetensors(file);
+      const before = fs.readFileSync(file);
+      const big = new bn.BatchNorm1d(4096); // 4 tensors of 16 KiB and a header: more than is left
+      expectThrowsCoded(() => big.saveSafetensors(file), 'ERR_BN_IO', ['could not write', 'ENOSPC']);
+      expect(fs.readdirSync(dir)).to.deep.equal(['bn.safetensors']);
+      expect(fs.readFileSync(file).equals(before), 'old checkpoint intact').to.equal(true);
+      const back = new bn.BatchNorm1d(8);
+      back.loadSafetensors(file);
+      expectBitwiseEqual(back.weight, small.weight, 'weight loaded back');
+    } finally {
+      execFileSync('umount', [dir]);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -556,8 +556,8 @@ describe('hostile inputs: safetensors files', function () {
     expectError(() => L.loadSafetensors(ok, { prefix: 7 } as Loose), bn.BatchNormTypeError, 'ERR_BN_INVALID_ARG_TYPE', ['prefix must be a string', 'received the number 7']);
     expectError(() => L.loadSafetensors(ok, null as Loose), bn.BatchNormTypeError, 'ERR_BN_INVALID_ARG_TYPE', ['options must be an object', 'received null']);
     expectError(() => L.loadSafetensors(3 as Loose), bn.BatchNormTypeError, 'ERR_BN_INVALID_ARG_TYPE', ['path must be a non-empty string', 'received the number 3']);
-    const missing = expectError(() => L.loadSafetensors(path.join(dir, 'does-not-exist.safetensors')), Error as Loose, 'ENOENT', ['does-not-exist']);
-    expect(missing).to.be.instanceOf(Error);
+    const missing = expectError(() => L.loadSafetensors(path.join(dir, 'does-not-exist.safetensors')), bn.BatchNormError, 'ERR_BN_IO', ['does-not-exist', 'ENOENT']);
+    expect((missing as Loose).cause.code, 'the system error is kept as the cause').to.equal('ENOENT');
     expectUnchanged(L, before);
     // And the valid file loads, including from a Buffer that lives inside Node's shared pool.
     L.loadSafetensors(ok);
