@@ -1,0 +1,79 @@
+// AVX2 + F16C helpers: 8 lanes of float32 (__m256) from and to 8 values of 16-bit storage
+// (__m128i), by the rule of convert_rule.h. Include only from translation units compiled with
+// -mavx2 -mf16c. Every function has internal linkage (no ODR clash with other ISAs' builds).
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "convert_rule.h"
+
+namespace bn {
+
+// Register conversions.
+static inline __m256 cvt_bf16_to_f32_avx2(__m128i h) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+static inline __m256 cvt_f16_to_f32_avx2(__m128i h) { return _mm256_cvtph_ps(h); }
+
+static inline __m128i cvt_f32_to_bf16_avx2(__m256 v) {
+  const __m256i u = _mm256_castps_si256(v);
+  const __m256i abs = _mm256_and_si256(u, _mm256_set1_epi32(0x7FFFFFFF));
+  const __m256i nan = _mm256_cmpgt_epi32(abs, _mm256_set1_epi32(0x7F800000));
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), lsb), 16);
+  r = _mm256_blendv_epi8(r, _mm256_set1_epi32(kBF16CanonicalNaN), nan);
+  return _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+}
+
+// VCVTPS2PH with immediate 0 rounds to nearest even whatever MXCSR says; it keeps NaN payloads,
+// so NaN lanes are first replaced by the one NaN it turns into 0x7E00.
+static inline __m128i cvt_f32_to_f16_avx2(__m256 v) {
+  const __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+  v = _mm256_blendv_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(int32_t(kF32CanonicalNaNBits))), nan);
+  return _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT);
+}
+
+// 16-bit memory: 8 values, or the first n < 8 (the other lanes read as 0, never touched in memory).
+static inline __m128i load_u16x8_avx2(const uint16_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
+
+static inline __m128i load_u16x8_tail_avx2(const uint16_t* p, size_t n) {
+  alignas(16) uint16_t buf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  std::memcpy(buf, p, n * sizeof(uint16_t));
+  return _mm_load_si128(reinterpret_cast<const __m128i*>(buf));
+}
+
+static inline void store_u16x8_avx2(uint16_t* p, __m128i h) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), h); }
+
+static inline void store_u16x8_tail_avx2(uint16_t* p, __m128i h, size_t n) {
+  alignas(16) uint16_t buf[8];
+  _mm_store_si128(reinterpret_cast<__m128i*>(buf), h);
+  std::memcpy(p, buf, n * sizeof(uint16_t));
+}
+
+// float32 memory, first n < 8 lanes (the others 0): AVX masked moves, which never fault past n.
+static inline __m256i tail_mask_f32_avx2(size_t n) {
+  alignas(32) static const int32_t kWindow[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kWindow + 8 - n));
+}
+
+static inline __m256 load_f32x8_tail_avx2(const float* p, size_t n) { return _mm256_maskload_ps(p, tail_mask_f32_avx2(n)); }
+
+static inline void store_f32x8_tail_avx2(float* p, __m256 v, size_t n) { _mm256_maskstore_ps(p, tail_mask_f32_avx2(n), v); }
+
+// What batch-norm kernels on 16-bit storage call: load 8 values as float32, store 8 float32 rounded.
+static inline __m256 load_bf16_as_f32_avx2(const uint16_t* p) { return cvt_bf16_to_f32_avx2(load_u16x8_avx2(p)); }
+static inline __m256 load_f16_as_f32_avx2(const uint16_t* p) { return cvt_f16_to_f32_avx2(load_u16x8_avx2(p)); }
+static inline void store_f32_as_bf16_avx2(uint16_t* p, __m256 v) { store_u16x8_avx2(p, cvt_f32_to_bf16_avx2(v)); }
+static inline void store_f32_as_f16_avx2(uint16_t* p, __m256 v) { store_u16x8_avx2(p, cvt_f32_to_f16_avx2(v)); }
+
+static inline __m256 load_bf16_as_f32_tail_avx2(const uint16_t* p, size_t n) { return cvt_bf16_to_f32_avx2(load_u16x8_tail_avx2(p, n)); }
+static inline __m256 load_f16_as_f32_tail_avx2(const uint16_t* p, size_t n) { return cvt_f16_to_f32_avx2(load_u16x8_tail_avx2(p, n)); }
+static inline void store_f32_as_bf16_tail_avx2(uint16_t* p, __m256 v, size_t n) { store_u16x8_tail_avx2(p, cvt_f32_to_bf16_avx2(v), n); }
+static inline void store_f32_as_f16_tail_avx2(uint16_t* p, __m256 v, size_t n) { store_u16x8_tail_avx2(p, cvt_f32_to_f16_avx2(v), n); }
+
+}  // namespace bn
