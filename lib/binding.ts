@@ -108,4 +108,16 @@ export interface NativeBinding {
   adviseHugePages(a: FloatArray): boolean;
 
   buildInfo(): { arch: string; openmp?: number; compiler: string; defaultNumThreads: number };
+
+  /** float32 <-> 16-bit storage (raw bits in a Uint16Array): src and out of equal length, no shared memory. */
+  convertF32ToBF16(call: ConvertCall<Float32Array, Uint16Array>): void;
+  convertBF16ToF32(call: ConvertCall<Uint16Array, Float32Array>): void;
+  convertF32ToF16(call: ConvertCall<Float32Array, Uint16Array>): void;
+  convertF16ToF32(call: ConvertCall<Uint16Array, Float32Array>): void;
+}
+
+export interface ConvertCall<Src, Out> {
+  fn: string;
+  src: Src;
+  out: Out;
 }

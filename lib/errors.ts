@@ -70,7 +70,7 @@ export function describe(v: unknown): string {
   if (v === undefined) return 'undefined';
   const kind = typedArrayKind(v);
   if (kind !== undefined) {
-    return `${/^[AEIOU]/.test(kind) ? 'an' : 'a'} ${kind} of length ${lengthOf(v as ArrayBufferView)}`;
+    return `${/^[AEIO]/.test(kind) ? 'an' : 'a'} ${kind} of length ${lengthOf(v as ArrayBufferView)}`;
   }
   if (ArrayBuffer.isView(v)) return 'a DataView';
   if (Array.isArray(v)) return `an Array of length ${v.length}`;

@@ -16,6 +16,8 @@ export { computeScaleShift } from './fold';
 export type { ConvFoldOptions, FoldedLayer, ScaleShift } from './fold';
 export { parseSafetensors, serializeSafetensors, readSafetensorsFile, writeSafetensorsFile } from './safetensors';
 export type { SafetensorsFile, Tensor, TensorDType, TensorData } from './safetensors';
+export { toBFloat16, fromBFloat16, toFloat16, fromFloat16 } from './convert';
+export type { ConvertOut } from './convert';
 export { BatchNormError, BatchNormRangeError, BatchNormTypeError } from './errors';
 export type { BatchNormErrorCode } from './errors';
 export type { DType, FloatArray } from './arrays';

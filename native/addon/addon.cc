@@ -12,6 +12,7 @@
 
 #include "async_job.h"
 #include "batchnorm.h"
+#include "convert.h"
 #include "env_state.h"
 #include "errors.h"
 #include "jobs.h"
@@ -146,6 +147,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("threadCounters", Napi::Function::New(env, ThreadCounters, "threadCounters"));
   exports.Set("adviseHugePages", Napi::Function::New(env, AdviseHugePages, "adviseHugePages"));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
+  exports.Set("convertF32ToBF16", Napi::Function::New(env, ConvertF32ToBF16, "convertF32ToBF16"));
+  exports.Set("convertBF16ToF32", Napi::Function::New(env, ConvertBF16ToF32, "convertBF16ToF32"));
+  exports.Set("convertF32ToF16", Napi::Function::New(env, ConvertF32ToF16, "convertF32ToF16"));
+  exports.Set("convertF16ToF32", Napi::Function::New(env, ConvertF16ToF32, "convertF16ToF32"));
   return exports;
 }
 

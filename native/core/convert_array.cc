@@ -1,5 +1,5 @@
-// Whole-array conversions (convert.h): the active table's kernel over equal pieces, one per thread.
-#include "convert.h"
+// Whole-array conversions (convert_array.h): the active table's kernel over equal pieces, one per thread.
+#include "convert_array.h"
 
 #include "convert_kernels.h"
 
