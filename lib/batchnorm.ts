@@ -501,6 +501,15 @@ export class BatchNorm {
   }
 }
 
+/** `v` as a layer to load state into (lib/checkpoint.ts): a BatchNorm with no async call in flight. */
+export function idleLayer(fn: string, what: string, v: unknown): BatchNorm {
+  if (typeof v !== 'object' || v === null || !layers.has(v)) {
+    throw new BatchNormTypeError('ERR_BN_INVALID_ARG_TYPE', `${fn}: ${what} must be a BatchNorm layer, received ${describe(v)}`);
+  }
+  (v as BatchNorm)['assertIdle'](fn);
+  return v as BatchNorm;
+}
+
 /** BatchNorm over [N, C] or [N, C, L]. */
 export class BatchNorm1d extends BatchNorm {
   protected readonly minRank = 2;

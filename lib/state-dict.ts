@@ -1,7 +1,8 @@
 // A layer's state under PyTorch's state_dict keys: copies out, checked loads in, safetensors files.
 import { FloatArray, isFloatArray, lengthOf, sharesMemory, typedArrayKind } from './arrays';
 import { BatchNormRangeError, BatchNormTypeError, describe } from './errors';
-import { readSafetensorsFile, TensorData, writeSafetensorsFile } from './safetensors';
+import { fromBFloat16, fromFloat16 } from './convert';
+import { readSafetensorsFile, Tensor, TensorData, writeSafetensorsFile } from './safetensors';
 import { checkBoolean, readOptions } from './validate';
 
 /** PyTorch's state_dict keys. num_batches_tracked is a 1-element BigInt64Array (an int64 scalar). */
@@ -67,6 +68,11 @@ function batchCount(fn: string, v: unknown): number {
 
 /** Checks everything before writing anything: on error the layer is unchanged. Each entry is read once. */
 export function loadStateDictInto(fn: string, layer: StatefulLayer, dict: unknown, options: unknown): void {
+  prepareStateDictLoad(fn, layer, dict, options)();
+}
+
+/** loadStateDictInto's checks; returns the writes, which cannot fail (several layers load all or none). */
+export function prepareStateDictLoad(fn: string, layer: StatefulLayer, dict: unknown, options: unknown): () => void {
   if (dict === null || typeof dict !== 'object' || Array.isArray(dict)) {
     throw new BatchNormTypeError('ERR_BN_INVALID_ARG_TYPE', `${fn}: state must be an object, received ${describe(dict)}`);
   }
@@ -101,7 +107,16 @@ export function loadStateDictInto(fn: string, layer: StatefulLayer, dict: unknow
     const src = sharesMemory(v, target) ? v.slice() : v;
     writes.push(() => target.set(src));
   }
-  for (const w of writes) w();
+  return () => {
+    for (const w of writes) w();
+  };
+}
+
+/** A checkpoint tensor as a layer loads it: BF16 / F16 widened to float32 (exact), others as they are. */
+export function widened(t: Tensor): TensorData {
+  if (t.dtype === 'BF16') return fromBFloat16(t.data as Uint16Array);
+  if (t.dtype === 'F16') return fromFloat16(t.data as Uint16Array);
+  return t.data;
 }
 
 export function saveSafetensorsOf(fn: string, layer: StatefulLayer, path: unknown, metadata: unknown): void {
@@ -128,7 +143,7 @@ export function loadSafetensorsInto(fn: string, layer: StatefulLayer, path: unkn
   const file = readSafetensorsFile(path);
   const dict: Record<string, unknown> = {};
   for (const [k, t] of Object.entries(file.tensors)) {
-    if (k.startsWith(prefix)) dict[k.slice(prefix.length)] = t.data;
+    if (k.startsWith(prefix)) dict[k.slice(prefix.length)] = widened(t);
   }
   loadStateDictInto(fn, layer, dict, o.strict === undefined ? {} : { strict: o.strict });
 }

@@ -518,7 +518,7 @@ describe('hostile inputs: safetensors files', function () {
     ['negative offsets', () => withHeader((h) => { h.weight.data_offsets = [-4, 8]; }), 'ERR_BN_SAFETENSORS', ['invalid data_offsets [-4,8]']],
     ['offsets of 2^60', () => withHeader((h) => { h.weight.data_offsets = [2 ** 60, 2 ** 60 + 12]; }), 'ERR_BN_SAFETENSORS', ['invalid data_offsets']],
     ['fractional offsets', () => withHeader((h) => { h.weight.data_offsets = [0.5, 12.5]; }), 'ERR_BN_SAFETENSORS', ['invalid data_offsets']],
-    ['an unknown dtype', () => withHeader((h) => { h.weight.dtype = 'BF16'; }), 'ERR_BN_SAFETENSORS', ['dtype "BF16"', 'supported: F32, F64, I64']],
+    ['an unknown dtype', () => withHeader((h) => { h.weight.dtype = 'BOOL'; }), 'ERR_BN_SAFETENSORS', ['dtype "BOOL"', 'supported: F32, F64, I64, BF16, F16']],
     ['a shape lying about the size', () => withHeader((h) => { h.weight.shape = [4]; }), 'ERR_BN_SAFETENSORS', ["tensor 'weight' of shape [4] and dtype F32 needs 16 bytes, its offsets span 12"]],
     ['a negative shape', () => withHeader((h) => { h.weight.shape = [-3]; }), 'ERR_BN_SAFETENSORS', ['invalid shape [-3]']],
     ['a huge shape', () => withHeader((h) => { h.weight.shape = [2 ** 30, 2 ** 30, 2 ** 30]; }), 'ERR_BN_SAFETENSORS', ['needs']],
