@@ -8,11 +8,11 @@ import {
   BatchNorm, BatchNorm2d, BatchNormError, BatchNormRangeError, BatchNormTypeError,
   batchNormBackward, batchNormInference, batchNormInferenceAsync, batchNormTraining, bindingInfo, computeScaleShift,
   detectedSimdLevel, getNumThreads, parseSafetensors, runtimeInfo, serializeSafetensors, setNumThreads, setSimdLevel,
-  simdLevel, supportedSimdLevels,
+  simdLevel, supportedSimdLevels, toBFloat16, fromBFloat16, toFloat16, fromFloat16, loadCheckpoint, Checkpoint,
 } from 'node-batchnorm';
 import type {
   BackwardResult, BatchNormErrorCode, BatchNormOptions, BatchNormStateDict, DType, FloatArray, SafetensorsFile,
-  ScaleShift, SimdLevelName, TrainingOptions, TrainingResult,
+  ScaleShift, SimdLevelName, TrainingOptions, TrainingResult, TensorDType,
 } from 'node-batchnorm';
 import * as api from 'node-batchnorm';
 
@@ -55,6 +55,13 @@ export type Checks = [
   Expect<Equal<BatchNormError['code'], BatchNormErrorCode>>,
   Expect<Equal<IsAny<BatchNormOptions>, false>>,
   Expect<Equal<IsAny<TrainingOptions>, false>>,
+  Expect<Equal<ReturnType<typeof toBFloat16>, Uint16Array>>,
+  Expect<Equal<ReturnType<typeof fromBFloat16>, Float32Array>>,
+  Expect<Equal<ReturnType<typeof toFloat16>, Uint16Array>>,
+  Expect<Equal<ReturnType<typeof fromFloat16>, Float32Array>>,
+  Expect<Equal<ReturnType<typeof loadCheckpoint>, Checkpoint>>,
+  Expect<Equal<ReturnType<Checkpoint['prefixes']>, string[]>>,
+  Expect<Equal<TensorDType, 'F32' | 'F64' | 'I64' | 'BF16' | 'F16'>>,
 ];
 
 // ---- Ordinary use, as a strict program writes it ----
@@ -75,7 +82,10 @@ export function useApi(): number {
   const dx: FloatArray = bn.backward(new Float32Array(y.length));
   const t: TrainingResult = batchNormTraining(x, [2, 3, 4], { momentum: 0.1 });
   const b = batchNormBackward(x, y, [2, 3, 4], { training: true, mean: t.batchMean, invstd: t.batchInvstd });
-  const file = parseSafetensors(serializeSafetensors({ w: { shape: [3], data: new Float32Array(3) } }));
+  const file = parseSafetensors(serializeSafetensors({ w: { shape: [3], data: new Float32Array(3) }, h: { dtype: 'BF16', shape: [3], data: toBFloat16(x.subarray(0, 3)) } }));
+  const widened: Float32Array = fromFloat16(toFloat16(x), { out: new Float32Array(x.length) });
+  // @ts-expect-error: toBFloat16 takes a Float32Array only
+  toBFloat16(new Float64Array(2));
   try {
     setNumThreads(0);
   } catch (e) {
@@ -85,5 +95,5 @@ export function useApi(): number {
     }
   }
   const info = runtimeInfo();
-  return threads + dx.length + b.dx.length + Object.keys(file.tensors).length + info.numThreads + wrong;
+  return threads + dx.length + b.dx.length + Object.keys(file.tensors).length + info.numThreads + wrong + widened.length + fromBFloat16(new Uint16Array(1)).length;
 }
