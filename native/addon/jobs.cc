@@ -169,8 +169,8 @@ std::unique_ptr<Job> backward_job(const CallObject& call, const ArrayArg& x, DTy
 
 // x's dtype is the call's: one instantiation per storage dtype, chosen exhaustively.
 template <template <typename> class Make>
-std::unique_ptr<Job> parse(const Napi::CallbackInfo& info, std::initializer_list<const char*> known) {
-  const CallObject call(info, known);
+std::unique_ptr<Job> parse(const Napi::CallbackInfo& info, const char* op, std::initializer_list<const char*> known) {
+  const CallObject call(info, op, known);
   const bn::Shape s = call.shape();
   const ArrayArg x = call.array("x", false);
   std::unique_ptr<Job> job;
@@ -191,14 +191,14 @@ template <typename T> struct MakeBW { static std::unique_ptr<Job> make(const Cal
 }  // namespace
 
 std::unique_ptr<Job> parse_forward_training(const Napi::CallbackInfo& info) {
-  return parse<MakeFT>(info, {BN_CALL_BASE, "out", "weight", "bias", "saveMean", "saveInvstd", "batchMean", "batchInvstd",
+  return parse<MakeFT>(info, "forwardTraining", {BN_CALL_BASE, "out", "weight", "bias", "saveMean", "saveInvstd", "batchMean", "batchInvstd",
                               "runningMean", "runningVar", "eps", "momentum"});
 }
 std::unique_ptr<Job> parse_forward_inference(const Napi::CallbackInfo& info) {
-  return parse<MakeFI>(info, {BN_CALL_BASE, "out", "weight", "bias", "runningMean", "runningVar", "eps"});
+  return parse<MakeFI>(info, "forwardInference", {BN_CALL_BASE, "out", "weight", "bias", "runningMean", "runningVar", "eps"});
 }
 std::unique_ptr<Job> parse_backward(const Napi::CallbackInfo& info) {
-  return parse<MakeBW>(info, {BN_CALL_BASE, "dy", "out", "weight", "training", "mean", "invstd", "runningVar", "eps",
+  return parse<MakeBW>(info, "backward", {BN_CALL_BASE, "dy", "out", "weight", "training", "mean", "invstd", "runningVar", "eps",
                               "gradWeight", "gradBias", "accumulate"});
 }
 
