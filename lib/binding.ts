@@ -30,9 +30,11 @@ export interface NativeBinding {
   /** Backward; gradients are added to (accumulate) or written into gradWeight/gradBias. */
   backward(
     x: FloatArray, dy: FloatArray, dx: FloatArray | null, n: number, c: number, s: number,
-    weight: FloatArray | null, mean: Float64Array, invstd: Float64Array,
+    weight: FloatArray | null, mean: Float64Array, invstd: Float64Array | null,
     gradWeight: FloatArray | null, gradBias: FloatArray | null,
     useBatchStats: boolean, accumulate: boolean, channelsLast?: boolean,
+    /** Evaluation mode, with invstd = null: the core computes invstd from these. */
+    runningVar?: FloatArray | null, eps?: number,
   ): void;
 
   forwardTrainingAsync(...args: Parameters<NativeBinding['forwardTraining']>): Promise<void>;

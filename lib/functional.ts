@@ -194,15 +194,17 @@ export function prepareBackward(fn: string, x: unknown, dy: unknown, shape: unkn
   const training = checkBoolean(fn, 'training', o.training);
   const weight = checkOptionalArray(fn, 'weight', o.weight, dtype, C);
   let mean: Float64Array;
-  let invstd: Float64Array;
+  let invstd: Float64Array | null = null;
+  let rv: FloatArray | null = null;
+  let eps = 0;
   if (training) {
     mean = widen(fn, 'mean', o.mean, dtype, C);
     invstd = widen(fn, 'invstd', o.invstd, dtype, C);
   } else {
+    // invstd comes from the core (native/core/invstd.h), the rule inference uses.
     mean = widen(fn, 'runningMean', o.runningMean, dtype, C);
-    const rv = checkArray(fn, 'runningVar', o.runningVar, dtype, C);
-    const eps = checkEps(fn, o.eps ?? 1e-5);
-    invstd = Float64Array.from(rv, (v) => 1 / Math.sqrt(v + eps));
+    rv = checkArray(fn, 'runningVar', o.runningVar, dtype, C);
+    eps = checkEps(fn, o.eps ?? 1e-5);
   }
   const T = arrayType(dtype);
   const gw = checkOptionalArray(fn, 'gradWeight', o.gradWeight, dtype, C) ?? new T(C);
@@ -224,7 +226,7 @@ export function prepareBackward(fn: string, x: unknown, dy: unknown, shape: unkn
   checkNoOverlap(fn, 'gradWeight', gw, 'gradBias', gb, false);
   return {
     result: { dx, gradWeight: gw, gradBias: gb },
-    call: { fn: 'backward', args: [xa, dya, dx, sh.n, sh.c, sh.s, weight, mean, invstd, gw, gb, training, accumulate, channelsLastOption(fn, o.channelsLast)] },
+    call: { fn: 'backward', args: [xa, dya, dx, sh.n, sh.c, sh.s, weight, mean, invstd, gw, gb, training, accumulate, channelsLastOption(fn, o.channelsLast), rv, eps] },
   };
 }
 

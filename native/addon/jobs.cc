@@ -146,7 +146,8 @@ std::unique_ptr<Job> forward_inference_job(const Args& args, DType d, const bn::
 }
 
 // backward(x, dy, dx, n, c, s, weight, mean, invstd, gradWeight, gradBias, useBatchStats, accumulate,
-//          channelsLast?)
+//          channelsLast?, runningVar?, eps?)
+// Evaluation mode may pass invstd = null with runningVar and eps: the core computes invstd.
 template <typename T>
 std::unique_ptr<Job> backward_job(const Args& args, DType d, const bn::Shape& s) {
   const size_t total = size_t(s.n) * size_t(s.c) * size_t(s.s), C = size_t(s.c);
@@ -155,7 +156,9 @@ std::unique_ptr<Job> backward_job(const Args& args, DType d, const bn::Shape& s)
   const ArrayArg dx = args.array_of(2, "dx", d, total, true);
   const ArrayArg w = args.array_of(6, "weight", d, C, true);
   const ArrayArg mean = args.array_of(7, "mean", DType::kF64, C, false, kF64Stats);
-  const ArrayArg invstd = args.array_of(8, "invstd", DType::kF64, C, false, kF64Stats);
+  const ArrayArg rv = args.array_of(14, "runningVar", d, C, true);
+  const ArrayArg invstd = args.array_of(8, "invstd", DType::kF64, C, rv.present, kF64Stats);
+  const double eps = rv.present ? args.number(15, "eps") : 0.0;
   const ArrayArg gw = args.array_of(9, "gradWeight", d, C, true);
   const ArrayArg gb = args.array_of(10, "gradBias", d, C, true);
   const bool use_batch = args.boolean(11, "useBatchStats");
@@ -165,7 +168,7 @@ std::unique_ptr<Job> backward_job(const Args& args, DType d, const bn::Shape& s)
   check_inplace_or_disjoint(args, dx, "dx", dy, "dy");
   check_inplace_or_disjoint(args, dx, "dx", x, "x");
   for (const ArrayArg* out : {&gw, &gb}) {
-    for (const ArrayArg* in : {&x, &dy, &dx, &w, &mean, &invstd}) {
+    for (const ArrayArg* in : {&x, &dy, &dx, &w, &mean, &invstd}) {  // runningVar: read whole before any write
       check_disjoint(args, *out, "gradWeight/gradBias", *in, "an input or dx");
     }
   }
@@ -181,9 +184,11 @@ std::unique_ptr<Job> backward_job(const Args& args, DType d, const bn::Shape& s)
   job->a.invstd = invstd.ptr<double>();
   job->a.grad_weight = gw.ptr<T>();
   job->a.grad_bias = gb.ptr<T>();
+  job->a.running_var = rv.ptr<T>();
+  job->a.eps = eps;
   job->a.use_batch_stats = use_batch;
   job->a.accumulate = accumulate;
-  for (const ArrayArg* arr : {&x, &dy, &dx, &w, &mean, &invstd, &gw, &gb}) {
+  for (const ArrayArg* arr : {&x, &dy, &dx, &w, &mean, &invstd, &gw, &gb, &rv}) {
     if (arr->present) job->arrays.push_back(arr->value);
   }
   return job;
