@@ -465,7 +465,7 @@ struct TrainingStats {
     double var = sq / m - d * d;  // biased
     if (var < 0.0) var = 0.0;     // rounding only; written so that NaN (NaN or Inf in x) propagates
     T center = T(mean);
-    if (!std::isfinite(sm) || !std::isfinite(sq)) {  // sums in T overflowed, or inf / NaN in x
+    if (forward_needs_exact<T>(sm, sq)) {  // sums in T overflowed (at some level), or inf / NaN in x
       const ExactMoments ex = exact_moments(s, args.x, c);
       mean = ex.mean;
       var = ex.var;
@@ -641,7 +641,7 @@ void backward_finish_channel(const BackwardArgs<T>& a, BackwardCoefs<T>& bc, int
   }
   const double mean = a.mean[ch], invstd = a.invstd[ch];
   double dweight;  // Σ dy * (x - mean) * invstd
-  if (std::isfinite(g) && std::isfinite(p)) {
+  if (!backward_needs_exact<T>(g, p, invstd)) {
     dweight = invstd * (p - (mean - double(bc.c[ch])) * g);
   } else {  // sums in T overflowed, or inf / NaN in x or dy
     const ExactBackwardSums ex = exact_backward_sums(a.shape, a.x, a.dy, ch, mean);
@@ -657,7 +657,7 @@ void backward_finish_channel(const BackwardArgs<T>& a, BackwardCoefs<T>& bc, int
   }
   const double w = a.weight ? double(a.weight[ch]) : 1.0;
   const double k1 = w * invstd;
-  double k2 = 0.0, k3 = 0.0;
+  double k2 = 0.0, k3 = 0.0;  // evaluation mode: dx = dy * k1, and the dx pass uses k3 = 0 as its zeros
   if (a.use_batch_stats) {
     // dx = w * invstd / m * (m * dy - dbias - xhat * dweight), xhat = ((x - c) - lo) * invstd
     const double m = double(a.shape.n) * double(a.shape.s);
@@ -699,8 +699,13 @@ void backward_rows(const BackwardArgs<T>& a, int nt) {
       for (int64_t p = 0; p < P; ++p) {
         int64_t lo, hi;
         row_range(rows, p, P, &lo, &hi);
-        k.bwd_dx_rows(a.x + lo * C, a.dy + lo * C, a.dx + lo * C, size_t(hi - lo), size_t(C),
-                      bc.c.data(), bc.k1.data(), bc.k2.data(), bc.k3.data());
+        if (a.use_batch_stats) {
+          k.bwd_dx_rows(a.x + lo * C, a.dy + lo * C, a.dx + lo * C, size_t(hi - lo), size_t(C),
+                        bc.c.data(), bc.k1.data(), bc.k2.data(), bc.k3.data());
+        } else {  // dx = dy * k1 (k3 = 0): x not read, so an infinite x gives no 0 * inf
+          k.affine_rows(a.dy + lo * C, a.dx + lo * C, size_t(hi - lo), size_t(C), bc.k3.data(), bc.k1.data(),
+                        bc.k3.data());
+        }
       }
     }
   }
@@ -726,6 +731,10 @@ void backward_runs(const BackwardArgs<T>& a, int requested) {
       [&](int64_t c) { backward_finish_channel(a, bc, c, P); },
       [&](int64_t c, int64_t off, int64_t rows, int64_t n, size_t next) {
         if (a.dx == nullptr) return;
+        if (!a.use_batch_stats) {  // dx = dy * k1, as in backward_rows
+          k.affine_run(a.dy + off, a.dx + off, size_t(rows), size_t(n), stride, T(0), bc.k1[c], T(0), pt.stream, next);
+          return;
+        }
         k.bwd_dx_run(a.x + off, a.dy + off, a.dx + off, size_t(rows), size_t(n), stride, bc.c[c], bc.k1[c],
                      bc.k2[c], bc.k3[c], pt.stream, next);
       },
@@ -739,6 +748,11 @@ void backward_runs(const BackwardArgs<T>& a, int requested) {
       },
       [&](int64_t c0, int64_t G, int64_t off, size_t next) {
         if (a.dx == nullptr) return;
+        if (!a.use_batch_stats) {  // dx = dy * k1, as in backward_rows
+          k.affine_group(a.dy + off, a.dx + off, size_t(G), size_t(s.s), &bc.k3[c0], &bc.k1[c0], &bc.k3[c0],
+                         span_stream, next);
+          return;
+        }
         k.bwd_dx_group(a.x + off, a.dy + off, a.dx + off, size_t(G), size_t(s.s), &bc.c[c0], &bc.k1[c0], &bc.k2[c0],
                        &bc.k3[c0], span_stream, next);
       },

@@ -6,11 +6,32 @@
 // Infinities and NaN in the data then give what IEEE arithmetic gives (e.g. -inf -> mean -inf).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "batchnorm.h"
 
 namespace bn {
+
+// Whether a channel's statistics must be recomputed exactly, from the float64 totals of the fast
+// pass (sum and sumsq of x - k). Every partial sum in T is a sum of some of the terms (x - k)^2 >= 0,
+// so sumsq above half T's largest value is what any SIMD level's partial overflow implies: the
+// choice (and so the result) is the same at every level, not only where this level overflowed.
+template <typename T>
+bool forward_needs_exact(double sum, double sumsq) {
+  return !std::isfinite(sum) || !(sumsq <= double(std::numeric_limits<T>::max()) / 2);
+}
+
+// Backward: the totals of dy and dy * (x - c), and the channel's invstd. The products' partial sums
+// have no such bound, so a channel whose deviations square past T's range (std >= 2^(emax / 2),
+// about 1.8e19 in float32) is recomputed at every level; elsewhere only non-finite totals (a dy
+// near T's range) are, and which level overflows then may differ.
+template <typename T>
+bool backward_needs_exact(double sum_dy, double sum_dyxc, double invstd) {
+  const double kNarrow = std::ldexp(1.0, -std::numeric_limits<T>::max_exponent / 2);
+  return !std::isfinite(sum_dy) || !std::isfinite(sum_dyxc) || !(invstd > kNarrow);
+}
 
 struct ExactMoments {
   double mean = 0.0;
