@@ -118,6 +118,17 @@ const CASES: Case[] = [
     },
   },
   {
+    name: '+-3e38, three + for one - (x - mean reaches 4.5e38, beyond float32)',
+    eps: 1e-5,
+    values: (m) => Array.from({ length: m }, (_, i) => (i % 4 === 3 ? -1 : 1) * Math.fround(3e38)),
+    evalStats: null,
+    bitwise: (dtype) => (dtype === 'float32' ? OUTPUTS : []),
+    rule: (r, c, g) => {
+      // The elementwise centre moves so that x - centre stays finite: no inf, no NaN.
+      for (const name of ['y', 'dx', 'yEval', 'dxEval'] as const) expectAll(name, g(r[name], c), (v) => Number.isFinite(v));
+    },
+  },
+  {
     name: 'eps = 0, constant channel',
     eps: 0,
     values: (m) => new Array<number>(m).fill(2.5),
