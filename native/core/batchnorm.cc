@@ -646,7 +646,9 @@ void backward_finish_channel(const BackwardArgs<T>& a, BackwardCoefs<T>& bc, int
   } else {  // sums in T overflowed, or inf / NaN in x or dy
     const ExactBackwardSums ex = exact_backward_sums(a.shape, a.x, a.dy, ch, mean);
     g = ex.sum_dy;
-    dweight = invstd * ex.sum_dy_xmu;
+    // invstd = 0 (var + eps == 0, or a float64 variance beyond float64): xhat = 0, so dweight = 0
+    // even where dy * (x - mean) overflows.
+    dweight = invstd == 0.0 ? 0.0 : invstd * ex.sum_dy_xmu;
     bc.c[ch] = safe_center<T>(mean, ex.min, ex.max);
   }
   const double lo = mean - double(bc.c[ch]);
