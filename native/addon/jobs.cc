@@ -1,6 +1,5 @@
 #include "jobs.h"
 
-#include <cmath>
 #include <cstdint>
 #include <string>
 
@@ -51,7 +50,6 @@ template <typename CoreArgs>
 class CoreJob : public Job {
  public:
   CoreArgs a;
-  std::vector<double> scratch;  // per-channel values the job computed at parse time
   bn::Status run(int nt) override {
     a.num_threads = nt;
     return run_core(a);
@@ -141,7 +139,7 @@ std::unique_ptr<Job> backward_job(const CallObject& call, const ArrayArg& x, DTy
   const double eps = call.number("eps");
   check_inplace_or_disjoint(call, dx, dy);
   check_outputs_disjoint(call, {&dx}, {&x});
-  check_outputs_disjoint(call, {&gw, &gb}, {&x, &dy, &dx, &w, &mean, &invstd, &var});
+  check_outputs_disjoint(call, {&gw, &gb}, {&x, &dy, &dx, &w, &mean, &invstd});  // runningVar is read whole first
   auto job = std::make_unique<CoreJob<bn::BackwardArgs<T>>>();
   bn::BackwardArgs<T>& a = job->a;
   a.shape = s;
@@ -150,15 +148,9 @@ std::unique_ptr<Job> backward_job(const CallObject& call, const ArrayArg& x, DTy
   a.dx = dx.ptr<T>();
   a.weight = w.ptr<T>();
   a.mean = mean.ptr<double>();
-  if (training) {
-    a.invstd = invstd.ptr<double>();
-  } else {
-    // TODO(numerics): the core's eval-mode fields take the running variance and eps directly.
-    job->scratch.resize(C);
-    const T* v = var.ptr<T>();
-    for (size_t c = 0; c < C; ++c) job->scratch[c] = 1.0 / std::sqrt(double(v[c]) + eps);
-    a.invstd = job->scratch.data();
-  }
+  a.invstd = invstd.ptr<double>();  // training; evaluation: the core's invstd from runningVar and eps
+  a.running_var = var.ptr<T>();
+  a.eps = eps;
   a.grad_weight = gw.ptr<T>();
   a.grad_bias = gb.ptr<T>();
   a.use_batch_stats = training;
