@@ -49,6 +49,8 @@ SLICE=(
   dist/test/tails.test.js               # sizes around the NEON widths, NaN-poisoned outputs
   dist/test/simd-env.test.js            # BATCHNORM_SIMD on arm64 (neon, scalar, x86 names refused)
   dist/test/hostile.test.js             # coded errors through the arm64 binding, state unchanged
+  dist/test/hardening.test.js           # resizable buffers, read-once arguments, realms, async capture
+  dist/test/numerics.test.js            # overflow, eps = 0, infinities: the same bits at scalar and neon
 )
 
 # Official Node.js 20 (the engines floor's major line) for linux-arm64, and its npm integrity.
