@@ -3,6 +3,8 @@
 // float32 inputs around every rounding boundary and random bit patterns encoded, tails inside
 // NaN-poisoned guards at unaligned offsets, the multithreaded path, and the argument checks.
 import { expect } from 'chai';
+import { spawnSync } from 'child_process';
+import * as path from 'path';
 import * as vm from 'vm';
 import * as bn from '../lib';
 import { BF16, bitsOfF32, decodeHalfBits, encodeHalf, F16, f32FromBits, HalfFormat } from './helpers/half-reference';
@@ -189,7 +191,25 @@ describe('float32 <-> 16-bit helpers: arguments', () => {
     expect(() => b.convertBF16ToF32({ fn: 'f', src: new Float32Array(4), out: new Float32Array(4) })).to.throw(/src must be a Uint16Array/);
     const buf = new ArrayBuffer(64);
     expect(() => b.convertF32ToF16({ fn: 'f', src: new Float32Array(buf, 0, 8), out: new Uint16Array(buf, 16, 8) })).to.throw(/must not share memory/);
-    expect(() => b.convertF16ToF32({ fn: 'f', src: new Uint16Array(1), out: new Float32Array(1), extra: 1 })).to.throw(/unknown field 'extra'/);
+  });
+
+  it('the first call of each conversion checks its keys (in a child: this process made them already)', () => {
+    const load = path.resolve(__dirname, '..', 'lib', 'load');
+    const script = `
+      const b = require(${JSON.stringify(load)}).native();
+      for (const op of ['convertF32ToBF16', 'convertBF16ToF32', 'convertF32ToF16', 'convertF16ToF32']) {
+        const f32 = op.startsWith('convertF32');
+        const call = { fn: 'raw', src: f32 ? new Float32Array(2) : new Uint16Array(2), out: f32 ? new Uint16Array(2) : new Float32Array(2) };
+        try { b[op]({ ...call, extra: 1 }); process.exit(3); } catch (e) {
+          if (e.code !== 'ERR_BN_UNKNOWN_OPTION' || !e.message.includes("raw: the native call has an unknown field 'extra'")) throw e;
+        }
+        b[op](call);
+      }
+      process.stdout.write('alive');`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+    expect(r.stderr).to.equal('');
+    expect(r.status).to.equal(0);
+    expect(r.stdout).to.equal('alive');
   });
 
   it('takes arrays of another realm, subclasses, shared memory; empty and detached arrays give empty results', () => {

@@ -22,11 +22,12 @@ struct RawArray {
 
 RawArray typed_array(const CallObject& call, const Napi::Object& obj, const char* key, napi_typedarray_type want,
                      const char* want_name) {
-  const Napi::Value v = obj.Get(key);
+  napi_value v = nullptr;
   napi_typedarray_type t = napi_int8_array;
   RawArray a;
-  if (!v.IsTypedArray() || napi_get_typedarray_info(call.env(), v, &t, &a.length, &a.data, nullptr, nullptr) != napi_ok ||
-      t != want) {
+  // One call answers "is it a typed array" (napi_invalid_arg if not) and gives data and true length.
+  if (napi_get_named_property(call.env(), obj, key, &v) != napi_ok ||
+      napi_get_typedarray_info(call.env(), v, &t, &a.length, &a.data, nullptr, nullptr) != napi_ok || t != want) {
     throw_error(call.env(), ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE", call.fn() + ": " + key + " must be a " + want_name);
   }
   if (a.data == nullptr) a.length = 0;  // a detached buffer may report no data
@@ -49,8 +50,8 @@ class ConvertJob : public Job {
 };
 
 template <bn::HalfFormat Format, bool ToHalf>
-Napi::Value convert(const Napi::CallbackInfo& info) {
-  const CallObject call(info, {"src", "out"});
+Napi::Value convert(const Napi::CallbackInfo& info, const char* op) {
+  const CallObject call(info, op, {"src", "out"});
   const Napi::Object obj = info[0].As<Napi::Object>();
   const napi_typedarray_type src_type = ToHalf ? napi_float32_array : napi_uint16_array;
   const napi_typedarray_type out_type = ToHalf ? napi_uint16_array : napi_float32_array;
@@ -77,9 +78,9 @@ Napi::Value convert(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-Napi::Value ConvertF32ToBF16(const Napi::CallbackInfo& info) { return convert<bn::HalfFormat::kBF16, true>(info); }
-Napi::Value ConvertBF16ToF32(const Napi::CallbackInfo& info) { return convert<bn::HalfFormat::kBF16, false>(info); }
-Napi::Value ConvertF32ToF16(const Napi::CallbackInfo& info) { return convert<bn::HalfFormat::kF16, true>(info); }
-Napi::Value ConvertF16ToF32(const Napi::CallbackInfo& info) { return convert<bn::HalfFormat::kF16, false>(info); }
+Napi::Value ConvertF32ToBF16(const Napi::CallbackInfo& info) { return convert<bn::HalfFormat::kBF16, true>(info, "convertF32ToBF16"); }
+Napi::Value ConvertBF16ToF32(const Napi::CallbackInfo& info) { return convert<bn::HalfFormat::kBF16, false>(info, "convertBF16ToF32"); }
+Napi::Value ConvertF32ToF16(const Napi::CallbackInfo& info) { return convert<bn::HalfFormat::kF16, true>(info, "convertF32ToF16"); }
+Napi::Value ConvertF16ToF32(const Napi::CallbackInfo& info) { return convert<bn::HalfFormat::kF16, false>(info, "convertF16ToF32"); }
 
 }  // namespace bnaddon
