@@ -84,6 +84,7 @@ export class Checkpoint {
     const o = readOptions(fn, options, ['strict'] as const);
     const writes: Array<() => void> = [];
     for (const [prefix, layer] of Object.entries(layers)) {
+      checkPrefix(fn, prefix);
       const L = idleLayer(fn, `layers[${JSON.stringify(prefix)}]`, layer);
       writes.push(prepareStateDictLoad(`${fn}(${JSON.stringify(prefix)})`, L, this.moduleDict(prefix), o));
     }
@@ -100,9 +101,13 @@ export class Checkpoint {
   }
 }
 
+/** Module prefixes are '' (a file of one layer) or end with '.', as PyTorch's state_dict keys do. */
 function checkPrefix(fn: string, prefix: unknown): asserts prefix is string {
   if (typeof prefix !== 'string') {
     throw new BatchNormTypeError('ERR_BN_INVALID_ARG_TYPE', `${fn}: prefix must be a string ('' or like 'layer1.0.bn1.'), received ${describe(prefix)}`);
+  }
+  if (prefix !== '' && !prefix.endsWith('.')) {
+    throw new BatchNormRangeError('ERR_BN_STATE_DICT', `${fn}: prefix must be '' or end with '.' (like 'layer1.0.bn1.'), received ${JSON.stringify(prefix)}`);
   }
 }
 

@@ -317,6 +317,7 @@ describe('checkpoints: loadCheckpoint on a whole-model file', () => {
     expectCode(() => ck.loadAll(null as Loose), 'ERR_BN_INVALID_ARG_TYPE', 'layers must be an object');
     expectCode(() => ck.loadAll(layers, { strict: true, other: 1 } as Loose), 'ERR_BN_UNKNOWN_OPTION');
     expectCode(() => ck.loadInto(layers['bn1.'], 3 as Loose), 'ERR_BN_INVALID_ARG_TYPE', 'prefix must be a string');
+    expectCode(() => ck.loadAll({ ...layers, 'layer1.0.bn1': new bn.BatchNorm2d(8) }), 'ERR_BN_STATE_DICT', `prefix must be '' or end with '.'`, '"layer1.0.bn1"');
     expect(snapshot(layers)).to.equal(before);
     ck2.loadAll(layers, { strict: false });
     expect(snapshot(layers)).to.not.equal(before);
