@@ -51,6 +51,8 @@ SLICE=(
   dist/test/hostile.test.js             # coded errors through the arm64 binding, state unchanged
   dist/test/hardening.test.js           # resizable buffers, read-once arguments, realms, async capture
   dist/test/numerics.test.js            # overflow, eps = 0, infinities: the same bits at scalar and neon
+  dist/test/convert.test.js             # float32 <-> bfloat16/float16 at scalar and neon vs the IEEE reference
+  dist/test/checkpoint.test.js          # BF16/F16 checkpoints (reduced fixtures), loadCheckpoint
 )
 
 # Official Node.js 20 (the engines floor's major line) for linux-arm64, and its npm integrity.
@@ -107,6 +109,8 @@ run_tests() {
     || fail "the install script in the arm64 Node did not report using prebuilds/linux-arm64"
   [ ! -e "$app/node_modules/node-batchnorm/build" ] || fail "the install built from source"
   cp test/smoke/smoke-checks.cjs test/smoke/smoke.cjs test/smoke/smoke.mjs "$app/"
+  # The tests' float64 reference and seeded generator, compiled (the smoke checks require both).
+  cp dist/test/helpers/reference.js dist/examples/mnist/rng.js "$app/"
 
   step "smoke test (require, import): detected level, then BATCHNORM_SIMD=scalar"
   local want="binding prebuild $app/node_modules/node-batchnorm/prebuilds/linux-arm64/node-batchnorm.node, arch arm64"
