@@ -58,15 +58,18 @@ describe('float32 <-> bfloat16 / float16 helpers', function () {
   const original = bn.simdLevel();
   after(() => bn.setSimdLevel(original));
 
-  // The expectations do not depend on the level: computed once.
-  const cases = [BF16, F16].map((f) => {
-    const all16 = new Uint16Array(65536).map((_, i) => i);
-    const decoded = new Uint32Array(65536).map((_, h) => decodeHalfBits(f, h));
-    const inputBits = encodeInputs(f);
-    const inputs = new Float32Array(inputBits.buffer);
-    const encoded = new Uint16Array(inputs.length);
-    for (let i = 0; i < inputs.length; i++) encoded[i] = encodeHalf(f, f32FromBits(inputBits[i]));
-    return { f, all16, decoded, inputBits, inputs, encoded };
+  // The expectations do not depend on the level: computed once, when the suite runs.
+  interface Case { f: HalfFormat; all16: Uint16Array; decoded: Uint32Array; inputBits: Uint32Array; inputs: Float32Array; encoded: Uint16Array }
+  const cases: Case[] = [BF16, F16].map((f) => ({ f }) as Case);
+  before(() => {
+    for (const c of cases) {
+      c.all16 = new Uint16Array(65536).map((_, i) => i);
+      c.decoded = new Uint32Array(65536).map((_, h) => decodeHalfBits(c.f, h));
+      c.inputBits = encodeInputs(c.f);
+      c.inputs = new Float32Array(c.inputBits.buffer);
+      c.encoded = new Uint16Array(c.inputs.length);
+      for (let i = 0; i < c.inputs.length; i++) c.encoded[i] = encodeHalf(c.f, f32FromBits(c.inputBits[i]));
+    }
   });
 
   it('the reference agrees with hand-checked values', () => {
