@@ -31,6 +31,7 @@
 
 #include "batchnorm.h"
 #include "kernels.h"
+#include "machine.h"
 
 namespace {
 
@@ -241,6 +242,7 @@ struct KernelTester {
   const char* isa;
   const bn::KernelTable<T>& kt;
   Rng& r;
+  const bn::ElementwiseKernels<T>& kw = kt.writers(bn::Epilogue::kNone);
   static constexpr double eT = TI<T>::eps;
 
   std::string ctx(const char* kernel, size_t n, size_t off, int regime, size_t rows = 0) const {
@@ -334,9 +336,9 @@ struct KernelTester {
     const bool inplace = regime == 1;
     if (inplace) {
       g.each([&](size_t q, size_t, size_t) { y[q] = x[q]; });
-      kt.affine_run(y.data(), y.data(), g.rows, g.n, g.stride, cc, a, b, stream, g.stride);
+      kw.affine_run(y.data(), y.data(), nullptr, g.rows, g.n, g.stride, cc, a, b, stream, g.stride);
     } else {
-      kt.affine_run(x.data(), y.data(), g.rows, g.n, g.stride, cc, a, b, stream, g.stride);
+      kw.affine_run(x.data(), y.data(), nullptr, g.rows, g.n, g.stride, cc, a, b, stream, g.stride);
     }
     ElemCheck ec;
     g.each([&](size_t q, size_t, size_t) {
@@ -369,9 +371,9 @@ struct KernelTester {
     Buf<T> y(inplace ? nxt + g.span() : g.span(), kGuardPre + g.off, kGuardPost);
     if (inplace) {
       for (size_t q = 0; q < y.size(); ++q) y[q] = x[q];
-      kt.affine_stats_run(y.data(), y.data(), g.rows, g.n, g.stride, cc, a, b, stream, nxt, k, &acc[0], &acc[2]);
+      kw.affine_stats_run(y.data(), y.data(), nullptr, g.rows, g.n, g.stride, cc, a, b, stream, nxt, k, &acc[0], &acc[2]);
     } else {
-      kt.affine_stats_run(x.data(), y.data(), g.rows, g.n, g.stride, cc, a, b, stream, nxt, k, &acc[0], &acc[2]);
+      kw.affine_stats_run(x.data(), y.data(), nullptr, g.rows, g.n, g.stride, cc, a, b, stream, nxt, k, &acc[0], &acc[2]);
     }
     ElemCheck ec;
     bool next_kept = true;
@@ -445,9 +447,9 @@ struct KernelTester {
     const bool alias = regime == 1;  // dx aliases dy
     if (alias) {
       g.each([&](size_t q, size_t, size_t) { dx[q] = dy[q]; });
-      kt.bwd_dx_run(x.data(), dx.data(), dx.data(), g.rows, g.n, g.stride, cc, k1, k2, k3, stream, 0);
+      kw.bwd_dx_run(x.data(), dx.data(), dx.data(), nullptr, g.rows, g.n, g.stride, cc, k1, k2, k3, stream, 0);
     } else {
-      kt.bwd_dx_run(x.data(), dy.data(), dx.data(), g.rows, g.n, g.stride, cc, k1, k2, k3, stream, g.stride);
+      kw.bwd_dx_run(x.data(), dy.data(), dx.data(), nullptr, g.rows, g.n, g.stride, cc, k1, k2, k3, stream, g.stride);
     }
     ElemCheck ec;
     g.each([&](size_t q, size_t, size_t) {
@@ -524,9 +526,9 @@ struct KernelTester {
     Buf<T> y(rows * ch, kGuardPre + off, kGuardPost);
     if (regime == 1) {
       for (size_t i = 0; i < rows * ch; ++i) y[i] = x[i];
-      kt.affine_rows(y.data(), y.data(), rows, ch, cc.data(), a.data(), b.data());
+      kw.affine_rows(y.data(), y.data(), nullptr, rows, ch, cc.data(), a.data(), b.data());
     } else {
-      kt.affine_rows(x.data(), y.data(), rows, ch, cc.data(), a.data(), b.data());
+      kw.affine_rows(x.data(), y.data(), nullptr, rows, ch, cc.data(), a.data(), b.data());
     }
     ElemCheck ec;
     for (size_t i = 0; i < rows; ++i) {
@@ -588,10 +590,10 @@ struct KernelTester {
     Buf<T> dx(rows * ch, kGuardPre + off, kGuardPost);
     if (regime == 1) {  // dx aliases dy
       for (size_t i = 0; i < rows * ch; ++i) dx[i] = dy[i];
-      kt.bwd_dx_rows(x.data(), dx.data(), dx.data(), rows, ch, cc.data(), k1.data(), k2.data(),
+      kw.bwd_dx_rows(x.data(), dx.data(), dx.data(), nullptr, rows, ch, cc.data(), k1.data(), k2.data(),
                      k3.data());
     } else {
-      kt.bwd_dx_rows(x.data(), dy.data(), dx.data(), rows, ch, cc.data(), k1.data(), k2.data(),
+      kw.bwd_dx_rows(x.data(), dy.data(), dx.data(), nullptr, rows, ch, cc.data(), k1.data(), k2.data(),
                      k3.data());
     }
     ElemCheck ec;
@@ -691,9 +693,9 @@ struct KernelTester {
     Buf<T> y(total, kGuardPre + g.off, kGuardPost);
     if (regime == 1) {
       for (size_t q = 0; q < total; ++q) y[q] = x[q];
-      kt.affine_group(y.data(), y.data(), g.runs, g.n, cc.data(), a.data(), b.data(), stream, total);
+      kw.affine_group(y.data(), y.data(), nullptr, g.runs, g.n, cc.data(), a.data(), b.data(), stream, total);
     } else {
-      kt.affine_group(x.data(), y.data(), g.runs, g.n, cc.data(), a.data(), b.data(), stream, total);
+      kw.affine_group(x.data(), y.data(), nullptr, g.runs, g.n, cc.data(), a.data(), b.data(), stream, total);
     }
     ElemCheck ec;
     for (size_t q = 0; q < total; ++q) {
@@ -716,10 +718,10 @@ struct KernelTester {
     Buf<T> dx(total, kGuardPre + g.off, kGuardPost);
     if (regime == 1) {  // dx aliases dy
       for (size_t q = 0; q < total; ++q) dx[q] = dy[q];
-      kt.bwd_dx_group(x.data(), dx.data(), dx.data(), g.runs, g.n, cc.data(), k1.data(), k2.data(), k3.data(),
+      kw.bwd_dx_group(x.data(), dx.data(), dx.data(), nullptr, g.runs, g.n, cc.data(), k1.data(), k2.data(), k3.data(),
                       stream, 0);
     } else {
-      kt.bwd_dx_group(x.data(), dy.data(), dx.data(), g.runs, g.n, cc.data(), k1.data(), k2.data(), k3.data(),
+      kw.bwd_dx_group(x.data(), dy.data(), dx.data(), nullptr, g.runs, g.n, cc.data(), k1.data(), k2.data(), k3.data(),
                       stream, total);
     }
     ElemCheck ec;
@@ -1634,7 +1636,11 @@ int main() {
   const auto t_start = std::chrono::steady_clock::now();
   // Outputs >= 1 MiB use non-temporal stores (default 16 MiB), so the largest driver case covers
   // the streaming path while the others keep the default one. A value from the caller wins.
-  setenv("BATCHNORM_STREAM_MIN_BYTES", "1048576", 0);
+  if (!std::getenv("BATCHNORM_STREAM_MIN_BYTES")) {
+    bn::MachineFacts f = bn::machine_facts();
+    f.stream_min_bytes = 1048576;
+    bn::replace_machine_facts(f);
+  }
   const bn::SimdLevel initial = bn::active_simd_level();
   std::printf("simd level: %s (detected %s)\n", bn::simd_level_name(initial),
               bn::simd_level_name(bn::detected_simd_level()));
