@@ -19,8 +19,8 @@ template <typename T>
 struct BackwardSums {
   const BackwardArgs<T>& a;
   const KernelTable<T>& k;
-  const ElementwiseKernels<T>& w;
-  PartialSums sums;  // Σ dy, Σ dy * (x - c)
+  const ElementwiseKernels<T>& w;  // kNone: a forward epilogue is undone on dy, before these sums
+  PartialSums sums;                 // Σ dy, Σ dy * (x - c)
   DxCoefs<T> dxc;
   BackwardSums(const BackwardArgs<T>& args, int64_t P)
       : a(args), k(active_table<T>()), w(k.writers(Epilogue::kNone)), sums(args.shape.c, P), dxc(args.shape.c) {

@@ -123,6 +123,7 @@ const char* status_message(Status s) {
     case Status::kUnsupported: return "SIMD level not supported by this CPU or build";
     case Status::kOutOfMemory: return "out of memory";
     case Status::kMismatchedStats: return "running_mean and running_var must be given together";
+    case Status::kBadEpilogue: return "unknown epilogue, or a residual it does not take";
   }
   return "unknown status";
 }

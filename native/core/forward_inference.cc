@@ -25,9 +25,18 @@ void inference_affine(const ForwardInferenceArgs<T>& a, Affine<T>& af) {
   }
 }
 
+// The epilogue's operand at offset off (null when it takes none).
 template <typename T>
-void apply(const Shape& s, const T* x, T* y, const Affine<T>& af, const Plan& pt) {
-  const ElementwiseKernels<T>& w = active_table<T>().writers(Epilogue::kNone);
+const T* at(const T* res, int64_t off) {
+  return res ? res + off : nullptr;
+}
+
+template <typename T>
+void apply(const ForwardInferenceArgs<T>& a, const Affine<T>& af, const Plan& pt) {
+  const Shape& s = a.shape;
+  const T* x = a.x;
+  T* y = a.y;
+  const ElementwiseKernels<T>& w = active_table<T>().writers(a.epilogue);
   const int nt = pt.nt;
   if (pt.path == Path::kRows) {
     const int64_t P = pt.parts;
@@ -35,7 +44,7 @@ void apply(const Shape& s, const T* x, T* y, const Affine<T>& af, const Plan& pt
     for (int64_t p = 0; p < P; ++p) {
       int64_t lo, hi;
       part_range(s.rows(), p, P, &lo, &hi);
-      w.affine_rows(x + lo * s.c, y + lo * s.c, nullptr, size_t(hi - lo), size_t(s.c), af.c.data(), af.a.data(),
+      w.affine_rows(x + lo * s.c, y + lo * s.c, at(a.residual, lo * s.c), size_t(hi - lo), size_t(s.c), af.c.data(), af.a.data(),
                     af.b.data());
     }
     return;
@@ -51,7 +60,7 @@ void apply(const Shape& s, const T* x, T* y, const Affine<T>& af, const Plan& pt
       for (int64_t it = 0; it < s.n * pieces; ++it) {
         const int64_t b = it / pieces, c0 = it % pieces * per, G = std::min(per, s.c - c0);
         const int64_t off = (b * s.c + c0) * s.s;
-        w.affine_group(x + off, y + off, nullptr, size_t(G), size_t(s.s), &af.c[c0], &af.a[c0], &af.b[c0],
+        w.affine_group(x + off, y + off, at(a.residual, off), size_t(G), size_t(s.s), &af.c[c0], &af.a[c0], &af.b[c0],
                        pt.stream_spans, ahead);
       }
       store_fence();
@@ -66,7 +75,7 @@ void apply(const Shape& s, const T* x, T* y, const Affine<T>& af, const Plan& pt
       const int64_t r = it / Q, q = it % Q, c = r % s.c;
       const int64_t lo = s.s / Q * q + std::min(q, s.s % Q), len = s.s / Q + (q < s.s % Q ? 1 : 0);
       const int64_t off = r * s.s + lo;
-      w.affine_run(x + off, y + off, nullptr, size_t(1), size_t(len), size_t(s.s), af.c[c], af.a[c], af.b[c],
+      w.affine_run(x + off, y + off, at(a.residual, off), size_t(1), size_t(len), size_t(s.s), af.c[c], af.a[c], af.b[c],
                    pt.stream, ahead);
     }
     store_fence();
@@ -88,7 +97,7 @@ void run(const ForwardInferenceArgs<T>& a) {
   // In place, the lines were just read and are in cache: plain stores write them back without a
   // read for ownership, while streaming stores would evict them first.
   in.stream_out = !s.rows_layout() && a.y != a.x && stream_output(facts, a.y, int64_t(sizeof(T)) * s.n * s.c * s.s);
-  apply(s, a.x, a.y, af, plan_op(in));
+  apply(a, af, plan_op(in));
 }
 
 }  // namespace

@@ -27,8 +27,11 @@ struct TrainingStats {
   PartialSums sums;      // of x - k, and (x - k)²
   Affine<T> affine;
   TrainingStats(const ForwardTrainingArgs<T>& args, int64_t P)
-      : a(args), k(active_table<T>()), w(k.writers(Epilogue::kNone)), shift(size_t(args.shape.c)),
+      : a(args), k(active_table<T>()), w(k.writers(args.epilogue)), shift(size_t(args.shape.c)),
         sums(args.shape.c, P), affine(args.shape.c) {}
+
+  // The epilogue's operand at offset off (null when it takes none).
+  const T* res(int64_t off) const { return a.residual ? a.residual + off : nullptr; }
 
   // Channel c's statistics: save_* / batch_* outputs, running statistics, and the affine.
   void finish(int64_t c) {
@@ -58,7 +61,7 @@ struct TrainingRowsStages : TrainingStats<T> {
   void write_rows(int64_t lo, int64_t rows) {
     const int64_t C = this->a.shape.c;
     const Affine<T>& af = this->affine;
-    this->w.affine_rows(this->a.x + lo * C, this->a.y + lo * C, nullptr, size_t(rows), size_t(C), af.c.data(),
+    this->w.affine_rows(this->a.x + lo * C, this->a.y + lo * C, this->res(lo * C), size_t(rows), size_t(C), af.c.data(),
                         af.a.data(), af.b.data());
   }
 };
@@ -84,17 +87,17 @@ struct TrainingChannelStages : TrainingStats<T> {
   }
   void write(int64_t c, int64_t off, int64_t rows, int64_t n, size_t next) {
     const Affine<T>& af = this->affine;
-    this->w.affine_run(this->a.x + off, this->a.y + off, nullptr, size_t(rows), size_t(n), stride, af.c[c], af.a[c],
+    this->w.affine_run(this->a.x + off, this->a.y + off, this->res(off), size_t(rows), size_t(n), stride, af.c[c], af.a[c],
                        af.b[c], pt.stream, next);
   }
   void write_group(int64_t c0, int64_t G, int64_t off, size_t next) {
     const Affine<T>& af = this->affine;
-    this->w.affine_group(this->a.x + off, this->a.y + off, nullptr, size_t(G), size_t(this->a.shape.s), &af.c[c0],
+    this->w.affine_group(this->a.x + off, this->a.y + off, this->res(off), size_t(G), size_t(this->a.shape.s), &af.c[c0],
                          &af.a[c0], &af.b[c0], pt.stream_spans, next);
   }
   void write_and_reduce(int64_t c, int64_t off, int64_t rows, int64_t n, size_t next, int64_t cn, int64_t slot) {
     const Affine<T>& af = this->affine;
-    this->w.affine_stats_run(this->a.x + off, this->a.y + off, nullptr, size_t(rows), size_t(n), stride, af.c[c],
+    this->w.affine_stats_run(this->a.x + off, this->a.y + off, this->res(off), size_t(rows), size_t(n), stride, af.c[c],
                              af.a[c], af.b[c], pt.stream, next, this->shift[cn], &this->sums.first[slot],
                              &this->sums.second[slot]);
   }

@@ -22,6 +22,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
+
+#include "batchnorm.h"
 
 namespace bn {
 
@@ -36,17 +39,12 @@ struct OpMath<double> { using type = double; };
 template <typename S>
 using compute_t = typename OpMath<S>::type;
 
-// What the elementwise kernels do to a value after the affine map, before storing it. Only kNone
-// exists; the fused activation issue adds kRelu (max(v, 0)) and kAddRelu (max(v + residual, 0)),
-// each one case in Kernels::epilogue (kernels_base.inl) and one instantiation per table.
-enum class Epilogue : int { kNone = 0 };
-constexpr int kEpilogueCount = 1;
-
 // How far ahead the reductions (and inference, which walks x in memory order) prefetch: far
 // enough to keep enough lines in flight to reach memory bandwidth (bench/notes-from-code.md).
 constexpr size_t kPrefetchAheadBytes = 8192;
 
-// The kernels that write a tensor, one set per epilogue. `res` is the epilogue's second operand
+// The kernels that write a tensor, one set per Epilogue (batchnorm.h), each instantiated for every
+// epilogue by kernels_body.inl; the epilogue itself is Kernels::epilogue (kernels_base.inl). `res` is the epilogue's second operand
 // (the residual of kAddRelu), laid out as the output and at the output's offset; null for kNone.
 // Run kernels: `rows` runs of n values, run r at x + r * stride (one NCHW channel: rows = N,
 // n = S, stride = C * S). `stream`: write the output with non-temporal stores (for outputs

@@ -49,8 +49,11 @@ struct Kernels {
                                  bwd_dx_group<E>, affine_rows<E>,      bwd_dx_rows<E>};
   }
 
-  static constexpr KernelTable<T> table() {
+  // Every epilogue's writers, in Epilogue order: a new epilogue needs no line here.
+  template <size_t... E>
+  static constexpr KernelTable<T> table(std::index_sequence<E...>) {
     return KernelTable<T>{stats_run, bwd_reduce_run, stats_group, bwd_reduce_group, stats_rows, bwd_reduce_rows,
-                          {writers<Epilogue::kNone>()}};
+                          {writers<Epilogue(E)>()...}};
   }
+  static constexpr KernelTable<T> table() { return table(std::make_index_sequence<kEpilogueCount>()); }
 };

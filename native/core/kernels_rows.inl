@@ -77,6 +77,7 @@ static void bwd_reduce_rows(const T* x, const T* dy, size_t rows, size_t ch, con
 template <Epilogue E>
 static void affine_rows(const T* x, T* y, const T* res, size_t rows, size_t ch, const C* c, const C* a, const C* b) {
   for (size_t r = 0; r < rows; ++r, x += ch, y += ch, res = at(res, ch)) {
+    // scalar math: y[j] = (x[j] - c[j]) * a[j] + b[j] (the compiler vectorizes this loop itself)
     for (size_t j = 0; j < ch; ++j) y[j] = T(epilogue1<E>(V::fma1(C(x[j]) - c[j], a[j], b[j]), at(res, j)));
   }
 }
@@ -85,6 +86,7 @@ template <Epilogue E>
 static void bwd_dx_rows(const T* x, const T* dy, T* dx, const T* res, size_t rows, size_t ch, const C* c,
                         const C* k1, const C* k2, const C* k3) {
   for (size_t r = 0; r < rows; ++r, x += ch, dy += ch, dx += ch, res = at(res, ch)) {
+    // scalar math: dx[j] = dy[j] * k1[j] + ((x[j] - c[j]) * k2[j] + k3[j]) (vectorized by the compiler)
     for (size_t j = 0; j < ch; ++j) {
       dx[j] = T(epilogue1<E>(V::fma1(C(dy[j]), k1[j], V::fma1(C(x[j]) - c[j], k2[j], k3[j])), at(res, j)));
     }

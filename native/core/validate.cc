@@ -18,6 +18,15 @@ Status check_common(const Shape& shape, const void* x, const void* y, int num_th
   return Status::kOk;
 }
 
+// The epilogue is one the core knows, with the operand it takes (none takes a residual yet).
+template <typename T>
+Status check_epilogue(Epilogue e, const T* residual) {
+  switch (e) {
+    case Epilogue::kNone: return residual == nullptr ? Status::kOk : Status::kBadEpilogue;
+  }
+  return Status::kBadEpilogue;  // a value outside the enum
+}
+
 }  // namespace
 
 Status validate_shape(const Shape& s) {
@@ -38,7 +47,7 @@ Status check_args(const ForwardTrainingArgs<T>& a) {
   if (!finite_nonneg(a.eps)) return Status::kBadEps;
   if (a.running_mean && !(a.momentum_factor >= 0.0 && a.momentum_factor <= 1.0)) return Status::kBadMomentum;
   if (a.shape.n * a.shape.s < 2) return Status::kTooFewValues;
-  return Status::kOk;
+  return check_epilogue(a.epilogue, a.residual);
 }
 
 template <typename T>
@@ -46,7 +55,7 @@ Status check_args(const ForwardInferenceArgs<T>& a) {
   if (Status st = check_common(a.shape, a.x, a.y, a.num_threads); st != Status::kOk) return st;
   if (a.mean == nullptr || a.var == nullptr) return Status::kNullPointer;
   if (!finite_nonneg(a.eps)) return Status::kBadEps;
-  return Status::kOk;
+  return check_epilogue(a.epilogue, a.residual);
 }
 
 template <typename T>

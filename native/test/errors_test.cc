@@ -118,6 +118,10 @@ void test_errors() {
     cases.push_back({"null y", [](auto& a) { a.y = nullptr; }, bn::Status::kNullPointer});
     cases.push_back({"threads 0", [](auto& a) { a.num_threads = 0; }, bn::Status::kBadThreads});
     cases.push_back({"threads -3", [](auto& a) { a.num_threads = -3; }, bn::Status::kBadThreads});
+    cases.push_back({"residual without an epilogue that takes one", [&](auto& a) { a.residual = x.data(); },
+                     bn::Status::kBadEpilogue});
+    cases.push_back({"epilogue outside the enum", [](auto& a) { a.epilogue = bn::Epilogue(bn::kEpilogueCount + 6); },
+                     bn::Status::kBadEpilogue});
     for (const Case& cs : cases) {
       bn::ForwardTrainingArgs<T> a = base();
       cs.mutate(a);
@@ -172,6 +176,10 @@ void test_errors() {
     cases.push_back({"eps NaN", [nan](auto& a) { a.eps = nan; }, bn::Status::kBadEps});
     cases.push_back({"eps < 0", [](auto& a) { a.eps = -1.0; }, bn::Status::kBadEps});
     cases.push_back({"threads 0", [](auto& a) { a.num_threads = 0; }, bn::Status::kBadThreads});
+    cases.push_back({"residual without an epilogue that takes one", [&](auto& a) { a.residual = x.data(); },
+                     bn::Status::kBadEpilogue});
+    cases.push_back({"epilogue outside the enum", [](auto& a) { a.epilogue = bn::Epilogue(bn::kEpilogueCount + 6); },
+                     bn::Status::kBadEpilogue});
     for (const Case& cs : cases) {
       bn::ForwardInferenceArgs<T> a = base();
       cs.mutate(a);
@@ -243,7 +251,7 @@ void test_errors() {
 void test_errors_f32() { test_errors<float>(); }
 void test_errors_f64() { test_errors<double>(); }
 void test_misc() {
-  for (int s = 0; s <= 9; ++s) {
+  for (int s = 0; s <= 10; ++s) {
     const char* msg = bn::status_message(bn::Status(s));
     check(msg != nullptr && msg[0] != '\0', "status_message(%d) empty", s);
   }
