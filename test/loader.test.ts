@@ -230,7 +230,7 @@ describe('install script (scripts/install.js)', () => {
     const seen = new Set([now]);
     // An edit in core, an edit in the addon, a new file, the CMake file: each gives a new hash, the same in both.
     const edits: [string, (f: string) => void][] = [
-      ['native/core/batchnorm.cc', (f) => fs.appendFileSync(f, '\n// edited\n')],
+      ['native/core/forward_training.cc', (f) => fs.appendFileSync(f, '\n// edited\n')],
       ['native/addon/addon.cc', (f) => fs.appendFileSync(f, '\n')],
       ['native/core/new_file.h', (f) => fs.writeFileSync(f, '#pragma once\n')],
       ['CMakeLists.txt', (f) => fs.appendFileSync(f, '# edited\n')],
