@@ -1,41 +1,25 @@
 // node-batchnorm's cases through the public functional API (what users call: validation, N-API,
-// kernels), the copy baselines through the addon's benchCopy, and the plain-JavaScript
-// allocation baseline.
+// kernels), the copy baselines through the benchmark-only addon bench_copy.node, and the
+// plain-JavaScript allocation baseline.
 import * as bn from '../lib';
 import { native } from '../lib/load';
+import { benchCopyBinding } from './copy-binding';
 import type { Result } from './results';
 import type { BenchShape } from './shapes';
 import { timePerCall, timePerCallAsync, timeSync, TimingOptions } from './timing';
 
-type BenchCopyFn = (src: Float32Array, dst: Float32Array, streaming: boolean, threads: number) => string;
-interface BenchCopyBinding {
-  benchCopy?: BenchCopyFn;
-  benchCopyInfo?: () => { isa: string; streaming: boolean };
-}
-
 export interface CopyKernel {
-  /** e.g. "avx512 (benchCopy)" or the fallback's description */
+  /** e.g. "avx512 (bench_copy.node)" */
   name: string;
   streaming: boolean;
-  /** threads it can use (the fallback is single-threaded) */
-  multithreaded: boolean;
   run(src: Float32Array, dst: Float32Array, streaming: boolean, threads: number): void;
 }
 
-/** The addon's benchCopy when the addon registers it, else TypedArray.prototype.set (memcpy, 1 thread, no streaming). */
+/** The copy kernels of bench_copy.node (bench/native/bench_copy_kernels.h). */
 export function copyKernel(): CopyKernel {
-  const b = native() as unknown as BenchCopyBinding;
-  if (typeof b.benchCopy === 'function' && typeof b.benchCopyInfo === 'function') {
-    const info = b.benchCopyInfo();
-    const fn = b.benchCopy.bind(b);
-    return { name: `${info.isa} (addon benchCopy)`, streaming: info.streaming, multithreaded: true, run: (s, d, st, t) => { fn(s, d, st, t); } };
-  }
-  return {
-    name: 'TypedArray.prototype.set (memcpy; the addon has no benchCopy: register it, see bench/README)',
-    streaming: false,
-    multithreaded: false,
-    run: (s, d) => { d.set(s); },
-  };
+  const b = benchCopyBinding();
+  const info = b.benchCopyInfo();
+  return { name: `${info.isa} (bench_copy.node)`, streaming: info.streaming, run: (s, d, st, t) => { b.benchCopy(s, d, st, t); } };
 }
 
 /** Deterministic pseudo-random fill in [offset - scale/2, offset + scale/2). */
@@ -150,7 +134,6 @@ export function benchCopies(d: ShapeData, kernel: CopyKernel, threads: number, t
       out.push({
         shape: d.shape.label, impl: 'copy', op: `copy${fam}-${streaming ? 'stream' : 'plain'}`, output: '-', threads,
         bytes: 8 * n, timing: timeSync(() => kernel.run(src, dst, streaming, threads), { ...t, seconds: t.seconds / 2 }),
-        note: kernel.multithreaded ? undefined : 'single-threaded fallback',
       });
     }
   }
@@ -194,12 +177,13 @@ export async function benchTiny(threads: number, quick: boolean): Promise<Result
   const b = native();
   const t: TimingOptions = { seconds: quick ? 0.05 : 0.3, minReps: 5, warmupSeconds: quick ? 0.01 : 0.05 };
   const batch = 200;
+  const raw = { fn: 'bench', x, out: y, n: 1, c: 16, s: 1, channelsLast: false, weight: w, bias: z, runningMean: z, runningVar: w, eps: 1e-5 };
   const r = (op: string, timing: Result['timing']): Result => ({ shape: '1x16x1x1', impl: 'node-batchnorm', op, output: 'provided', threads, bytes: 8 * 16, timing });
   return [
     r('tiny-infer-sync', timePerCall(() => { bn.batchNormInference(x, dims, o); }, batch, t)),
-    r('tiny-infer-sync-raw', timePerCall(() => { b.forwardInference(x, y, 1, 16, 1, w, z, z, w, 1e-5); }, batch, t)),
+    r('tiny-infer-sync-raw', timePerCall(() => { b.forwardInference(raw); }, batch, t)),
     r('tiny-infer-async', await timePerCallAsync(() => bn.batchNormInferenceAsync(x, dims, o), batch, t)),
-    r('tiny-infer-async-raw', await timePerCallAsync(() => b.forwardInferenceAsync(x, y, 1, 16, 1, w, z, z, w, 1e-5), batch, t)),
+    r('tiny-infer-async-raw', await timePerCallAsync(() => b.forwardInferenceAsync(raw), batch, t)),
   ];
 }
 

@@ -134,7 +134,6 @@ async function main(): Promise<void> {
     run.notes.push(note);
     console.log(`WARNING: ${note}`);
   }
-  if (!kernel.multithreaded) run.notes.push(`copy baseline is ${kernel.name}`);
 
   let peers: Peers | null = null;
   if (args.peersDir) {

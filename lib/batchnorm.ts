@@ -1,15 +1,25 @@
 // The BatchNorm layer: parameters, running statistics, train/eval modes, gradients, async calls
 // ordered per layer, folding, and PyTorch-compatible state dicts.
+//
+// A call takes what it needs when it is made: the shape (copied), the mode, the weight and bias
+// (copied), the options. Async calls run in call order on one layer, so running statistics,
+// numBatchesTracked and the gradients change in the order of the calls, exactly as the same
+// sequence of sync calls would. Only the data arrays (x, out, dy) stay live until the call settles.
+import { arrayName, arrayType, DType, FloatArray, isFloatArray } from './arrays';
 import { BatchNormError, BatchNormRangeError, BatchNormTypeError, describe } from './errors';
-import {
-  _runAsync, _runSync, prepareBackward, prepareInference, prepareTraining,
-} from './functional';
 import { computeScaleShift, ConvFoldOptions, foldConv, foldLinear, FoldedLayer } from './fold';
-import { readSafetensorsFile, TensorData, writeSafetensorsFile } from './safetensors';
+import { checkTooFewValues } from './functional';
+import { freshOutput, OpCall, runAsync, runSync } from './native-call';
+import { backwardCall, checkOutputs, inferenceCall, trainingCall } from './ops';
 import {
-  arrayName, arrayType, checkArray, checkBoolean, checkDType, checkEps, checkMomentum, checkOptions,
-  DType, FloatArray, isFloatArray, parseShape, sharesMemory,
+  BatchNormStateDict, LoadStateDictOptions, loadSafetensorsInto, loadStateDictInto, saveSafetensorsOf, stateDictOf,
+} from './state-dict';
+import {
+  checkArray, checkBoolean, checkDType, checkEps, checkFixedLength, checkMomentum, checkOptionalBoolean, ParsedShape,
+  parseShape, readOptions,
 } from './validate';
+
+export type { BatchNormStateDict, LoadStateDictOptions } from './state-dict';
 
 export interface BatchNormOptions {
   /** Added to the variance. Default 1e-5. */
@@ -23,20 +33,6 @@ export interface BatchNormOptions {
   dtype?: DType;
 }
 
-/** PyTorch's state_dict keys. num_batches_tracked is a 1-element BigInt64Array (an int64 scalar). */
-export interface BatchNormStateDict {
-  weight?: FloatArray;
-  bias?: FloatArray;
-  running_mean?: FloatArray;
-  running_var?: FloatArray;
-  num_batches_tracked?: BigInt64Array;
-}
-
-export interface LoadStateDictOptions {
-  /** Refuse unexpected keys (default true). Missing keys are always an error. */
-  strict?: boolean;
-}
-
 /** Per-call options of forward (the third argument may also be just the output array). */
 export interface ForwardOptions {
   /** Output (layer dtype, x's length); may be x itself (in place). */
@@ -45,21 +41,57 @@ export interface ForwardOptions {
   channelsLast?: boolean;
 }
 
-/** What backward needs from the forward it differentiates. */
-interface SavedForward {
-  x: FloatArray;
-  shape: { n: number; c: number; s: number; total: number; dims: number[] };
-  useBatchStats: boolean;
-  mean: Float64Array;
-  invstd: Float64Array;
-  /** Evaluation mode: a copy of the running variance the forward used (backward recomputes invstd from it). */
-  runningVar: FloatArray | null;
-  weight: FloatArray | null; // the weight as it was at that forward
-  inPlace: boolean;
-  channelsLast: boolean;
+/** Per-call options of backward (the second argument may also be just the output array). */
+export interface BackwardCallOptions {
+  /** dx (layer dtype, x's length); may be dy itself. Default: a new array. */
+  out?: FloatArray;
+  /** The y returned by the forward to differentiate. Default: the last forward. */
+  output?: FloatArray;
 }
 
-const STATE_KEYS = ['weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked'] as const;
+const LAYER_KEYS = ['eps', 'momentum', 'affine', 'trackRunningStats', 'dtype'] as const;
+const FORWARD_KEYS = ['out', 'channelsLast'] as const;
+const BACKWARD_KEYS = ['out', 'output'] as const;
+
+/** What backward needs from the forward it differentiates. */
+interface ForwardRecord {
+  x: FloatArray;
+  sh: ParsedShape;
+  channelsLast: boolean;
+  training: boolean; // batch statistics (their invstd) or fixed ones (running variance and eps)
+  mean: Float64Array;
+  invstd: Float64Array | null;
+  runningVar: FloatArray | null; // a copy, as the forward used it
+  weight: FloatArray | null; // a copy, as the forward used it
+  inPlace: boolean;
+}
+
+/** One forward call: its record once it has run, or why it has not. */
+interface Ticket {
+  sh: ParsedShape; // known when the call is made
+  record: ForwardRecord | null;
+  /** Ran while another forward on the layer was in flight (async chains interleaved). */
+  concurrent: boolean;
+}
+
+const layers = new WeakSet<object>();
+
+/** "BatchNorm2d.forward", after checking that `self` really is a layer. */
+function methodName(self: unknown, method: string): string {
+  if (typeof self !== 'object' || self === null || !layers.has(self)) {
+    throw new BatchNormTypeError('ERR_BN_INVALID_ARG_TYPE', `BatchNorm.${method}: must be called on a BatchNorm layer, received this = ${describe(self)}`);
+  }
+  return `${(self as object).constructor.name}.${method}`;
+}
+
+/** A rejected Promise for any error thrown while an async method takes its arguments. */
+function rejecting<R>(start: () => Promise<R>): Promise<R> {
+  try {
+    return start();
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
 
 export class BatchNorm {
   readonly numFeatures: number;
@@ -75,15 +107,18 @@ export class BatchNorm {
   readonly bias: FloatArray | null;
   readonly runningMean: FloatArray | null;
   readonly runningVar: FloatArray | null;
-  numBatchesTracked = 0;
   /** Accumulated by backward until zeroGrad(). null without affine. */
   readonly gradWeight: FloatArray | null;
   readonly gradBias: FloatArray | null;
-  training = true;
 
   protected readonly minRank: number = 2;
   protected readonly maxRank: number = 5;
-  private saved: SavedForward | null = null;
+  private isTraining = true;
+  private batches = 0;
+  private last: Ticket | null = null;
+  private byOutput = new WeakMap<FloatArray, Ticket>();
+  private inFlight = new Set<Ticket>();
+  private sinceBackward: Ticket[] = [];
   private pending = 0;
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -92,12 +127,12 @@ export class BatchNorm {
     if (typeof numFeatures !== 'number' || !Number.isInteger(numFeatures) || numFeatures < 1 || numFeatures > 2 ** 31) {
       throw new BatchNormRangeError('ERR_BN_OUT_OF_RANGE', `${fn}: numFeatures must be an integer in [1, 2^31], received ${describe(numFeatures)}`);
     }
-    const o = checkOptions(fn, options) as BatchNormOptions;
+    const o = readOptions(fn, options, LAYER_KEYS);
     this.numFeatures = numFeatures;
     this.eps = checkEps(fn, o.eps ?? 1e-5);
-    this.momentum = checkMomentum(fn, o.momentum === undefined ? 0.1 : o.momentum);
-    this.affine = checkBoolean(fn, 'affine', o.affine ?? true);
-    this.trackRunningStats = checkBoolean(fn, 'trackRunningStats', o.trackRunningStats ?? true);
+    this.momentum = checkMomentum(fn, 'momentum' in o ? o.momentum : 0.1, true);
+    this.affine = checkOptionalBoolean(fn, 'affine', o.affine, true);
+    this.trackRunningStats = checkOptionalBoolean(fn, 'trackRunningStats', o.trackRunningStats, true);
     this.dtype = checkDType(fn, o.dtype ?? 'float32');
     const T = arrayType(this.dtype);
     this.weight = this.affine ? new T(numFeatures).fill(1) : null;
@@ -106,139 +141,143 @@ export class BatchNorm {
     this.gradBias = this.affine ? new T(numFeatures) : null;
     this.runningMean = this.trackRunningStats ? new T(numFeatures) : null;
     this.runningVar = this.trackRunningStats ? new T(numFeatures).fill(1) : null;
+    layers.add(this);
+  }
+
+  /** Training mode (batch statistics, running statistics updated) or evaluation mode. */
+  get training(): boolean {
+    return this.isTraining;
+  }
+  set training(mode: boolean) {
+    this.isTraining = checkBoolean(`${this.constructor.name}.training`, 'the new value', mode);
+  }
+
+  /** Training forwards counted into the running statistics (momentum null: their average). */
+  get numBatchesTracked(): number {
+    return this.batches;
+  }
+  set numBatchesTracked(n: number) {
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) {
+      throw new BatchNormRangeError('ERR_BN_OUT_OF_RANGE', `${this.constructor.name}.numBatchesTracked must be a non-negative safe integer, received ${describe(n)}`);
+    }
+    this.batches = n;
   }
 
   /** Sets training mode (batch statistics, running statistics updated). */
   train(mode = true): this {
-    this.training = checkBoolean(`${this.constructor.name}.train`, 'mode', mode);
+    this.isTraining = checkBoolean(methodName(this, 'train'), 'mode', mode);
     return this;
   }
 
   /** Sets evaluation mode (running statistics, if tracked). */
   eval(): this {
-    return this.train(false);
+    methodName(this, 'eval');
+    this.isTraining = false;
+    return this;
   }
 
   zeroGrad(): void {
-    this.assertIdle(this.name('zeroGrad'));
+    this.assertIdle(methodName(this, 'zeroGrad'));
     this.gradWeight?.fill(0);
     this.gradBias?.fill(0);
   }
 
-  /** Clears the input kept for backward (so it can be garbage-collected). */
+  /** Drops every input kept for backward (so it can be garbage-collected). */
   releaseSaved(): void {
-    this.saved = null;
-  }
-
-  private name(method: string): string {
-    return `${this.constructor.name}.${method}`;
-  }
-
-  private parseInput(fn: string, x: unknown, shape: unknown): SavedForward['shape'] {
-    const sh = parseShape(fn, shape, this.minRank, this.maxRank);
-    if (sh.c !== this.numFeatures) {
-      throw new BatchNormRangeError('ERR_BN_BAD_SHAPE', `${fn}: shape[1] must be ${this.numFeatures} (numFeatures), received shape [${sh.dims.join(', ')}]`);
-    }
-    checkArray(fn, 'x', x, this.dtype, sh.total);
-    return sh;
-  }
-
-  /** Validates everything and returns the native call plus what to commit after it succeeds. */
-  private forwardOptions(fn: string, v: unknown): { out: FloatArray | undefined; channelsLast: boolean } {
-    if (v === undefined || v === null) return { out: undefined, channelsLast: false };
-    if (isFloatArray(v)) return { out: v, channelsLast: false };
-    if (ArrayBuffer.isView(v) || Array.isArray(v)) {
-      // Not an options object: an output array of the wrong kind (would otherwise be ignored).
-      throw new BatchNormTypeError(
-        'ERR_BN_INVALID_ARG_TYPE',
-        `${fn}: out must be a ${arrayName(this.dtype)} (or an options object { out, channelsLast }), received ${describe(v)}`,
-      );
-    }
-    const o = checkOptions(fn, v) as ForwardOptions;
-    const channelsLast = o.channelsLast === undefined ? false : checkBoolean(fn, 'channelsLast', o.channelsLast);
-    return { out: o.out ?? undefined, channelsLast };
-  }
-
-  private planForward(fn: string, x: unknown, shape: unknown, outOrOptions: unknown) {
-    const { out, channelsLast } = this.forwardOptions(fn, outOrOptions);
-    const sh = this.parseInput(fn, x, shape);
-    const xa = x as FloatArray;
-    const useBatchStats = this.training || !this.trackRunningStats;
-    const weightSnapshot = this.weight ? this.weight.slice() : null;
-    if (useBatchStats) {
-      const updating = this.training && this.trackRunningStats;
-      const n = updating ? this.numBatchesTracked + 1 : this.numBatchesTracked;
-      const factor = this.momentum === null ? 1 / n : this.momentum;
-      const p = prepareTraining(fn, xa, sh.dims, {
-        weight: this.weight,
-        bias: this.bias,
-        runningMean: updating ? this.runningMean : null,
-        runningVar: updating ? this.runningVar : null,
-        momentum: updating ? factor : 0,
-        eps: this.eps,
-        out,
-        channelsLast,
-      });
-      return {
-        call: p.call,
-        y: p.result.y,
-        commit: () => {
-          if (updating) this.numBatchesTracked = n;
-          this.saved = {
-            x: xa, shape: sh, useBatchStats: true, mean: p.result.batchMean, invstd: p.result.batchInvstd, runningVar: null,
-            weight: weightSnapshot, inPlace: p.result.y === xa, channelsLast,
-          };
-        },
-      };
-    }
-    const rm = this.runningMean as FloatArray;
-    const rv = this.runningVar as FloatArray;
-    const p = prepareInference(fn, xa, sh.dims, { weight: this.weight, bias: this.bias, runningMean: rm, runningVar: rv, eps: this.eps, out, channelsLast });
-    const mean = Float64Array.from(rm);
-    const invstd = Float64Array.from(rv, (v) => 1 / Math.sqrt(v + this.eps));
-    const runningVar = rv.slice();
-    return {
-      call: p.call,
-      y: p.y,
-      commit: () => {
-        this.saved = { x: xa, shape: sh, useBatchStats: false, mean, invstd, runningVar, weight: weightSnapshot, inPlace: p.y === xa, channelsLast };
-      },
-    };
-  }
-
-  private planBackward(fn: string, dy: unknown, out: unknown) {
-    const s = this.saved;
-    if (!s) {
-      throw new BatchNormError('ERR_BN_NO_FORWARD', `${fn}: no forward to differentiate; call forward(x, shape) first`);
-    }
-    if (s.inPlace) {
-      throw new BatchNormError(
-        'ERR_BN_INPUT_OVERWRITTEN',
-        `${fn}: the last forward wrote its output over x (out === x), so x is gone; run forward with a separate output to train`,
-      );
-    }
-    checkArray(fn, 'dy', dy, this.dtype, s.shape.total);
-    // Evaluation mode: prepareBackward takes the running statistics (as they were at the forward)
-    // and eps, not mean/invstd.
-    const stats = s.useBatchStats
-      ? { training: true, mean: s.mean, invstd: s.invstd }
-      : { training: false, runningMean: s.mean, runningVar: s.runningVar as FloatArray, eps: this.eps };
-    const p = prepareBackward(fn, s.x, dy, s.shape.dims, {
-      weight: s.weight,
-      ...stats,
-      gradWeight: this.gradWeight,
-      gradBias: this.gradBias,
-      accumulate: true,
-      out: out as FloatArray | undefined,
-      channelsLast: s.channelsLast,
-    });
-    return { call: p.call, dx: p.result.dx };
+    methodName(this, 'releaseSaved');
+    this.last = null;
+    this.sinceBackward = [];
+    this.byOutput = new WeakMap();
   }
 
   private assertIdle(fn: string): void {
     if (this.pending > 0) {
       throw new BatchNormError('ERR_BN_BUSY', `${fn}: this layer has ${this.pending} async call(s) in flight; await them first (or use the async methods)`);
     }
+  }
+
+  private forwardOptions(fn: string, v: unknown): { out: FloatArray | null; channelsLast: boolean } {
+    if (v === undefined || v === null) return { out: null, channelsLast: false };
+    if (isFloatArray(v)) return { out: checkArray(fn, 'out', v, this.dtype), channelsLast: false };
+    if (ArrayBuffer.isView(v) || Array.isArray(v)) {
+      throw new BatchNormTypeError(
+        'ERR_BN_INVALID_ARG_TYPE',
+        `${fn}: out must be a ${arrayName(this.dtype)} (or an options object { out, channelsLast }), received ${describe(v)}`,
+      );
+    }
+    const o = readOptions(fn, v, FORWARD_KEYS);
+    return {
+      out: o.out === undefined || o.out === null ? null : checkArray(fn, 'out', o.out, this.dtype),
+      channelsLast: checkOptionalBoolean(fn, 'channelsLast', o.channelsLast, false),
+    };
+  }
+
+  /**
+   * Validates a forward call and takes everything it depends on now. Returns `bind`, which builds
+   * the native call from the layer's state when the call runs (after every earlier call), and
+   * `commit`, which records it once it has succeeded.
+   */
+  private planForward(fn: string, x: unknown, shape: unknown, outOrOptions: unknown) {
+    const { out, channelsLast } = this.forwardOptions(fn, outOrOptions);
+    const sh = parseShape(fn, shape, this.minRank, this.maxRank);
+    if (sh.c !== this.numFeatures) {
+      throw new BatchNormRangeError('ERR_BN_BAD_SHAPE', `${fn}: shape[1] must be ${this.numFeatures} (numFeatures), received shape [${sh.dims.join(', ')}]`);
+    }
+    const xa = checkArray(fn, 'x', x, this.dtype, sh.total);
+    if (out) checkArray(fn, 'out', out, this.dtype, sh.total);
+    const useBatchStats = this.isTraining || !this.trackRunningStats;
+    const updating = this.isTraining && this.trackRunningStats;
+    if (useBatchStats) checkTooFewValues(fn, sh);
+    const weight = this.weight ? this.weight.slice() : null;
+    const bias = this.bias ? this.bias.slice() : null;
+    checkOutputs({
+      fn, x: xa, dtype: this.dtype, sh, channelsLast, out, weight: this.weight, bias: this.bias, eps: this.eps,
+      runningMean: this.runningMean, runningVar: this.runningVar, momentum: 0,
+    });
+    const y = out ?? freshOutput(this.dtype, sh.total);
+    const base = { fn, x: xa, dtype: this.dtype, sh, channelsLast, out: y, weight, bias, eps: this.eps };
+    const ticket: Ticket = { sh, record: null, concurrent: this.inFlight.size > 0 };
+    const bind = (): { call: OpCall; commit: () => void } => {
+      if (useBatchStats) {
+        const n = updating ? this.batches + 1 : this.batches;
+        const momentum = this.momentum === null ? 1 / n : this.momentum;
+        const p = trainingCall({
+          ...base,
+          runningMean: updating ? this.runningMean : null,
+          runningVar: updating ? this.runningVar : null,
+          momentum: updating ? momentum : 0,
+        });
+        return {
+          call: p.call,
+          commit: () => {
+            if (updating) this.batches = n;
+            ticket.record = {
+              x: xa, sh, channelsLast, training: true, mean: p.result.batchMean, invstd: p.result.batchInvstd,
+              runningVar: null, weight, inPlace: y === xa,
+            };
+          },
+        };
+      }
+      const runningMean = (this.runningMean as FloatArray).slice();
+      const runningVar = (this.runningVar as FloatArray).slice();
+      const p = inferenceCall({ ...base, runningMean, runningVar });
+      return {
+        call: p.call,
+        commit: () => {
+          ticket.record = {
+            x: xa, sh, channelsLast, training: false, mean: Float64Array.from(runningMean), invstd: null,
+            runningVar, weight, inPlace: y === xa,
+          };
+        },
+      };
+    };
+    return { ticket, y, bind };
+  }
+
+  private remember(ticket: Ticket, y: FloatArray): void {
+    this.last = ticket;
+    this.sinceBackward.push(ticket);
+    this.byOutput.set(y, ticket);
   }
 
   /**
@@ -248,21 +287,14 @@ export class BatchNorm {
    * array (same dtype and length; may be x itself, in place) or { out, channelsLast }.
    */
   forward(x: FloatArray, shape: readonly number[], out?: FloatArray | ForwardOptions): FloatArray {
-    const fn = this.name('forward');
+    const fn = methodName(this, 'forward');
     this.assertIdle(fn);
-    const plan = this.planForward(fn, x, shape, out);
-    _runSync(plan.call);
-    plan.commit();
-    return plan.y;
-  }
-
-  /** dL/dx for the input of the last forward; adds dL/dweight, dL/dbias into gradWeight, gradBias. */
-  backward(dy: FloatArray, out?: FloatArray): FloatArray {
-    const fn = this.name('backward');
-    this.assertIdle(fn);
-    const plan = this.planBackward(fn, dy, out);
-    _runSync(plan.call);
-    return plan.dx;
+    const { ticket, y, bind } = this.planForward(fn, x, shape, out);
+    const b = bind();
+    runSync(b.call);
+    b.commit();
+    this.remember(ticket, y);
+    return y;
   }
 
   /** Runs `op` after every earlier async call on this layer has settled (whatever their outcome). */
@@ -280,22 +312,130 @@ export class BatchNorm {
 
   /** As forward, on libuv's thread pool; calls on one layer run in call order. */
   forwardAsync(x: FloatArray, shape: readonly number[], out?: FloatArray | ForwardOptions): Promise<FloatArray> {
-    const fn = this.name('forwardAsync');
-    return this.enqueue(async () => {
-      const plan = this.planForward(fn, x, shape, out);
-      await _runAsync(plan.call);
-      plan.commit();
-      return plan.y;
+    return rejecting(() => {
+      const fn = methodName(this, 'forwardAsync');
+      const { ticket, y, bind } = this.planForward(fn, x, shape, out);
+      checkFixedLength(fn, [['x', x], ['out', y]]);
+      for (const t of this.inFlight) t.concurrent = true;
+      this.inFlight.add(ticket);
+      const previous = this.last;
+      this.remember(ticket, y); // a backward called before this settles can name it already
+      return this.enqueue(async () => {
+        try {
+          const b = bind();
+          await runAsync(b.call);
+          b.commit();
+          return y;
+        } catch (e) {
+          this.forget(ticket, y, previous); // a failed forward leaves the layer as it was
+          throw e;
+        } finally {
+          this.inFlight.delete(ticket);
+        }
+      });
     });
   }
 
-  /** As backward, on libuv's thread pool, after every earlier async call on this layer. */
-  backwardAsync(dy: FloatArray, out?: FloatArray): Promise<FloatArray> {
-    const fn = this.name('backwardAsync');
-    return this.enqueue(async () => {
-      const plan = this.planBackward(fn, dy, out);
-      await _runAsync(plan.call);
-      return plan.dx;
+  private forget(ticket: Ticket, y: FloatArray, previous: Ticket | null): void {
+    if (this.last === ticket) this.last = previous;
+    if (this.byOutput.get(y) === ticket) this.byOutput.delete(y);
+    this.sinceBackward = this.sinceBackward.filter((t) => t !== ticket);
+  }
+
+  private backwardOptions(fn: string, v: unknown): { out: FloatArray | null; output: FloatArray | null } {
+    if (v === undefined || v === null) return { out: null, output: null };
+    if (isFloatArray(v)) return { out: checkArray(fn, 'out', v, this.dtype), output: null };
+    if (ArrayBuffer.isView(v) || Array.isArray(v)) {
+      throw new BatchNormTypeError(
+        'ERR_BN_INVALID_ARG_TYPE',
+        `${fn}: out must be a ${arrayName(this.dtype)} (or an options object { out, output }), received ${describe(v)}`,
+      );
+    }
+    const o = readOptions(fn, v, BACKWARD_KEYS);
+    return {
+      out: o.out === undefined || o.out === null ? null : checkArray(fn, 'out', o.out, this.dtype),
+      output: o.output === undefined || o.output === null ? null : checkArray(fn, 'output', o.output, this.dtype),
+    };
+  }
+
+  /** The forward a backward differentiates: named by its output, or the last one. */
+  private ticketFor(fn: string, output: FloatArray | null): Ticket {
+    const t = output ? this.byOutput.get(output) : this.last;
+    if (!t) {
+      throw new BatchNormError(
+        'ERR_BN_NO_FORWARD',
+        output
+          ? `${fn}: output is not the output of a forward on this layer (or releaseSaved() was called since)`
+          : `${fn}: no forward to differentiate; call forward(x, shape) first`,
+      );
+    }
+    return t;
+  }
+
+  private planBackward(fn: string, dy: unknown, outOrOptions: unknown, async: boolean) {
+    const { out, output } = this.backwardOptions(fn, outOrOptions);
+    const ticket = this.ticketFor(fn, output);
+    // Interleaved async chains (forward A, forward B, backward meant for A): "the last forward"
+    // then depends on timing, so an unnamed backward after overlapping forwards is refused.
+    if (async && !output && this.sinceBackward.length > 1 && this.sinceBackward.some((t) => t.concurrent)) {
+      throw new BatchNormError(
+        'ERR_BN_AMBIGUOUS_BACKWARD',
+        `${fn}: ${this.sinceBackward.length} forwards were called on this layer since the last backward, some of them while ` +
+          'another was in flight, so which one is "the last" depends on timing; name the forward to differentiate with ' +
+          '{ output: y } (the y it returned)',
+      );
+    }
+    const dya = checkArray(fn, 'dy', dy, this.dtype, ticket.sh.total);
+    if (out) checkArray(fn, 'out', out, this.dtype, ticket.sh.total);
+    const spec = () => {
+      const r = ticket.record;
+      if (!r) {
+        throw new BatchNormError('ERR_BN_NO_FORWARD', `${fn}: the forward it would differentiate failed, so there is nothing to differentiate`);
+      }
+      if (r.inPlace) {
+        throw new BatchNormError(
+          'ERR_BN_INPUT_OVERWRITTEN',
+          `${fn}: the last forward wrote its output over x (out === x), so x is gone; run forward with a separate output to train`,
+        );
+      }
+      const sp = {
+        fn, x: r.x, dy: dya, dtype: this.dtype, sh: r.sh, channelsLast: r.channelsLast, out, weight: r.weight,
+        training: r.training, mean: r.mean, invstd: r.invstd, runningVar: r.runningVar, eps: this.eps,
+        gradWeight: this.gradWeight, gradBias: this.gradBias, accumulate: true,
+      };
+      checkOutputs(sp);
+      return sp;
+    };
+    if (ticket.record) spec(); // a forward that has run: everything can be checked now
+    this.sinceBackward = [];
+    return (): { call: OpCall; dx: FloatArray } => {
+      const p = backwardCall(spec());
+      return { call: p.call, dx: p.result.dx };
+    };
+  }
+
+  /** dL/dx for the input of a forward (the last one, or { output: y }); adds dL/dweight, dL/dbias
+   * into gradWeight, gradBias. The second argument is dx's array or { out, output }. */
+  backward(dy: FloatArray, out?: FloatArray | BackwardCallOptions): FloatArray {
+    const fn = methodName(this, 'backward');
+    this.assertIdle(fn);
+    const b = this.planBackward(fn, dy, out, false)();
+    runSync(b.call);
+    return b.dx;
+  }
+
+  /** As backward, on libuv's thread pool, after every earlier async call on this layer. With
+   * interleaved async forwards, name the forward: { output: y }. */
+  backwardAsync(dy: FloatArray, out?: FloatArray | BackwardCallOptions): Promise<FloatArray> {
+    return rejecting(() => {
+      const fn = methodName(this, 'backwardAsync');
+      const bind = this.planBackward(fn, dy, out, true);
+      checkFixedLength(fn, [['dy', dy], ['out', isFloatArray(out) ? out : (out?.out ?? null)]]);
+      return this.enqueue(async () => {
+        const b = bind();
+        await runAsync(b.call);
+        return b.dx;
+      });
     });
   }
 
@@ -308,7 +448,7 @@ export class BatchNorm {
 
   /** Inference-mode BN as y = x * scale + shift per channel (float64 maths, layer dtype). */
   scaleShift(): { scale: FloatArray; shift: FloatArray } {
-    const { rm, rv } = this.requireRunningStats(this.name('scaleShift'));
+    const { rm, rv } = this.requireRunningStats(methodName(this, 'scaleShift'));
     const ss = computeScaleShift(rm, rv, this.eps, this.weight, this.bias);
     const T = arrayType(this.dtype);
     return { scale: T.from(ss.scale), shift: T.from(ss.shift) };
@@ -320,118 +460,44 @@ export class BatchNorm {
    * Returns new arrays in the weight's dtype.
    */
   foldIntoConv(weight: FloatArray, weightShape: readonly number[], bias: FloatArray | null = null, options: ConvFoldOptions = {}): FoldedLayer {
-    const fn = this.name('foldIntoConv');
+    const fn = methodName(this, 'foldIntoConv');
     const { rm, rv } = this.requireRunningStats(fn);
-    return foldConv(fn, computeScaleShift(rm, rv, this.eps, this.weight, this.bias), weight, weightShape, bias, checkOptions(fn, options) as ConvFoldOptions);
+    const o = readOptions(fn, options, ['groups', 'transposed'] as const) as ConvFoldOptions;
+    return foldConv(fn, computeScaleShift(rm, rv, this.eps, this.weight, this.bias), weight, weightShape, bias, o);
   }
 
   /** Folds this BN into the linear layer before it: weight [numFeatures, in] row-major, bias [numFeatures] or null. */
   foldIntoLinear(weight: FloatArray, bias: FloatArray | null = null): FoldedLayer {
-    const fn = this.name('foldIntoLinear');
+    const fn = methodName(this, 'foldIntoLinear');
     const { rm, rv } = this.requireRunningStats(fn);
     return foldLinear(fn, computeScaleShift(rm, rv, this.eps, this.weight, this.bias), weight, bias);
   }
 
   /** Copies of the layer's state under PyTorch's key names (entries the layer lacks are omitted). */
   stateDict(): BatchNormStateDict {
-    const d: BatchNormStateDict = {};
-    if (this.weight && this.bias) {
-      d.weight = this.weight.slice();
-      d.bias = this.bias.slice();
-    }
-    if (this.runningMean && this.runningVar) {
-      d.running_mean = this.runningMean.slice();
-      d.running_var = this.runningVar.slice();
-      d.num_batches_tracked = BigInt64Array.of(BigInt(this.numBatchesTracked));
-    }
-    return d;
+    methodName(this, 'stateDict');
+    return stateDictOf(this);
   }
 
-  private expectedKeys(): string[] {
-    const keys: string[] = [];
-    if (this.affine) keys.push('weight', 'bias');
-    if (this.trackRunningStats) keys.push('running_mean', 'running_var', 'num_batches_tracked');
-    return keys;
-  }
-
-  /**
-   * Loads a state dict (values copied, float32/float64 converted to the layer's dtype). Everything
-   * is checked before anything is written: on error the layer is unchanged.
-   */
+  /** Loads a state dict (values copied, float32/float64 converted to the layer's dtype). Everything
+   * is checked before anything is written: on error the layer is unchanged. */
   loadStateDict(dict: Record<string, unknown>, options: LoadStateDictOptions = {}): void {
-    const fn = this.name('loadStateDict');
-    if (dict === null || typeof dict !== 'object' || Array.isArray(dict)) {
-      throw new BatchNormTypeError('ERR_BN_INVALID_ARG_TYPE', `${fn}: state must be an object, received ${describe(dict)}`);
-    }
-    const strict = checkBoolean(fn, 'strict', checkOptions(fn, options).strict ?? true);
+    const fn = methodName(this, 'loadStateDict');
     this.assertIdle(fn); // an async call in flight reads and writes these arrays
-    const expected = this.expectedKeys();
-    const missing = expected.filter((k) => !(k in dict) || dict[k] === undefined);
-    const unexpected = Object.keys(dict).filter((k) => !expected.includes(k));
-    if (missing.length || (strict && unexpected.length)) {
-      const parts = [];
-      if (missing.length) parts.push(`missing ${missing.join(', ')}`);
-      if (strict && unexpected.length) parts.push(`unexpected ${unexpected.join(', ')}`);
-      throw new BatchNormRangeError('ERR_BN_STATE_DICT', `${fn}: expected keys ${expected.join(', ')}; ${parts.join('; ')}`);
-    }
-    const writes: Array<() => void> = [];
-    for (const key of expected) {
-      const v = dict[key];
-      if (key === 'num_batches_tracked') {
-        let n: number;
-        if (typeof v === 'bigint') n = Number(v);
-        else if (typeof v === 'number') n = v;
-        else if ((v instanceof BigInt64Array || v instanceof Float32Array || v instanceof Float64Array) && v.length === 1) n = Number(v[0]);
-        else {
-          throw new BatchNormTypeError('ERR_BN_STATE_DICT', `${fn}: num_batches_tracked must be an integer, a bigint or a 1-element BigInt64Array, received ${describe(v)}`);
-        }
-        if (!Number.isSafeInteger(n) || n < 0) {
-          throw new BatchNormRangeError('ERR_BN_STATE_DICT', `${fn}: num_batches_tracked must be a non-negative safe integer, received ${String(v)}`);
-        }
-        writes.push(() => { this.numBatchesTracked = n; });
-        continue;
-      }
-      if (!isFloatArray(v)) {
-        throw new BatchNormTypeError('ERR_BN_STATE_DICT', `${fn}: ${key} must be a Float32Array or Float64Array, received ${describe(v)}`);
-      }
-      if (v.length !== this.numFeatures) {
-        throw new BatchNormRangeError('ERR_BN_STATE_DICT', `${fn}: ${key} must have ${this.numFeatures} elements, received ${describe(v)}`);
-      }
-      const target = { weight: this.weight, bias: this.bias, running_mean: this.runningMean, running_var: this.runningVar }[key as 'weight'] as FloatArray;
-      const src = sharesMemory(v, target) ? v.slice() : v;
-      writes.push(() => target.set(src));
-    }
-    for (const w of writes) w();
+    loadStateDictInto(fn, this, dict, options);
   }
 
   /** Writes stateDict() as a safetensors file (PyTorch key names, F32/F64 and I64). */
   saveSafetensors(path: string, metadata: Record<string, string> = {}): void {
-    const tensors: Record<string, { shape: number[]; data: TensorData }> = {};
-    for (const [k, v] of Object.entries(this.stateDict())) {
-      tensors[k] = { shape: k === 'num_batches_tracked' ? [] : [this.numFeatures], data: v as TensorData };
-    }
-    writeSafetensorsFile(path, tensors, metadata);
+    saveSafetensorsOf(methodName(this, 'saveSafetensors'), this, path, metadata);
   }
 
   /** Reads a safetensors checkpoint (e.g. from PyTorch's state_dict) into the layer. An optional
    * `prefix` ("layer1.bn.") selects one module's entries from a whole-model file. */
   loadSafetensors(path: string, options: LoadStateDictOptions & { prefix?: string } = {}): void {
-    const fn = this.name('loadSafetensors');
-    const o = checkOptions(fn, options) as LoadStateDictOptions & { prefix?: string };
-    const prefix = o.prefix ?? '';
-    if (typeof prefix !== 'string') {
-      throw new BatchNormTypeError('ERR_BN_INVALID_ARG_TYPE', `${fn}: prefix must be a string, received ${describe(prefix)}`);
-    }
-    if (typeof path !== 'string' || path.length === 0) {
-      throw new BatchNormTypeError('ERR_BN_INVALID_ARG_TYPE', `${fn}: path must be a non-empty string, received ${describe(path)}`);
-    }
+    const fn = methodName(this, 'loadSafetensors');
     this.assertIdle(fn);
-    const file = readSafetensorsFile(path);
-    const dict: Record<string, unknown> = {};
-    for (const [k, t] of Object.entries(file.tensors)) {
-      if (k.startsWith(prefix)) dict[k.slice(prefix.length)] = t.data;
-    }
-    this.loadStateDict(dict, { strict: o.strict });
+    loadSafetensorsInto(fn, this, path, options);
   }
 }
 

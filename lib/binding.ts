@@ -1,64 +1,110 @@
-// The typed contract of what the native addon (batchnorm.node) exports. The TypeScript facade
-// (lib/) validates every argument before calling these; the addon checks them again and throws
-// TypeError / RangeError with a `.code` rather than crash.
+// The contract between the TypeScript facade and the native addon (batchnorm.node): one named
+// call object per op, parsed by name in native/addon/calls.cc. The facade validates every user
+// argument and owns the messages; the addon re-checks only what memory safety needs (array kinds,
+// lengths, overlap, resizable buffers on async calls) and throws the facade's error classes
+// (handed to it by setErrorClasses) with `fn` in the message. A key the addon does not know is an
+// error, so the two sides cannot drift apart silently.
 //
-// Shapes are passed as (n, c, s): batch, channels, product of the spatial dimensions (1 for
-// [N, C]); memory is [N, C, S] or, with channelsLast, [N, S, C]. `FloatArray` arguments of one
-// call must all have x's dtype, except the float64
-// statistics (batchMean, batchInvstd, mean, invstd of backward), which are always Float64Array.
+// Shapes are (n, c, s): batch, channels, product of the spatial dimensions (1 for [N, C]); memory
+// is [N, C, S], or [N, S, C] with channelsLast. Arrays of one call share x's dtype, except the
+// float64 statistics (batchMean, batchInvstd, and backward's mean and invstd).
+
+import type { BatchNormError, BatchNormRangeError, BatchNormTypeError } from './errors';
 
 export type FloatArray = Float32Array | Float64Array;
 
 export type SimdLevelName = 'scalar' | 'avx2' | 'avx512' | 'neon';
 
-export interface NativeBinding {
-  /** Training forward: batch statistics, normalize, affine, save stats, update running stats. */
-  forwardTraining(
-    x: FloatArray, y: FloatArray, n: number, c: number, s: number,
-    weight: FloatArray | null, bias: FloatArray | null,
-    saveMean: FloatArray | null, saveInvstd: FloatArray | null,
-    batchMean: Float64Array | null, batchInvstd: Float64Array | null,
-    runningMean: FloatArray | null, runningVar: FloatArray | null,
-    eps: number, momentumFactor: number, channelsLast?: boolean,
-  ): void;
-  /** Inference forward: y = (x - mean) / sqrt(var + eps) * weight + bias. y may be x. */
-  forwardInference(
-    x: FloatArray, y: FloatArray, n: number, c: number, s: number,
-    weight: FloatArray | null, bias: FloatArray | null, mean: FloatArray, variance: FloatArray,
-    eps: number, channelsLast?: boolean,
-  ): void;
-  /** Backward; gradients are added to (accumulate) or written into gradWeight/gradBias. */
-  backward(
-    x: FloatArray, dy: FloatArray, dx: FloatArray | null, n: number, c: number, s: number,
-    weight: FloatArray | null, mean: Float64Array, invstd: Float64Array,
-    gradWeight: FloatArray | null, gradBias: FloatArray | null,
-    useBatchStats: boolean, accumulate: boolean, channelsLast?: boolean,
-  ): void;
+/** Fields every op call has. */
+export interface CallBase {
+  /** The user-facing function, for messages ("BatchNorm2d.forwardAsync"). */
+  fn: string;
+  x: FloatArray;
+  n: number;
+  c: number;
+  s: number;
+  channelsLast: boolean;
+}
 
-  forwardTrainingAsync(...args: Parameters<NativeBinding['forwardTraining']>): Promise<void>;
-  forwardInferenceAsync(...args: Parameters<NativeBinding['forwardInference']>): Promise<void>;
-  backwardAsync(...args: Parameters<NativeBinding['backward']>): Promise<void>;
+/** Training forward: batch statistics, normalize, affine, save stats, update running stats. */
+export interface ForwardTrainingCall extends CallBase {
+  /** y; may be x itself (in place). */
+  out: FloatArray;
+  weight: FloatArray | null;
+  bias: FloatArray | null;
+  saveMean: FloatArray;
+  saveInvstd: FloatArray;
+  batchMean: Float64Array;
+  batchInvstd: Float64Array;
+  /** Updated in place when given (both or neither). */
+  runningMean: FloatArray | null;
+  runningVar: FloatArray | null;
+  eps: number;
+  /** Factor of this batch in the running statistics (momentum, or 1 / numBatchesTracked). */
+  momentum: number;
+}
+
+/** Inference forward with given statistics: y = (x - mean) * invstd(var, eps) * weight + bias. */
+export interface ForwardInferenceCall extends CallBase {
+  out: FloatArray;
+  weight: FloatArray | null;
+  bias: FloatArray | null;
+  runningMean: FloatArray;
+  runningVar: FloatArray;
+  eps: number;
+}
+
+/** Backward. Training: mean and invstd are the forward's batch statistics. Evaluation: mean is the
+ * running mean (widened) and the core computes invstd from runningVar and eps. */
+export interface BackwardCall extends CallBase {
+  dy: FloatArray;
+  /** dx; may be dy itself; null when only the parameter gradients are wanted. */
+  out: FloatArray | null;
+  weight: FloatArray | null;
+  training: boolean;
+  mean: Float64Array;
+  invstd: Float64Array | null;
+  runningVar: FloatArray | null;
+  eps: number;
+  /** Gradients are added to (accumulate) or written into these. */
+  gradWeight: FloatArray | null;
+  gradBias: FloatArray | null;
+  accumulate: boolean;
+}
+
+export interface ErrorClasses {
+  TypeError: typeof BatchNormTypeError;
+  RangeError: typeof BatchNormRangeError;
+  Error: typeof BatchNormError;
+}
+
+export interface NativeBinding {
+  /** Called once by the loader: the addon throws these classes from then on. */
+  setErrorClasses(classes: ErrorClasses): void;
+
+  forwardTraining(call: ForwardTrainingCall): void;
+  forwardInference(call: ForwardInferenceCall): void;
+  backward(call: BackwardCall): void;
+  /** The same on libuv's thread pool. The arrays' buffers are marked untransferable. */
+  forwardTrainingAsync(call: ForwardTrainingCall): Promise<void>;
+  forwardInferenceAsync(call: ForwardInferenceCall): Promise<void>;
+  backwardAsync(call: BackwardCall): Promise<void>;
 
   /** Kernel level in use. */
   simdLevel(): SimdLevelName;
   /** Best level this CPU, OS and build support (before BATCHNORM_SIMD lowers it). */
   detectedSimdLevel(): SimdLevelName;
   supportedSimdLevels(): SimdLevelName[];
-  /** Process-wide: switch kernels (RangeError with code ERR_BN_UNSUPPORTED if not supported). */
-  setSimdLevel(level: string): void;
+  /** Process-wide: switch kernels. */
+  setSimdLevel(level: SimdLevelName): void;
 
   /** Process-wide compute-thread budget shared by all calls, sync and async. */
   setNumThreads(n: number): void;
   getNumThreads(): number;
-  /** Threads in use now and the peak since the last reset (tests of the budget). */
-  threadStats(reset?: boolean): { inUse: number; peak: number };
+  /** Compute threads in use now, and the most in use at once since the last reset. */
+  threadCounters(reset: boolean): { inUse: number; peak: number };
 
-  /** Benchmark baseline (bench/): copies src into dst[0, src.length) with `threads` OpenMP threads; streaming = non-temporal stores + sfence. Returns the kernel used, e.g. 'avx512-stream'. */
-  benchCopy(src: Float32Array, dst: Float32Array, streaming: boolean, threads: number): string;
-  /** ISA of the copy kernels and whether streaming stores exist on this architecture. */
-  benchCopyInfo(): { isa: 'avx512' | 'avx2' | 'sse2' | 'generic'; streaming: boolean };
-
-  /** Linux: madvise(MADV_HUGEPAGE) on the whole 2 MiB pages inside a's memory (a new output about to be written); true if the kernel took the advice. Contents unchanged. (Prebuilds older than it lack it: the facade checks.) */
+  /** Linux: madvise(MADV_HUGEPAGE) on the whole 2 MiB pages inside a new output; true if taken. */
   adviseHugePages(a: FloatArray): boolean;
 
   buildInfo(): { arch: string; openmp?: number; compiler: string; defaultNumThreads: number };

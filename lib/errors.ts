@@ -1,52 +1,66 @@
-// Errors thrown by node-batchnorm. Every one has a stable `.code` (also thrown, with the same codes,
-// by the native addon as plain TypeError / RangeError if the facade is bypassed).
+// Errors thrown by node-batchnorm: every one has a stable `.code`, and `e instanceof
+// BatchNormError` holds for all three classes. The native addon throws these same classes (the
+// loader hands them to it), so an error from any layer looks the same.
+import { lengthOf, typedArrayKind } from './arrays';
 
 export type BatchNormErrorCode =
   | 'ERR_BN_INVALID_ARG_TYPE' // wrong JS type (not a typed array, not a number, ...)
+  | 'ERR_BN_UNKNOWN_OPTION' // an options object has a key the function does not know
   | 'ERR_BN_DTYPE_MISMATCH' // a Float64Array where the layer is float32, or the reverse
   | 'ERR_BN_BAD_SHAPE' // shape not an array of positive integers, wrong rank, wrong channel count
   | 'ERR_BN_BAD_LENGTH' // an array's length does not match the shape or the channel count
   | 'ERR_BN_OUT_OF_RANGE' // eps, momentum, thread count, SIMD level name outside their range
   | 'ERR_BN_TOO_FEW_VALUES' // training with one value per channel
   | 'ERR_BN_OVERLAP' // an output shares memory with an input where that is not allowed
+  | 'ERR_BN_RESIZABLE_BUFFER' // an async call on a view of a resizable ArrayBuffer
   | 'ERR_BN_NO_FORWARD' // backward without a forward to differentiate
+  | 'ERR_BN_AMBIGUOUS_BACKWARD' // backwardAsync after several forwards, without naming one
   | 'ERR_BN_INPUT_OVERWRITTEN' // backward after an in-place training forward destroyed x
   | 'ERR_BN_BUSY' // a sync call on a layer with async calls in flight
   | 'ERR_BN_STATE_DICT' // loadStateDict: missing, unexpected or wrongly sized entries
   | 'ERR_BN_SAFETENSORS' // malformed safetensors file or buffer
+  | 'ERR_BN_IO' // a file could not be read or written (the cause is the system's error)
   | 'ERR_BN_UNSUPPORTED' // SIMD level not available on this CPU or build
   | 'ERR_BN_NO_RUNNING_STATS' // folding a layer that has no running statistics
+  | 'ERR_BN_OUT_OF_MEMORY' // the core could not allocate its scratch memory
+  | 'ERR_BN_INTERNAL' // a state the library does not expect (a bug: please report it)
   | 'ERR_BN_LOAD'; // the native addon could not be loaded
 
-export interface BatchNormErrorLike extends Error {
-  code: BatchNormErrorCode;
+const brand = Symbol('node-batchnorm error');
+
+function stamp(e: Error, name: string, code: BatchNormErrorCode): void {
+  e.name = name;
+  Object.defineProperty(e, brand, { value: true });
+  (e as unknown as { code: BatchNormErrorCode }).code = code;
 }
 
-export class BatchNormTypeError extends TypeError implements BatchNormErrorLike {
-  readonly code: BatchNormErrorCode;
+/** Errors of state or format, and the common base of every error this library throws. */
+export class BatchNormError extends Error {
+  declare readonly code: BatchNormErrorCode;
   constructor(code: BatchNormErrorCode, message: string) {
     super(message);
-    this.name = 'BatchNormTypeError';
-    this.code = code;
+    stamp(this, 'BatchNormError', code);
+  }
+  static [Symbol.hasInstance](v: unknown): boolean {
+    return typeof v === 'object' && v !== null && (v as { [brand]?: boolean })[brand] === true;
   }
 }
 
-export class BatchNormRangeError extends RangeError implements BatchNormErrorLike {
-  readonly code: BatchNormErrorCode;
+/** A wrong type: also a TypeError. */
+export class BatchNormTypeError extends TypeError {
+  declare readonly code: BatchNormErrorCode;
   constructor(code: BatchNormErrorCode, message: string) {
     super(message);
-    this.name = 'BatchNormRangeError';
-    this.code = code;
+    stamp(this, 'BatchNormTypeError', code);
   }
 }
 
-/** Errors of state or format rather than of one argument's type or range. */
-export class BatchNormError extends Error implements BatchNormErrorLike {
-  readonly code: BatchNormErrorCode;
+/** A value out of its range (lengths, shapes, eps, ...): also a RangeError. */
+export class BatchNormRangeError extends RangeError {
+  declare readonly code: BatchNormErrorCode;
   constructor(code: BatchNormErrorCode, message: string) {
     super(message);
-    this.name = 'BatchNormError';
-    this.code = code;
+    stamp(this, 'BatchNormRangeError', code);
   }
 }
 
@@ -54,10 +68,11 @@ export class BatchNormError extends Error implements BatchNormErrorLike {
 export function describe(v: unknown): string {
   if (v === null) return 'null';
   if (v === undefined) return 'undefined';
-  if (ArrayBuffer.isView(v)) {
-    const len = (v as { length?: number }).length;
-    return `${/^[AEIOU]/.test(v.constructor.name) ? 'an' : 'a'} ${v.constructor.name}${len !== undefined ? ` of length ${len}` : ''}`;
+  const kind = typedArrayKind(v);
+  if (kind !== undefined) {
+    return `${/^[AEIOU]/.test(kind) ? 'an' : 'a'} ${kind} of length ${lengthOf(v as ArrayBufferView)}`;
   }
+  if (ArrayBuffer.isView(v)) return 'a DataView';
   if (Array.isArray(v)) return `an Array of length ${v.length}`;
   switch (typeof v) {
     case 'number': return `the number ${v}`;
@@ -66,6 +81,15 @@ export function describe(v: unknown): string {
     case 'bigint': return `the bigint ${v}`;
     case 'function': return 'a function';
     case 'symbol': return 'a symbol';
-    default: return `an object (${(v as object).constructor?.name ?? 'Object'})`;
+    default: return `an object (${objectName(v as object)})`;
+  }
+}
+
+function objectName(o: object): string {
+  try {
+    const name = (o as { constructor?: { name?: unknown } }).constructor?.name;
+    return typeof name === 'string' && name !== '' ? name : 'Object';
+  } catch {
+    return 'Object'; // a Proxy or getter that throws
   }
 }

@@ -2,7 +2,8 @@
 // be merged into the convolution or linear layer before it. Everything is computed in float64
 // and cast once to the output dtype.
 import { BatchNormRangeError, BatchNormTypeError, describe } from './errors';
-import { checkArray, dtypeOf, FloatArray, isFloatArray, arrayType } from './validate';
+import { arrayType, dtypeOf, FloatArray, isFloatArray } from './arrays';
+import { checkArray } from './validate';
 
 export interface ScaleShift {
   scale: Float64Array;

@@ -1,6 +1,7 @@
 // node-batchnorm: batch normalization (Ioffe & Szegedy, 2015) as a native Node.js addon.
 import { BatchNormRangeError, BatchNormTypeError, describe } from './errors';
 import { bindingInfo, native } from './load';
+import { checkOptionalBoolean, readOptions } from './validate';
 import type { SimdLevelName } from './binding';
 
 export { BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d } from './batchnorm';
@@ -10,13 +11,14 @@ export {
   batchNormTrainingAsync, batchNormInferenceAsync, batchNormBackwardAsync,
 } from './functional';
 export type { TrainingOptions, TrainingResult, InferenceOptions, BackwardOptions, BackwardResult } from './functional';
+export type { BackwardCallOptions } from './batchnorm';
 export { computeScaleShift } from './fold';
 export type { ConvFoldOptions, FoldedLayer, ScaleShift } from './fold';
 export { parseSafetensors, serializeSafetensors, readSafetensorsFile, writeSafetensorsFile } from './safetensors';
 export type { SafetensorsFile, Tensor, TensorDType, TensorData } from './safetensors';
 export { BatchNormError, BatchNormRangeError, BatchNormTypeError } from './errors';
 export type { BatchNormErrorCode } from './errors';
-export type { DType, FloatArray } from './validate';
+export type { DType, FloatArray } from './arrays';
 export type { SimdLevelName } from './binding';
 export { bindingInfo } from './load';
 
@@ -56,6 +58,13 @@ export function setNumThreads(n: number): void {
     throw new BatchNormRangeError('ERR_BN_OUT_OF_RANGE', `setNumThreads: n must be an integer in [1, 4096], received ${describe(n)}`);
   }
   native().setNumThreads(n);
+}
+
+/** Compute threads in use now by every call of this process, and the most in use at once since
+ * the last reset (monitoring, like sharp.counters()). */
+export function threadCounters(options: { reset?: boolean } = {}): { inUse: number; peak: number } {
+  const o = readOptions('threadCounters', options, ['reset'] as const);
+  return native().threadCounters(checkOptionalBoolean('threadCounters', 'reset', o.reset, false));
 }
 
 /** The compute-thread budget (default: OMP_NUM_THREADS if set, else the number of CPUs). */

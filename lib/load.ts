@@ -9,16 +9,19 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { NativeBinding } from './binding';
-import { BatchNormError } from './errors';
+import { BatchNormError, BatchNormRangeError, BatchNormTypeError } from './errors';
 
 const packageRoot = path.resolve(__dirname, '..', '..');
+
+/** Environment variables as the loader reads them (process.env fits; no dependence on @types/node). */
+export type EnvVars = Readonly<Record<string, string | undefined>>;
 
 export interface BindingCandidate {
   kind: 'env' | 'prebuild' | 'build';
   file: string;
 }
 
-export function bindingCandidates(env: NodeJS.ProcessEnv = process.env): BindingCandidate[] {
+export function bindingCandidates(env: EnvVars = process.env): BindingCandidate[] {
   if (env.BATCHNORM_BINDING) return [{ kind: 'env', file: path.resolve(env.BATCHNORM_BINDING) }];
   const prebuild: BindingCandidate = {
     kind: 'prebuild',
@@ -36,7 +39,7 @@ export interface LoadedBinding {
   skipped: string[];
 }
 
-export function loadBinding(env: NodeJS.ProcessEnv = process.env): LoadedBinding {
+export function loadBinding(env: EnvVars = process.env): LoadedBinding {
   const tried: string[] = [];
   const skipped: string[] = [];
   for (const c of bindingCandidates(env)) {
@@ -54,6 +57,8 @@ export function loadBinding(env: NodeJS.ProcessEnv = process.env): LoadedBinding
       skipped.push(reason);
       continue;
     }
+    // From here on the addon throws the facade's own error classes.
+    binding.setErrorClasses({ TypeError: BatchNormTypeError, RangeError: BatchNormRangeError, Error: BatchNormError });
     if (skipped.length > 0) {
       process.emitWarning(
         `node-batchnorm: using the ${c.kind} binary ${c.file} because ${skipped.join('; ')}` +

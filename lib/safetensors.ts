@@ -127,9 +127,45 @@ export function readSafetensorsFile(path: string): SafetensorsFile {
     // fs.readFileSync would read from a file descriptor given a number.
     throw new BatchNormTypeError('ERR_BN_INVALID_ARG_TYPE', `readSafetensorsFile: path must be a non-empty string, received ${describe(path)}`);
   }
-  return parseSafetensors(fs.readFileSync(path));
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(path);
+  } catch (e) {
+    throw ioError('readSafetensorsFile', 'read', path, e);
+  }
+  return parseSafetensors(bytes);
 }
 
+function ioError(fn: string, verb: string, path: string, cause: unknown): BatchNormError {
+  const err = new BatchNormError('ERR_BN_IO', `${fn}: could not ${verb} ${JSON.stringify(path)}: ${(cause as Error).message}`);
+  Object.defineProperty(err, 'cause', { value: cause });
+  return err;
+}
+
+/** Writes a new file beside `path` and renames it over `path`: a failed write (a full disk, a
+ * missing folder) leaves any existing file as it was, and no partial file behind. */
 export function writeSafetensorsFile(path: string, tensors: Record<string, { shape: number[]; data: TensorData }>, metadata?: Record<string, string>): void {
-  fs.writeFileSync(path, serializeSafetensors(tensors, metadata));
+  const fn = 'writeSafetensorsFile';
+  if (typeof path !== 'string' || path.length === 0) {
+    throw new BatchNormTypeError('ERR_BN_INVALID_ARG_TYPE', `${fn}: path must be a non-empty string, received ${describe(path)}`);
+  }
+  const bytes = serializeSafetensors(tensors, metadata);
+  const temp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  try {
+    const fd = fs.openSync(temp, 'wx');
+    try {
+      fs.writeFileSync(fd, bytes);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(temp, path);
+  } catch (e) {
+    try {
+      fs.unlinkSync(temp);
+    } catch {
+      // never created, or already renamed
+    }
+    throw ioError(fn, 'write', path, e);
+  }
 }

@@ -3,8 +3,8 @@
 //
 // In a git checkout (a .git entry beside package.json) a prebuilds/ folder is only used when its
 // build-info.json was made from the native sources the checkout has now (the hash that
-// `scripts/prebuild.sh --source-hash` prints; sourceHash() below computes the same one, and
-// test/loader.test.ts checks that they agree). A stale prebuild would otherwise stand in for
+// `scripts/prebuild.sh --source-hash` prints and build-info.json records: sourceHash() below is its
+// one home, which prebuild.sh calls). A stale prebuild would otherwise stand in for
 // sources a developer has changed. An installed package (no .git) has the prebuilds it was packed
 // with, checked by scripts/pack-smoke.sh, and skips the hash.
 'use strict';
@@ -19,8 +19,8 @@ const BUILD_TOOLS = ['cmake-js', 'node-addon-api', 'node-api-headers'];
 
 /**
  * Hash of the sources that go into the binary: native/core, native/addon and CMakeLists.txt, each
- * file as "relative/path\0sha256(content)\n" in sorted path order, hashed with sha256. Must match
- * source_hash() in scripts/prebuild.sh.
+ * file as "relative/path\0sha256(content)\n" in sorted path order, hashed with sha256. The only
+ * implementation: scripts/prebuild.sh (--source-hash, build-info.json) calls this one.
  */
 function sourceHash(dir = root) {
   const files = [];

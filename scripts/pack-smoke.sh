@@ -6,7 +6,10 @@
 #   1. with each SIMD level this CPU supports forced by BATCHNORM_SIMD (scalar, avx2, avx512);
 #   2. with the system libgomp hidden (private mount namespace), so the bundled copy must load;
 #   3. under qemu-x86_64 -cpu Nehalem (no AVX): detection must pick scalar and nothing may SIGILL;
-#      and under -cpu qemu64 (plain x86-64 baseline).
+#      and under -cpu qemu64 (plain x86-64 baseline);
+#   4. installed again without its prebuilds (a platform none fits): the install hook builds from
+#      the packed sources alone (build tools linked from the repo), and the smoke test passes.
+# The tarball holds only what users need (an allow-list below) and the sources its maps name.
 # Before that, test/shipped/prebuilds.check.ts checks the prebuilt binaries themselves (mocha).
 # Prerequisites: `npm ci` (or npm install) and `npm run prebuild` in the repo; qemu-user for 3.
 #
@@ -60,15 +63,38 @@ tgz=$(ls "$work"/node-batchnorm-*.tgz 2>/dev/null | head -1)
 [ -n "$tgz" ] || { cat "$work/pack.log"; fail "npm pack did not produce a tarball"; }
 tar -tzf "$tgz" | sort >"$work/contents.txt"
 echo "$(basename "$tgz"): $(wc -l <"$work/contents.txt") files, $(du -k "$tgz" | cut -f1) KiB"
-for f in package.json README.md dist/lib/index.js dist/lib/index.mjs dist/lib/index.d.ts dist/lib/binding.d.ts scripts/install.js CMakeLists.txt \
-    native/core/forward_training.cc native/addon/addon.cc \
+for f in package.json README.md dist/lib/index.js dist/lib/index.mjs dist/lib/index.d.ts dist/lib/binding.d.ts lib/index.ts \
+    scripts/install.js CMakeLists.txt native/core/forward_training.cc native/addon/addon.cc \
     prebuilds/linux-x64/node-batchnorm.node prebuilds/linux-x64/libgomp.so.1 \
     prebuilds/linux-arm64/node-batchnorm.node prebuilds/linux-arm64/libgomp.so.1; do
   grep -qx "package/$f" "$work/contents.txt" || fail "the tarball lacks $f"
 done
-if grep -E '^package/(build|build-prebuild|node_modules|test|dist/test|bench|examples)/' "$work/contents.txt" | head -5 | grep .; then
-  fail "the tarball contains build output or test files (above)"
+# Only what a user needs: the runtime, the sources a from-source build and the source maps need.
+# No tests, benchmarks (bench_copy* included), examples, build output or dev scripts.
+if grep -vE '^package/(package\.json|README\.md|CMakeLists\.txt|scripts/install\.js|dist/lib/[^/]+|lib/[^/]+\.ts|native/(core|addon)/[^/]+|prebuilds/linux-(x64|arm64)/[^/]+)$' \
+    "$work/contents.txt" | head -5 | grep .; then
+  fail "the tarball contains files a user does not need (above; see \"files\" in package.json)"
 fi
+if grep -i 'bench' "$work/contents.txt" | grep .; then fail "the tarball contains benchmark files (above)"; fi
+# Every source a shipped source map names is shipped too.
+mkdir -p "$work/unpacked"
+tar -xzf "$tgz" -C "$work/unpacked"
+node -e '
+  const fs = require("fs"), path = require("path");
+  const pkg = process.argv[1], missing = [];
+  let maps = 0;
+  for (const f of fs.readdirSync(path.join(pkg, "dist/lib")).filter((f) => f.endsWith(".map"))) {
+    maps++;
+    const map = JSON.parse(fs.readFileSync(path.join(pkg, "dist/lib", f), "utf8"));
+    for (const src of map.sources) {
+      const p = path.resolve(pkg, "dist/lib", map.sourceRoot || "", src);
+      if (!p.startsWith(pkg + path.sep) || !fs.existsSync(p)) missing.push(`dist/lib/${f} -> ${src}`);
+    }
+  }
+  if (maps === 0) { console.error("no source maps in dist/lib (expected one per module)"); process.exit(1); }
+  if (missing.length) { console.error("source maps name files the package lacks:\n  " + missing.join("\n  ")); process.exit(1); }
+  console.log(`${maps} source maps; every source they name is in the package`);' "$work/unpacked/package" \
+  || fail "the source maps do not match the shipped sources"
 
 # ---- 2. a PATH with node, npm and sh only ----
 step "tool-less PATH"
@@ -96,6 +122,11 @@ grep -q "node-batchnorm: using prebuilt prebuilds/$target/node-batchnorm.node" "
   || fail "the install script did not report using the prebuilt binary"
 [ ! -e "$pkg/build" ] || fail "the install created $pkg/build: it built from source"
 cp test/smoke/smoke-checks.cjs test/smoke/smoke.cjs test/smoke/smoke.mjs "$app/"
+# The tests' float64 reference and seeded generator, compiled (the smoke checks require both).
+for f in dist/test/helpers/reference.js dist/examples/mnist/rng.js; do
+  [ -f "$f" ] || fail "$f is missing: run npm run build:ts first"
+  cp "$f" "$app/"
+done
 
 # smoke <label> [VAR=value...] [-- program args...]: smoke.cjs and smoke.mjs in the app folder with
 # the tool-less PATH; the program before node (qemu, unshare...) must be an absolute path.
@@ -172,6 +203,33 @@ else
   [ "${PACK_SMOKE_NO_QEMU:-0}" = 1 ] || fail "qemu-x86_64 not found (apt-get install qemu-user; PACK_SMOKE_NO_QEMU=1 to skip)"
   not_run+=("qemu-x86_64 -cpu Nehalem: PACK_SMOKE_NO_QEMU=1")
 fi
+
+# ---- 7. no prebuild fits: the packed sources alone build ----
+step "build from the packed sources (no prebuild for this platform), smoke test"
+# A second install of the tarball, its prebuilds/ removed (as on a platform without one), with the
+# build tools (optional dependencies: cmake-js, node-addon-api, node-api-headers) linked from the
+# repo's node_modules, offline. `npm rebuild` runs the install hook, which must build from the
+# packed files only: nothing from native/test, bench/ or cmake/ is there.
+src_app="$work/app-src"
+mkdir -p "$src_app"
+printf '{ "name": "bn-source-build-app", "version": "1.0.0", "private": true }\n' >"$src_app/package.json"
+(cd "$src_app" && env HOME="$work/home" npm install --offline --cache "$work/npm-cache-src" --ignore-scripts --omit=optional \
+    --no-audit --no-fund --loglevel=warn "$tgz") >"$work/install-src.log" 2>&1 \
+  || { cat "$work/install-src.log"; fail "npm install --ignore-scripts of the tarball failed"; }
+src_pkg="$src_app/node_modules/node-batchnorm"
+rm -rf "$src_pkg/prebuilds"
+for tool in cmake-js node-addon-api node-api-headers; do ln -s "$root/node_modules/$tool" "$src_app/node_modules/$tool"; done
+(cd "$src_app" && env HOME="$work/home" npm rebuild node-batchnorm --offline --cache "$work/npm-cache-src" --foreground-scripts \
+    --loglevel=warn) >"$work/rebuild.log" 2>&1 || { tail -40 "$work/rebuild.log"; fail "the build from the packed sources failed"; }
+grep -q "node-batchnorm: there is no prebuilt binary for $target" "$work/rebuild.log" \
+  || { cat "$work/rebuild.log"; fail "the install hook did not report building from source"; }
+[ -f "$src_pkg/build/Release/batchnorm.node" ] || fail "the build from the packed sources made no build/Release/batchnorm.node"
+[ ! -e "$src_pkg/build/Release/bench_copy.node" ] || fail "the packed build made the benchmark-only bench_copy.node"
+echo "built $src_pkg/build/Release/batchnorm.node from the packed sources"
+cp test/smoke/smoke-checks.cjs test/smoke/smoke.cjs test/smoke/smoke.mjs "$src_app/"
+for entry in smoke.cjs smoke.mjs; do
+  (cd "$src_app" && SMOKE_EXPECT_BINDING=build "$node_exe" "$entry") || fail "smoke test (built from the packed sources, $entry)"
+done
 
 step "pack-smoke passed"
 if [ ${#not_run[@]} -gt 0 ]; then

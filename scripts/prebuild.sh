@@ -33,20 +33,12 @@ cmakejs="$root/node_modules/cmake-js/bin/cmake-js"
 [ -f "$cmakejs" ] || { echo "prebuild: $cmakejs not found; run npm install first" >&2; exit 1; }
 jobs=$(nproc 2>/dev/null || echo 2)
 
-# Hash of the sources that go into the binary (native/core, native/addon, CMakeLists.txt). The
-# tests and pack-smoke compare it with the tree to catch a stale prebuild (the loader prefers
-# prebuilds/ over build/); they get it from `scripts/prebuild.sh --source-hash`.
+# Hash of the sources that go into the binary (native/core, native/addon, CMakeLists.txt): computed
+# by sourceHash() in scripts/install.js, its one home (the install hook compares it with
+# build-info.json to catch a stale prebuild; so do the tests and pack-smoke, through
+# `scripts/prebuild.sh --source-hash`).
 source_hash() {
-  node -e '
-    const fs = require("fs"), path = require("path"), crypto = require("crypto");
-    const files = [];
-    const walk = (d) => { for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name); if (e.isDirectory()) walk(p); else files.push(p); } };
-    walk("native/core"); walk("native/addon"); files.push("CMakeLists.txt");
-    const h = crypto.createHash("sha256");
-    for (const f of files.map((f) => f.split(path.sep).join("/")).sort())
-      h.update(f + "\0" + crypto.createHash("sha256").update(fs.readFileSync(f)).digest("hex") + "\n");
-    console.log(h.digest("hex"));'
+  node -e 'process.stdout.write(require(process.argv[1]).sourceHash() + "\n")' "$root/scripts/install.js"
 }
 
 # Highest GLIBC_x.y symbol version an ELF file needs: the oldest glibc it runs on.

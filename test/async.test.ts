@@ -281,7 +281,7 @@ describe('async: different layers are independent', function () {
     const events: string[] = [];
     const names = new Map<unknown, string>();
     b.forwardTrainingAsync = (...args: Parameters<typeof original>) => {
-      const who = names.get(args[0]) ?? '?';
+      const who = names.get(args[0].x) ?? '?';
       events.push(`start ${who}`);
       return original(...args).finally(() => events.push(`end ${who}`));
     };
@@ -352,16 +352,15 @@ describe('async: the thread budget', function () {
   after(() => bn.setNumThreads(saved));
 
   async function burst(layers: number, shape: number[]): Promise<{ inUse: number; peak: number; during: number[] }> {
-    const b = native();
     const rng = new Rng(31);
     const xs = Array.from({ length: layers }, () => randn(rng, product(shape), 'float32') as Float32Array);
     const Ls = xs.map(() => new bn.BatchNorm2d(shape[1]));
-    b.threadStats(true);
+    bn.threadCounters({ reset: true });
     const during: number[] = [];
-    const sampler = setInterval(() => during.push(b.threadStats().inUse), 1);
+    const sampler = setInterval(() => during.push(bn.threadCounters().inUse), 1);
     const ys = await Promise.all(Ls.map((L, i) => L.forwardAsync(xs[i], shape)));
     clearInterval(sampler);
-    const st = b.threadStats();
+    const st = bn.threadCounters();
     // Every result is right (the budget only schedules, it does not change the maths).
     const d = ref.dimsOf(shape);
     expectClose(ys[layers - 1], ref.forwardTraining(xs[layers - 1], d, null, null, 1e-5).y, 1e-4, 'y of the last layer');
@@ -389,9 +388,9 @@ describe('async: the thread budget', function () {
 
     // Sync calls draw from the same budget.
     bn.setNumThreads(2);
-    native().threadStats(true);
+    bn.threadCounters({ reset: true });
     new bn.BatchNorm2d(32).forward(randn(new Rng(1), product(shape), 'float32') as Float32Array, shape);
-    expect(native().threadStats().peak).to.be.within(1, 2);
+    expect(bn.threadCounters().peak).to.be.within(1, 2);
   });
 
   it('the budget defaults to the number of CPUs and honours OMP_NUM_THREADS', function () {

@@ -14,6 +14,7 @@ import { gemm, SparseMatrix, sparseTimesDense } from '../examples/mnist/linalg';
 import { accuracyTable, parseArgs, sweepTable, UsageError } from '../examples/mnist/main';
 import { argmaxRows, initialWeights, Mlp, softmaxCrossEntropy } from '../examples/mnist/network';
 import { Rng } from '../examples/mnist/rng';
+import { forwardInference } from './helpers/reference';
 
 // ---------------------------------------------------------------------------------------------
 // A minimal XML well-formedness check (no dependency): every '<' opens a valid tag or the
@@ -123,7 +124,7 @@ function naiveProduct(M: number, N: number, K: number, a: (m: number, k: number)
 
 function randomArray(rng: Rng, n: number, zeroFraction = 0): Float32Array {
   const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = rng.uniform() < zeroFraction ? 0 : rng.gaussian();
+  for (let i = 0; i < n; i++) a[i] = rng.uniform() < zeroFraction ? 0 : rng.normal();
   return a;
 }
 
@@ -151,14 +152,9 @@ function referenceLogits(net: Mlp, x: Float32Array, rows: number): Float64Array 
       z[r * O + o] = s;
     }
     if (l === L - 1) return z;
-    if (net.batchNorm) {
-      const bn = net.bns[l];
-      for (let r = 0; r < rows; r++) for (let o = 0; o < O; o++) {
-        const k = r * O + o;
-        z[k] = (bn.weight![o] * (z[k] - bn.runningMean![o])) / Math.sqrt(bn.runningVar![o] + bn.eps) + bn.bias![o];
-      }
-    }
-    h = z.map(sigmoid);
+    const bn = net.batchNorm ? net.bns[l] : null;
+    const zn = bn ? forwardInference(z, { n: rows, c: O, s: 1 }, bn.weight, bn.bias, bn.runningMean!, bn.runningVar!, bn.eps) : z;
+    h = zn.map(sigmoid);
   }
   throw new Error('unreachable');
 }
@@ -259,14 +255,14 @@ describe('MNIST demo (examples/mnist)', function () {
         const rng = new Rng(withBn ? 11 : 12);
         const sizes = [9, 7, 6, 5, 4];
         const net = new Mlp(initialWeights(rng, sizes, 0.6), withBn);
-        for (const d of net.dense) if (d.bias) for (let o = 0; o < d.bias.length; o++) d.bias[o] = 0.3 * rng.gaussian();
+        for (const d of net.dense) if (d.bias) for (let o = 0; o < d.bias.length; o++) d.bias[o] = 0.3 * rng.normal();
         for (const bn of net.bns) for (let c = 0; c < bn.numFeatures; c++) {
-          bn.weight![c] = 1 + 0.3 * rng.gaussian();
-          bn.bias![c] = 0.3 * rng.gaussian();
+          bn.weight![c] = 1 + 0.3 * rng.normal();
+          bn.bias![c] = 0.3 * rng.normal();
         }
         const rows = 8;
         const x = randomArray(rng, rows * sizes[0], 0.4); // zeros exercise the sparse first layer
-        const y = Uint8Array.from({ length: rows }, () => rng.int(sizes[sizes.length - 1]));
+        const y = Uint8Array.from({ length: rows }, () => rng.int(0, sizes[sizes.length - 1] - 1));
         const classes = sizes[sizes.length - 1];
         const loss = () => {
           net.setTraining(true);
@@ -311,7 +307,7 @@ describe('MNIST demo (examples/mnist)', function () {
       const labels = new Uint8Array(60);
       for (let step = 0; step < 40; step++) {
         for (let b = 0; b < 60; b++) {
-          const j = rng.int(data.nTrain);
+          const j = rng.int(0, data.nTrain - 1);
           batch.set(data.trainX.subarray(j * 784, (j + 1) * 784), b * 784);
           labels[b] = data.trainY[j];
         }

@@ -100,12 +100,7 @@ describe('folding BN into the preceding convolution', () => {
         const bn = makeBn(9, dtype, rng, affine);
         const { scale, shift } = bn.scaleShift();
         expect(scale).to.be.instanceOf(dtype === 'float64' ? Float64Array : Float32Array);
-        const es = new Float64Array(9);
-        const eh = new Float64Array(9);
-        for (let c = 0; c < 9; c++) {
-          es[c] = (affine ? bn.weight![c] : 1) / Math.sqrt(bn.runningVar![c] + bn.eps);
-          eh[c] = (affine ? bn.bias![c] : 0) - bn.runningMean![c] * es[c];
-        }
+        const { scale: es, shift: eh } = ref.scaleShift(bn.runningMean!, bn.runningVar!, bn.eps, bn.weight, bn.bias);
         // float64 maths, one final rounding to the dtype.
         const tol = dtype === 'float64' ? 1e-15 : 1e-7;
         assertClose('scale', scale, es, tol);

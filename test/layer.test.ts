@@ -410,7 +410,7 @@ describe('BatchNorm layer: constructor arguments', () => {
 
   it('momentum outside [0, 1] -> RangeError ERR_BN_OUT_OF_RANGE naming momentum and the value', () => {
     for (const m of [-0.1, 1.5, NaN]) {
-      expectBnError(() => new BatchNorm(3, { momentum: m }), BatchNormRangeError, 'ERR_BN_OUT_OF_RANGE', /\bmomentum\b/, /\[0, 1\]/, new RegExp(`received ${String(m).replace('.', '\\.')}`));
+      expectBnError(() => new BatchNorm(3, { momentum: m }), BatchNormRangeError, 'ERR_BN_OUT_OF_RANGE', /\bmomentum\b/, /\[0, 1\]/, new RegExp(`received the number ${String(m).replace('.', '\\.')}`));
     }
     expect(new BatchNorm(3, { momentum: 0 }).momentum).to.equal(0);
     expect(new BatchNorm(3, { momentum: 1 }).momentum).to.equal(1);

@@ -261,7 +261,7 @@ describe('install script (scripts/install.js)', () => {
 
   it('in a checkout, does not use a stale prebuild: builds from source and says why', () => {
     const root = makeInstallPackage({ checkout: true, prebuild: 'real', buildInfo: 'current', buildTools: true });
-    fs.appendFileSync(path.join(root, 'native', 'core', 'batchnorm.cc'), '\n// a developer edit\n');
+    fs.appendFileSync(path.join(root, 'native', 'core', 'forward_training.cc'), '\n// a developer edit\n');
     const r = runInstall(root);
     expectBuiltFromSource(r, root);
     expect(r.stdout).to.contain(`not using the prebuilt ${rel}`).and.contain('built from other native sources');

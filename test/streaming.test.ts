@@ -1,31 +1,19 @@
 // Non-temporal (streaming) stores: forced on small tensors with BATCHNORM_STREAM_MIN_BYTES=0 in a
 // child process, every SIMD level, short and long runs (a short-run group is written as one span
-// whose vectors straddle runs), unaligned NaN-guarded views, against a float64 reference.
+// whose vectors straddle runs), unaligned NaN-guarded views, against the float64 reference
+// (test/helpers/reference.ts, required compiled by the child).
 import { expect } from 'chai';
 import { spawnSync } from 'child_process';
 import * as path from 'path';
 
 const LIB = path.resolve(__dirname, '..', 'lib');
+const REF = path.resolve(__dirname, 'helpers', 'reference'); // the one float64 reference, compiled
 
 const script = `
 const bn = require(${JSON.stringify(LIB)});
+const ref = require(${JSON.stringify(REF)});
 const shapes = [[3, 5, 4, 4], [2, 7, 17, 1], [4, 64, 7, 7], [2, 9, 5, 7], [2, 3, 40, 41], [1, 2, 1, 300]];
 let checked = 0, worst = 0;
-function ref(x, [N, C, H, W], training, rm, rv, w, b, eps) {
-  const S = H * W, y = new Float64Array(x.length);
-  for (let c = 0; c < C; c++) {
-    let mean = rm[c], v = rv[c];
-    if (training) {
-      let s = 0; for (let n = 0; n < N; n++) for (let i = 0; i < S; i++) s += x[(n * C + c) * S + i];
-      mean = s / (N * S); let q = 0;
-      for (let n = 0; n < N; n++) for (let i = 0; i < S; i++) { const d = x[(n * C + c) * S + i] - mean; q += d * d; }
-      v = q / (N * S);
-    }
-    const inv = 1 / Math.sqrt(v + eps);
-    for (let n = 0; n < N; n++) for (let i = 0; i < S; i++) { const k = (n * C + c) * S + i; y[k] = (x[k] - mean) * inv * w[c] + b[c]; }
-  }
-  return y;
-}
 for (const level of bn.supportedSimdLevels()) {
   bn.setSimdLevel(level);
   for (const shape of shapes) for (const dtype of ['float32', 'float64']) for (const training of [true, false]) {
@@ -40,31 +28,23 @@ for (const level of bn.supportedSimdLevels()) {
     const buf = new T(n + 5).fill(NaN), out = buf.subarray(1, 1 + n);
     L.forward(x, shape, out);
     if (!Number.isNaN(buf[0]) || !Number.isNaN(buf[n + 1])) throw new Error('write outside the output: ' + level + ' ' + shape);
-    const want = ref(x, shape, training, rm, rv, w, b, 1e-5);
+    const d = ref.dimsOf(shape);
+    const fwd = training ? ref.forwardTraining(x, d, w, b, 1e-5) : null;
+    const want = fwd ? fwd.y : ref.forwardInference(x, d, w, b, rm, rv, 1e-5);
     for (let i = 0; i < n; i++) {
       const e = Math.abs(out[i] - want[i]) / Math.max(1, Math.abs(want[i]));
       if (!(e <= (dtype === 'float32' ? 2e-5 : 1e-10))) throw new Error(level + ' ' + dtype + ' [' + shape + '] training=' + training + ' at ' + i + ': ' + out[i] + ' vs ' + want[i]);
       worst = Math.max(worst, dtype === 'float32' ? e / 2e-5 : e / 1e-10);
     }
-    if (training) {
-      // backward: dx = w * invstd / m * (m * dy - sum(dy) - xhat * sum(dy * xhat))
+    if (fwd) {
       const dy = new T(n); for (let i = 0; i < n; i++) dy[i] = Math.cos(i * 0.11);
       const gbuf = new T(n + 5).fill(NaN), dx = gbuf.subarray(3, 3 + n);
       L.backward(dy, dx);
       if (!Number.isNaN(gbuf[2]) || !Number.isNaN(gbuf[n + 3])) throw new Error('dx written outside: ' + level + ' ' + shape);
-      const [N, , H, W2] = shape, S = H * W2, m = N * S;
-      for (let c = 0; c < C; c++) {
-        let sx = 0; for (let b2 = 0; b2 < N; b2++) for (let i = 0; i < S; i++) sx += x[(b2 * C + c) * S + i];
-        const mean = sx / m; let q = 0;
-        for (let b2 = 0; b2 < N; b2++) for (let i = 0; i < S; i++) { const d = x[(b2 * C + c) * S + i] - mean; q += d * d; }
-        const inv = 1 / Math.sqrt(q / m + 1e-5); let g = 0, gx = 0;
-        for (let b2 = 0; b2 < N; b2++) for (let i = 0; i < S; i++) { const k = (b2 * C + c) * S + i; g += dy[k]; gx += dy[k] * (x[k] - mean) * inv; }
-        for (let b2 = 0; b2 < N; b2++) for (let i = 0; i < S; i++) {
-          const k = (b2 * C + c) * S + i, xh = (x[k] - mean) * inv;
-          const want = w[c] * inv / m * (m * dy[k] - g - xh * gx);
-          const e = Math.abs(dx[k] - want) / Math.max(1, Math.abs(want));
-          if (!(e <= (dtype === 'float32' ? 2e-5 : 1e-10))) throw new Error('dx ' + level + ' ' + dtype + ' [' + shape + '] at ' + k + ': ' + dx[k] + ' vs ' + want);
-        }
+      const g = ref.backward(x, dy, d, w, fwd.mean, fwd.invstd, true);
+      for (let k = 0; k < n; k++) {
+        const e = Math.abs(dx[k] - g.dx[k]) / Math.max(1, Math.abs(g.dx[k]));
+        if (!(e <= (dtype === 'float32' ? 2e-5 : 1e-10))) throw new Error('dx ' + level + ' ' + dtype + ' [' + shape + '] at ' + k + ': ' + dx[k] + ' vs ' + g.dx[k]);
       }
     }
     checked++;

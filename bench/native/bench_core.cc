@@ -1,6 +1,6 @@
 // Benchmark of the batch-norm core alone (no Node, no N-API), next to this machine's copy
-// bandwidth measured by the same copy kernels the addon's benchCopy uses
-// (native/addon/bench_copy_kernels.h). Comparing its numbers with `npm run bench` shows what the
+// bandwidth measured by the same copy kernels `npm run bench` calls through bench_copy.node
+// (bench/native/bench_copy_kernels.h). Comparing its numbers with `npm run bench` shows what the
 // binding and the TypeScript facade cost.
 //
 // Build and run (from the repository root):
@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "../../native/addon/bench_copy_kernels.h"
+#include "bench_copy_kernels.h"
 #include "batchnorm.h"
 
 namespace {

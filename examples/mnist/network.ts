@@ -176,7 +176,7 @@ export function initialWeights(rng: Rng, sizes: number[], std: number): InitialW
   const weights: Float32Array[] = [];
   for (let l = 0; l + 1 < sizes.length; l++) {
     const w = new Float32Array(sizes[l] * sizes[l + 1]);
-    for (let k = 0; k < w.length; k++) w[k] = std * rng.gaussian();
+    for (let k = 0; k < w.length; k++) w[k] = std * rng.normal();
     weights.push(w);
   }
   return { sizes: sizes.slice(), weights };

@@ -1,5 +1,6 @@
-// A small seeded random number generator (xoshiro128**, seeded through splitmix32), so that both
-// networks see the same initial weights and the same data order, and runs are reproducible.
+// The project's one seeded random number generator (xoshiro128**, seeded through splitmix32): the
+// demo's two networks see the same initial weights and data order, and the tests (through
+// test/helpers/random.ts) get reproducible inputs that depend on nothing under test.
 
 export class Rng {
   private a: number;
@@ -43,13 +44,18 @@ export class Rng {
     return this.nextU32() / 4294967296;
   }
 
-  /** Uniform integer in [0, n). */
-  int(n: number): number {
-    return Math.floor(this.uniform() * n);
+  /** Uniform integer in [lo, hi] (both inclusive). */
+  int(lo: number, hi: number): number {
+    return lo + Math.floor(this.uniform() * (hi - lo + 1));
+  }
+
+  /** One of the items, uniformly. */
+  pick<T>(items: readonly T[]): T {
+    return items[this.int(0, items.length - 1)];
   }
 
   /** Standard normal (Box-Muller, both values used). */
-  gaussian(): number {
+  normal(): number {
     if (this.spare !== null) {
       const v = this.spare;
       this.spare = null;
@@ -66,7 +72,7 @@ export class Rng {
   /** Fisher-Yates shuffle in place. */
   shuffle<T extends { length: number; [i: number]: unknown }>(a: T): T {
     for (let i = a.length - 1; i > 0; i--) {
-      const j = this.int(i + 1);
+      const j = this.int(0, i);
       const t = a[i];
       a[i] = a[j];
       a[j] = t;

@@ -1,6 +1,6 @@
-// JS errors thrown by the binding: TypeError / RangeError / Error with a stable `.code`.
-// The TypeScript facade validates first and throws its own subclasses; these are the last line of
-// defence, so that no argument from JavaScript can crash the process.
+// Errors thrown by the binding: the facade's own classes (BatchNormTypeError, BatchNormRangeError,
+// BatchNormError, handed over by setErrorClasses), each with a stable `.code`; plain TypeError /
+// RangeError / Error with the same code before that (the addon loaded without the facade).
 #pragma once
 
 #include <napi.h>
@@ -11,13 +11,16 @@
 
 namespace bnaddon {
 
-[[noreturn]] void throw_type_error(Napi::Env env, const std::string& code, const std::string& msg);
-[[noreturn]] void throw_range_error(Napi::Env env, const std::string& code, const std::string& msg);
-// The JS error for a core Status (RangeError for values, TypeError for missing buffers, Error
-// otherwise), with .code set. Does not throw: async completions reject with it.
-Napi::Error status_error(Napi::Env env, bn::Status st, const char* where);
-// Maps a core Status to the matching JS error (RangeError for values, Error otherwise).
-[[noreturn]] void throw_status(Napi::Env env, bn::Status st, const char* where);
-void check_status(Napi::Env env, bn::Status st, const char* where);
+enum class ErrorKind { kType, kRange, kState };
+
+Napi::Error make_error(Napi::Env env, ErrorKind kind, const char* code, const std::string& msg);
+[[noreturn]] void throw_error(Napi::Env env, ErrorKind kind, const char* code, const std::string& msg);
+
+// The JS error for a core Status; does not throw (async completions reject with it).
+Napi::Error status_error(Napi::Env env, bn::Status st, const std::string& fn);
+void check_status(Napi::Env env, bn::Status st, const std::string& fn);
+
+// setErrorClasses({ TypeError, RangeError, Error }).
+Napi::Value SetErrorClasses(const Napi::CallbackInfo& info);
 
 }  // namespace bnaddon

@@ -1,11 +1,12 @@
-// A parsed binding call: core arguments checked and captured, ready to run on any thread.
-// Sync entry points run it at once; async ones run it on libuv's pool (async.cc) while holding
-// references to every array it touches.
+// A parsed op call: core arguments checked and captured, ready to run on any thread. Sync entry
+// points run it at once; async ones (async_job.cc) on libuv's pool, holding every array alive.
 #pragma once
 
 #include <napi.h>
 
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "batchnorm.h"
@@ -19,8 +20,8 @@ class Job {
   virtual bn::Status run(int num_threads) = 0;
   // How many threads the core would use out of `limit` (small tensors run on one).
   virtual int threads_wanted(int limit) const = 0;
-  const char* name = "";
-  std::vector<Napi::Value> arrays;  // the JS arrays read or written (to keep alive when async)
+  std::string fn;  // the user's function, for messages
+  std::vector<std::pair<const char*, Napi::Value>> arrays;  // every array read or written, by name
 };
 
 std::unique_ptr<Job> parse_forward_training(const Napi::CallbackInfo& info);

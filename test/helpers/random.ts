@@ -1,46 +1,8 @@
-// Seeded pseudo-random numbers for the tests (mulberry32 + Box-Muller): reproducible inputs
-// without any dependency on the code under test.
+// Reproducible test inputs. The generator is the project's one seeded Rng (examples/mnist/rng.ts,
+// xoshiro128** + Box-Muller), which depends on nothing under test.
+import { Rng } from '../../examples/mnist/rng';
 
-export class Rng {
-  private state: number;
-  private spare: number | null = null;
-
-  constructor(seed: number) {
-    this.state = seed >>> 0;
-  }
-
-  /** Uniform in [0, 1). */
-  uniform(): number {
-    let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-
-  /** Integer in [lo, hi] (both inclusive). */
-  int(lo: number, hi: number): number {
-    return lo + Math.floor(this.uniform() * (hi - lo + 1));
-  }
-
-  /** Standard normal. */
-  normal(): number {
-    if (this.spare !== null) {
-      const s = this.spare;
-      this.spare = null;
-      return s;
-    }
-    let u = 0;
-    while (u === 0) u = this.uniform();
-    const v = this.uniform();
-    const r = Math.sqrt(-2 * Math.log(u));
-    this.spare = r * Math.sin(2 * Math.PI * v);
-    return r * Math.cos(2 * Math.PI * v);
-  }
-
-  pick<T>(items: readonly T[]): T {
-    return items[Math.floor(this.uniform() * items.length)];
-  }
-}
+export { Rng };
 
 export type DTypeName = 'float32' | 'float64';
 export type AnyFloatArray = Float32Array | Float64Array;

@@ -1,6 +1,7 @@
-// An independent float64 reference for batch normalization, folding and the layers it folds into:
-// plain loops written from the formulas of docs/batchnorm.md (Ioffe & Szegedy 2015, PyTorch's
-// conventions). Nothing here imports the library under test.
+// The float64 reference of the JS tests (the one: every test, the streaming child and the packed
+// smoke test use it): batch normalization, folding and the layers it folds into, as plain loops
+// written from the formulas of docs/batchnorm.md (Ioffe & Szegedy 2015, PyTorch's conventions).
+// Nothing here imports the library under test, or anything else.
 
 export type Num = ArrayLike<number>;
 
@@ -100,6 +101,14 @@ export function runningUpdate(
 export function forwardInference(x: Num, d: Dims, weight: Num | null, bias: Num | null, runningMean: Num, runningVar: Num, eps: number): Float64Array {
   const invstd = Array.from({ length: d.c }, (_, c) => 1 / Math.sqrt(runningVar[c] + eps));
   return normalize(x, d, runningMean, invstd, weight, bias);
+}
+
+/** Inference BN as one affine map per channel: scale = weight / sqrt(running_var + eps), shift = bias - running_mean * scale. */
+export function scaleShift(runningMean: Num, runningVar: Num, eps: number, weight: Num | null, bias: Num | null): { scale: Float64Array; shift: Float64Array } {
+  const C = runningMean.length;
+  const scale = Float64Array.from({ length: C }, (_, c) => (weight ? weight[c] : 1) / Math.sqrt(runningVar[c] + eps));
+  const shift = Float64Array.from({ length: C }, (_, c) => (bias ? bias[c] : 0) - runningMean[c] * scale[c]);
+  return { scale, shift };
 }
 
 export interface BackwardRef {

@@ -1,6 +1,8 @@
 // Checks shared by smoke.cjs (require) and smoke.mjs (import): run against the installed package,
-// not the repo. Forward (training and inference), backward and folding are compared with a
-// float64 reference written out here, independent of the package.
+// not the repo. Forward (training and inference), backward and folding are compared with the
+// tests' float64 reference, independent of the package: scripts/pack-smoke.sh copies it here
+// compiled (dist/test/helpers/reference.js as reference.js), with the tests' seeded generator
+// (dist/examples/mnist/rng.js as rng.js).
 //
 // Environment:
 //   BATCHNORM_SIMD=scalar|avx2|avx512|neon  the forced level; simdLevel() must report exactly it
@@ -12,65 +14,13 @@
 const fs = require('fs');
 const path = require('path');
 
-function rng(seed) {
-  // mulberry32: a fixed, platform-independent stream.
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const ref = require('./reference.js');
+const { Rng } = require('./rng.js');
 
-function fill(T, len, rand, offset, scale) {
+function fill(T, len, rng, offset, scale) {
   const a = new T(len);
-  for (let i = 0; i < len; i++) a[i] = offset + scale * (2 * rand() - 1);
+  for (let i = 0; i < len; i++) a[i] = offset + scale * (2 * rng.uniform() - 1);
   return a;
-}
-
-// ---- float64 reference (NCHW, s = product of the spatial dims) ----
-function refTraining(x, n, c, s, w, b, eps) {
-  const M = n * s;
-  const mean = new Float64Array(c), varB = new Float64Array(c), invstd = new Float64Array(c);
-  const y = new Float64Array(x.length);
-  for (let ch = 0; ch < c; ch++) {
-    let sum = 0;
-    for (let i = 0; i < n; i++) for (let k = 0; k < s; k++) sum += x[(i * c + ch) * s + k];
-    const m = sum / M;
-    let sq = 0;
-    for (let i = 0; i < n; i++) for (let k = 0; k < s; k++) { const d = x[(i * c + ch) * s + k] - m; sq += d * d; }
-    mean[ch] = m;
-    varB[ch] = sq / M;
-    invstd[ch] = 1 / Math.sqrt(varB[ch] + eps);
-    for (let i = 0; i < n; i++) for (let k = 0; k < s; k++) {
-      const j = (i * c + ch) * s + k;
-      y[j] = (x[j] - m) * invstd[ch] * w[ch] + b[ch];
-    }
-  }
-  return { y, mean, varB, invstd };
-}
-
-function refBackward(x, dy, n, c, s, w, mean, invstd) {
-  const M = n * s;
-  const dx = new Float64Array(x.length), gw = new Float64Array(c), gb = new Float64Array(c);
-  for (let ch = 0; ch < c; ch++) {
-    let sdy = 0, sdyx = 0;
-    for (let i = 0; i < n; i++) for (let k = 0; k < s; k++) {
-      const j = (i * c + ch) * s + k;
-      sdy += dy[j];
-      sdyx += dy[j] * (x[j] - mean[ch]) * invstd[ch];
-    }
-    gb[ch] = sdy;
-    gw[ch] = sdyx;
-    for (let i = 0; i < n; i++) for (let k = 0; k < s; k++) {
-      const j = (i * c + ch) * s + k;
-      const xhat = (x[j] - mean[ch]) * invstd[ch];
-      dx[j] = (w[ch] * invstd[ch] / M) * (M * dy[j] - sdy - xhat * sdyx);
-    }
-  }
-  return { dx, gw, gb };
 }
 
 function check(what, got, want, rtol, atol) {
@@ -126,44 +76,42 @@ function run(bn, entry) {
   const s = h * wd;
   const eps = 1e-5, momentum = 0.1;
   for (const [dtype, T, rtol, atol] of [['float32', Float32Array, 2e-6, 2e-6], ['float64', Float64Array, 1e-12, 1e-12]]) {
-    const rand = rng(dtype === 'float32' ? 12345 : 777);
+    const rand = new Rng(dtype === 'float32' ? 12345 : 777);
     const x = fill(T, n * c * s, rand, 3, 2);
     const dy = fill(T, n * c * s, rand, 0.25, 1);
     const layer = new bn.BatchNorm2d(c, { dtype, eps, momentum });
     for (let ch = 0; ch < c; ch++) { layer.weight[ch] = 0.5 + ch; layer.bias[ch] = ch - 1; }
     const w = Float64Array.from(layer.weight), b = Float64Array.from(layer.bias);
+    const d = ref.dimsOf([n, c, h, wd]);
 
     const y = layer.forward(x, [n, c, h, wd]);
-    const ref = refTraining(x, n, c, s, w, b, eps);
-    let worst = check(`${dtype} forward y`, y, ref.y, rtol, atol);
+    const tref = ref.forwardTraining(x, d, w, b, eps);
+    let worst = check(`${dtype} forward y`, y, tref.y, rtol, atol);
     const M = n * s;
-    const rm = ref.mean.map((m) => momentum * m);
-    const rv = ref.varB.map((v) => (1 - momentum) + momentum * v * M / (M - 1));
+    const run = ref.runningUpdate(new Float64Array(c), new Float64Array(c).fill(1), tref, M, momentum, 1);
+    const rm = run.mean, rv = run.variance;
     worst = Math.max(worst, check(`${dtype} running_mean`, layer.runningMean, rm, rtol, atol));
     worst = Math.max(worst, check(`${dtype} running_var`, layer.runningVar, rv, rtol, atol));
 
     const dx = layer.backward(dy);
-    const g = refBackward(x, dy, n, c, s, w, ref.mean, ref.invstd);
+    const g = ref.backward(x, dy, d, w, tref.mean, tref.invstd, true);
     // Reductions over n*s terms of size ~|dy|: a float32 sum is good to ~M ulps of the largest term.
     const red = dtype === 'float32' ? 1e-5 : 1e-11;
     worst = Math.max(worst, check(`${dtype} backward dx`, dx, g.dx, red, red));
-    worst = Math.max(worst, check(`${dtype} backward dweight`, layer.gradWeight, g.gw, red, red * M));
-    worst = Math.max(worst, check(`${dtype} backward dbias`, layer.gradBias, g.gb, red, red * M));
+    worst = Math.max(worst, check(`${dtype} backward dweight`, layer.gradWeight, g.dweight, red, red * M));
+    worst = Math.max(worst, check(`${dtype} backward dbias`, layer.gradBias, g.dbias, red, red * M));
 
     // Functional API, float64 statistics from the forward.
     const tr = bn.batchNormTraining(x, [n, c, h, wd], { weight: layer.weight, bias: layer.bias, eps });
-    worst = Math.max(worst, check(`${dtype} batchNormTraining y`, tr.y, ref.y, rtol, atol));
+    worst = Math.max(worst, check(`${dtype} batchNormTraining y`, tr.y, tref.y, rtol, atol));
     const fb = bn.batchNormBackward(x, dy, [n, c, h, wd], { weight: layer.weight, training: true, mean: tr.batchMean, invstd: tr.batchInvstd, eps });
     worst = Math.max(worst, check(`${dtype} batchNormBackward dx`, fb.dx, g.dx, red, red));
 
-    // Inference and folding: y = x * scale + shift with scale = w / sqrt(rv + eps).
+    // Inference, and folding into a convolution: W' = W * scale, b' = b * scale + shift.
     layer.eval();
-    const scale = rv.map((v, ch) => w[ch] / Math.sqrt(v + eps));
-    const shift = rm.map((m, ch) => b[ch] - m * scale[ch]);
     const yi = layer.forward(x, [n, c, h, wd]);
-    const yiRef = new Float64Array(x.length);
-    for (let j = 0; j < x.length; j++) { const ch = Math.floor(j / s) % c; yiRef[j] = x[j] * scale[ch] + shift[ch]; }
-    worst = Math.max(worst, check(`${dtype} inference y`, yi, yiRef, rtol, atol));
+    worst = Math.max(worst, check(`${dtype} inference y`, yi, ref.forwardInference(x, d, w, b, rm, rv, eps), rtol, atol));
+    const { scale, shift } = ref.scaleShift(rm, rv, eps, w, b);
     const cin = 2, k = 3;
     const convW = fill(T, c * cin * k * k, rand, 0, 1), convB = fill(T, c, rand, 0, 1);
     const folded = layer.foldIntoConv(convW, [c, cin, k, k], convB);

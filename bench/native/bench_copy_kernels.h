@@ -2,9 +2,9 @@
 // stores, so the destination is read for ownership), a streaming copy (non-temporal stores +
 // sfence, no read-for-ownership), and a read of one or two arrays (the traffic of a pass that only
 // reads, as the statistics and backward's reductions do). Header-only, pure C++ + OpenMP: the
-// addon's benchCopy (bench_copy.cc) and the native core benchmark (bench/native/bench_core.cc)
-// share it, so both measure the same kernel. Wide ISAs via target attributes, chosen at run time; the TU itself is
-// compiled for the baseline ISA.
+// benchmark-only addon bench_copy.node (bench_copy_addon.cc) and the native core benchmark
+// (bench_core.cc) share it, so both measure the same kernel. Wide ISAs via target attributes,
+// chosen at run time; the TU itself is compiled for the baseline ISA.
 #pragma once
 
 #include <omp.h>

@@ -1,0 +1,51 @@
+// From validated arguments to the addon's named calls (lib/binding.ts), and their execution.
+// Nothing here validates user input: callers (lib/functional.ts, lib/batchnorm.ts) have.
+import { Buffer, constants as bufferConstants } from 'buffer';
+import { arrayType, DType, FloatArray } from './arrays';
+import type { BackwardCall, ForwardInferenceCall, ForwardTrainingCall, NativeBinding } from './binding';
+import { BatchNormRangeError } from './errors';
+import { native } from './load';
+
+export type OpCall =
+  | { op: 'forwardTraining'; args: ForwardTrainingCall }
+  | { op: 'forwardInference'; args: ForwardInferenceCall }
+  | { op: 'backward'; args: BackwardCall };
+
+// From 4 MiB a new output holds at least one whole 2 MiB page: worth advising huge pages.
+const kHugePageAdviceBytes = 4 << 20;
+// BATCHNORM_HUGEPAGES=0 turns the advice off (THP defrag may compact memory on an advised fault).
+const hugePageAdvice = process.env.BATCHNORM_HUGEPAGES !== '0';
+
+/** A new output that the kernels fill completely: not zero-filled (the fill would cost as much as
+ * the op's own write), with its own ArrayBuffer (aligned), huge pages advised when large. */
+export function freshOutput(dtype: DType, total: number): FloatArray {
+  const T = arrayType(dtype);
+  const bytes = total * T.BYTES_PER_ELEMENT;
+  let a: FloatArray;
+  try {
+    a = bytes > bufferConstants.MAX_LENGTH ? new T(total) : new T(Buffer.allocUnsafeSlow(bytes).buffer, 0, total);
+  } catch (e) {
+    throw new BatchNormRangeError('ERR_BN_OUT_OF_MEMORY', `node-batchnorm: could not allocate an output of ${bytes} bytes (${(e as Error).message}); pass an output array`);
+  }
+  if (hugePageAdvice && bytes >= kHugePageAdviceBytes) native().adviseHugePages(a);
+  return a;
+}
+
+export function runSync(call: OpCall): void {
+  const b: NativeBinding = native();
+  switch (call.op) {
+    case 'forwardTraining': return b.forwardTraining(call.args);
+    case 'forwardInference': return b.forwardInference(call.args);
+    case 'backward': return b.backward(call.args);
+  }
+}
+
+/** The addon marks the call's ArrayBuffers untransferable and refuses resizable ones. */
+export function runAsync(call: OpCall): Promise<void> {
+  const b: NativeBinding = native();
+  switch (call.op) {
+    case 'forwardTraining': return b.forwardTrainingAsync(call.args);
+    case 'forwardInference': return b.forwardInferenceAsync(call.args);
+    case 'backward': return b.backwardAsync(call.args);
+  }
+}

@@ -1,0 +1,151 @@
+// The three ops as validated specs, their output-aliasing rules, and the addon calls built from
+// them. Shared by the functional API and the layer, which validate user arguments first.
+import { arrayType, DType, FloatArray } from './arrays';
+import { freshOutput, OpCall } from './native-call';
+import { checkFixedLength, checkNoOverlap, ParsedShape } from './validate';
+
+interface SpecBase {
+  fn: string;
+  x: FloatArray;
+  dtype: DType;
+  sh: ParsedShape;
+  channelsLast: boolean;
+  /** null: a fresh output. */
+  out: FloatArray | null;
+}
+
+export interface TrainingSpec extends SpecBase {
+  weight: FloatArray | null;
+  bias: FloatArray | null;
+  runningMean: FloatArray | null;
+  runningVar: FloatArray | null;
+  eps: number;
+  momentum: number;
+}
+
+export interface InferenceSpec extends SpecBase {
+  weight: FloatArray | null;
+  bias: FloatArray | null;
+  runningMean: FloatArray;
+  runningVar: FloatArray;
+  eps: number;
+}
+
+export interface BackwardSpec extends SpecBase {
+  dy: FloatArray;
+  weight: FloatArray | null;
+  training: boolean;
+  mean: Float64Array;
+  invstd: Float64Array | null;
+  runningVar: FloatArray | null;
+  eps: number;
+  gradWeight: FloatArray | null;
+  gradBias: FloatArray | null;
+  accumulate: boolean;
+}
+
+export interface TrainingResult {
+  y: FloatArray;
+  /** Batch mean and 1/sqrt(biased var + eps), in x's dtype (PyTorch's save_mean / save_invstd). */
+  saveMean: FloatArray;
+  saveInvstd: FloatArray;
+  /** The same in float64: pass these to batchNormBackward for the most exact gradients. */
+  batchMean: Float64Array;
+  batchInvstd: Float64Array;
+}
+
+export interface BackwardResult {
+  dx: FloatArray;
+  gradWeight: FloatArray;
+  gradBias: FloatArray;
+}
+
+type Named = ReadonlyArray<readonly [string, FloatArray | null]>;
+
+function checkDisjoint(fn: string, outs: Named, ins: Named): void {
+  for (const [oname, o] of outs) {
+    if (!o) continue;
+    for (const [iname, i] of ins) if (i) checkNoOverlap(fn, oname, o, iname, i, false);
+  }
+}
+
+/** What each op may write over: forward's out may be x (in place), backward's out may be dy; no
+ * output may share memory with anything else of the call. */
+export function checkOutputs(spec: TrainingSpec | InferenceSpec | BackwardSpec): void {
+  const { fn, out, x } = spec;
+  if ('dy' in spec) {
+    if (out) {
+      checkNoOverlap(fn, 'out', out, 'dy', spec.dy, true);
+      checkNoOverlap(fn, 'out', out, 'x', x, false);
+    }
+    const grads = [['gradWeight', spec.gradWeight], ['gradBias', spec.gradBias]] as const;
+    checkDisjoint(fn, grads, [['x', x], ['dy', spec.dy], ['out', out], ['weight', spec.weight], ['runningVar', spec.runningVar]]);
+    if (spec.gradWeight && spec.gradBias) checkNoOverlap(fn, 'gradWeight', spec.gradWeight, 'gradBias', spec.gradBias, false);
+    return;
+  }
+  if (out) checkNoOverlap(fn, 'out', out, 'x', x, true);
+  const params = [['weight', spec.weight], ['bias', spec.bias], ['runningMean', spec.runningMean], ['runningVar', spec.runningVar]] as const;
+  checkDisjoint(fn, [['out', out]], params);
+  if ('momentum' in spec) checkDisjoint(fn, [['runningMean', spec.runningMean], ['runningVar', spec.runningVar]], [['x', x], ['weight', spec.weight], ['bias', spec.bias]]);
+  if ('momentum' in spec && spec.runningMean && spec.runningVar) {
+    checkNoOverlap(fn, 'runningMean', spec.runningMean, 'runningVar', spec.runningVar, false);
+  }
+}
+
+/** Every array of the call, by the user's name for it. */
+export function arraysOf(spec: TrainingSpec | InferenceSpec | BackwardSpec): Array<readonly [string, FloatArray | null]> {
+  const common = [['x', spec.x], ['out', spec.out], ['weight', spec.weight]] as const;
+  if ('dy' in spec) return [...common, ['dy', spec.dy], ['runningVar', spec.runningVar], ['gradWeight', spec.gradWeight], ['gradBias', spec.gradBias]];
+  return [...common, ['bias', spec.bias], ['runningMean', spec.runningMean], ['runningVar', spec.runningVar]];
+}
+
+/** What an async call checks beyond a sync one. */
+export function checkAsync(spec: TrainingSpec | InferenceSpec | BackwardSpec): void {
+  checkFixedLength(spec.fn, arraysOf(spec));
+}
+
+function shapeFields(spec: SpecBase) {
+  return { n: spec.sh.n, c: spec.sh.c, s: spec.sh.s, channelsLast: spec.channelsLast };
+}
+
+export function trainingCall(spec: TrainingSpec): { call: OpCall; result: TrainingResult } {
+  const C = spec.sh.c;
+  const T = arrayType(spec.dtype);
+  const result: TrainingResult = {
+    y: spec.out ?? freshOutput(spec.dtype, spec.sh.total),
+    saveMean: new T(C),
+    saveInvstd: new T(C),
+    batchMean: new Float64Array(C),
+    batchInvstd: new Float64Array(C),
+  };
+  const args = {
+    fn: spec.fn, x: spec.x, out: result.y, ...shapeFields(spec), weight: spec.weight, bias: spec.bias,
+    saveMean: result.saveMean, saveInvstd: result.saveInvstd, batchMean: result.batchMean, batchInvstd: result.batchInvstd,
+    runningMean: spec.runningMean, runningVar: spec.runningVar, eps: spec.eps, momentum: spec.momentum,
+  };
+  return { result, call: { op: 'forwardTraining', args } };
+}
+
+export function inferenceCall(spec: InferenceSpec): { call: OpCall; y: FloatArray } {
+  const y = spec.out ?? freshOutput(spec.dtype, spec.sh.total);
+  const args = {
+    fn: spec.fn, x: spec.x, out: y, ...shapeFields(spec), weight: spec.weight, bias: spec.bias,
+    runningMean: spec.runningMean, runningVar: spec.runningVar, eps: spec.eps,
+  };
+  return { y, call: { op: 'forwardInference', args } };
+}
+
+export function backwardCall(spec: BackwardSpec): { call: OpCall; result: BackwardResult } {
+  const T = arrayType(spec.dtype);
+  const result: BackwardResult = {
+    dx: spec.out ?? freshOutput(spec.dtype, spec.sh.total),
+    gradWeight: spec.gradWeight ?? new T(spec.sh.c),
+    gradBias: spec.gradBias ?? new T(spec.sh.c),
+  };
+  const args = {
+    fn: spec.fn, x: spec.x, dy: spec.dy, out: result.dx, ...shapeFields(spec), weight: spec.weight,
+    training: spec.training, mean: spec.mean, invstd: spec.invstd, runningVar: spec.runningVar, eps: spec.eps,
+    gradWeight: result.gradWeight, gradBias: result.gradBias, accumulate: spec.accumulate,
+  };
+  return { result, call: { op: 'backward', args } };
+}

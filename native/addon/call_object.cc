@@ -1,0 +1,159 @@
+#include "call_object.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "errors.h"
+
+namespace bnaddon {
+namespace {
+
+constexpr double kMaxSafe = 9007199254740991.0;  // 2^53 - 1
+
+std::string describe(const Napi::Value& v) {
+  switch (v.Type()) {
+    case napi_undefined: return "undefined";
+    case napi_null: return "null";
+    case napi_boolean: return "a boolean";
+    case napi_number: return "the number " + v.ToString().Utf8Value();
+    case napi_string: return "a string";
+    case napi_symbol: return "a symbol";
+    case napi_bigint: return "a bigint";
+    case napi_function: return "a function";
+    case napi_external: return "an external";
+    case napi_object: break;
+  }
+  if (v.IsTypedArray()) {
+    switch (v.As<Napi::TypedArray>().TypedArrayType()) {
+      case napi_float32_array: return "a Float32Array";
+      case napi_float64_array: return "a Float64Array";
+      default: return "a typed array of another kind";
+    }
+  }
+  return v.IsArray() ? "an Array" : "an object";
+}
+
+}  // namespace
+
+const char* dtype_array_name(DType d) {
+  switch (d) {
+    case DType::kF32: return "Float32Array";
+    case DType::kF64: return "Float64Array";
+  }
+  return "?";
+}
+
+size_t dtype_bytes(DType d) {
+  switch (d) {
+    case DType::kF32: return 4;
+    case DType::kF64: return 8;
+  }
+  return 0;
+}
+
+CallObject::CallObject(const Napi::CallbackInfo& info, std::initializer_list<const char*> known) : env_(info.Env()) {
+  if (!info[0].IsObject()) {
+    throw_error(env_, ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE", "the native call expects one options object, received " + describe(info[0]));
+  }
+  obj_ = info[0].As<Napi::Object>();
+  const Napi::Value fn = obj_.Get("fn");
+  if (!fn.IsString()) {
+    throw_error(env_, ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE", "the native call's fn must be a string, received " + describe(fn));
+  }
+  fn_ = fn.As<Napi::String>().Utf8Value();
+  napi_value keys = nullptr;
+  if (napi_get_all_property_names(env_, obj_, napi_key_own_only, napi_key_skip_symbols, napi_key_numbers_to_strings,
+                                  &keys) != napi_ok) {
+    throw_error(env_, ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE", fn_ + ": the native call's keys could not be read");
+  }
+  const Napi::Array names(env_, keys);
+  for (uint32_t i = 0; i < names.Length(); ++i) {
+    const std::string key = names.Get(i).ToString().Utf8Value();
+    bool ok = key == "fn";
+    for (const char* k : known) ok = ok || key == k;
+    if (!ok) {
+      throw_error(env_, ErrorKind::kType, "ERR_BN_UNKNOWN_OPTION",
+                  fn_ + ": the native call has an unknown field '" + key + "' (the addon and the facade disagree)");
+    }
+  }
+}
+
+ArrayArg CallObject::array(const char* key, bool optional) const {
+  ArrayArg a;
+  a.name = key;
+  const Napi::Value v = obj_.Get(key);
+  a.value = v;
+  if ((v.IsNull() || v.IsUndefined()) && optional) return a;
+  napi_typedarray_type t = napi_int8_array;
+  size_t length = 0;
+  void* data = nullptr;
+  // napi_get_typedarray_info gives the first element's address for ArrayBuffer- and
+  // SharedArrayBuffer-backed views alike, and the true length whatever the object claims.
+  if (!v.IsTypedArray() || napi_get_typedarray_info(env_, v, &t, &length, &data, nullptr, nullptr) != napi_ok ||
+      (t != napi_float32_array && t != napi_float64_array)) {
+    throw_error(env_, ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE",
+                where(key) + " must be a Float32Array or Float64Array, received " + describe(v));
+  }
+  a.present = true;
+  a.dtype = t == napi_float32_array ? DType::kF32 : DType::kF64;
+  a.length = data ? length : 0;  // a detached buffer may report no data
+  a.data = data;
+  return a;
+}
+
+ArrayArg CallObject::array_of(const char* key, DType d, size_t length, bool optional) const {
+  ArrayArg a = array(key, optional);
+  if (a.present) check(a, d, length);
+  return a;
+}
+
+const ArrayArg& CallObject::check(const ArrayArg& a, DType d, size_t length) const {
+  const char* key = a.name;
+  if (a.dtype != d) {
+    throw_error(env_, ErrorKind::kType, "ERR_BN_DTYPE_MISMATCH",
+                where(key) + " must be a " + dtype_array_name(d) + ", received " + describe(a.value));
+  }
+  if (a.length != length) {
+    throw_error(env_, ErrorKind::kRange, "ERR_BN_BAD_LENGTH",
+                where(key) + " must have " + std::to_string(length) + " elements, received " + std::to_string(a.length) +
+                    (a.length == 0 ? " (its buffer is detached, shrunk or empty)" : ""));
+  }
+  return a;
+}
+
+int64_t CallObject::dim(const char* key) const {
+  const Napi::Value v = obj_.Get(key);
+  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : 0.0;
+  if (!(d >= 1.0 && d <= kMaxSafe && std::floor(d) == d)) {
+    throw_error(env_, ErrorKind::kRange, "ERR_BN_BAD_SHAPE", where(key) + " must be an integer >= 1, received " + describe(v));
+  }
+  return int64_t(d);
+}
+
+double CallObject::number(const char* key) const {
+  const Napi::Value v = obj_.Get(key);
+  if (!v.IsNumber()) throw_error(env_, ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE", where(key) + " must be a number, received " + describe(v));
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+bool CallObject::boolean(const char* key) const {
+  const Napi::Value v = obj_.Get(key);
+  if (!v.IsBoolean()) throw_error(env_, ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE", where(key) + " must be a boolean, received " + describe(v));
+  return v.As<Napi::Boolean>().Value();
+}
+
+bn::Shape CallObject::shape() const {
+  bn::Shape s;
+  s.n = dim("n");
+  s.c = dim("c");
+  s.s = dim("s");
+  s.channels_last = boolean("channelsLast");
+  if (bn::validate_shape(s) != bn::Status::kOk) {
+    throw_error(env_, ErrorKind::kRange, "ERR_BN_BAD_SHAPE",
+                fn_ + ": n * c * s is too large (" + std::to_string(s.n) + " * " + std::to_string(s.c) + " * " +
+                    std::to_string(s.s) + ")");
+  }
+  return s;
+}
+
+}  // namespace bnaddon
