@@ -1,5 +1,5 @@
 // The planner as a table (plan.h): given shape, layout, dtype size, threads, L2 and op, the plan
-// it must return. The rows come from the reasoning in plan.cc (and the measurements behind it in
+// it must return. The rows come from the reasoning in plan.h (and the measurements behind it in
 // bench/notes-from-code.md); a change of a threshold shows here as the shapes whose path moved.
 // Also: the pure parts of reading the machine facts, the memory policy's one system call, and the
 // block walk of a channel's parts.
