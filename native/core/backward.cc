@@ -1,10 +1,15 @@
 // Backward: reductions of dy and dy * (x - mean) (first pass), the weight and bias gradients, then
 // dx (second pass). The walk is the schedule's (schedule.h), the geometry the planner's (plan.h).
-// dx may alias dy or x: each channel is fully reduced before its dx is written.
+// dx may alias dy or x: each channel is fully reduced before its dx is written. Evaluation mode
+// writes dx = dy * k1 through the affine writers, without reading x (an infinite x would give
+// 0 * inf = NaN in the dx formula).
 #include <new>
+#include <vector>
 
 #include "batchnorm.h"
 #include "coefficients.h"
+#include "exact_stats.h"
+#include "invstd.h"
 #include "kernels.h"
 #include "machine.h"
 #include "memory.h"
@@ -35,15 +40,27 @@ struct BackwardSums {
       g += sums.first[ch * P + q];
       p += sums.second[ch * P + q];
     }
+    const double mean = a.mean[ch], invstd = a.invstd[ch];
+    double dweight;  // Σ dy * (x - mean) * invstd
+    if (!backward_needs_exact<T>(g, p, invstd)) {
+      dweight = invstd * (p - (mean - double(dxc.c[ch])) * g);
+    } else {  // sums in T overflowed, or inf / NaN in x or dy
+      const ExactBackwardSums ex = exact_backward_sums(a.shape, a.x, a.dy, ch, mean);
+      g = ex.sum_dy;
+      // invstd = 0 (var + eps == 0, or a float64 variance beyond float64): xhat = 0, so dweight = 0
+      // even where dy * (x - mean) overflows.
+      dweight = invstd == 0.0 ? 0.0 : invstd * ex.sum_dy_xmu;
+      dxc.c[ch] = safe_center<T>(mean, ex.min, ex.max);
+    }
+    const double dbias = g;
+    if (a.grad_bias) a.grad_bias[ch] = T(a.accumulate ? double(a.grad_bias[ch]) + dbias : dbias);
+    if (a.grad_weight) a.grad_weight[ch] = T(a.accumulate ? double(a.grad_weight[ch]) + dweight : dweight);
     const double m = double(a.shape.n) * double(a.shape.s);
     const double wt = a.weight ? double(a.weight[ch]) : 1.0;
-    const BackwardChannel r =
-        backward_channel(g, p, a.mean[ch], a.invstd[ch], double(dxc.c[ch]), wt, a.use_batch_stats, m);
-    if (a.grad_bias) a.grad_bias[ch] = T(a.accumulate ? double(a.grad_bias[ch]) + r.dbias : r.dbias);
-    if (a.grad_weight) a.grad_weight[ch] = T(a.accumulate ? double(a.grad_weight[ch]) + r.dweight : r.dweight);
-    dxc.k1[ch] = compute_t<T>(r.k1);
-    dxc.k2[ch] = compute_t<T>(r.k2);
-    dxc.k3[ch] = compute_t<T>(r.k3);
+    const DxChannel r = dx_coefficients(dbias, dweight, mean - double(dxc.c[ch]), invstd, wt, a.use_batch_stats, m);
+    dxc.k1[ch] = saturate_to<compute_t<T>>(r.k1);
+    dxc.k2[ch] = saturate_to<compute_t<T>>(r.k2);
+    dxc.k3[ch] = saturate_to<compute_t<T>>(r.k3);
   }
 };
 
@@ -60,6 +77,11 @@ struct BackwardRowsStages : BackwardSums<T> {
   void write_rows(int64_t lo, int64_t rows) {
     const int64_t C = this->a.shape.c;
     const DxCoefs<T>& d = this->dxc;
+    if (!this->a.use_batch_stats) {  // dx = dy * k1 (k3 = 0 as c and b)
+      this->w.affine_rows(this->a.dy + lo * C, this->a.dx + lo * C, nullptr, size_t(rows), size_t(C), d.k3.data(),
+                          d.k1.data(), d.k3.data());
+      return;
+    }
     this->w.bwd_dx_rows(this->a.x + lo * C, this->a.dy + lo * C, this->a.dx + lo * C, nullptr, size_t(rows),
                         size_t(C), d.c.data(), d.k1.data(), d.k2.data(), d.k3.data());
   }
@@ -90,12 +112,22 @@ struct BackwardChannelStages : BackwardSums<T> {
   void write(int64_t c, int64_t off, int64_t rows, int64_t n, size_t next) {
     if (this->a.dx == nullptr) return;
     const DxCoefs<T>& d = this->dxc;
+    if (!this->a.use_batch_stats) {  // dx = dy * k1, as in the rows layout
+      this->w.affine_run(this->a.dy + off, this->a.dx + off, nullptr, size_t(rows), size_t(n), stride, 0, d.k1[c], 0,
+                         pt.stream, next);
+      return;
+    }
     this->w.bwd_dx_run(this->a.x + off, this->a.dy + off, this->a.dx + off, nullptr, size_t(rows), size_t(n), stride,
                        d.c[c], d.k1[c], d.k2[c], d.k3[c], pt.stream, next);
   }
   void write_group(int64_t c0, int64_t G, int64_t off, size_t next) {
     if (this->a.dx == nullptr) return;
     const DxCoefs<T>& d = this->dxc;
+    if (!this->a.use_batch_stats) {  // dx = dy * k1, as in the rows layout
+      this->w.affine_group(this->a.dy + off, this->a.dx + off, nullptr, size_t(G), size_t(this->a.shape.s), &d.k3[c0],
+                           &d.k1[c0], &d.k3[c0], pt.stream_spans, next);
+      return;
+    }
     this->w.bwd_dx_group(this->a.x + off, this->a.dy + off, this->a.dx + off, nullptr, size_t(G),
                          size_t(this->a.shape.s), &d.c[c0], &d.k1[c0], &d.k2[c0], &d.k3[c0], pt.stream_spans, next);
   }
@@ -128,9 +160,17 @@ void run(const BackwardArgs<T>& a) {
 }  // namespace
 
 template <typename T>
-Status backward(const BackwardArgs<T>& a) {
-  if (Status st = check_args(a); st != Status::kOk) return st;
+Status backward(const BackwardArgs<T>& args) {
+  if (Status st = check_args(args); st != Status::kOk) return st;
+  BackwardArgs<T> a = args;
+  a.shape = canonical_shape(args.shape);
   try {
+    std::vector<double> invstd;  // evaluation mode from running_var: the rule forward_inference uses
+    if (invstd_from_var(a)) {
+      invstd.resize(size_t(a.shape.c));
+      for (int64_t c = 0; c < a.shape.c; ++c) invstd[size_t(c)] = invstd_of<T>(double(a.running_var[c]), a.eps);
+      a.invstd = invstd.data();
+    }
     run(a);
   } catch (const std::bad_alloc&) {
     return Status::kOutOfMemory;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "batchnorm.h"
+#include "invstd.h"
 #include "kernels.h"
 #include "schedule.h"
 
@@ -20,13 +21,14 @@ struct Affine {
   using C = compute_t<T>;
   std::vector<C> c, a, b;
   explicit Affine(int64_t ch) : c(size_t(ch)), a(size_t(ch)), b(size_t(ch)) {}
-  // mean and scale in float64; c is mean rounded to C (exact subtraction near the mean), its
-  // remainder goes into b.
-  void set(int64_t j, double mean, double scale, double shift) {
-    const C ct = C(mean);
+  // mean and scale in float64; c is mean rounded to C (exact subtraction near the mean), or the
+  // centre ct when that could overflow (safe_center), its remainder goes into b. a and b saturate
+  // in T (invstd.h).
+  void set(int64_t j, double mean, double scale, double shift) { set(j, mean, scale, shift, C(mean)); }
+  void set(int64_t j, double mean, double scale, double shift, C ct) {
     c[j] = ct;
-    a[j] = C(scale);
-    b[j] = C(shift - (mean - double(ct)) * scale);
+    a[j] = saturate_to<C>(scale);
+    b[j] = saturate_to<C>(shift - (mean - double(ct)) * scale);
   }
 };
 
@@ -67,9 +69,10 @@ void rows_shifts(const Shape& s, const T* x, compute_t<T>* shift) {
   for (int64_t c = 0; c < s.c; ++c) shift[c] = compute_t<T>(acc[c] / double(count));
 }
 
-// Mean and biased variance of channel c from its P partial sums of x - shift over m values.
+// Mean and biased variance of channel c from its P partial sums of x - shift over m values, and
+// the totals (whether they overflowed decides the exact path, exact_stats.h).
 struct ChannelMoments {
-  double mean, var;
+  double mean, var, sum, sumsq;
 };
 inline ChannelMoments channel_moments(const PartialSums& ps, int64_t c, double shift, double m) {
   const int64_t P = ps.parts;
@@ -81,10 +84,8 @@ inline ChannelMoments channel_moments(const PartialSums& ps, int64_t c, double s
   const double d = sm / m;
   double var = sq / m - d * d;  // biased
   if (var < 0.0) var = 0.0;     // rounding only; written so that NaN (NaN or Inf in x) propagates
-  return {shift + d, var};
+  return {shift + d, var, sm, sq};
 }
-
-inline double invstd_of(double var, double eps) { return 1.0 / std::sqrt(var + eps); }
 
 // running = (1 - f) * running + f * batch, with the unbiased variance (m / (m - 1)).
 template <typename T>
@@ -102,25 +103,19 @@ struct DxCoefs {
   explicit DxCoefs(int64_t ch) : c(size_t(ch)), k1(size_t(ch)), k2(size_t(ch)), k3(size_t(ch)) {}
 };
 
-// Channel ch's gradients from its sums g = Σ dy and p = Σ dy * (x - c): dbias = g,
-// dweight = invstd * Σ dy * (x - mean); and its dx coefficients. Training mode (batch statistics):
+// Channel ch's dx coefficients from dbias = Σ dy, dweight = Σ dy * (x - mean) * invstd and
+// lo = mean - c. Training mode (batch statistics):
 // dx = w * invstd / m * (m * dy - dbias - xhat * dweight), xhat = ((x - c) - lo) * invstd;
-// evaluation mode: dx = dy * w * invstd.
-struct BackwardChannel {
-  double dbias, dweight, k1, k2, k3;
+// evaluation mode: dx = dy * k1, and the dx pass uses k3 = 0 as its zeros.
+struct DxChannel {
+  double k1, k2, k3;
 };
-inline BackwardChannel backward_channel(double g, double p, double mean, double invstd, double c, double w,
-                                        bool use_batch_stats, double m) {
-  BackwardChannel r;
-  const double lo = mean - c;
-  r.dbias = g;
-  r.dweight = invstd * (p - lo * g);  // Σ dy * (x - mean) * invstd
-  r.k1 = w * invstd;
-  r.k2 = 0.0;
-  r.k3 = 0.0;
+inline DxChannel dx_coefficients(double dbias, double dweight, double lo, double invstd, double w,
+                                 bool use_batch_stats, double m) {
+  DxChannel r{w * invstd, 0.0, 0.0};
   if (use_batch_stats) {
-    r.k2 = -w * invstd * invstd * r.dweight / m;
-    r.k3 = -w * invstd * r.dbias / m - r.k2 * lo;
+    r.k2 = -r.k1 * (invstd * (dweight / m));  // this order: a capped invstd squared would overflow
+    r.k3 = -w * invstd * dbias / m - r.k2 * lo;
   }
   return r;
 }

@@ -5,6 +5,7 @@
 
 #include "batchnorm.h"
 #include "coefficients.h"
+#include "invstd.h"
 #include "kernels.h"
 #include "machine.h"
 #include "memory.h"
@@ -18,7 +19,7 @@ namespace {
 template <typename T>
 void inference_affine(const ForwardInferenceArgs<T>& a, Affine<T>& af) {
   for (int64_t c = 0; c < a.shape.c; ++c) {
-    const double invstd = invstd_of(double(a.var[c]), a.eps);
+    const double invstd = invstd_of<T>(double(a.var[c]), a.eps);
     const double w = a.weight ? double(a.weight[c]) : 1.0;
     const double b = a.bias ? double(a.bias[c]) : 0.0;
     af.set(c, double(a.mean[c]), w * invstd, b);
@@ -103,8 +104,10 @@ void run(const ForwardInferenceArgs<T>& a) {
 }  // namespace
 
 template <typename T>
-Status forward_inference(const ForwardInferenceArgs<T>& a) {
-  if (Status st = check_args(a); st != Status::kOk) return st;
+Status forward_inference(const ForwardInferenceArgs<T>& args) {
+  if (Status st = check_args(args); st != Status::kOk) return st;
+  ForwardInferenceArgs<T> a = args;
+  a.shape = canonical_shape(args.shape);
   try {
     run(a);
   } catch (const std::bad_alloc&) {

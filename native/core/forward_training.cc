@@ -6,6 +6,8 @@
 
 #include "batchnorm.h"
 #include "coefficients.h"
+#include "exact_stats.h"
+#include "invstd.h"
 #include "kernels.h"
 #include "machine.h"
 #include "memory.h"
@@ -37,15 +39,23 @@ struct TrainingStats {
   void finish(int64_t c) {
     const double m = double(a.shape.n) * double(a.shape.s);
     const ChannelMoments mo = channel_moments(sums, c, double(shift[c]), m);
-    const double invstd = invstd_of(mo.var, a.eps);
-    if (a.save_mean) a.save_mean[c] = T(mo.mean);
+    double mean = mo.mean, var = mo.var;
+    C center = C(mean);
+    if (forward_needs_exact<T>(mo.sum, mo.sumsq)) {  // sums in T overflowed (at some level), or inf / NaN in x
+      const ExactMoments ex = exact_moments(a.shape, a.x, c);
+      mean = ex.mean;
+      var = ex.var;
+      center = safe_center<T>(mean, ex.min, ex.max);
+    }
+    const double invstd = invstd_of<T>(var, a.eps);
+    if (a.save_mean) a.save_mean[c] = T(mean);
     if (a.save_invstd) a.save_invstd[c] = T(invstd);
-    if (a.batch_mean) a.batch_mean[c] = mo.mean;
+    if (a.batch_mean) a.batch_mean[c] = mean;
     if (a.batch_invstd) a.batch_invstd[c] = invstd;
-    if (a.running_mean) update_running(a.running_mean, a.running_var, c, a.momentum_factor, mo.mean, mo.var, m);
+    if (a.running_mean) update_running(a.running_mean, a.running_var, c, a.momentum_factor, mean, var, m);
     const double wt = a.weight ? double(a.weight[c]) : 1.0;
     const double b = a.bias ? double(a.bias[c]) : 0.0;
-    affine.set(c, mo.mean, wt * invstd, b);
+    affine.set(c, mean, wt * invstd, b, center);
   }
 };
 
@@ -129,8 +139,10 @@ void run(const ForwardTrainingArgs<T>& a) {
 }  // namespace
 
 template <typename T>
-Status forward_training(const ForwardTrainingArgs<T>& a) {
-  if (Status st = check_args(a); st != Status::kOk) return st;
+Status forward_training(const ForwardTrainingArgs<T>& args) {
+  if (Status st = check_args(args); st != Status::kOk) return st;
+  ForwardTrainingArgs<T> a = args;
+  a.shape = canonical_shape(args.shape);
   try {
     run(a);
   } catch (const std::bad_alloc&) {

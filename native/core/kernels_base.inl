@@ -1,5 +1,11 @@
 // Helpers of every kernel family. Included inside struct Kernels<V> (kernels_body.inl).
 
+// The elementwise formulas (y, dx) round the product, then the sum, at every level: the scalar
+// level cannot fuse (no FMA before AVX2), so the vector levels do not either, and every level
+// writes the same bits from the same per-channel coefficients.
+static Vec mul_add(Vec a, Vec b, Vec c) { return V::add(V::mul(a, b), c); }
+static C mul_add1(C a, C b, C c) { return a * b + c; }
+
 // Elements before p reaches the streaming alignment (capped at n).
 static size_t head_to_align(const T* p, size_t n) {
   const size_t mis = reinterpret_cast<uintptr_t>(p) % V::kStreamAlign;
@@ -95,7 +101,7 @@ struct BwdStep {
 
 // dx of one vector: dy * k1 + ((x - c) * k2 + k3)
 static Vec dx_vec(Vec xv, Vec gv, Vec vc, Vec v1, Vec v2, Vec v3) {
-  return V::fmadd(gv, v1, V::fmadd(V::sub(xv, vc), v2, v3));
+  return mul_add(gv, v1, mul_add(V::sub(xv, vc), v2, v3));
 }
 
 // Partial sums take at most kPartial vectors per lane before they are widened into float64.

@@ -6,7 +6,8 @@
 // compute_t<T> (the same type for float32 and float64 today; a narrower storage type would load
 // and store through conversions here):
 //   Vec load(const T*), store(T*, Vec), set1(T), sub(Vec, Vec),
-//   fmadd(a, b, c) = a * b + c, fma1 (the same on scalars, rounded like fmadd),
+//   mul(a, b), fmadd(a, b, c) = a * b + c (fused or not: the reductions only; their sums differ
+//   between ISAs by the order of additions anyway),
 //   load_tail(p, n, fill): lanes [0, n) from p, the others = fill (n < W, reads only n values),
 //   store_tail(p, v, n): writes lanes [0, n) only, blend_lanes(a, b, k): lanes [0, k) of a, the rest of b,
 //   stream(p, v): non-temporal store to a kStreamAlign-aligned p. The kernels do not fence after

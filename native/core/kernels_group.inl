@@ -73,7 +73,7 @@ static void affine_group(const T* x, T* y, const T* res, size_t runs, size_t n, 
   // The head (up to the streaming alignment) and the tail are partial vectors with masked loads
   // and stores: with n >= W, the head lies in the first run and the tail in the last.
   auto part = [&](size_t at_, size_t cnt, size_t jj) {
-    const Vec v = V::fmadd(V::sub(V::load_tail(x + at_, cnt, c[jj]), V::set1(c[jj])), V::set1(a[jj]), V::set1(b[jj]));
+    const Vec v = mul_add(V::sub(V::load_tail(x + at_, cnt, c[jj]), V::set1(c[jj])), V::set1(a[jj]), V::set1(b[jj]));
     V::store_tail(y + at_, epilogue<E>(v, at(res, at_), cnt), cnt);
   };
   size_t i = head_to_align(y, total);
@@ -90,7 +90,7 @@ static void affine_group(const T* x, T* y, const T* res, size_t runs, size_t n, 
         vb = V::blend_lanes(vb, V::set1(b[j + 1]), k);
       }
       pf(x + i);
-      store(y + i, epilogue<E>(V::fmadd(V::sub(V::load(x + i), vc), va, vb), at(res, i), W));
+      store(y + i, epilogue<E>(mul_add(V::sub(V::load(x + i), vc), va, vb), at(res, i), W));
       off += W;
       if (off >= n) off -= n, ++j;
     }

@@ -78,7 +78,7 @@ template <Epilogue E>
 static void affine_rows(const T* x, T* y, const T* res, size_t rows, size_t ch, const C* c, const C* a, const C* b) {
   for (size_t r = 0; r < rows; ++r, x += ch, y += ch, res = at(res, ch)) {
     // scalar math: y[j] = (x[j] - c[j]) * a[j] + b[j] (the compiler vectorizes this loop itself)
-    for (size_t j = 0; j < ch; ++j) y[j] = T(epilogue1<E>(V::fma1(C(x[j]) - c[j], a[j], b[j]), at(res, j)));
+    for (size_t j = 0; j < ch; ++j) y[j] = T(epilogue1<E>(mul_add1(C(x[j]) - c[j], a[j], b[j]), at(res, j)));
   }
 }
 
@@ -88,7 +88,7 @@ static void bwd_dx_rows(const T* x, const T* dy, T* dx, const T* res, size_t row
   for (size_t r = 0; r < rows; ++r, x += ch, dy += ch, dx += ch, res = at(res, ch)) {
     // scalar math: dx[j] = dy[j] * k1[j] + ((x[j] - c[j]) * k2[j] + k3[j]) (vectorized by the compiler)
     for (size_t j = 0; j < ch; ++j) {
-      dx[j] = T(epilogue1<E>(V::fma1(C(dy[j]), k1[j], V::fma1(C(x[j]) - c[j], k2[j], k3[j])), at(res, j)));
+      dx[j] = T(epilogue1<E>(mul_add1(C(dy[j]), k1[j], mul_add1(C(x[j]) - c[j], k2[j], k3[j])), at(res, j)));
     }
   }
 }

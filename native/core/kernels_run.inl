@@ -96,17 +96,17 @@ static void affine_run(const T* x, T* y, const T* res, size_t rows, size_t n, si
     size_t i = 0;
     if (stream) {
       i = head_to_align(q, n);
-      if (i) V::store_tail(q, epilogue<E>(V::fmadd(V::sub(V::load_tail(p, i, c), vc), va, vb), e, i), i);
+      if (i) V::store_tail(q, epilogue<E>(mul_add(V::sub(V::load_tail(p, i, c), vc), va, vb), e, i), i);
     }
     with_store_and_prefetch(stream, next, [&](auto store, auto pf) {
       // scalar math: y[i] = (x[i] - c) * a + b
       for (; i + W <= n; i += W) {
         pf(p + i);
-        store(q + i, epilogue<E>(V::fmadd(V::sub(V::load(p + i), vc), va, vb), at(e, i), W));
+        store(q + i, epilogue<E>(mul_add(V::sub(V::load(p + i), vc), va, vb), at(e, i), W));
       }
     });
     if (i < n) {
-      V::store_tail(q + i, epilogue<E>(V::fmadd(V::sub(V::load_tail(p + i, n - i, c), vc), va, vb), at(e, i), n - i),
+      V::store_tail(q + i, epilogue<E>(mul_add(V::sub(V::load_tail(p + i, n - i, c), vc), va, vb), at(e, i), n - i),
                     n - i);
     }
   }
@@ -133,7 +133,7 @@ static void affine_stats_run(const T* x, T* y, const T* res, size_t rows, size_t
     T* q = y + r * stride;
     const T* e = at(res, r * stride);
     const size_t h = stream ? head_to_align(q, n) : 0;
-    if (h) V::store_tail(q, epilogue<E>(V::fmadd(V::sub(V::load_tail(p, h, c), vc), va, vb), e, h), h);
+    if (h) V::store_tail(q, epilogue<E>(mul_add(V::sub(V::load_tail(p, h, c), vc), va, vb), e, h), h);
     size_t i = 0;  // statistics position; the writes are at h + i
     with_store_and_prefetch(stream, next + kPrefetch, [&](auto store, auto pf) {
       // scalar math: y[h + i] = (x[h + i] - c) * a + b; d = x[next + i] - k; sum += d; sumsq += d * d
@@ -142,8 +142,8 @@ static void affine_stats_run(const T* x, T* y, const T* res, size_t rows, size_t
         for (size_t u = 0; u < kBlock; u += 2 * W) {
           const size_t j = h + i + u;
           pf(p + j);
-          store(q + j, epilogue<E>(V::fmadd(V::sub(V::load(p + j), vc), va, vb), at(e, j), W));
-          store(q + j + W, epilogue<E>(V::fmadd(V::sub(V::load(p + j + W), vc), va, vb), at(e, j + W), W));
+          store(q + j, epilogue<E>(mul_add(V::sub(V::load(p + j), vc), va, vb), at(e, j), W));
+          store(q + j + W, epilogue<E>(mul_add(V::sub(V::load(p + j + W), vc), va, vb), at(e, j + W), W));
           f(ps0, pq0, V::load(pn + i + u), z, vk);
           f(ps1, pq1, V::load(pn + i + u + W), z, vk);
         }
@@ -152,13 +152,13 @@ static void affine_stats_run(const T* x, T* y, const T* res, size_t rows, size_t
       }
       // scalar math: y[j] = (x[j] - c) * a + b
       for (size_t j = h + i; j + W <= n; j += W) {
-        store(q + j, epilogue<E>(V::fmadd(V::sub(V::load(p + j), vc), va, vb), at(e, j), W));
+        store(q + j, epilogue<E>(mul_add(V::sub(V::load(p + j), vc), va, vb), at(e, j), W));
       }
     });
     const size_t tail = (n - h - i) % W;
     if (tail) {
       V::store_tail(q + n - tail,
-                    epilogue<E>(V::fmadd(V::sub(V::load_tail(p + n - tail, tail, c), vc), va, vb), at(e, n - tail), tail),
+                    epilogue<E>(mul_add(V::sub(V::load_tail(p + n - tail, tail, c), vc), va, vb), at(e, n - tail), tail),
                     tail);
     }
     reduce_run_from<false>(xn, xn, ah, r, stride, i, n, k, k, k, s, sq, f);

@@ -157,6 +157,13 @@ inline Plan plan_two_pass(const PlanInput& in, Plan p) {
 
 }  // namespace plan_detail
 
+// The layout a shape runs as: a channel-fastest layout with one channel is one contiguous run, so
+// the run kernels take it whole (the rows kernels would walk it one value per row).
+inline Shape canonical_shape(const Shape& s) {
+  if (s.rows_layout() && s.c == 1) return Shape{1, 1, s.rows(), false};
+  return s;
+}
+
 // Threads a call on this shape can use: 1 below the size where a parallel region costs more than
 // it saves, else `requested` (at least 1).
 inline int threads_for(const Shape& s, int requested) {

@@ -49,10 +49,18 @@ inline Status check_args(const ForwardInferenceArgs<T>& a) {
   return validate_detail::check_epilogue(a.epilogue, a.residual);
 }
 
+// Evaluation mode may give running_var and eps instead of invstd.
+template <typename T>
+inline bool invstd_from_var(const BackwardArgs<T>& a) {
+  return !a.use_batch_stats && a.running_var != nullptr;
+}
+
 template <typename T>
 inline Status check_args(const BackwardArgs<T>& a) {
   if (Status st = validate_detail::check_common(a.shape, a.x, a.dy, a.num_threads); st != Status::kOk) return st;
-  if (a.mean == nullptr || a.invstd == nullptr) return Status::kNullPointer;
+  const bool from_var = invstd_from_var(a);
+  if (a.mean == nullptr || (a.invstd == nullptr && !from_var)) return Status::kNullPointer;
+  if (from_var && !validate_detail::finite_nonneg(a.eps)) return Status::kBadEps;
   return Status::kOk;
 }
 

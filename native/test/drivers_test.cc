@@ -170,6 +170,33 @@ void run_driver_variants(const Ref<T>& R, const std::string& base, int threads, 
     check(dx.guards_intact() && gw.guards_intact() && gb.guards_intact(), "%s: wrote outside an output",
           D.ctx.c_str());
   }
+  // V6b: evaluation-mode backward given running_var and eps instead of invstd (the core computes
+  // invstd with forward_inference's rule), dx separate.
+  {
+    D.ctx = base + " bwd_eval from running_var";
+    Buf<T> dx(total, kGuardPre, kGuardPost), gw(C, kGuardPre, kGuardPost), gb(C, kGuardPre, kGuardPost);
+    bn::BackwardArgs<T> a;
+    a.shape = R.shape;
+    a.x = R.x.data();
+    a.dy = R.dy.data();
+    a.dx = dx.data();
+    a.weight = R.w.data();
+    a.mean = R.rmean.data();
+    a.running_var = R.rv0.data();
+    a.eps = R.eps;
+    a.grad_weight = gw.data();
+    a.grad_bias = gb.data();
+    a.use_batch_stats = false;
+    a.accumulate = false;
+    a.num_threads = threads;
+    const bn::Status st = bn::backward(a);
+    if (check(st == bn::Status::kOk, "%s: status %d", D.ctx.c_str(), int(st))) {
+      D.check_dx_eval(dx.data(), true, "dx");
+      D.check_grads(gw.data(), gb.data(), false, true);
+    }
+    check(dx.guards_intact() && gw.guards_intact() && gb.guards_intact(), "%s: wrote outside an output",
+          D.ctx.c_str());
+  }
   // V7: training backward without dx, only grad_weight, accumulate = true.
   {
     D.ctx = base + " bwd_train nodx";

@@ -234,6 +234,14 @@ void test_errors() {
     cases.push_back({"null dy", [](auto& a) { a.dy = nullptr; }, bn::Status::kNullPointer});
     cases.push_back({"null mean", [](auto& a) { a.mean = nullptr; }, bn::Status::kNullPointer});
     cases.push_back({"null invstd", [](auto& a) { a.invstd = nullptr; }, bn::Status::kNullPointer});
+    cases.push_back({"null invstd, running_var in training mode", [&](auto& a) { a.invstd = nullptr; a.running_var = var_t.data(); },
+                     bn::Status::kNullPointer});
+    cases.push_back({"evaluation mode from running_var, eps NaN",
+                     [&, nan](auto& a) { a.use_batch_stats = false; a.invstd = nullptr; a.running_var = var_t.data(); a.eps = nan; },
+                     bn::Status::kBadEps});
+    cases.push_back({"evaluation mode from running_var, eps < 0",
+                     [&](auto& a) { a.use_batch_stats = false; a.invstd = nullptr; a.running_var = var_t.data(); a.eps = -1.0; },
+                     bn::Status::kBadEps});
     cases.push_back({"threads 0", [](auto& a) { a.num_threads = 0; }, bn::Status::kBadThreads});
     for (const Case& cs : cases) {
       bn::BackwardArgs<T> a = base();

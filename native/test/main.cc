@@ -45,6 +45,8 @@ int main() {
   test_drivers_f32();
   test_drivers_f64();
   test_offset_accuracy();
+  test_numerics_f32();
+  test_numerics_f64();
   std::printf("drivers: %.2f s\n", seconds_since(t));
   t = std::chrono::steady_clock::now();
   test_errors_f32();
