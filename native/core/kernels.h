@@ -5,7 +5,7 @@
 //
 // Naming (XNNPACK style): a kernel is <dtype>_<op>_<layout>__<isa>, e.g. f32_stats_run__avx2; the
 // table's fields are <op>_<layout>, the table is one dtype (KernelSet::f32 / f64) of one ISA
-// (kernels_<isa>()), and kernel_name() spells the whole name for messages. Layout "run": one
+// (kernels_<isa>()); the microkernel tests spell the whole name in their messages. Layout "run": one
 // contiguous run of n values of a single channel (NCHW: the S values of x[n, c, :]). "group": the
 // contiguous runs of several channels of one sample (short maps). "rows": `rows` rows of `ch`
 // channel values, channel fastest (the [N, C] case, and channels-last).
