@@ -1,0 +1,269 @@
+// Drivers of the synchronized-BN pieces (sync_ops.h) over the active kernel table (kernels.h).
+// Work is cut into fixed blocks that depend on the shape alone (never on the thread count), each
+// reduced by one thread into its own slot, and the slots of a channel added in block order.
+#include "sync_ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <new>
+#include <vector>
+
+#include "kernels.h"
+
+namespace bn {
+namespace {
+
+// Values per reduction block: large enough that a block's call overhead is noise, small enough
+// that a channel of a large tensor splits over the threads.
+constexpr int64_t kBlockValues = int64_t(1) << 16;
+
+template <typename T>
+const KernelTable<T>& table();
+template <>
+const KernelTable<float>& table<float>() { return active_kernels().f32; }
+template <>
+const KernelTable<double>& table<double>() { return active_kernels().f64; }
+
+Status check_shape(const Shape& s, const void* a, const void* b, int num_threads) {
+  if (a == nullptr || b == nullptr) return Status::kNullPointer;
+  if (Status st = validate_shape(s); st != Status::kOk) return st;
+  if (num_threads < 1) return Status::kBadThreads;
+  return Status::kOk;
+}
+
+// The fixed blocks of a reduction. NCHW: channel c's samples in groups of `per` (runs of S values,
+// C * S apart). Channel-fastest: groups of `per` rows of C values.
+struct Blocks {
+  int64_t per = 1, count = 1;
+  explicit Blocks(const Shape& s) {
+    const int64_t unit = s.rows_layout() ? s.c : s.s;  // values per row or per run
+    const int64_t total = s.rows_layout() ? s.rows() : s.n;
+    per = std::max<int64_t>(1, kBlockValues / unit);
+    count = (total + per - 1) / per;
+  }
+  int64_t lo(int64_t b) const { return b * per; }
+  int64_t len(int64_t b, int64_t total) const { return std::min(per, total - b * per); }
+};
+
+// Runs reduce(c, first_sample, samples, slot) for every (channel, block) item (NCHW), or
+// reduce_rows(first_row, rows, slot) for every block (channel-fastest), on up to nt threads; then
+// returns the per-channel totals of both accumulators, blocks added in order.
+template <class RunFn, class RowsFn>
+void reduce_blocks(const Shape& s, int nt, std::vector<double>& a, std::vector<double>& b, RunFn&& run,
+                   RowsFn&& rows_fn) {
+  const Blocks bl(s);
+  const int64_t C = s.c;
+  std::vector<double> pa(size_t(C * bl.count), 0.0), pb(size_t(C * bl.count), 0.0);
+  if (s.rows_layout()) {
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t blk = 0; blk < bl.count; ++blk) {
+      rows_fn(bl.lo(blk), bl.len(blk, s.rows()), &pa[size_t(blk * C)], &pb[size_t(blk * C)]);
+    }
+    a.assign(size_t(C), 0.0);
+    b.assign(size_t(C), 0.0);
+    for (int64_t blk = 0; blk < bl.count; ++blk) {
+      for (int64_t c = 0; c < C; ++c) {
+        a[c] += pa[size_t(blk * C + c)];
+        b[c] += pb[size_t(blk * C + c)];
+      }
+    }
+    return;
+  }
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (int64_t it = 0; it < C * bl.count; ++it) {
+    const int64_t c = it / bl.count, blk = it % bl.count;
+    run(c, bl.lo(blk), bl.len(blk, s.n), &pa[size_t(it)], &pb[size_t(it)]);
+  }
+  a.assign(size_t(C), 0.0);
+  b.assign(size_t(C), 0.0);
+  for (int64_t c = 0; c < C; ++c) {
+    for (int64_t blk = 0; blk < bl.count; ++blk) {
+      a[c] += pa[size_t(c * bl.count + blk)];
+      b[c] += pb[size_t(c * bl.count + blk)];
+    }
+  }
+}
+
+// A rough mean per channel (of its first values, rounded to T): the reductions sum x - k, so
+// Σ(x-k)² - (Σ(x-k))²/m does not cancel when |mean| >> std.
+template <typename T>
+std::vector<T> rough_means(const Shape& s, const T* x) {
+  std::vector<T> k(size_t(s.c));
+  if (s.rows_layout()) {
+    const int64_t count = std::min<int64_t>(16, s.rows());
+    std::vector<double> acc(size_t(s.c), 0.0);
+    for (int64_t r = 0; r < count; ++r) {
+      for (int64_t c = 0; c < s.c; ++c) acc[c] += double(x[r * s.c + c]);
+    }
+    for (int64_t c = 0; c < s.c; ++c) k[c] = T(acc[c] / double(count));
+    return k;
+  }
+  for (int64_t c = 0; c < s.c; ++c) {
+    double acc = 0.0;
+    int64_t count = 0;
+    for (int64_t b = 0; b < s.n && count < 64; ++b) {
+      const T* p = x + (b * s.c + c) * s.s;
+      for (int64_t j = 0; j < s.s && count < 64; ++j, ++count) acc += double(p[j]);
+    }
+    k[c] = T(acc / double(count));
+  }
+  return k;
+}
+
+// Calls f(offset, c) for every run (NCHW: sample b, channel c at offset (b*C + c)*S) or
+// f_rows(first_row, rows) for fixed blocks of rows, in parallel: the elementwise passes.
+template <class RunFn, class RowsFn>
+void for_each_piece(const Shape& s, int nt, RunFn&& run, RowsFn&& rows_fn) {
+  if (s.rows_layout()) {
+    const Blocks bl(s);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t blk = 0; blk < bl.count; ++blk) rows_fn(bl.lo(blk), bl.len(blk, s.rows()));
+    return;
+  }
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (int64_t r = 0; r < s.n * s.c; ++r) run(r * s.s, r % s.c);
+}
+
+}  // namespace
+
+template <typename T>
+Status sync_moments(const SyncMomentsArgs<T>& a) {
+  if (Status st = check_shape(a.shape, a.x, a.mean, a.num_threads); st != Status::kOk) return st;
+  if (a.m2 == nullptr) return Status::kNullPointer;
+  try {
+    const Shape& s = a.shape;
+    const KernelTable<T>& k = table<T>();
+    const std::vector<T> shift = rough_means(s, a.x);
+    std::vector<double> sum, sumsq;
+    const size_t stride = size_t(s.c * s.s);
+    reduce_blocks(
+        s, useful_threads(s, a.num_threads), sum, sumsq,
+        [&](int64_t c, int64_t b0, int64_t nb, double* ps, double* pq) {
+          k.stats_run(a.x + (b0 * s.c + c) * s.s, size_t(nb), size_t(s.s), stride, shift[c], ps, pq);
+        },
+        [&](int64_t r0, int64_t nr, double* ps, double* pq) {
+          k.stats_rows(a.x + r0 * s.c, size_t(nr), size_t(s.c), shift.data(), ps, pq);
+        });
+    const double m = double(s.n) * double(s.s);
+    for (int64_t c = 0; c < s.c; ++c) {
+      const double d = sum[c] / m;
+      const double m2 = sumsq[c] - sum[c] * d;
+      a.mean[c] = double(shift[c]) + d;
+      a.m2[c] = m2 < 0.0 ? 0.0 : m2;  // rounding only; written so that NaN propagates
+    }
+  } catch (const std::bad_alloc&) {
+    return Status::kOutOfMemory;
+  }
+  return Status::kOk;
+}
+
+template <typename T>
+Status sync_normalize(const SyncNormalizeArgs<T>& a) {
+  if (Status st = check_shape(a.shape, a.x, a.y, a.num_threads); st != Status::kOk) return st;
+  if (a.mean == nullptr || a.invstd == nullptr) return Status::kNullPointer;
+  try {
+    const Shape& s = a.shape;
+    const KernelTable<T>& k = table<T>();
+    // y = (x - c) * sc + sh with c = mean rounded to T, its remainder folded into sh.
+    std::vector<T> c(size_t(s.c)), sc(size_t(s.c)), sh(size_t(s.c));
+    for (int64_t j = 0; j < s.c; ++j) {
+      const double w = a.weight ? double(a.weight[j]) : 1.0, b = a.bias ? double(a.bias[j]) : 0.0;
+      const double scale = w * a.invstd[j];
+      c[j] = T(a.mean[j]);
+      sc[j] = T(scale);
+      sh[j] = T(b - (a.mean[j] - double(c[j])) * scale);
+    }
+    for_each_piece(
+        s, useful_threads(s, a.num_threads),
+        [&](int64_t off, int64_t j) {
+          k.affine_run(a.x + off, a.y + off, 1, size_t(s.s), size_t(s.s), c[j], sc[j], sh[j], false, 0);
+        },
+        [&](int64_t r0, int64_t nr) {
+          k.affine_rows(a.x + r0 * s.c, a.y + r0 * s.c, size_t(nr), size_t(s.c), c.data(), sc.data(), sh.data());
+        });
+  } catch (const std::bad_alloc&) {
+    return Status::kOutOfMemory;
+  }
+  return Status::kOk;
+}
+
+template <typename T>
+Status sync_backward_reduce(const SyncBackwardReduceArgs<T>& a) {
+  if (Status st = check_shape(a.shape, a.x, a.dy, a.num_threads); st != Status::kOk) return st;
+  if (a.mean == nullptr || a.sum_dy == nullptr || a.sum_dy_xmu == nullptr) return Status::kNullPointer;
+  try {
+    const Shape& s = a.shape;
+    const KernelTable<T>& k = table<T>();
+    std::vector<T> c(size_t(s.c));
+    for (int64_t j = 0; j < s.c; ++j) c[j] = T(a.mean[j]);
+    std::vector<double> g, p;
+    const size_t stride = size_t(s.c * s.s);
+    reduce_blocks(
+        s, useful_threads(s, a.num_threads), g, p,
+        [&](int64_t j, int64_t b0, int64_t nb, double* pg, double* pp) {
+          const int64_t off = (b0 * s.c + j) * s.s;
+          k.bwd_reduce_run(a.x + off, a.dy + off, size_t(nb), size_t(s.s), stride, c[j], pg, pp);
+        },
+        [&](int64_t r0, int64_t nr, double* pg, double* pp) {
+          k.bwd_reduce_rows(a.x + r0 * s.c, a.dy + r0 * s.c, size_t(nr), size_t(s.c), c.data(), pg, pp);
+        });
+    for (int64_t j = 0; j < s.c; ++j) {
+      // Σ dy (x - mean) = Σ dy (x - c) - (mean - c) Σ dy
+      a.sum_dy[j] = g[j];
+      a.sum_dy_xmu[j] = p[j] - (a.mean[j] - double(c[j])) * g[j];
+    }
+  } catch (const std::bad_alloc&) {
+    return Status::kOutOfMemory;
+  }
+  return Status::kOk;
+}
+
+template <typename T>
+Status sync_backward_dx(const SyncBackwardDxArgs<T>& a) {
+  if (Status st = check_shape(a.shape, a.x, a.dy, a.num_threads); st != Status::kOk) return st;
+  if (a.dx == nullptr || a.mean == nullptr || a.invstd == nullptr || a.sum_dy == nullptr || a.sum_dy_xmu == nullptr) {
+    return Status::kNullPointer;
+  }
+  if (!(a.count >= 2.0)) return Status::kTooFewValues;
+  try {
+    const Shape& s = a.shape;
+    const KernelTable<T>& k = table<T>();
+    // dx = dy * k1 + (x - c) * k2 + k3 (the core's backward, with the global sums and count)
+    std::vector<T> c(size_t(s.c)), k1(size_t(s.c)), k2(size_t(s.c)), k3(size_t(s.c));
+    for (int64_t j = 0; j < s.c; ++j) {
+      const double invstd = a.invstd[j], w = a.weight ? double(a.weight[j]) : 1.0;
+      const double lo = a.mean[j] - double(T(a.mean[j]));
+      const double dweight = invstd * a.sum_dy_xmu[j];
+      const double q2 = -w * invstd * invstd * dweight / a.count;
+      c[j] = T(a.mean[j]);
+      k1[j] = T(w * invstd);
+      k2[j] = T(q2);
+      k3[j] = T(-w * invstd * a.sum_dy[j] / a.count - q2 * lo);
+    }
+    for_each_piece(
+        s, useful_threads(s, a.num_threads),
+        [&](int64_t off, int64_t j) {
+          k.bwd_dx_run(a.x + off, a.dy + off, a.dx + off, 1, size_t(s.s), size_t(s.s), c[j], k1[j], k2[j], k3[j],
+                       false, 0);
+        },
+        [&](int64_t r0, int64_t nr) {
+          const int64_t off = r0 * s.c;
+          k.bwd_dx_rows(a.x + off, a.dy + off, a.dx + off, size_t(nr), size_t(s.c), c.data(), k1.data(), k2.data(),
+                        k3.data());
+        });
+  } catch (const std::bad_alloc&) {
+    return Status::kOutOfMemory;
+  }
+  return Status::kOk;
+}
+
+template Status sync_moments<float>(const SyncMomentsArgs<float>&);
+template Status sync_moments<double>(const SyncMomentsArgs<double>&);
+template Status sync_normalize<float>(const SyncNormalizeArgs<float>&);
+template Status sync_normalize<double>(const SyncNormalizeArgs<double>&);
+template Status sync_backward_reduce<float>(const SyncBackwardReduceArgs<float>&);
+template Status sync_backward_reduce<double>(const SyncBackwardReduceArgs<double>&);
+template Status sync_backward_dx<float>(const SyncBackwardDxArgs<float>&);
+template Status sync_backward_dx<double>(const SyncBackwardDxArgs<double>&);
+
+}  // namespace bn
