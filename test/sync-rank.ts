@@ -116,7 +116,7 @@ async function main(): Promise<void> {
     const scenario = JSON.parse(process.env.BN_SYNC_SCENARIO) as Scenario;
     let group: bn.SyncGroup | undefined;
     try {
-      group = await bn.initProcessGroup({ backend: 'gloo', timeoutMs: Number(process.env.BN_SYNC_TIMEOUT_MS ?? 20000) });
+      group = await bn.initProcessGroup({ backend: 'gloo', initMethod: process.env.BN_SYNC_INIT, timeoutMs: Number(process.env.BN_SYNC_TIMEOUT_MS ?? 20000) });
       const r = await runRank(scenario, group);
       process.send(r, () => { group?.destroy(); process.exit(0); });
     } catch (e) {

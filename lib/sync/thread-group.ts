@@ -10,7 +10,7 @@ import { Exchanged, HEADER_LENGTH, SyncGroup, syncError } from './group';
 // Int32 control words.
 const GEN = 0; // collectives completed by every rank
 const ARRIVED = 1; // ranks arrived at the current one
-const BROKEN = 2; // 0, or 1 + the rank that broke the group (timed out)
+const BROKEN = 2; // 0; 1 + the rank that timed out; -(1 + the rank) that left
 const JOINED = 4; // JOINED + rank: 1 once a thread has joined as that rank
 const BRAND = 'node-batchnorm ThreadGroup';
 
@@ -120,10 +120,16 @@ export class ThreadGroup extends SyncGroup {
     return this.slots.subarray(at, at + size);
   }
 
-  private brokenError(fn: string): Error | null {
+  /** Why the group is broken, or null. While waiting in a round, another rank's timeout is this
+   * rank's timeout too (the same rank is missing); otherwise the group is simply broken. */
+  private brokenError(fn: string, waiting: boolean): Error | null {
     const b = Atomics.load(this.ctrl, BROKEN);
     if (b === 0) return null;
-    return syncError('ERR_BN_SYNC_BROKEN', `${fn}: rank ${b - 1} of this thread group gave up waiting (a rank did not take part in time, or left), so the group is broken`);
+    if (b > 0 && waiting) {
+      return syncError('ERR_BN_SYNC_TIMEOUT', `rank ${this.rank} of ${this.worldSize}: rank ${b - 1} waited ${this.timeoutMs} ms for the other ranks to reach this collective and gave up (a worker died, threw before the collective, or runs different code); the group is broken`);
+    }
+    const why = b > 0 ? `rank ${b - 1} gave up waiting for a rank that did not take part in time` : `rank ${-b - 1} left (destroy())`;
+    return syncError('ERR_BN_SYNC_BROKEN', `${fn}: this thread group is broken: ${why}`);
   }
 
   /** Writes this rank's part and arrives; true when this rank completed the round (the last one). */
@@ -165,13 +171,13 @@ export class ThreadGroup extends SyncGroup {
 
   protected exchangeSync(header: Float64Array, payload: Float64Array): Exchanged {
     const fn = 'ThreadGroup';
-    const broken = this.brokenError(fn);
+    const broken = this.brokenError(fn, false);
     if (broken) throw broken;
     if (!this.arrive(header, payload)) {
       const deadline = Date.now() + this.timeoutMs;
       const gen = this.round | 0;
       while (Atomics.load(this.ctrl, GEN) === gen) {
-        const b = this.brokenError(fn);
+        const b = this.brokenError(fn, true);
         if (b) throw b;
         const left = deadline - Date.now();
         if (left <= 0 || Atomics.wait(this.ctrl, GEN, gen, left) === 'timed-out') {
@@ -185,13 +191,13 @@ export class ThreadGroup extends SyncGroup {
 
   protected async exchangeAsync(header: Float64Array, payload: Float64Array): Promise<Exchanged> {
     const fn = 'ThreadGroup';
-    const broken = this.brokenError(fn);
+    const broken = this.brokenError(fn, false);
     if (broken) throw broken;
     if (!this.arrive(header, payload)) {
       const deadline = Date.now() + this.timeoutMs;
       const gen = this.round | 0;
       while (Atomics.load(this.ctrl, GEN) === gen) {
-        const b = this.brokenError(fn);
+        const b = this.brokenError(fn, true);
         if (b) throw b;
         const left = deadline - Date.now();
         const w = left > 0 ? waitAsync(this.ctrl, GEN, gen, left) : { async: false as const, value: 'timed-out' as const };
@@ -207,7 +213,7 @@ export class ThreadGroup extends SyncGroup {
 
   /** Leaves: frees the rank's seat; the group is broken for the others (their next wait breaks). */
   protected release(): void {
-    Atomics.compareExchange(this.ctrl, BROKEN, 0, this.rank + 1);
+    Atomics.compareExchange(this.ctrl, BROKEN, 0, -(this.rank + 1));
     Atomics.notify(this.ctrl, GEN);
   }
 }
