@@ -35,6 +35,8 @@ async function probe(t: ProbeTask, group: bn.SyncGroup): Promise<ProbeEvent[]> {
     case 'absent':
       return ev;
     case 'hang':
+      // Joined; tells the parent (which may kill it now), then never calls a collective.
+      process.send?.({ rank: group.rank, events: [{ what: 'hanging' }] });
       await new Promise((r) => setTimeout(r, 60_000));
       return ev;
     case 'forward-twice': {
