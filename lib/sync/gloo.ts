@@ -33,7 +33,7 @@ export interface ProcessGroupOptions {
 }
 
 const KEYS = ['backend', 'initMethod', 'rank', 'worldSize', 'timeoutMs', 'localAddress'] as const;
-const INSTALL = 'apt-get install -y libgloo-dev && npm rebuild node-batchnorm';
+const INSTALL = 'apt-get install -y libgloo-dev && BATCHNORM_BUILD_FROM_SOURCE=1 npm rebuild node-batchnorm';
 
 let binding: GlooBinding | undefined;
 
