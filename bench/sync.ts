@@ -1,0 +1,203 @@
+// Benchmark of synchronized batch norm: the latency of one SyncBatchNorm2d forward + backward
+// (training) against the local BatchNorm2d on the same per-rank batch, on ResNet-50's BN layer
+// shapes, with 2 ranks as worker threads (ThreadGroup) and as processes (Gloo over 127.0.0.1).
+// Each rank runs on one compute thread (setNumThreads(1)); local and synchronized calls alternate
+// (A/B interleaved) for a fixed number of repetitions, the same on every rank (a collective needs
+// every rank). Reported: medians per rank-0 call, and the overhead (sync - local) in µs per layer.
+//
+//   npm run build:ts && node dist/bench/sync.js            # all shapes, threads and processes
+//   node dist/bench/sync.js --quick                         # 2 small shapes, few repetitions
+//   node dist/bench/sync.js --backend threads --reps 30 --batch 8 --write   # bench/SYNC.md
+import { ChildProcess, fork } from 'child_process';
+import * as fs from 'fs';
+import * as net from 'net';
+import * as os from 'os';
+import * as path from 'path';
+import { isMainThread, parentPort, Worker, workerData } from 'worker_threads';
+import * as bn from '../lib';
+
+/** ResNet-50's batch-norm layers (channels, spatial size) at 224x224 input. */
+const RESNET50 = [
+  [64, 112], [64, 56], [256, 56], [128, 56], [128, 28], [512, 28], [256, 28], [256, 14], [1024, 14], [512, 14], [512, 7], [2048, 7],
+];
+
+interface Task {
+  shapes: number[][]; // [n, c, h, w] per rank
+  reps: number;
+  warmup: number;
+}
+
+interface RankTiming {
+  shape: string;
+  local: number; // seconds, median
+  sync: number;
+  localMin: number;
+  syncMin: number;
+}
+
+function median(a: number[]): number {
+  const t = a.slice().sort((x, y) => x - y);
+  return t.length % 2 ? t[(t.length - 1) / 2] : 0.5 * (t[t.length / 2 - 1] + t[t.length / 2]);
+}
+
+function now(): number {
+  return Number(process.hrtime.bigint()) / 1e9;
+}
+
+async function runRank(task: Task, group: bn.SyncGroup): Promise<RankTiming[]> {
+  bn.setNumThreads(1);
+  const out: RankTiming[] = [];
+  for (const dims of task.shapes) {
+    const [n, c, h, w] = dims;
+    const total = n * c * h * w;
+    const x = new Float32Array(total).map((_, i) => Math.sin(i * 0.37 + group.rank));
+    const dy = new Float32Array(total).map((_, i) => Math.cos(i * 0.11));
+    const y = new Float32Array(total);
+    const dx = new Float32Array(total);
+    const local = new bn.BatchNorm2d(c);
+    const sync = new bn.SyncBatchNorm2d(c, { group });
+    const tl: number[] = [];
+    const ts: number[] = [];
+    for (let r = 0; r < task.warmup + task.reps; r++) {
+      // A/B interleaved: local, then synchronized, each a forward + backward
+      const a = now();
+      local.forward(x, dims, y);
+      local.backward(dy, dx);
+      const b = now();
+      sync.forward(x, dims, y);
+      sync.backward(dy, dx);
+      const e = now();
+      if (r >= task.warmup) {
+        tl.push(b - a);
+        ts.push(e - b);
+      }
+    }
+    out.push({ shape: dims.join('x'), local: median(tl), sync: median(ts), localMin: Math.min(...tl), syncMin: Math.min(...ts) });
+  }
+  return out;
+}
+
+// ---- rank entry points (worker thread or child process) ----
+async function rankMain(): Promise<boolean> {
+  if (!isMainThread && workerData?.benchSync) {
+    const { handle, rank, task } = workerData as { handle: bn.ThreadGroupHandle; rank: number; task: Task };
+    parentPort?.postMessage({ rank, timings: await runRank(task, bn.ThreadGroup.join(handle, rank)) });
+    return true;
+  }
+  if (isMainThread && process.env.BN_BENCH_SYNC && process.send) {
+    const task = JSON.parse(process.env.BN_BENCH_SYNC) as Task;
+    const group = await bn.initProcessGroup({ timeoutMs: 120000 });
+    const timings = await runRank(task, group);
+    process.send({ rank: group.rank, timings }, () => {
+      group.destroy();
+      process.exit(0);
+    });
+    return true;
+  }
+  return false;
+}
+
+// ---- driver ----
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+function gather(n: number, start: (rank: number, done: (t: RankTiming[]) => void, fail: (e: Error) => void) => void): Promise<RankTiming[][]> {
+  return new Promise((resolve, reject) => {
+    const out: RankTiming[][] = [];
+    let left = n;
+    for (let r = 0; r < n; r++) start(r, (t) => { out[r] = t; if (--left === 0) resolve(out); }, reject);
+  });
+}
+
+function viaThreads(task: Task, ranks: number): Promise<RankTiming[][]> {
+  const handle = bn.ThreadGroup.create(ranks, { timeoutMs: 120000 });
+  return gather(ranks, (rank, done, fail) => {
+    const w = new Worker(__filename, { workerData: { benchSync: true, handle, rank, task } });
+    w.on('message', (m: { timings: RankTiming[] }) => done(m.timings));
+    w.on('error', fail);
+  });
+}
+
+async function viaProcesses(task: Task, ranks: number): Promise<RankTiming[][]> {
+  const port = await freePort();
+  const children: ChildProcess[] = [];
+  return gather(ranks, (rank, done, fail) => {
+    const c = fork(__filename, [], {
+      serialization: 'advanced',
+      env: { ...process.env, BN_BENCH_SYNC: JSON.stringify(task), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), RANK: String(rank), WORLD_SIZE: String(ranks), OMP_NUM_THREADS: '1' },
+    });
+    children.push(c);
+    c.on('message', (m: { timings: RankTiming[] }) => done(m.timings));
+    c.on('error', fail);
+    c.on('exit', (code) => { if (code !== 0) fail(new Error(`rank ${rank} exited with ${code}`)); });
+  });
+}
+
+function us(s: number): string {
+  return (s * 1e6).toFixed(0);
+}
+
+function table(kind: string, per: RankTiming[][]): string[] {
+  const lines = [
+    `| ${kind} | per-rank shape | local fwd+bwd (µs) | sync fwd+bwd (µs) | overhead (µs) | sync / local |`,
+    '|---|---|---:|---:|---:|---:|',
+  ];
+  per[0].forEach((t0, i) => {
+    // The slower rank's medians: a synchronized call cannot finish before the slowest rank's.
+    const local = Math.max(...per.map((r) => r[i].local));
+    const sync = Math.max(...per.map((r) => r[i].sync));
+    lines.push(`| ${kind} | ${t0.shape} | ${us(local)} | ${us(sync)} | ${us(sync - local)} | ${(sync / local).toFixed(2)} |`);
+  });
+  return lines;
+}
+
+async function main(): Promise<void> {
+  if (await rankMain()) return;
+  const args = process.argv.slice(2);
+  const opt = (name: string, fallback: string) => {
+    const i = args.indexOf(`--${name}`);
+    return i >= 0 ? args[i + 1] : fallback;
+  };
+  const quick = args.includes('--quick');
+  const batch = Number(opt('batch', quick ? '2' : '8'));
+  const reps = Number(opt('reps', quick ? '5' : '20'));
+  const backend = opt('backend', 'both');
+  const layers = quick ? [[64, 56], [2048, 7]] : RESNET50;
+  const task: Task = { shapes: layers.map(([c, s]) => [batch, c, s, s]), reps, warmup: quick ? 1 : 3 };
+  const lines: string[] = [];
+  const cmd = `node dist/bench/sync.js ${args.filter((a) => a !== '--write').join(' ')}`.trim();
+  lines.push(`Command: \`${cmd}\`  `);
+  lines.push(`Date: ${new Date().toISOString()}; ${os.cpus()[0]?.model ?? 'cpu'} x ${os.cpus().length}; Node ${process.version}; ` +
+    `2 ranks, 1 compute thread each, float32 NCHW, per-rank batch ${batch} (global ${2 * batch}), ${reps} repetitions (medians, slower rank).`);
+  lines.push('');
+  if (backend === 'both' || backend === 'threads') {
+    const per = await viaThreads(task, 2);
+    lines.push(...table('threads', per), '');
+  }
+  if (backend === 'both' || backend === 'gloo') {
+    try {
+      const per = await viaProcesses(task, 2);
+      lines.push(...table('gloo', per), '');
+    } catch (e) {
+      lines.push(`gloo: not measured (${(e as Error).message})`, '');
+    }
+  }
+  const text = lines.join('\n');
+  console.log(text);
+  if (args.includes('--write')) {
+    const file = path.resolve(__dirname, '..', '..', 'bench', 'SYNC.md');
+    fs.writeFileSync(file, `# SyncBatchNorm: cost of synchronization\n\nOne training forward + backward of SyncBatchNorm2d against the local BatchNorm2d on the same per-rank\nbatch (bench/sync.ts). The overhead is the exchange: two all-gathers (2C + 1 and 2C float64 values per\nrank) and the wait for the slower rank, plus the float64 merge.\n\n${text}\n`);
+  }
+}
+
+void main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
