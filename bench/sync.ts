@@ -1,13 +1,15 @@
 // Benchmark of synchronized batch norm: the latency of one SyncBatchNorm2d forward + backward
 // (training) against the local BatchNorm2d on the same per-rank batch, on ResNet-50's BN layer
 // shapes, with 2 ranks as worker threads (ThreadGroup) and as processes (Gloo over 127.0.0.1).
-// Each rank runs on one compute thread (setNumThreads(1)); local and synchronized calls alternate
+// Each rank has one compute thread's worth of the budget (setNumThreads is per process: 1 in each
+// rank process, 2 in the process of the 2 worker threads); local and synchronized calls alternate
 // (A/B interleaved) for a fixed number of repetitions, the same on every rank (a collective needs
-// every rank). Reported: medians per rank-0 call, and the overhead (sync - local) in µs per layer.
+// every rank), each section started by all ranks at once (an untimed barrier). Reported: medians
+// (of the slower rank), and the overhead (sync - local) in µs per layer.
 //
 //   npm run build:ts && node dist/bench/sync.js            # all shapes, threads and processes
 //   node dist/bench/sync.js --quick                         # 2 small shapes, few repetitions
-//   node dist/bench/sync.js --backend threads --reps 30 --batch 8 --write   # bench/SYNC.md
+//   node dist/bench/sync.js --backend threads --reps 30 --batch 8 --write   # bench/sync-results.md
 import { ChildProcess, fork } from 'child_process';
 import * as fs from 'fs';
 import * as net from 'net';
@@ -15,6 +17,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { isMainThread, parentPort, Worker, workerData } from 'worker_threads';
 import * as bn from '../lib';
+import { native } from '../lib/load';
 
 /** ResNet-50's batch-norm layers (channels, spatial size) at 224x224 input. */
 const RESNET50 = [
@@ -31,6 +34,8 @@ interface RankTiming {
   shape: string;
   local: number; // seconds, median
   sync: number;
+  /** The four per-rank native pieces of the synchronized pass alone (no exchange, no wait). */
+  kernels: number;
   localMin: number;
   syncMin: number;
 }
@@ -45,7 +50,9 @@ function now(): number {
 }
 
 async function runRank(task: Task, group: bn.SyncGroup): Promise<RankTiming[]> {
-  bn.setNumThreads(1);
+  // The compute-thread budget is per process: 1 per rank process, 2 for the process whose 2
+  // worker threads are the ranks (the machine's cores either way).
+  bn.setNumThreads(group.backend === 'threads' ? group.worldSize : 1);
   const out: RankTiming[] = [];
   for (const dims of task.shapes) {
     const [n, c, h, w] = dims;
@@ -58,21 +65,43 @@ async function runRank(task: Task, group: bn.SyncGroup): Promise<RankTiming[]> {
     const sync = new bn.SyncBatchNorm2d(c, { group });
     const tl: number[] = [];
     const ts: number[] = [];
-    for (let r = 0; r < task.warmup + task.reps; r++) {
-      // A/B interleaved: local, then synchronized, each a forward + backward
+    const tk: number[] = [];
+    const base = { fn: 'bench', x, n, c, s: h * w, channelsLast: false };
+    const mean = new Float64Array(c);
+    const m2 = new Float64Array(c);
+    const invstd = new Float64Array(c).fill(1);
+    const g = new Float64Array(c);
+    const p = new Float64Array(c);
+    const kernels = () => {
+      const b = native();
+      b.syncMoments({ ...base, mean, m2 });
+      b.syncNormalize({ ...base, out: y, weight: local.weight, bias: local.bias, mean, invstd });
+      b.syncBackwardReduce({ ...base, dy, mean, sumDy: g, sumDyXmu: p });
+      b.syncBackwardDx({ ...base, dy, out: dx, weight: local.weight, mean, invstd, sumDy: g, sumDyXmu: p, count: 2 * n * h * w });
+    };
+    // Untimed: every rank starts each measured section at the same moment, so a section's time
+    // is its own (for the synchronized pass: its compute, its exchanges, and the imbalance
+    // between the ranks within it), not the wait for a rank still busy with the previous one.
+    const barrier = () => group.allReduce(new Float64Array(1));
+    const time = (f: () => void) => {
+      barrier();
       const a = now();
-      local.forward(x, dims, y);
-      local.backward(dy, dx);
-      const b = now();
-      sync.forward(x, dims, y);
-      sync.backward(dy, dx);
-      const e = now();
+      f();
+      return now() - a;
+    };
+    for (let r = 0; r < task.warmup + task.reps; r++) {
+      // Interleaved: local, the synchronized pass's kernels alone, then the synchronized pass
+      // (forward + backward each)
+      const l = time(() => { local.forward(x, dims, y); local.backward(dy, dx); });
+      const k = time(kernels);
+      const e = time(() => { sync.forward(x, dims, y); sync.backward(dy, dx); });
       if (r >= task.warmup) {
-        tl.push(b - a);
-        ts.push(e - b);
+        tl.push(l);
+        tk.push(k);
+        ts.push(e);
       }
     }
-    out.push({ shape: dims.join('x'), local: median(tl), sync: median(ts), localMin: Math.min(...tl), syncMin: Math.min(...ts) });
+    out.push({ shape: dims.join('x'), local: median(tl), sync: median(ts), kernels: median(tk), localMin: Math.min(...tl), syncMin: Math.min(...ts) });
   }
   return out;
 }
@@ -146,14 +175,15 @@ function us(s: number): string {
 
 function table(kind: string, per: RankTiming[][]): string[] {
   const lines = [
-    `| ${kind} | per-rank shape | local fwd+bwd (µs) | sync fwd+bwd (µs) | overhead (µs) | sync / local |`,
-    '|---|---|---:|---:|---:|---:|',
+    `| ${kind} | per-rank shape | local fwd+bwd (µs) | sync kernels alone (µs) | sync fwd+bwd (µs) | overhead (µs) | sync / local |`,
+    '|---|---|---:|---:|---:|---:|---:|',
   ];
   per[0].forEach((t0, i) => {
     // The slower rank's medians: a synchronized call cannot finish before the slowest rank's.
     const local = Math.max(...per.map((r) => r[i].local));
     const sync = Math.max(...per.map((r) => r[i].sync));
-    lines.push(`| ${kind} | ${t0.shape} | ${us(local)} | ${us(sync)} | ${us(sync - local)} | ${(sync / local).toFixed(2)} |`);
+    const kernels = Math.max(...per.map((r) => r[i].kernels));
+    lines.push(`| ${kind} | ${t0.shape} | ${us(local)} | ${us(kernels)} | ${us(sync)} | ${us(sync - local)} | ${(sync / local).toFixed(2)} |`);
   });
   return lines;
 }
@@ -175,7 +205,8 @@ async function main(): Promise<void> {
   const cmd = `node dist/bench/sync.js ${args.filter((a) => a !== '--write').join(' ')}`.trim();
   lines.push(`Command: \`${cmd}\`  `);
   lines.push(`Date: ${new Date().toISOString()}; ${os.cpus()[0]?.model ?? 'cpu'} x ${os.cpus().length}; Node ${process.version}; ` +
-    `2 ranks, 1 compute thread each, float32 NCHW, per-rank batch ${batch} (global ${2 * batch}), ${reps} repetitions (medians, slower rank).`);
+    `load average ${os.loadavg().map((v) => v.toFixed(1)).join(' ')} at the start; ` +
+    `2 ranks, 1 compute thread each (budget), float32 NCHW, per-rank batch ${batch} (global ${2 * batch}), ${reps} repetitions (medians, slower rank).`);
   lines.push('');
   if (backend === 'both' || backend === 'threads') {
     const per = await viaThreads(task, 2);
@@ -192,8 +223,8 @@ async function main(): Promise<void> {
   const text = lines.join('\n');
   console.log(text);
   if (args.includes('--write')) {
-    const file = path.resolve(__dirname, '..', '..', 'bench', 'SYNC.md');
-    fs.writeFileSync(file, `# SyncBatchNorm: cost of synchronization\n\nOne training forward + backward of SyncBatchNorm2d against the local BatchNorm2d on the same per-rank\nbatch (bench/sync.ts). The overhead is the exchange: two all-gathers (2C + 1 and 2C float64 values per\nrank) and the wait for the slower rank, plus the float64 merge.\n\n${text}\n`);
+    const file = path.resolve(__dirname, '..', '..', 'bench', 'sync-results.md');
+    fs.writeFileSync(file, `# SyncBatchNorm: cost of synchronization\n\nOne training forward + backward of SyncBatchNorm2d against the local BatchNorm2d on the same per-rank\nbatch (bench/sync.ts). The overhead is the exchange: two all-gathers (2C + 1 and 2C float64 values per\nrank) and the wait for the slower rank, plus the float64 merge. "sync kernels alone" is the per-rank native\nwork of the synchronized pass (moments, normalize, backward sums, dx) without any exchange: the\ndifference between it and the synchronized pass is the communication and the waiting.\n\n${text}\n`);
   }
 }
 
