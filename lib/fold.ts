@@ -2,7 +2,7 @@
 // be merged into the convolution or linear layer before it. Everything is computed in float64
 // and cast once to the output dtype.
 import { BatchNormRangeError, BatchNormTypeError, describe } from './errors';
-import { arrayType, dtypeOf, FloatArray, isFloatArray } from './arrays';
+import { arrayType, DType, dtypeOf, FloatArray, isFloatArray } from './arrays';
 import { checkArray } from './validate';
 
 export interface ScaleShift {
@@ -10,15 +10,27 @@ export interface ScaleShift {
   shift: Float64Array;
 }
 
-/** scale = weight / sqrt(var + eps), shift = bias - mean * scale (weight 1 and bias 0 when null). */
+const DTYPE_MAX = { float32: 3.4028234663852886e38, float64: Number.MAX_VALUE } as const;
+
+/** The core's invstd rule (native/core/invstd.h, mirrored for the float64 folding maths): 0 when
+ * var + eps == 0, else 1 / sqrt(var + eps) capped at the dtype's largest finite value. */
+export function invstdOf(variance: number, eps: number, dtype: DType): number {
+  const d = variance + eps;
+  if (d === 0) return 0;
+  const r = 1 / Math.sqrt(d);
+  return r > DTYPE_MAX[dtype] ? DTYPE_MAX[dtype] : r;
+}
+
+/** scale = weight * invstd, shift = bias - mean * scale (weight 1 and bias 0 when null). */
 export function computeScaleShift(
   mean: FloatArray, variance: FloatArray, eps: number, weight: FloatArray | null, bias: FloatArray | null,
 ): ScaleShift {
   const C = mean.length;
+  const dtype = dtypeOf(variance);
   const scale = new Float64Array(C);
   const shift = new Float64Array(C);
   for (let c = 0; c < C; c++) {
-    const s = (weight ? weight[c] : 1) / Math.sqrt(variance[c] + eps);
+    const s = (weight ? weight[c] : 1) * invstdOf(variance[c], eps, dtype);
     scale[c] = s;
     shift[c] = (bias ? bias[c] : 0) - mean[c] * s;
   }

@@ -180,7 +180,7 @@ export function readOptions<K extends string>(fn: string, options: unknown, know
       );
     }
   }
-  const copy: Partial<Record<K, unknown>> = Object.create(null);
+  const copy: Partial<Record<K, unknown>> = {};
   for (const key of known) {
     const v = (options as Record<string, unknown>)[key];
     if (v !== undefined) copy[key] = v;

@@ -474,3 +474,19 @@ describe('hardening: file faults', function () {
     }
   });
 });
+
+describe('hardening: folding follows the core invstd rule', function () {
+  it('eps = 0 with a zero running variance folds to scale 0, shift = bias, as the evaluation forward computes', function () {
+    const L = new bn.BatchNorm1d(2, { eps: 0 });
+    L.runningVar!.set([0, 4]);
+    L.runningMean!.set([1, 2]);
+    L.bias!.set([0.5, -1]);
+    L.eval();
+    const { scale, shift } = L.scaleShift();
+    expect(Array.from(scale)).to.deep.equal([0, 0.5]);
+    expect(Array.from(shift)).to.deep.equal([0.5, -2]);
+    const x = Float32Array.from([3, 5, 7, 9]);
+    const y = L.forward(x, [2, 2]);
+    expect(Array.from(y)).to.deep.equal([3 * 0 + 0.5, 5 * 0.5 - 2, 7 * 0 + 0.5, 9 * 0.5 - 2]);
+  });
+});

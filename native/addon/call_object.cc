@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "env_state.h"
 #include "errors.h"
 
 namespace bnaddon {
@@ -51,16 +52,33 @@ size_t dtype_bytes(DType d) {
   return 0;
 }
 
-CallObject::CallObject(const Napi::CallbackInfo& info, std::initializer_list<const char*> known) : env_(info.Env()) {
+CallObject::CallObject(const Napi::CallbackInfo& info, const char* op, std::initializer_list<const char*> known)
+    : env_(info.Env()) {
   if (!info[0].IsObject()) {
     throw_error(env_, ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE", "the native call expects one options object, received " + describe(info[0]));
   }
   obj_ = info[0].As<Napi::Object>();
-  const Napi::Value fn = obj_.Get("fn");
+  const Napi::Value fn = get("fn");
   if (!fn.IsString()) {
     throw_error(env_, ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE", "the native call's fn must be a string, received " + describe(fn));
   }
   fn_ = fn.As<Napi::String>().Utf8Value();
+  EnvState* st = env_state(env_);
+  if (st == nullptr || st->checked_ops.find(std::string_view(op)) == st->checked_ops.end()) {
+    check_keys(known);
+    if (st != nullptr) st->checked_ops.emplace(op, true);
+  }
+}
+
+Napi::Value CallObject::get(const char* key) const {
+  napi_value v = nullptr;
+  if (napi_get_named_property(env_, obj_, key, &v) != napi_ok) {
+    throw_error(env_, ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE", fn_ + ": the native call's " + key + " could not be read");
+  }
+  return Napi::Value(env_, v);
+}
+
+void CallObject::check_keys(std::initializer_list<const char*> known) const {
   napi_value keys = nullptr;
   if (napi_get_all_property_names(env_, obj_, napi_key_own_only, napi_key_skip_symbols, napi_key_numbers_to_strings,
                                   &keys) != napi_ok) {
@@ -81,24 +99,24 @@ CallObject::CallObject(const Napi::CallbackInfo& info, std::initializer_list<con
 ArrayArg CallObject::array(const char* key, bool optional) const {
   ArrayArg a;
   a.name = key;
-  const Napi::Value v = obj_.Get(key);
+  const Napi::Value v = get(key);
   a.value = v;
-  if ((v.IsNull() || v.IsUndefined()) && optional) return a;
   napi_typedarray_type t = napi_int8_array;
   size_t length = 0;
   void* data = nullptr;
-  // napi_get_typedarray_info gives the first element's address for ArrayBuffer- and
-  // SharedArrayBuffer-backed views alike, and the true length whatever the object claims.
-  if (!v.IsTypedArray() || napi_get_typedarray_info(env_, v, &t, &length, &data, nullptr, nullptr) != napi_ok ||
-      (t != napi_float32_array && t != napi_float64_array)) {
-    throw_error(env_, ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE",
-                where(key) + " must be a Float32Array or Float64Array, received " + describe(v));
+  // One call answers "is it a typed array" (napi_invalid_arg if not) and gives the first element's
+  // address for ArrayBuffer- and SharedArrayBuffer-backed views alike, and the true length.
+  if (napi_get_typedarray_info(env_, v, &t, &length, &data, nullptr, nullptr) == napi_ok &&
+      (t == napi_float32_array || t == napi_float64_array)) {
+    a.present = true;
+    a.dtype = t == napi_float32_array ? DType::kF32 : DType::kF64;
+    a.length = data ? length : 0;  // a detached buffer may report no data
+    a.data = data;
+    return a;
   }
-  a.present = true;
-  a.dtype = t == napi_float32_array ? DType::kF32 : DType::kF64;
-  a.length = data ? length : 0;  // a detached buffer may report no data
-  a.data = data;
-  return a;
+  if (optional && (v.IsNull() || v.IsUndefined())) return a;
+  throw_error(env_, ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE",
+              where(key) + " must be a Float32Array or Float64Array, received " + describe(v));
 }
 
 ArrayArg CallObject::array_of(const char* key, DType d, size_t length, bool optional) const {
@@ -122,8 +140,9 @@ const ArrayArg& CallObject::check(const ArrayArg& a, DType d, size_t length) con
 }
 
 int64_t CallObject::dim(const char* key) const {
-  const Napi::Value v = obj_.Get(key);
-  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : 0.0;
+  const Napi::Value v = get(key);
+  double d = 0.0;
+  if (napi_get_value_double(env_, v, &d) != napi_ok) d = 0.0;
   if (!(d >= 1.0 && d <= kMaxSafe && std::floor(d) == d)) {
     throw_error(env_, ErrorKind::kRange, "ERR_BN_BAD_SHAPE", where(key) + " must be an integer >= 1, received " + describe(v));
   }
@@ -131,15 +150,21 @@ int64_t CallObject::dim(const char* key) const {
 }
 
 double CallObject::number(const char* key) const {
-  const Napi::Value v = obj_.Get(key);
-  if (!v.IsNumber()) throw_error(env_, ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE", where(key) + " must be a number, received " + describe(v));
-  return v.As<Napi::Number>().DoubleValue();
+  const Napi::Value v = get(key);
+  double d = 0.0;
+  if (napi_get_value_double(env_, v, &d) != napi_ok) {
+    throw_error(env_, ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE", where(key) + " must be a number, received " + describe(v));
+  }
+  return d;
 }
 
 bool CallObject::boolean(const char* key) const {
-  const Napi::Value v = obj_.Get(key);
-  if (!v.IsBoolean()) throw_error(env_, ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE", where(key) + " must be a boolean, received " + describe(v));
-  return v.As<Napi::Boolean>().Value();
+  const Napi::Value v = get(key);
+  bool b = false;
+  if (napi_get_value_bool(env_, v, &b) != napi_ok) {
+    throw_error(env_, ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE", where(key) + " must be a boolean, received " + describe(v));
+  }
+  return b;
 }
 
 bn::Shape CallObject::shape() const {

@@ -35,8 +35,10 @@ struct ArrayArg {
 
 class CallObject {
  public:
-  // info[0], whose own keys must all be among `known`.
-  CallObject(const Napi::CallbackInfo& info, std::initializer_list<const char*> known);
+  // info[0]: the call object of `op`. On the first call of `op` in this environment its own keys
+  // must all be among `known` (a key the addon does not know means the facade and the addon
+  // disagree; the facade builds each op's object in one place, so one check per process tells).
+  CallObject(const Napi::CallbackInfo& info, const char* op, std::initializer_list<const char*> known);
 
   Napi::Env env() const { return env_; }
   const std::string& fn() const { return fn_; }
@@ -54,6 +56,8 @@ class CallObject {
  private:
   int64_t dim(const char* key) const;
   std::string where(const char* key) const { return fn_ + ": " + key; }
+  Napi::Value get(const char* key) const;
+  void check_keys(std::initializer_list<const char*> known) const;
   Napi::Env env_;
   Napi::Object obj_;
   std::string fn_;

@@ -5,6 +5,10 @@
 
 #include <napi.h>
 
+#include <functional>
+#include <map>
+#include <string>
+
 namespace bnaddon {
 
 struct EnvState {
@@ -14,6 +18,9 @@ struct EnvState {
   Napi::FunctionReference mark_untransferable;
   // The getter of ArrayBuffer.prototype.resizable, if this Node has resizable buffers.
   Napi::FunctionReference resizable_getter;
+  // Ops whose call object's key set was checked (the facade builds each op's object in one place,
+  // so the first call tells; later calls skip the costly enumeration).
+  std::map<std::string, bool, std::less<>> checked_ops;
 };
 
 void init_env_state(Napi::Env env);

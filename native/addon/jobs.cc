@@ -1,6 +1,5 @@
 #include "jobs.h"
 
-#include <cmath>
 #include <cstdint>
 #include <string>
 
@@ -51,7 +50,6 @@ template <typename CoreArgs>
 class CoreJob : public Job {
  public:
   CoreArgs a;
-  std::vector<double> scratch;  // per-channel values the job computed at parse time
   bn::Status run(int nt) override {
     a.num_threads = nt;
     return run_core(a);
@@ -141,7 +139,7 @@ std::unique_ptr<Job> backward_job(const CallObject& call, const ArrayArg& x, DTy
   const double eps = call.number("eps");
   check_inplace_or_disjoint(call, dx, dy);
   check_outputs_disjoint(call, {&dx}, {&x});
-  check_outputs_disjoint(call, {&gw, &gb}, {&x, &dy, &dx, &w, &mean, &invstd, &var});
+  check_outputs_disjoint(call, {&gw, &gb}, {&x, &dy, &dx, &w, &mean, &invstd});  // runningVar is read whole first
   auto job = std::make_unique<CoreJob<bn::BackwardArgs<T>>>();
   bn::BackwardArgs<T>& a = job->a;
   a.shape = s;
@@ -150,15 +148,9 @@ std::unique_ptr<Job> backward_job(const CallObject& call, const ArrayArg& x, DTy
   a.dx = dx.ptr<T>();
   a.weight = w.ptr<T>();
   a.mean = mean.ptr<double>();
-  if (training) {
-    a.invstd = invstd.ptr<double>();
-  } else {
-    // TODO(numerics): the core's eval-mode fields take the running variance and eps directly.
-    job->scratch.resize(C);
-    const T* v = var.ptr<T>();
-    for (size_t c = 0; c < C; ++c) job->scratch[c] = 1.0 / std::sqrt(double(v[c]) + eps);
-    a.invstd = job->scratch.data();
-  }
+  a.invstd = invstd.ptr<double>();  // training; evaluation: the core's invstd from runningVar and eps
+  a.running_var = var.ptr<T>();
+  a.eps = eps;
   a.grad_weight = gw.ptr<T>();
   a.grad_bias = gb.ptr<T>();
   a.use_batch_stats = training;
@@ -169,8 +161,8 @@ std::unique_ptr<Job> backward_job(const CallObject& call, const ArrayArg& x, DTy
 
 // x's dtype is the call's: one instantiation per storage dtype, chosen exhaustively.
 template <template <typename> class Make>
-std::unique_ptr<Job> parse(const Napi::CallbackInfo& info, std::initializer_list<const char*> known) {
-  const CallObject call(info, known);
+std::unique_ptr<Job> parse(const Napi::CallbackInfo& info, const char* op, std::initializer_list<const char*> known) {
+  const CallObject call(info, op, known);
   const bn::Shape s = call.shape();
   const ArrayArg x = call.array("x", false);
   std::unique_ptr<Job> job;
@@ -191,14 +183,14 @@ template <typename T> struct MakeBW { static std::unique_ptr<Job> make(const Cal
 }  // namespace
 
 std::unique_ptr<Job> parse_forward_training(const Napi::CallbackInfo& info) {
-  return parse<MakeFT>(info, {BN_CALL_BASE, "out", "weight", "bias", "saveMean", "saveInvstd", "batchMean", "batchInvstd",
+  return parse<MakeFT>(info, "forwardTraining", {BN_CALL_BASE, "out", "weight", "bias", "saveMean", "saveInvstd", "batchMean", "batchInvstd",
                               "runningMean", "runningVar", "eps", "momentum"});
 }
 std::unique_ptr<Job> parse_forward_inference(const Napi::CallbackInfo& info) {
-  return parse<MakeFI>(info, {BN_CALL_BASE, "out", "weight", "bias", "runningMean", "runningVar", "eps"});
+  return parse<MakeFI>(info, "forwardInference", {BN_CALL_BASE, "out", "weight", "bias", "runningMean", "runningVar", "eps"});
 }
 std::unique_ptr<Job> parse_backward(const Napi::CallbackInfo& info) {
-  return parse<MakeBW>(info, {BN_CALL_BASE, "dy", "out", "weight", "training", "mean", "invstd", "runningVar", "eps",
+  return parse<MakeBW>(info, "backward", {BN_CALL_BASE, "dy", "out", "weight", "training", "mean", "invstd", "runningVar", "eps",
                               "gradWeight", "gradBias", "accumulate"});
 }
 

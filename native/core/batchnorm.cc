@@ -29,6 +29,8 @@
 #endif
 #include <vector>
 
+#include "exact_stats.h"
+#include "invstd.h"
 #include "kernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -385,12 +387,12 @@ template <typename T>
 struct Affine {
   std::vector<T> c, a, b;
   explicit Affine(int64_t ch) : c(size_t(ch)), a(size_t(ch)), b(size_t(ch)) {}
-  // mean and scale in float64; c is mean rounded to T, its remainder goes into b.
-  void set(int64_t j, double mean, double scale, double shift) {
-    const T ct = T(mean);
+  // mean and scale in float64; c is mean rounded to T (or the centre ct), its remainder goes into b.
+  void set(int64_t j, double mean, double scale, double shift) { set(j, mean, scale, shift, T(mean)); }
+  void set(int64_t j, double mean, double scale, double shift, T ct) {
     c[j] = ct;
-    a[j] = T(scale);
-    b[j] = T(shift - (mean - double(ct)) * scale);
+    a[j] = saturate_to<T>(scale);
+    b[j] = saturate_to<T>(shift - (mean - double(ct)) * scale);
   }
 };
 
@@ -459,10 +461,17 @@ struct TrainingStats {
     }
     const double m = double(s.n) * double(s.s);
     const double d = sm / m;
-    const double mean = double(shift[c]) + d;
+    double mean = double(shift[c]) + d;
     double var = sq / m - d * d;  // biased
     if (var < 0.0) var = 0.0;     // rounding only; written so that NaN (NaN or Inf in x) propagates
-    const double invstd = 1.0 / std::sqrt(var + args.eps);
+    T center = T(mean);
+    if (forward_needs_exact<T>(sm, sq)) {  // sums in T overflowed (at some level), or inf / NaN in x
+      const ExactMoments ex = exact_moments(s, args.x, c);
+      mean = ex.mean;
+      var = ex.var;
+      center = safe_center<T>(mean, ex.min, ex.max);
+    }
+    const double invstd = invstd_of<T>(var, args.eps);
     if (args.save_mean) args.save_mean[c] = T(mean);
     if (args.save_invstd) args.save_invstd[c] = T(invstd);
     if (args.batch_mean) args.batch_mean[c] = mean;
@@ -475,7 +484,7 @@ struct TrainingStats {
     }
     const double w = args.weight ? double(args.weight[c]) : 1.0;
     const double b = args.bias ? double(args.bias[c]) : 0.0;
-    affine.set(c, mean, w * invstd, b);
+    affine.set(c, mean, w * invstd, b, center);
   }
 };
 
@@ -631,25 +640,35 @@ void backward_finish_channel(const BackwardArgs<T>& a, BackwardCoefs<T>& bc, int
     p += bc.sum_dyxc[ch * P + q];
   }
   const double mean = a.mean[ch], invstd = a.invstd[ch];
+  double dweight;  // Σ dy * (x - mean) * invstd
+  if (!backward_needs_exact<T>(g, p, invstd)) {
+    dweight = invstd * (p - (mean - double(bc.c[ch])) * g);
+  } else {  // sums in T overflowed, or inf / NaN in x or dy
+    const ExactBackwardSums ex = exact_backward_sums(a.shape, a.x, a.dy, ch, mean);
+    g = ex.sum_dy;
+    // invstd = 0 (var + eps == 0, or a float64 variance beyond float64): xhat = 0, so dweight = 0
+    // even where dy * (x - mean) overflows.
+    dweight = invstd == 0.0 ? 0.0 : invstd * ex.sum_dy_xmu;
+    bc.c[ch] = safe_center<T>(mean, ex.min, ex.max);
+  }
   const double lo = mean - double(bc.c[ch]);
   const double dbias = g;
-  const double dweight = invstd * (p - lo * g);  // Σ dy * (x - mean) * invstd
   if (a.grad_bias) a.grad_bias[ch] = T(a.accumulate ? double(a.grad_bias[ch]) + dbias : dbias);
   if (a.grad_weight) {
     a.grad_weight[ch] = T(a.accumulate ? double(a.grad_weight[ch]) + dweight : dweight);
   }
   const double w = a.weight ? double(a.weight[ch]) : 1.0;
   const double k1 = w * invstd;
-  double k2 = 0.0, k3 = 0.0;
+  double k2 = 0.0, k3 = 0.0;  // evaluation mode: dx = dy * k1, and the dx pass uses k3 = 0 as its zeros
   if (a.use_batch_stats) {
     // dx = w * invstd / m * (m * dy - dbias - xhat * dweight), xhat = ((x - c) - lo) * invstd
     const double m = double(a.shape.n) * double(a.shape.s);
-    k2 = -w * invstd * invstd * dweight / m;
+    k2 = -k1 * (invstd * (dweight / m));  // this order: a capped invstd squared would overflow
     k3 = -w * invstd * dbias / m - k2 * lo;
   }
-  bc.k1[ch] = T(k1);
-  bc.k2[ch] = T(k2);
-  bc.k3[ch] = T(k3);
+  bc.k1[ch] = saturate_to<T>(k1);
+  bc.k2[ch] = saturate_to<T>(k2);
+  bc.k3[ch] = saturate_to<T>(k3);
 }
 
 template <typename T>
@@ -682,8 +701,13 @@ void backward_rows(const BackwardArgs<T>& a, int nt) {
       for (int64_t p = 0; p < P; ++p) {
         int64_t lo, hi;
         row_range(rows, p, P, &lo, &hi);
-        k.bwd_dx_rows(a.x + lo * C, a.dy + lo * C, a.dx + lo * C, size_t(hi - lo), size_t(C),
-                      bc.c.data(), bc.k1.data(), bc.k2.data(), bc.k3.data());
+        if (a.use_batch_stats) {
+          k.bwd_dx_rows(a.x + lo * C, a.dy + lo * C, a.dx + lo * C, size_t(hi - lo), size_t(C),
+                        bc.c.data(), bc.k1.data(), bc.k2.data(), bc.k3.data());
+        } else {  // dx = dy * k1 (k3 = 0): x not read, so an infinite x gives no 0 * inf
+          k.affine_rows(a.dy + lo * C, a.dx + lo * C, size_t(hi - lo), size_t(C), bc.k3.data(), bc.k1.data(),
+                        bc.k3.data());
+        }
       }
     }
   }
@@ -709,6 +733,10 @@ void backward_runs(const BackwardArgs<T>& a, int requested) {
       [&](int64_t c) { backward_finish_channel(a, bc, c, P); },
       [&](int64_t c, int64_t off, int64_t rows, int64_t n, size_t next) {
         if (a.dx == nullptr) return;
+        if (!a.use_batch_stats) {  // dx = dy * k1, as in backward_rows
+          k.affine_run(a.dy + off, a.dx + off, size_t(rows), size_t(n), stride, T(0), bc.k1[c], T(0), pt.stream, next);
+          return;
+        }
         k.bwd_dx_run(a.x + off, a.dy + off, a.dx + off, size_t(rows), size_t(n), stride, bc.c[c], bc.k1[c],
                      bc.k2[c], bc.k3[c], pt.stream, next);
       },
@@ -722,10 +750,22 @@ void backward_runs(const BackwardArgs<T>& a, int requested) {
       },
       [&](int64_t c0, int64_t G, int64_t off, size_t next) {
         if (a.dx == nullptr) return;
+        if (!a.use_batch_stats) {  // dx = dy * k1, as in backward_rows
+          k.affine_group(a.dy + off, a.dx + off, size_t(G), size_t(s.s), &bc.k3[c0], &bc.k1[c0], &bc.k3[c0],
+                         span_stream, next);
+          return;
+        }
         k.bwd_dx_group(a.x + off, a.dy + off, a.dx + off, size_t(G), size_t(s.s), &bc.c[c0], &bc.k1[c0], &bc.k2[c0],
                        &bc.k3[c0], span_stream, next);
       },
       [](int64_t, int64_t, int64_t, int64_t, size_t, int64_t, int64_t) {});  // no pipeline (see partition)
+}
+
+// A channel-fastest layout with one channel is one contiguous run: the run kernels take it whole
+// (the rows kernels would walk it one value per row).
+Shape canonical(Shape s) {
+  if (s.rows_layout() && s.c == 1) return Shape{1, 1, s.rows(), false};
+  return s;
 }
 
 }  // namespace
@@ -742,8 +782,10 @@ Status validate_shape(const Shape& s) {
 }
 
 template <typename T>
-Status forward_training(const ForwardTrainingArgs<T>& a) {
-  if (Status st = check_common<T>(a.shape, a.x, a.y, a.num_threads); st != Status::kOk) return st;
+Status forward_training(const ForwardTrainingArgs<T>& args) {
+  if (Status st = check_common<T>(args.shape, args.x, args.y, args.num_threads); st != Status::kOk) return st;
+  ForwardTrainingArgs<T> a = args;
+  a.shape = canonical(args.shape);
   if ((a.running_mean == nullptr) != (a.running_var == nullptr)) return Status::kMismatchedStats;
   if (!finite_nonneg(a.eps)) return Status::kBadEps;
   if (a.running_mean && !(a.momentum_factor >= 0.0 && a.momentum_factor <= 1.0)) {
@@ -763,14 +805,16 @@ Status forward_training(const ForwardTrainingArgs<T>& a) {
 }
 
 template <typename T>
-Status forward_inference(const ForwardInferenceArgs<T>& a) {
-  if (Status st = check_common<T>(a.shape, a.x, a.y, a.num_threads); st != Status::kOk) return st;
+Status forward_inference(const ForwardInferenceArgs<T>& args) {
+  if (Status st = check_common<T>(args.shape, args.x, args.y, args.num_threads); st != Status::kOk) return st;
+  ForwardInferenceArgs<T> a = args;
+  a.shape = canonical(args.shape);
   if (a.mean == nullptr || a.var == nullptr) return Status::kNullPointer;
   if (!finite_nonneg(a.eps)) return Status::kBadEps;
   try {
     Affine<T> af(a.shape.c);
     for (int64_t c = 0; c < a.shape.c; ++c) {
-      const double invstd = 1.0 / std::sqrt(double(a.var[c]) + a.eps);
+      const double invstd = invstd_of<T>(double(a.var[c]), a.eps);
       const double w = a.weight ? double(a.weight[c]) : 1.0;
       const double b = a.bias ? double(a.bias[c]) : 0.0;
       af.set(c, double(a.mean[c]), w * invstd, b);
@@ -783,10 +827,20 @@ Status forward_inference(const ForwardInferenceArgs<T>& a) {
 }
 
 template <typename T>
-Status backward(const BackwardArgs<T>& a) {
-  if (Status st = check_common<T>(a.shape, a.x, a.dy, a.num_threads); st != Status::kOk) return st;
-  if (a.mean == nullptr || a.invstd == nullptr) return Status::kNullPointer;
+Status backward(const BackwardArgs<T>& args) {
+  if (Status st = check_common<T>(args.shape, args.x, args.dy, args.num_threads); st != Status::kOk) return st;
+  const bool from_var = !args.use_batch_stats && args.running_var != nullptr;
+  if (args.mean == nullptr || (args.invstd == nullptr && !from_var)) return Status::kNullPointer;
+  if (from_var && !finite_nonneg(args.eps)) return Status::kBadEps;
+  BackwardArgs<T> a = args;
+  a.shape = canonical(args.shape);
   try {
+    std::vector<double> invstd;
+    if (from_var) {
+      invstd.resize(size_t(a.shape.c));
+      for (int64_t c = 0; c < a.shape.c; ++c) invstd[size_t(c)] = invstd_of<T>(double(a.running_var[c]), a.eps);
+      a.invstd = invstd.data();
+    }
     if (a.shape.rows_layout()) {
       backward_rows(a, threads_for(a.shape, a.num_threads));
     } else {

@@ -109,7 +109,9 @@ struct ForwardInferenceArgs {
 // Training mode (statistics depend on x): mean/invstd are the batch statistics of the forward
 // (batch_mean/batch_invstd, or save_mean/save_invstd widened).
 // Evaluation mode (use_batch_stats = false): mean/invstd describe the constant statistics
-// (running_mean and 1 / sqrt(running_var + eps)). Both in float64, [C].
+// (running_mean and 1 / sqrt(running_var + eps)). Both in float64, [C]. Or, in evaluation mode,
+// give running_var (in T, [C]) and eps instead of invstd: the core then computes invstd with the
+// rule forward_inference uses (invstd_of in invstd.h), and invstd may be null.
 // dx may be null (not wanted). grad_weight/grad_bias may be null; when given, the gradients are
 // ADDED to them (accumulate = true) or written (accumulate = false).
 // dx may alias dy or x (each channel is fully reduced before its dx is written).
@@ -124,6 +126,8 @@ struct BackwardArgs {
   const double* invstd = nullptr;
   T* grad_weight = nullptr;
   T* grad_bias = nullptr;
+  const T* running_var = nullptr;  // evaluation mode only, instead of invstd
+  double eps = 1e-5;               // with running_var
   bool use_batch_stats = true;
   bool accumulate = true;
   int num_threads = 1;

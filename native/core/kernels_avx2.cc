@@ -20,8 +20,8 @@ struct Avx2F32 {
   static Vec set1(T v) { return _mm256_set1_ps(v); }
   static Vec add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
   static Vec sub(Vec a, Vec b) { return _mm256_sub_ps(a, b); }
+  static Vec mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
-  static T fma1(T a, T b, T c) { return __builtin_fmaf(a, b, c); }
   static constexpr size_t kStreamAlign = 32;
   static __m256i tail_mask(size_t n) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kTailMask32 + 8 - n)); }
   static Vec load_tail(const T* p, size_t n, T fill) {
@@ -64,8 +64,8 @@ struct Avx2F64 {
   static Vec set1(T v) { return _mm256_set1_pd(v); }
   static Vec add(Vec a, Vec b) { return _mm256_add_pd(a, b); }
   static Vec sub(Vec a, Vec b) { return _mm256_sub_pd(a, b); }
+  static Vec mul(Vec a, Vec b) { return _mm256_mul_pd(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_pd(a, b, c); }
-  static T fma1(T a, T b, T c) { return __builtin_fma(a, b, c); }
   static constexpr size_t kStreamAlign = 32;
   static __m256i tail_mask(size_t n) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kTailMask64 + 8 - 2 * n)); }
   static Vec load_tail(const T* p, size_t n, T fill) {

@@ -16,8 +16,8 @@ struct Avx512F32 {
   static Vec set1(T v) { return _mm512_set1_ps(v); }
   static Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
   static Vec sub(Vec a, Vec b) { return _mm512_sub_ps(a, b); }
+  static Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
-  static T fma1(T a, T b, T c) { return __builtin_fmaf(a, b, c); }
   static constexpr size_t kStreamAlign = 64;
   static __mmask16 tail_mask(size_t n) { return __mmask16((1u << n) - 1u); }
   static Vec load_tail(const T* p, size_t n, T fill) { return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), tail_mask(n), p); }
@@ -54,8 +54,8 @@ struct Avx512F64 {
   static Vec set1(T v) { return _mm512_set1_pd(v); }
   static Vec add(Vec a, Vec b) { return _mm512_add_pd(a, b); }
   static Vec sub(Vec a, Vec b) { return _mm512_sub_pd(a, b); }
+  static Vec mul(Vec a, Vec b) { return _mm512_mul_pd(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_pd(a, b, c); }
-  static T fma1(T a, T b, T c) { return __builtin_fma(a, b, c); }
   static constexpr size_t kStreamAlign = 64;
   static __mmask8 tail_mask(size_t n) { return __mmask8((1u << n) - 1u); }
   static Vec load_tail(const T* p, size_t n, T fill) { return _mm512_mask_loadu_pd(_mm512_set1_pd(fill), tail_mask(n), p); }

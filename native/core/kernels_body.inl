@@ -4,7 +4,8 @@
 //
 // A traits class V provides, for element type T = typename V::T and W = V::W lanes:
 //   Vec load(const T*), store(T*, Vec), set1(T), sub(Vec, Vec),
-//   fmadd(a, b, c) = a * b + c, fma1 (the same on scalars, rounded like fmadd),
+//   mul(a, b), fmadd(a, b, c) = a * b + c (fused or not: the reductions only; their sums differ
+//   between ISAs by the order of additions anyway),
 //   load_tail(p, n, fill): lanes [0, n) from p, the others = fill (n < W, reads only n values),
 //   store_tail(p, v, n): writes lanes [0, n) only,
 //   stream(p, v): non-temporal store to a kStreamAlign-aligned p. The kernels do not fence after
@@ -34,6 +35,12 @@ struct Kernels {
   using T = typename V::T;
   using Vec = typename V::Vec;
   static constexpr size_t W = V::W;
+
+  // The elementwise formulas (y, dx) round the product, then the sum, at every level: the scalar
+  // level cannot fuse (no FMA before AVX2), so the vector levels do not either, and every level
+  // writes the same bits from the same per-channel coefficients.
+  static Vec mul_add(Vec a, Vec b, Vec c) { return V::add(V::mul(a, b), c); }
+  static T mul_add1(T a, T b, T c) { return a * b + c; }
 
   // Elements before p reaches the streaming alignment (capped at n).
   static size_t head_to_align(const T* p, size_t n) {
@@ -194,16 +201,16 @@ struct Kernels {
       size_t i = 0;
       if (stream) {
         i = head_to_align(q, n);
-        if (i) V::store_tail(q, V::fmadd(V::sub(V::load_tail(p, i, c), vc), va, vb), i);
+        if (i) V::store_tail(q, mul_add(V::sub(V::load_tail(p, i, c), vc), va, vb), i);
       }
       with_store_and_prefetch(stream, next, [&](auto store, auto pf) {
         // scalar math: y[i] = (x[i] - c) * a + b
         for (; i + W <= n; i += W) {
           pf(p + i);
-          store(q + i, V::fmadd(V::sub(V::load(p + i), vc), va, vb));
+          store(q + i, mul_add(V::sub(V::load(p + i), vc), va, vb));
         }
       });
-      if (i < n) V::store_tail(q + i, V::fmadd(V::sub(V::load_tail(p + i, n - i, c), vc), va, vb), n - i);
+      if (i < n) V::store_tail(q + i, mul_add(V::sub(V::load_tail(p + i, n - i, c), vc), va, vb), n - i);
     }
   }
 
@@ -226,7 +233,7 @@ struct Kernels {
       const T* pn = xn + r * stride;
       T* q = y + r * stride;
       const size_t h = stream ? head_to_align(q, n) : 0;
-      if (h) V::store_tail(q, V::fmadd(V::sub(V::load_tail(p, h, c), vc), va, vb), h);
+      if (h) V::store_tail(q, mul_add(V::sub(V::load_tail(p, h, c), vc), va, vb), h);
       size_t i = 0;  // statistics position; the writes are at h + i
       with_store_and_prefetch(stream, next + kPrefetch, [&](auto store, auto pf) {
         // scalar math: y[h + i] = (x[h + i] - c) * a + b; d = x[next + i] - k; sum += d; sumsq += d * d
@@ -234,8 +241,8 @@ struct Kernels {
           Vec ps0 = z, pq0 = z, ps1 = z, pq1 = z;
           for (size_t u = 0; u < kBlock; u += 2 * W) {
             pf(p + h + i + u);
-            store(q + h + i + u, V::fmadd(V::sub(V::load(p + h + i + u), vc), va, vb));
-            store(q + h + i + u + W, V::fmadd(V::sub(V::load(p + h + i + u + W), vc), va, vb));
+            store(q + h + i + u, mul_add(V::sub(V::load(p + h + i + u), vc), va, vb));
+            store(q + h + i + u + W, mul_add(V::sub(V::load(p + h + i + u + W), vc), va, vb));
             f(ps0, pq0, V::load(pn + i + u), z, vk);
             f(ps1, pq1, V::load(pn + i + u + W), z, vk);
           }
@@ -243,10 +250,10 @@ struct Kernels {
           V::acc_add(sq, V::add(pq0, pq1));
         }
         // scalar math: y[j] = (x[j] - c) * a + b
-        for (size_t j = h + i; j + W <= n; j += W) store(q + j, V::fmadd(V::sub(V::load(p + j), vc), va, vb));
+        for (size_t j = h + i; j + W <= n; j += W) store(q + j, mul_add(V::sub(V::load(p + j), vc), va, vb));
       });
       const size_t tail = (n - h - i) % W;
-      if (tail) V::store_tail(q + n - tail, V::fmadd(V::sub(V::load_tail(p + n - tail, tail, c), vc), va, vb), tail);
+      if (tail) V::store_tail(q + n - tail, mul_add(V::sub(V::load_tail(p + n - tail, tail, c), vc), va, vb), tail);
       reduce_run_from<false>(xn, xn, ah, r, stride, i, n, k, k, k, s, sq, f);
     }
     *sum += V::acc_sum(s);
@@ -263,7 +270,7 @@ struct Kernels {
   }
 
   static Vec dx_vec(Vec xv, Vec gv, Vec vc, Vec v1, Vec v2, Vec v3) {
-    return V::fmadd(gv, v1, V::fmadd(V::sub(xv, vc), v2, v3));
+    return mul_add(gv, v1, mul_add(V::sub(xv, vc), v2, v3));
   }
 
   static void bwd_dx_run(const T* x, const T* dy, T* dx, size_t rows, size_t n, size_t stride, T c,
@@ -360,7 +367,7 @@ struct Kernels {
     // The head (up to the streaming alignment) and the tail are partial vectors with masked loads
     // and stores: with n >= W, the head lies in the first run and the tail in the last.
     auto part = [&](size_t at, size_t cnt, size_t jj) {
-      V::store_tail(y + at, V::fmadd(V::sub(V::load_tail(x + at, cnt, c[jj]), V::set1(c[jj])), V::set1(a[jj]), V::set1(b[jj])), cnt);
+      V::store_tail(y + at, mul_add(V::sub(V::load_tail(x + at, cnt, c[jj]), V::set1(c[jj])), V::set1(a[jj]), V::set1(b[jj])), cnt);
     };
     size_t i = head_to_align(y, total);
     if (i) part(0, i, 0);
@@ -376,7 +383,7 @@ struct Kernels {
           vb = V::blend_lanes(vb, V::set1(b[j + 1]), k);
         }
         pf(x + i);
-        store(y + i, V::fmadd(V::sub(V::load(x + i), vc), va, vb));
+        store(y + i, mul_add(V::sub(V::load(x + i), vc), va, vb));
         off += W;
         if (off >= n) off -= n, ++j;
       }
@@ -504,7 +511,7 @@ struct Kernels {
   static void affine_rows(const T* x, T* y, size_t rows, size_t ch, const T* c, const T* a,
                           const T* b) {
     for (size_t r = 0; r < rows; ++r, x += ch, y += ch) {
-      for (size_t j = 0; j < ch; ++j) y[j] = V::fma1(x[j] - c[j], a[j], b[j]);
+      for (size_t j = 0; j < ch; ++j) y[j] = mul_add1(x[j] - c[j], a[j], b[j]);
     }
   }
 
@@ -517,7 +524,7 @@ struct Kernels {
                           const T* k1, const T* k2, const T* k3) {
     for (size_t r = 0; r < rows; ++r, x += ch, dy += ch, dx += ch) {
       for (size_t j = 0; j < ch; ++j) {
-        dx[j] = V::fma1(dy[j], k1[j], V::fma1(x[j] - c[j], k2[j], k3[j]));
+        dx[j] = mul_add1(dy[j], k1[j], mul_add1(x[j] - c[j], k2[j], k3[j]));
       }
     }
   }

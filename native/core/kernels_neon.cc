@@ -40,8 +40,8 @@ struct NeonF32 : NeonStackLanes<NeonF32, float, float32x4_t, 4> {
   static Vec set1(T v) { return vdupq_n_f32(v); }
   static Vec add(Vec a, Vec b) { return vaddq_f32(a, b); }
   static Vec sub(Vec a, Vec b) { return vsubq_f32(a, b); }
+  static Vec mul(Vec a, Vec b) { return vmulq_f32(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return vfmaq_f32(c, a, b); }
-  static T fma1(T a, T b, T c) { return __builtin_fmaf(a, b, c); }
   // ACLE has no non-temporal store intrinsic; a plain store keeps the kernels identical.
   static constexpr size_t kStreamAlign = 16;
   static void stream(T* p, Vec v) { vst1q_f32(p, v); }
@@ -73,8 +73,8 @@ struct NeonF64 : NeonStackLanes<NeonF64, double, float64x2_t, 2> {
   static Vec set1(T v) { return vdupq_n_f64(v); }
   static Vec add(Vec a, Vec b) { return vaddq_f64(a, b); }
   static Vec sub(Vec a, Vec b) { return vsubq_f64(a, b); }
+  static Vec mul(Vec a, Vec b) { return vmulq_f64(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return vfmaq_f64(c, a, b); }
-  static T fma1(T a, T b, T c) { return __builtin_fma(a, b, c); }
   // ACLE has no non-temporal store intrinsic; a plain store keeps the kernels identical.
   static constexpr size_t kStreamAlign = 16;
   static void stream(T* p, Vec v) { vst1q_f64(p, v); }

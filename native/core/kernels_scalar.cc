@@ -15,9 +15,9 @@ struct ScalarTraits {
   static Vec set1(T v) { return v; }
   static Vec add(Vec a, Vec b) { return a + b; }
   static Vec sub(Vec a, Vec b) { return a - b; }
+  static Vec mul(Vec a, Vec b) { return a * b; }
   // Unfused on purpose: a CPU without FMA would run std::fma in software, ~50x slower.
   static Vec fmadd(Vec a, Vec b, Vec c) { return a * b + c; }
-  static T fma1(T a, T b, T c) { return a * b + c; }
   // W = 1: a tail never happens and every address is aligned; these exist to compile the bodies.
   static constexpr size_t kStreamAlign = sizeof(T);
   static Vec load_tail(const T* p, size_t n, T fill) { return n ? *p : fill; }
