@@ -69,13 +69,14 @@ async function runRank(task: Task, group: bn.SyncGroup): Promise<RankTiming[]> {
     const base = { fn: 'bench', x, n, c, s: h * w, channelsLast: false };
     const mean = new Float64Array(c);
     const m2 = new Float64Array(c);
-    const invstd = new Float64Array(c).fill(1);
+    const variance = new Float64Array(c).fill(1);
+    const invstd = new Float64Array(c);
     const g = new Float64Array(c);
     const p = new Float64Array(c);
     const kernels = () => {
       const b = native();
       b.syncMoments({ ...base, mean, m2 });
-      b.syncNormalize({ ...base, out: y, weight: local.weight, bias: local.bias, mean, invstd });
+      b.syncNormalize({ ...base, out: y, weight: local.weight, bias: local.bias, mean, variance, eps: 1e-5, invstd });
       b.syncBackwardReduce({ ...base, dy, mean, sumDy: g, sumDyXmu: p });
       b.syncBackwardDx({ ...base, dy, out: dx, weight: local.weight, mean, invstd, sumDy: g, sumDyXmu: p, count: 2 * n * h * w });
     };

@@ -83,7 +83,11 @@ export interface SyncNormalizeCall extends CallBase {
   out: FloatArray;
   weight: FloatArray | null;
   bias: FloatArray | null;
+  /** The global mean and biased variance. */
   mean: Float64Array;
+  variance: Float64Array;
+  eps: number;
+  /** Output: the core's invstd of (variance, eps), for backward. */
   invstd: Float64Array;
 }
 export interface SyncBackwardReduceCall extends CallBase {

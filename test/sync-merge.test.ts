@@ -163,7 +163,9 @@ describe('sync: native per-rank pieces (syncMoments, syncNormalize, syncBackward
           const weight = randn(rng, C, dtype, 1, 0.5);
           const bias = randn(rng, C, dtype);
           const y = new T(total).fill(NaN);
-          native().syncNormalize({ ...base, out: y, weight, bias, mean: want.mean, invstd: want.invstd });
+          const invstd = new Float64Array(C).fill(NaN);
+          native().syncNormalize({ ...base, out: y, weight, bias, mean: want.mean, variance: want.variance, eps: 1e-5, invstd });
+          ref.assertClose('invstd', invstd, want.invstd, 1e-15);
           const yRef = ref.normalize(nchw, d, want.mean, want.invstd, weight, bias);
           const tol = dtype === 'float32' ? 2e-6 : 1e-13;
           ref.assertClose('y', fromStore(y), yRef, tol);
@@ -213,11 +215,33 @@ describe('sync: native per-rank pieces (syncMoments, syncNormalize, syncBackward
     expect(Array.from(dx)).to.deep.equal([7, 7, 7]);
   });
 
-  it('the named calls refuse unknown fields and wrong lengths', () => {
+  it('a rank without samples (n = 0) takes part: zero moments and sums, the core\'s invstd, no data touched', () => {
+    const C = 3;
+    const x = new Float32Array(0);
+    const base = { fn: 'test', x, n: 0, c: C, s: 5, channelsLast: false };
+    const mean = new Float64Array(C).fill(NaN);
+    const m2 = new Float64Array(C).fill(NaN);
+    native().syncMoments({ ...base, mean, m2 });
+    expect([...mean, ...m2]).to.deep.equal([0, 0, 0, 0, 0, 0]);
+    const invstd = new Float64Array(C).fill(NaN);
+    native().syncNormalize({ ...base, out: x, weight: null, bias: null, mean: Float64Array.of(1, 2, 3), variance: Float64Array.of(3, 0, 0), eps: 1, invstd });
+    expect(Array.from(invstd)).to.deep.equal([0.5, 1, 1]);
+    // eps = 0 on a constant channel: the core's rule gives invstd 0 (PyTorch's), not infinity
+    native().syncNormalize({ ...base, out: x, weight: null, bias: null, mean: new Float64Array(C), variance: new Float64Array(C), eps: 0, invstd });
+    expect(Array.from(invstd)).to.deep.equal([0, 0, 0]);
+    const g = new Float64Array(C).fill(NaN);
+    const p = new Float64Array(C).fill(NaN);
+    native().syncBackwardReduce({ ...base, dy: x, mean, sumDy: g, sumDyXmu: p });
+    expect([...g, ...p]).to.deep.equal([0, 0, 0, 0, 0, 0]);
+    native().syncBackwardDx({ ...base, dy: x, out: x, weight: null, mean, invstd, sumDy: g, sumDyXmu: p, count: 10 });
+    expect(() => native().syncMoments({ ...base, n: -1, mean, m2 })).to.throw().with.property('code', 'ERR_BN_BAD_SHAPE');
+  });
+
+  it('the named calls refuse wrong lengths and dtypes', () => {
     const x = new Float32Array(6);
     const call = { fn: 'test', x, n: 2, c: 3, s: 1, channelsLast: false, mean: new Float64Array(3), m2: new Float64Array(3) };
-    expect(() => native().syncMoments({ ...call, extra: 1 } as never)).to.throw().with.property('code', 'ERR_BN_UNKNOWN_OPTION');
     expect(() => native().syncMoments({ ...call, m2: new Float64Array(2) })).to.throw().with.property('code', 'ERR_BN_BAD_LENGTH');
+    expect(() => native().syncMoments({ ...call, x: new Float32Array(5) })).to.throw().with.property('code', 'ERR_BN_BAD_LENGTH');
     expect(() => native().syncMoments({ ...call, mean: new Float32Array(3) as never })).to.throw().with.property('code', 'ERR_BN_DTYPE_MISMATCH');
   });
 });

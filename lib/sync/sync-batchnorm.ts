@@ -207,11 +207,11 @@ export class SyncBatchNorm extends BatchNorm {
   /** The synchronized training forward as steps; commits the layer's state only at the end. */
   private *forwardSteps(fn: string, xa: FloatArray, sh: ParsedShape, channelsLast: boolean, out: FloatArray | null): Steps<FloatArray> {
     const C = sh.c;
-    const base = { fn, x: xa, n: Math.max(sh.n, 1), c: C, s: sh.s, channelsLast };
+    const base = { fn, x: xa, n: sh.n, c: C, s: sh.s, channelsLast };
     const mean = new Float64Array(C);
     const m2 = new Float64Array(C);
     const count = sh.n * sh.s;
-    if (sh.total > 0) yield { kind: 'moments', call: { ...base, mean, m2 } };
+    yield { kind: 'moments', call: { ...base, mean, m2 } };
     const parts = (yield {
       kind: 'collective', fn, op: CollectiveOp.BatchStats, channels: C, dtype: this.dtype, payload: packMoments(count, mean, m2),
     }) as Float64Array[];
@@ -223,13 +223,14 @@ export class SyncBatchNorm extends BatchNorm {
           `(this rank: input of shape [${sh.dims.join(', ')}])`,
       );
     }
-    const invstd = new Float64Array(C);
-    for (let c = 0; c < C; ++c) invstd[c] = 1 / Math.sqrt(g.variance[c] + this.eps);
     const weight = this.weight ? this.weight.slice() : null;
     const y = out ?? freshOutput(this.dtype, sh.total);
-    if (sh.total > 0) {
-      yield { kind: 'normalize', call: { ...base, out: y, weight, bias: this.bias ? this.bias.slice() : null, mean: g.mean, invstd } };
-    }
+    // The core computes invstd (its one rule, also on a rank without data: a 0-sample call).
+    const invstd = new Float64Array(C);
+    yield {
+      kind: 'normalize',
+      call: { ...base, out: y, weight, bias: this.bias ? this.bias.slice() : null, mean: g.mean, variance: g.variance, eps: this.eps, invstd },
+    };
     // Commit: running statistics (PyTorch's update, unbiased variance), then the record.
     if (this.trackRunningStats && this.training) {
       const n = this.numBatchesTracked + 1;
@@ -307,28 +308,26 @@ export class SyncBatchNorm extends BatchNorm {
   private *backwardSteps(fn: string, rec: SyncRecord, dy: FloatArray, out: FloatArray | null): Steps<FloatArray> {
     const { sh } = rec;
     const C = sh.c;
-    const base = { fn, x: rec.x, n: Math.max(sh.n, 1), c: C, s: sh.s, channelsLast: rec.channelsLast };
+    const base = { fn, x: rec.x, n: sh.n, c: C, s: sh.s, channelsLast: rec.channelsLast };
     const sumDy = new Float64Array(C);
     const sumDyXmu = new Float64Array(C);
-    if (sh.total > 0) yield { kind: 'bwdReduce', call: { ...base, dy, mean: rec.mean, sumDy, sumDyXmu } };
+    yield { kind: 'bwdReduce', call: { ...base, dy, mean: rec.mean, sumDy, sumDyXmu } };
     const payload = new Float64Array(2 * C);
     payload.set(sumDy, 0);
     payload.set(sumDyXmu, C);
     const parts = (yield { kind: 'collective', fn, op: CollectiveOp.BackwardSums, channels: C, dtype: this.dtype, payload }) as Float64Array[];
     const total = sumInRankOrder(parts, 2 * C);
     const dx = out ?? freshOutput(this.dtype, sh.total);
-    if (sh.total > 0) {
-      yield {
-        kind: 'bwdDx',
-        call: { ...base, dy, out: dx, weight: rec.weight, mean: rec.mean, invstd: rec.invstd, sumDy: total.subarray(0, C), sumDyXmu: total.subarray(C), count: rec.count },
-      };
-    }
+    yield {
+      kind: 'bwdDx',
+      call: { ...base, dy, out: dx, weight: rec.weight, mean: rec.mean, invstd: rec.invstd, sumDy: total.subarray(0, C), sumDyXmu: total.subarray(C), count: rec.count },
+    };
     // This rank's share of the parameter gradients (their sum over ranks is the batch's).
     const gw = this.gradWeight;
     const gb = this.gradBias;
     if (gw && gb) {
       for (let c = 0; c < C; ++c) {
-        gw[c] = gw[c] + rec.invstd[c] * sumDyXmu[c];
+        gw[c] = gw[c] + (rec.invstd[c] === 0 ? 0 : rec.invstd[c] * sumDyXmu[c]); // as the core: xhat = 0
         gb[c] = gb[c] + sumDy[c];
       }
     }

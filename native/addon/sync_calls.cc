@@ -1,5 +1,6 @@
 #include "sync_calls.h"
 
+#include <cmath>
 #include <string>
 
 #include "call_object.h"
@@ -22,7 +23,7 @@ class SyncJob : public Job {
     a.num_threads = nt;
     return run_core(a);
   }
-  int threads_wanted(int limit) const override { return bn::useful_threads(a.shape, limit); }
+  int threads_wanted(int limit) const override { return a.shape.n == 0 ? 1 : bn::useful_threads(a.shape, limit); }
 };
 
 bool overlaps(const ArrayArg& a, const ArrayArg& b) {
@@ -75,8 +76,9 @@ std::unique_ptr<Job> normalize_job(const CallObject& call, const ArrayArg& x, DT
   const ArrayArg w = call.array_of("weight", d, C, true);
   const ArrayArg b = call.array_of("bias", d, C, true);
   const ArrayArg mean = call.array_of("mean", DType::kF64, C, false);
+  const ArrayArg var = call.array_of("variance", DType::kF64, C, false);
   const ArrayArg invstd = call.array_of("invstd", DType::kF64, C, false);
-  check_aliasing(call, {&y}, {&x, &w, &b, &mean, &invstd}, &x);
+  check_aliasing(call, {&y, &invstd}, {&x, &w, &b, &mean, &var, &invstd, &y}, &x);
   auto job = std::make_unique<SyncJob<bn::SyncNormalizeArgs<T>>>();
   job->a.shape = s;
   job->a.x = x.ptr<T>();
@@ -84,8 +86,10 @@ std::unique_ptr<Job> normalize_job(const CallObject& call, const ArrayArg& x, DT
   job->a.weight = w.ptr<T>();
   job->a.bias = b.ptr<T>();
   job->a.mean = mean.ptr<double>();
+  job->a.var = var.ptr<double>();
+  job->a.eps = call.number("eps");
   job->a.invstd = invstd.ptr<double>();
-  keep(*job, {&x, &y, &w, &b, &mean, &invstd});
+  keep(*job, {&x, &y, &w, &b, &mean, &var, &invstd});
   return job;
 }
 
@@ -136,10 +140,29 @@ std::unique_ptr<Job> backward_dx_job(const CallObject& call, const ArrayArg& x, 
   return job;
 }
 
+// n, c, s and channelsLast; unlike the other ops, n may be 0 (a rank without samples takes part).
+bn::Shape sync_shape(const CallObject& call) {
+  const double n = call.number("n");
+  if (!(n >= 0.0 && n <= 9007199254740991.0 && std::floor(n) == n)) {
+    throw_error(call.env(), ErrorKind::kRange, "ERR_BN_BAD_SHAPE", call.fn() + ": n must be an integer >= 0");
+  }
+  bn::Shape s;
+  s.n = int64_t(n);
+  s.c = int64_t(call.number("c"));
+  s.s = int64_t(call.number("s"));
+  s.channels_last = call.boolean("channelsLast");
+  bn::Shape one = s;
+  if (one.n == 0) one.n = 1;
+  if (double(s.c) != call.number("c") || double(s.s) != call.number("s") || bn::validate_shape(one) != bn::Status::kOk) {
+    throw_error(call.env(), ErrorKind::kRange, "ERR_BN_BAD_SHAPE", call.fn() + ": c and s must be integers >= 1 and n * c * s not too large");
+  }
+  return s;
+}
+
 template <template <typename> class Make>
-std::unique_ptr<Job> parse(const Napi::CallbackInfo& info, std::initializer_list<const char*> known) {
-  const CallObject call(info, known);
-  const bn::Shape s = call.shape();
+std::unique_ptr<Job> parse(const Napi::CallbackInfo& info, const char* op, std::initializer_list<const char*> known) {
+  const CallObject call(info, op, known);
+  const bn::Shape s = sync_shape(call);
   const ArrayArg x = call.array("x", false);
   std::unique_ptr<Job> job;
   switch (x.dtype) {
@@ -160,16 +183,16 @@ template <typename T> struct MakeBwdDx { static std::unique_ptr<Job> make(const 
 }  // namespace
 
 std::unique_ptr<Job> parse_sync_moments(const Napi::CallbackInfo& info) {
-  return parse<MakeMoments>(info, {BN_SYNC_CALL_BASE, "mean", "m2"});
+  return parse<MakeMoments>(info, "syncMoments", {BN_SYNC_CALL_BASE, "mean", "m2"});
 }
 std::unique_ptr<Job> parse_sync_normalize(const Napi::CallbackInfo& info) {
-  return parse<MakeNormalize>(info, {BN_SYNC_CALL_BASE, "out", "weight", "bias", "mean", "invstd"});
+  return parse<MakeNormalize>(info, "syncNormalize", {BN_SYNC_CALL_BASE, "out", "weight", "bias", "mean", "variance", "eps", "invstd"});
 }
 std::unique_ptr<Job> parse_sync_backward_reduce(const Napi::CallbackInfo& info) {
-  return parse<MakeBwdReduce>(info, {BN_SYNC_CALL_BASE, "dy", "mean", "sumDy", "sumDyXmu"});
+  return parse<MakeBwdReduce>(info, "syncBackwardReduce", {BN_SYNC_CALL_BASE, "dy", "mean", "sumDy", "sumDyXmu"});
 }
 std::unique_ptr<Job> parse_sync_backward_dx(const Napi::CallbackInfo& info) {
-  return parse<MakeBwdDx>(info, {BN_SYNC_CALL_BASE, "dy", "out", "weight", "mean", "invstd", "sumDy", "sumDyXmu", "count"});
+  return parse<MakeBwdDx>(info, "syncBackwardDx", {BN_SYNC_CALL_BASE, "dy", "out", "weight", "mean", "invstd", "sumDy", "sumDyXmu", "count"});
 }
 
 }  // namespace bnaddon

@@ -8,6 +8,8 @@
 #include <new>
 #include <vector>
 
+#include "exact_stats.h"
+#include "invstd.h"
 #include "kernels.h"
 
 namespace bn {
@@ -24,9 +26,13 @@ const KernelTable<float>& table<float>() { return active_kernels().f32; }
 template <>
 const KernelTable<double>& table<double>() { return active_kernels().f64; }
 
+// A rank with no samples (n = 0) still takes part: its tensors are empty (their pointers may be
+// null) and only the per-channel outputs are written.
 Status check_shape(const Shape& s, const void* a, const void* b, int num_threads) {
-  if (a == nullptr || b == nullptr) return Status::kNullPointer;
-  if (Status st = validate_shape(s); st != Status::kOk) return st;
+  Shape one = s;
+  if (s.n == 0) one.n = 1;
+  if (Status st = validate_shape(one); st != Status::kOk) return st;
+  if (s.n > 0 && (a == nullptr || b == nullptr)) return Status::kNullPointer;
   if (num_threads < 1) return Status::kBadThreads;
   return Status::kOk;
 }
@@ -128,8 +134,12 @@ void for_each_piece(const Shape& s, int nt, RunFn&& run, RowsFn&& rows_fn) {
 
 template <typename T>
 Status sync_moments(const SyncMomentsArgs<T>& a) {
-  if (Status st = check_shape(a.shape, a.x, a.mean, a.num_threads); st != Status::kOk) return st;
-  if (a.m2 == nullptr) return Status::kNullPointer;
+  if (Status st = check_shape(a.shape, a.x, a.x, a.num_threads); st != Status::kOk) return st;
+  if (a.mean == nullptr || a.m2 == nullptr) return Status::kNullPointer;
+  if (a.shape.n == 0) {
+    for (int64_t c = 0; c < a.shape.c; ++c) a.mean[c] = a.m2[c] = 0.0;
+    return Status::kOk;
+  }
   try {
     const Shape& s = a.shape;
     const KernelTable<T>& k = table<T>();
@@ -146,6 +156,12 @@ Status sync_moments(const SyncMomentsArgs<T>& a) {
         });
     const double m = double(s.n) * double(s.s);
     for (int64_t c = 0; c < s.c; ++c) {
+      if (forward_needs_exact<T>(sum[c], sumsq[c])) {  // sums in T overflowed, or inf / NaN in x
+        const ExactMoments ex = exact_moments(s, a.x, c);
+        a.mean[c] = ex.mean;
+        a.m2[c] = ex.var * m;
+        continue;
+      }
       const double d = sum[c] / m;
       const double m2 = sumsq[c] - sum[c] * d;
       a.mean[c] = double(shift[c]) + d;
@@ -160,19 +176,22 @@ Status sync_moments(const SyncMomentsArgs<T>& a) {
 template <typename T>
 Status sync_normalize(const SyncNormalizeArgs<T>& a) {
   if (Status st = check_shape(a.shape, a.x, a.y, a.num_threads); st != Status::kOk) return st;
-  if (a.mean == nullptr || a.invstd == nullptr) return Status::kNullPointer;
+  if (a.mean == nullptr || a.var == nullptr || a.invstd == nullptr) return Status::kNullPointer;
+  if (!(std::isfinite(a.eps) && a.eps >= 0.0)) return Status::kBadEps;
   try {
     const Shape& s = a.shape;
     const KernelTable<T>& k = table<T>();
     // y = (x - c) * sc + sh with c = mean rounded to T, its remainder folded into sh.
     std::vector<T> c(size_t(s.c)), sc(size_t(s.c)), sh(size_t(s.c));
     for (int64_t j = 0; j < s.c; ++j) {
+      a.invstd[j] = invstd_of<T>(a.var[j], a.eps);
       const double w = a.weight ? double(a.weight[j]) : 1.0, b = a.bias ? double(a.bias[j]) : 0.0;
       const double scale = w * a.invstd[j];
       c[j] = T(a.mean[j]);
-      sc[j] = T(scale);
-      sh[j] = T(b - (a.mean[j] - double(c[j])) * scale);
+      sc[j] = saturate_to<T>(scale);
+      sh[j] = saturate_to<T>(b - (a.mean[j] - double(c[j])) * scale);
     }
+    if (s.n == 0) return Status::kOk;
     for_each_piece(
         s, useful_threads(s, a.num_threads),
         [&](int64_t off, int64_t j) {
@@ -191,6 +210,10 @@ template <typename T>
 Status sync_backward_reduce(const SyncBackwardReduceArgs<T>& a) {
   if (Status st = check_shape(a.shape, a.x, a.dy, a.num_threads); st != Status::kOk) return st;
   if (a.mean == nullptr || a.sum_dy == nullptr || a.sum_dy_xmu == nullptr) return Status::kNullPointer;
+  if (a.shape.n == 0) {
+    for (int64_t c = 0; c < a.shape.c; ++c) a.sum_dy[c] = a.sum_dy_xmu[c] = 0.0;
+    return Status::kOk;
+  }
   try {
     const Shape& s = a.shape;
     const KernelTable<T>& k = table<T>();
@@ -208,6 +231,12 @@ Status sync_backward_reduce(const SyncBackwardReduceArgs<T>& a) {
           k.bwd_reduce_rows(a.x + r0 * s.c, a.dy + r0 * s.c, size_t(nr), size_t(s.c), c.data(), pg, pp);
         });
     for (int64_t j = 0; j < s.c; ++j) {
+      if (!std::isfinite(g[j]) || !std::isfinite(p[j])) {  // sums in T overflowed, or inf / NaN
+        const ExactBackwardSums ex = exact_backward_sums(s, a.x, a.dy, j, a.mean[j]);
+        a.sum_dy[j] = ex.sum_dy;
+        a.sum_dy_xmu[j] = ex.sum_dy_xmu;
+        continue;
+      }
       // Σ dy (x - mean) = Σ dy (x - c) - (mean - c) Σ dy
       a.sum_dy[j] = g[j];
       a.sum_dy_xmu[j] = p[j] - (a.mean[j] - double(c[j])) * g[j];
@@ -221,10 +250,12 @@ Status sync_backward_reduce(const SyncBackwardReduceArgs<T>& a) {
 template <typename T>
 Status sync_backward_dx(const SyncBackwardDxArgs<T>& a) {
   if (Status st = check_shape(a.shape, a.x, a.dy, a.num_threads); st != Status::kOk) return st;
-  if (a.dx == nullptr || a.mean == nullptr || a.invstd == nullptr || a.sum_dy == nullptr || a.sum_dy_xmu == nullptr) {
+  if ((a.shape.n > 0 && a.dx == nullptr) || a.mean == nullptr || a.invstd == nullptr || a.sum_dy == nullptr ||
+      a.sum_dy_xmu == nullptr) {
     return Status::kNullPointer;
   }
   if (!(a.count >= 2.0)) return Status::kTooFewValues;
+  if (a.shape.n == 0) return Status::kOk;
   try {
     const Shape& s = a.shape;
     const KernelTable<T>& k = table<T>();
@@ -233,12 +264,14 @@ Status sync_backward_dx(const SyncBackwardDxArgs<T>& a) {
     for (int64_t j = 0; j < s.c; ++j) {
       const double invstd = a.invstd[j], w = a.weight ? double(a.weight[j]) : 1.0;
       const double lo = a.mean[j] - double(T(a.mean[j]));
-      const double dweight = invstd * a.sum_dy_xmu[j];
-      const double q2 = -w * invstd * invstd * dweight / a.count;
+      // invstd = 0 (var + eps == 0): xhat = 0, so dweight = 0 even where Σ dy (x - mean) is not finite
+      const double dweight = invstd == 0.0 ? 0.0 : invstd * a.sum_dy_xmu[j];
+      const double q1 = w * invstd;
+      const double q2 = -q1 * (invstd * (dweight / a.count));  // this order: a capped invstd squared would overflow
       c[j] = T(a.mean[j]);
-      k1[j] = T(w * invstd);
-      k2[j] = T(q2);
-      k3[j] = T(-w * invstd * a.sum_dy[j] / a.count - q2 * lo);
+      k1[j] = saturate_to<T>(q1);
+      k2[j] = saturate_to<T>(q2);
+      k3[j] = saturate_to<T>(-w * invstd * a.sum_dy[j] / a.count - q2 * lo);
     }
     for_each_piece(
         s, useful_threads(s, a.num_threads),

@@ -15,7 +15,8 @@
 
 namespace bn {
 
-// mean[c] = Σ x / m, m2[c] = Σ (x - mean)² over the m = N * S values of channel c.
+// mean[c] = Σ x / m, m2[c] = Σ (x - mean)² over the m = N * S values of channel c. A channel
+// whose fast sums overflow T (or holds inf / NaN) is recomputed exactly (exact_stats.h).
 template <typename T>
 struct SyncMomentsArgs {
   Shape shape;
@@ -25,7 +26,8 @@ struct SyncMomentsArgs {
   int num_threads = 1;
 };
 
-// y = (x - mean) * invstd * weight + bias, mean and invstd in float64 (the global statistics).
+// y = (x - mean) * invstd * weight + bias with the global mean and biased variance (float64);
+// invstd = invstd_of<T>(var, eps) (invstd.h, the core's one rule) is written out for backward.
 template <typename T>
 struct SyncNormalizeArgs {
   Shape shape;
@@ -34,7 +36,9 @@ struct SyncNormalizeArgs {
   const T* weight = nullptr;  // null: 1
   const T* bias = nullptr;    // null: 0
   const double* mean = nullptr;
-  const double* invstd = nullptr;
+  const double* var = nullptr;
+  double eps = 1e-5;
+  double* invstd = nullptr;  // output [C]
   int num_threads = 1;
 };
 
