@@ -18,6 +18,7 @@ export interface ProbeEvent {
   what: string;
   code?: string;
   message?: string;
+  /** ms since the probe started (for 'joined': since the process began the rendezvous). */
   ms?: number;
   value?: unknown;
 }
