@@ -76,6 +76,16 @@ describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', fu
     }
   });
 
+  it('mismatched channel counts across processes: ERR_BN_SYNC_MISMATCH on every rank, naming each rank\'s call', async () => {
+    const t = { probe: 'forward-twice' as const, C: 3, shape: [2, 3, 4] };
+    const rs = await processProbe([t, { ...t, C: 5, shape: [2, 5, 4] }, t], { timeoutMs: 5000 });
+    for (const r of rs) {
+      expect(r.events[1].code, JSON.stringify(r.events)).to.equal('ERR_BN_SYNC_MISMATCH');
+      expect(r.events[1].message).to.match(/rank 1: SyncBatchNorm forward \(batch statistics\) of 5 float32 channels/);
+      expect(r.events[2].code).to.equal('ERR_BN_SYNC_BROKEN');
+    }
+  });
+
   it('a rank that never joins: the rendezvous gives ERR_BN_SYNC_TIMEOUT after timeoutMs', async () => {
     const port = await freePort();
     const t0 = Date.now();

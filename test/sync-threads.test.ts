@@ -109,6 +109,10 @@ describe('sync: SyncBatchNorm over worker threads (ThreadGroup)', function () {
     expect(() => bn.ThreadGroup.join(h, 0)).to.throw().with.property('code', 'ERR_BN_SYNC_RANK_TAKEN');
     expect(() => new bn.SyncBatchNorm(3, { group: {} as never })).to.throw().with.property('code', 'ERR_BN_INVALID_ARG_TYPE');
     expect(() => new bn.SyncBatchNorm(40000, { group: g })).to.throw().with.property('code', 'ERR_BN_OUT_OF_RANGE');
+    const layer = new bn.SyncBatchNorm(3, { group: g });
+    expect(() => layer.forward.call({} as never, new Float32Array(6), [2, 3])).to.throw().with.property('code', 'ERR_BN_INVALID_ARG_TYPE');
+    expect(() => new bn.SyncBatchNorm(3, { group: g, momentun: 0.1 } as never)).to.throw().with.property('code', 'ERR_BN_UNKNOWN_OPTION');
+    expect(() => bn.ThreadGroup.create(4096, { capacity: 2 ** 27 })).to.throw().with.property('code', 'ERR_BN_OUT_OF_MEMORY');
     g.destroy();
     expect(() => g.allReduce(new Float64Array(1))).to.throw().with.property('code', 'ERR_BN_SYNC_BROKEN');
   });

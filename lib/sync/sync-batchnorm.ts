@@ -98,6 +98,16 @@ function parseSyncShape(fn: string, shape: unknown, minRank: number, maxRank: nu
 const FORWARD_KEYS = ['out', 'channelsLast'] as const;
 const BACKWARD_KEYS = ['out', 'output'] as const;
 
+const syncLayers = new WeakSet<object>();
+
+/** "SyncBatchNorm2d.forward", after checking that `self` really is a SyncBatchNorm. */
+function syncMethod(self: unknown, method: string): string {
+  if (typeof self !== 'object' || self === null || !syncLayers.has(self)) {
+    throw new BatchNormTypeError('ERR_BN_INVALID_ARG_TYPE', `SyncBatchNorm.${method}: must be called on a SyncBatchNorm layer, received this = ${describe(self)}`);
+  }
+  return `${(self as object).constructor.name}.${method}`;
+}
+
 export class SyncBatchNorm extends BatchNorm {
   readonly group: SyncGroup;
   private lastSync: SyncRecord | null = null;
@@ -115,6 +125,7 @@ export class SyncBatchNorm extends BatchNorm {
       throw new BatchNormRangeError('ERR_BN_OUT_OF_RANGE', `${new.target.name}: ${numFeatures} channels need exchanges of ${2 * numFeatures + 1} values, more than this group's capacity of ${group.maxPayload}; create the group with a larger capacity`);
     }
     this.group = group;
+    syncLayers.add(this);
   }
 
   private static layerOptions(fn: string, options: unknown): BatchNormOptions {
@@ -252,7 +263,7 @@ export class SyncBatchNorm extends BatchNorm {
   /** Training: synchronized over the group (blocks this thread until every rank has called it:
    * use it in workers, or forwardAsync). Evaluation with running statistics: the local forward. */
   forward(x: FloatArray, shape: readonly number[], out?: FloatArray | ForwardOptions): FloatArray {
-    const fn = `${this.constructor.name}.forward`;
+    const fn = syncMethod(this, 'forward');
     this.assertSyncIdle(fn);
     if (!this.synchronizes()) {
       const y = super.forward(x, shape, out);
@@ -264,7 +275,12 @@ export class SyncBatchNorm extends BatchNorm {
   }
 
   forwardAsync(x: FloatArray, shape: readonly number[], out?: FloatArray | ForwardOptions): Promise<FloatArray> {
-    const fn = `${this.constructor.name}.forwardAsync`;
+    let fn: string;
+    try {
+      fn = syncMethod(this, 'forwardAsync');
+    } catch (e) {
+      return Promise.reject(e);
+    }
     if (!this.synchronizes()) {
       return this.enqueueSync(async () => {
         const y = await super.forwardAsync(x, shape, out);
@@ -338,7 +354,7 @@ export class SyncBatchNorm extends BatchNorm {
    * After a synchronized forward it blocks until every rank has called it (use backwardAsync on
    * a thread that must stay responsive). */
   backward(dy: FloatArray, out?: FloatArray | BackwardCallOptions): FloatArray {
-    const fn = `${this.constructor.name}.backward`;
+    const fn = syncMethod(this, 'backward');
     this.assertSyncIdle(fn);
     const a = this.backwardArgs(fn, dy, out);
     if (!a.rec) return super.backward(dy, out);
@@ -346,8 +362,8 @@ export class SyncBatchNorm extends BatchNorm {
   }
 
   backwardAsync(dy: FloatArray, out?: FloatArray | BackwardCallOptions): Promise<FloatArray> {
-    const fn = `${this.constructor.name}.backwardAsync`;
     try {
+      const fn = syncMethod(this, 'backwardAsync');
       const a = this.backwardArgs(fn, dy, out);
       if (!a.rec) return this.enqueueSync(() => super.backwardAsync(dy, out));
       const rec = a.rec;
@@ -359,7 +375,7 @@ export class SyncBatchNorm extends BatchNorm {
   }
 
   zeroGrad(): void {
-    this.assertSyncIdle(`${this.constructor.name}.zeroGrad`);
+    this.assertSyncIdle(syncMethod(this, 'zeroGrad'));
     super.zeroGrad();
   }
 

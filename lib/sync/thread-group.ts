@@ -86,7 +86,12 @@ export class ThreadGroup extends SyncGroup {
     const timeoutMs = checkInt(fn, 'timeoutMs', options.timeoutMs ?? 60000, 1, 2 ** 31 - 1);
     const capacity = checkInt(fn, 'capacity', options.capacity ?? 65536, 1, 2 ** 27);
     const bytes = controlInts(worldSize) * 4 + 2 * worldSize * (HEADER_LENGTH + capacity) * 8;
-    const buffer = new SharedArrayBuffer(bytes);
+    let buffer: SharedArrayBuffer;
+    try {
+      buffer = new SharedArrayBuffer(bytes);
+    } catch (e) {
+      throw new BatchNormRangeError('ERR_BN_OUT_OF_MEMORY', `${fn}: could not allocate the group's ${bytes} bytes of shared memory (2 x worldSize x capacity float64 values): ${(e as Error).message}; use a smaller capacity`);
+    }
     return Object.freeze({ brand: BRAND, buffer, worldSize, timeoutMs, capacity });
   }
 
