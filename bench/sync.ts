@@ -36,6 +36,8 @@ interface RankTiming {
   sync: number;
   /** The four per-rank native pieces of the synchronized pass alone (no exchange, no wait). */
   kernels: number;
+  /** The pass's two exchanges alone (all-gathers of 2C + 1 and 2C float64 values). */
+  exchanges: number;
   localMin: number;
   syncMin: number;
 }
@@ -66,6 +68,9 @@ async function runRank(task: Task, group: bn.SyncGroup): Promise<RankTiming[]> {
     const tl: number[] = [];
     const ts: number[] = [];
     const tk: number[] = [];
+    const tx: number[] = [];
+    const statsPayload = new Float64Array(2 * c + 1);
+    const sumsPayload = new Float64Array(2 * c);
     const base = { fn: 'bench', x, n, c, s: h * w, channelsLast: false };
     const mean = new Float64Array(c);
     const m2 = new Float64Array(c);
@@ -96,13 +101,15 @@ async function runRank(task: Task, group: bn.SyncGroup): Promise<RankTiming[]> {
       const l = time(() => { local.forward(x, dims, y); local.backward(dy, dx); });
       const k = time(kernels);
       const e = time(() => { sync.forward(x, dims, y); sync.backward(dy, dx); });
+      const xc = time(() => { group.allGather(statsPayload); group.allGather(sumsPayload); });
       if (r >= task.warmup) {
         tl.push(l);
         tk.push(k);
         ts.push(e);
+        tx.push(xc);
       }
     }
-    out.push({ shape: dims.join('x'), local: median(tl), sync: median(ts), kernels: median(tk), localMin: Math.min(...tl), syncMin: Math.min(...ts) });
+    out.push({ shape: dims.join('x'), local: median(tl), sync: median(ts), kernels: median(tk), exchanges: median(tx), localMin: Math.min(...tl), syncMin: Math.min(...ts) });
   }
   return out;
 }
@@ -176,15 +183,16 @@ function us(s: number): string {
 
 function table(kind: string, per: RankTiming[][]): string[] {
   const lines = [
-    `| ${kind} | per-rank shape | local fwd+bwd (µs) | sync kernels alone (µs) | sync fwd+bwd (µs) | overhead (µs) | sync / local |`,
-    '|---|---|---:|---:|---:|---:|---:|',
+    `| ${kind} | per-rank shape | local fwd+bwd (µs) | sync kernels alone (µs) | 2 exchanges alone (µs) | sync fwd+bwd (µs) | overhead (µs) | sync / local |`,
+    '|---|---|---:|---:|---:|---:|---:|---:|',
   ];
   per[0].forEach((t0, i) => {
     // The slower rank's medians: a synchronized call cannot finish before the slowest rank's.
     const local = Math.max(...per.map((r) => r[i].local));
     const sync = Math.max(...per.map((r) => r[i].sync));
     const kernels = Math.max(...per.map((r) => r[i].kernels));
-    lines.push(`| ${kind} | ${t0.shape} | ${us(local)} | ${us(kernels)} | ${us(sync)} | ${us(sync - local)} | ${(sync / local).toFixed(2)} |`);
+    const exchanges = Math.max(...per.map((r) => r[i].exchanges));
+    lines.push(`| ${kind} | ${t0.shape} | ${us(local)} | ${us(kernels)} | ${us(exchanges)} | ${us(sync)} | ${us(sync - local)} | ${(sync / local).toFixed(2)} |`);
   });
   return lines;
 }
@@ -225,7 +233,7 @@ async function main(): Promise<void> {
   console.log(text);
   if (args.includes('--write')) {
     const file = path.resolve(__dirname, '..', '..', 'bench', 'sync-results.md');
-    fs.writeFileSync(file, `# SyncBatchNorm: cost of synchronization\n\nOne training forward + backward of SyncBatchNorm2d against the local BatchNorm2d on the same per-rank\nbatch (bench/sync.ts). The overhead is the exchange: two all-gathers (2C + 1 and 2C float64 values per\nrank) and the wait for the slower rank, plus the float64 merge. "sync kernels alone" is the per-rank native\nwork of the synchronized pass (moments, normalize, backward sums, dx) without any exchange: the\ndifference between it and the synchronized pass is the communication and the waiting.\n\n${text}\n`);
+    fs.writeFileSync(file, `# SyncBatchNorm: cost of synchronization\n\nOne training forward + backward of SyncBatchNorm2d against the local BatchNorm2d on the same per-rank\nbatch (bench/sync.ts). The overhead is the exchange: two all-gathers (2C + 1 and 2C float64 values per\nrank) and the wait for the slower rank, plus the float64 merge. "sync kernels alone" is the per-rank native\nwork of the synchronized pass (moments, normalize, backward sums, dx) without any exchange: the\ndifference between it and the synchronized pass is the communication and the waiting. "2 exchanges alone"\nis the pass's two all-gathers by themselves (2C + 1, then 2C values; over Gloo each is two Gloo\nall-gathers, the fixed-size header that checks every rank makes the same call, then the payload).\n\n${text}\n`);
   }
 }
 

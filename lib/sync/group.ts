@@ -151,10 +151,10 @@ export abstract class SyncGroup {
   }
 
   private gatherArg(fn: string, data: unknown): Float64Array {
-    if (!(data instanceof Float64Array) && !isFloatArray(data)) {
+    if (!isFloatArray(data)) {
       throw new BatchNormTypeError('ERR_BN_INVALID_ARG_TYPE', `${fn}: data must be a Float64Array, received ${describe(data)}`);
     }
-    if (dtypeOf(data as FloatArray) !== 'float64') {
+    if (dtypeOf(data) !== 'float64') {
       throw new BatchNormTypeError('ERR_BN_DTYPE_MISMATCH', `${fn}: data must be a Float64Array, received ${describe(data)}`);
     }
     const d = data as Float64Array;
