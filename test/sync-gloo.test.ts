@@ -165,6 +165,19 @@ describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', fu
     }
   });
 
+  it('batchnorm_gloo.node is loaded by the first initProcessGroup, not by the library or a ThreadGroup', () => {
+    const lib = path.resolve(__dirname, '..', 'lib');
+    const script = `const bn = require(${JSON.stringify(lib)}); const fs = require('fs');
+      const loaded = () => fs.readFileSync('/proc/self/maps', 'utf8').includes('batchnorm_gloo');
+      const g = bn.ThreadGroup.join(bn.ThreadGroup.create(1), 0);
+      new bn.SyncBatchNorm(3, { group: g }).forward(new Float32Array(6), [2, 3]);
+      const before = loaded();
+      bn.initProcessGroup({ rank: 0, worldSize: 1, initMethod: 'tcp://127.0.0.1:1' }).catch(() => undefined)
+        .finally(() => { console.log(JSON.stringify([before, loaded()])); process.exit(0); });`;
+    const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }).trim();
+    expect(JSON.parse(out)).to.deep.equal([false, true]);
+  });
+
   it('the main addon does not depend on Gloo (it loads without it)', () => {
     const main = path.resolve(__dirname, '..', '..', 'build', 'Release', 'batchnorm.node');
     const deps = spawnSync('ldd', [main], { encoding: 'utf8' }).stdout;
