@@ -10,6 +10,8 @@
 //   npm run build:ts && node dist/bench/sync.js            # all shapes, threads and processes
 //   node dist/bench/sync.js --quick                         # 2 small shapes, few repetitions
 //   node dist/bench/sync.js --backend threads --reps 30 --batch 8 --write   # bench/sync-results.md
+//   chrt -f 20 node dist/bench/sync.js --append   # real-time priority (root): without the other
+//                                                 # tenants' scheduling delays; appended to it
 import { ChildProcess, fork } from 'child_process';
 import * as fs from 'fs';
 import * as net from 'net';
@@ -177,6 +179,17 @@ async function viaProcesses(task: Task, ranks: number): Promise<RankTiming[][]> 
   });
 }
 
+/** This process's scheduling policy (Linux): 'SCHED_FIFO' when run under `chrt -f`, which keeps
+ * the other tenants of a shared machine from delaying every wake-up of a waiting rank. */
+function schedPolicy(): string {
+  try {
+    const m = /^policy\s*:\s*(\d+)/m.exec(fs.readFileSync('/proc/self/sched', 'utf8'));
+    return ['SCHED_OTHER', 'SCHED_FIFO', 'SCHED_RR', 'SCHED_BATCH', '', 'SCHED_IDLE'][Number(m?.[1])] ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
 function us(s: number): string {
   return (s * 1e6).toFixed(0);
 }
@@ -211,10 +224,11 @@ async function main(): Promise<void> {
   const layers = quick ? [[64, 56], [2048, 7]] : RESNET50;
   const task: Task = { shapes: layers.map(([c, s]) => [batch, c, s, s]), reps, warmup: quick ? 1 : 3 };
   const lines: string[] = [];
-  const cmd = `node dist/bench/sync.js ${args.filter((a) => a !== '--write').join(' ')}`.trim();
+  const policy = schedPolicy();
+  const cmd = `${policy === 'SCHED_FIFO' ? 'chrt -f 20 ' : ''}node dist/bench/sync.js ${args.filter((a) => a !== '--write' && a !== '--append').join(' ')}`.trim();
   lines.push(`Command: \`${cmd}\`  `);
   lines.push(`Date: ${new Date().toISOString()}; ${os.cpus()[0]?.model ?? 'cpu'} x ${os.cpus().length}; Node ${process.version}; ` +
-    `load average ${os.loadavg().map((v) => v.toFixed(1)).join(' ')} at the start; ` +
+    `load average ${os.loadavg().map((v) => v.toFixed(1)).join(' ')} at the start; scheduling ${policy}; ` +
     `2 ranks, 1 compute thread each (budget), float32 NCHW, per-rank batch ${batch} (global ${2 * batch}), ${reps} repetitions (medians, slower rank).`);
   lines.push('');
   if (backend === 'both' || backend === 'threads') {
@@ -231,8 +245,9 @@ async function main(): Promise<void> {
   }
   const text = lines.join('\n');
   console.log(text);
+  const file = path.resolve(__dirname, '..', '..', 'bench', 'sync-results.md');
+  if (args.includes('--append')) fs.appendFileSync(file, `\n${text}\n`);
   if (args.includes('--write')) {
-    const file = path.resolve(__dirname, '..', '..', 'bench', 'sync-results.md');
     fs.writeFileSync(file, `# SyncBatchNorm: cost of synchronization\n\nOne training forward + backward of SyncBatchNorm2d against the local BatchNorm2d on the same per-rank\nbatch (bench/sync.ts). The overhead is the exchange: two all-gathers (2C + 1 and 2C float64 values per\nrank) and the wait for the slower rank, plus the float64 merge. "sync kernels alone" is the per-rank native\nwork of the synchronized pass (moments, normalize, backward sums, dx) without any exchange: the\ndifference between it and the synchronized pass is the communication and the waiting. "2 exchanges alone"\nis the pass's two all-gathers by themselves (2C + 1, then 2C values; over Gloo each is two Gloo\nall-gathers, the fixed-size header that checks every rank makes the same call, then the payload).\n\n${text}\n`);
   }
 }

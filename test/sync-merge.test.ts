@@ -127,9 +127,10 @@ describe('sync: native per-rank pieces (syncMoments, syncNormalize, syncBackward
   const sizes = [1, 7, 8, 9, 19, 70000];
   for (const dtype of ['float32', 'float64'] as const) {
     for (const channelsLast of [false, true]) {
-      for (const S of sizes) {
-        const n = S > 1000 ? 2 : 3;
-        const C = channelsLast ? 5 : 3;
+      for (const [S, Cwide] of [...sizes.map((v) => [v, 0]), [7, 600], [49, 300]]) {
+        const n = S > 1000 ? 2 : Cwide ? 40 : 3;
+        // wide: short runs in groups of channels (the last group partial) and several sample blocks
+        const C = Cwide || (channelsLast ? 5 : 3);
         it(`${dtype}, ${channelsLast ? 'channels-last' : 'NCHW'}, n=${n}, C=${C}, S=${S}: against the float64 reference`, () => {
           const rng = new Rng(S + C);
           const total = n * C * S;
@@ -188,7 +189,7 @@ describe('sync: native per-rank pieces (syncMoments, syncNormalize, syncBackward
     try {
       for (const channelsLast of [false, true]) {
         const rng = new Rng(3);
-        const n = 4, C = 3, S = 40000;
+        const [n, C, S] = channelsLast ? [4, 3, 40000] : [40, 300, 49];
         const x = randn(rng, n * C * S, 'float32', 5, 2);
         const dy = randn(rng, n * C * S, 'float32');
         const run = (threads: number) => {

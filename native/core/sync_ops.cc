@@ -1,6 +1,6 @@
 // Drivers of the synchronized-BN pieces (sync_ops.h) over the active kernel table (kernels.h).
 // Work is cut into fixed blocks that depend on the shape alone (never on the thread count), each
-// reduced by one thread into its own slot, and the slots of a channel added in block order.
+// reduced by one thread into its own slots, and the slots of a channel added in block order.
 #include "sync_ops.h"
 
 #include <algorithm>
@@ -37,55 +37,60 @@ Status check_shape(const Shape& s, const void* a, const void* b, int num_threads
   return Status::kOk;
 }
 
-// The fixed blocks of a reduction. NCHW: channel c's samples in groups of `per` (runs of S values,
-// C * S apart). Channel-fastest: groups of `per` rows of C values.
+// Runs shorter than this (values) are reduced a group of channels at a time (the group kernels
+// keep partial sums across a channel's short runs instead of widening after every run).
+constexpr int64_t kShortRun = 1024;
+// Values of one sample in a group of short-run channels.
+constexpr int64_t kGroupRowValues = 4096;
+
+// The fixed blocks of a reduction, from the shape alone. Channel-fastest: `per` rows of C values.
+// NCHW: `group` channels by `per` samples (runs of S values, C * S apart).
 struct Blocks {
-  int64_t per = 1, count = 1;
+  int64_t per = 1, count = 1, group = 1, groups = 1;
   explicit Blocks(const Shape& s) {
-    const int64_t unit = s.rows_layout() ? s.c : s.s;  // values per row or per run
-    const int64_t total = s.rows_layout() ? s.rows() : s.n;
-    per = std::max<int64_t>(1, kBlockValues / unit);
-    count = (total + per - 1) / per;
+    if (s.rows_layout()) {
+      per = std::max<int64_t>(1, kBlockValues / s.c);
+      count = (s.rows() + per - 1) / per;
+      return;
+    }
+    group = s.s < kShortRun ? std::max<int64_t>(1, std::min<int64_t>(s.c, kGroupRowValues / s.s)) : 1;
+    groups = (s.c + group - 1) / group;
+    per = std::max<int64_t>(1, kBlockValues / (group * s.s));
+    count = (s.n + per - 1) / per;
   }
   int64_t lo(int64_t b) const { return b * per; }
   int64_t len(int64_t b, int64_t total) const { return std::min(per, total - b * per); }
 };
 
-// Runs reduce(c, first_sample, samples, slot) for every (channel, block) item (NCHW), or
-// reduce_rows(first_row, rows, slot) for every block (channel-fastest), on up to nt threads; then
-// returns the per-channel totals of both accumulators, blocks added in order.
+// Runs run(c0, channels, first_sample, samples, sums_a, sums_b) for every (channel group, sample
+// block) item (NCHW), or rows_fn(first_row, rows, sums_a, sums_b) for every block of rows
+// (channel-fastest), on up to nt threads, each item into its own slots (sums_* point at the
+// item's first channel); then the per-channel totals of both accumulators, blocks added in order.
 template <class RunFn, class RowsFn>
 void reduce_blocks(const Shape& s, int nt, std::vector<double>& a, std::vector<double>& b, RunFn&& run,
                    RowsFn&& rows_fn) {
   const Blocks bl(s);
   const int64_t C = s.c;
-  std::vector<double> pa(size_t(C * bl.count), 0.0), pb(size_t(C * bl.count), 0.0);
+  std::vector<double> pa(size_t(C * bl.count), 0.0), pb(size_t(C * bl.count), 0.0);  // [block][channel]
   if (s.rows_layout()) {
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int64_t blk = 0; blk < bl.count; ++blk) {
       rows_fn(bl.lo(blk), bl.len(blk, s.rows()), &pa[size_t(blk * C)], &pb[size_t(blk * C)]);
     }
-    a.assign(size_t(C), 0.0);
-    b.assign(size_t(C), 0.0);
-    for (int64_t blk = 0; blk < bl.count; ++blk) {
-      for (int64_t c = 0; c < C; ++c) {
-        a[c] += pa[size_t(blk * C + c)];
-        b[c] += pb[size_t(blk * C + c)];
-      }
-    }
-    return;
-  }
+  } else {
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-  for (int64_t it = 0; it < C * bl.count; ++it) {
-    const int64_t c = it / bl.count, blk = it % bl.count;
-    run(c, bl.lo(blk), bl.len(blk, s.n), &pa[size_t(it)], &pb[size_t(it)]);
+    for (int64_t it = 0; it < bl.groups * bl.count; ++it) {
+      const int64_t g = it / bl.count, blk = it % bl.count;
+      const int64_t c0 = g * bl.group, G = std::min(bl.group, C - c0);
+      run(c0, G, bl.lo(blk), bl.len(blk, s.n), &pa[size_t(blk * C + c0)], &pb[size_t(blk * C + c0)]);
+    }
   }
   a.assign(size_t(C), 0.0);
   b.assign(size_t(C), 0.0);
-  for (int64_t c = 0; c < C; ++c) {
-    for (int64_t blk = 0; blk < bl.count; ++blk) {
-      a[c] += pa[size_t(c * bl.count + blk)];
-      b[c] += pb[size_t(c * bl.count + blk)];
+  for (int64_t blk = 0; blk < bl.count; ++blk) {
+    for (int64_t c = 0; c < C; ++c) {
+      a[c] += pa[size_t(blk * C + c)];
+      b[c] += pb[size_t(blk * C + c)];
     }
   }
 }
@@ -105,13 +110,21 @@ std::vector<T> rough_means(const Shape& s, const T* x) {
     return k;
   }
   for (int64_t c = 0; c < s.c; ++c) {
-    double acc = 0.0;
+    // Four independent sums: one chain of 64 dependent additions per channel costs as much as
+    // the rest of a short-map channel's statistics.
+    double part[4] = {0.0, 0.0, 0.0, 0.0};
     int64_t count = 0;
     for (int64_t b = 0; b < s.n && count < 64; ++b) {
       const T* p = x + (b * s.c + c) * s.s;
-      for (int64_t j = 0; j < s.s && count < 64; ++j, ++count) acc += double(p[j]);
+      const int64_t m = std::min<int64_t>(s.s, 64 - count);
+      int64_t j = 0;
+      for (; j + 4 <= m; j += 4) {
+        for (int u = 0; u < 4; ++u) part[u] += double(p[j + u]);
+      }
+      for (; j < m; ++j) part[j & 3] += double(p[j]);
+      count += m;
     }
-    k[c] = T(acc / double(count));
+    k[c] = T(((part[0] + part[1]) + (part[2] + part[3])) / double(count));
   }
   return k;
 }
@@ -148,8 +161,13 @@ Status sync_moments(const SyncMomentsArgs<T>& a) {
     const size_t stride = size_t(s.c * s.s);
     reduce_blocks(
         s, useful_threads(s, a.num_threads), sum, sumsq,
-        [&](int64_t c, int64_t b0, int64_t nb, double* ps, double* pq) {
-          k.stats_run(a.x + (b0 * s.c + c) * s.s, size_t(nb), size_t(s.s), stride, shift[c], ps, pq);
+        [&](int64_t c0, int64_t G, int64_t b0, int64_t nb, double* ps, double* pq) {
+          const T* p = a.x + (b0 * s.c + c0) * s.s;
+          if (G == 1) {
+            k.stats_run(p, size_t(nb), size_t(s.s), stride, shift[c0], ps, pq);
+          } else {
+            k.stats_group(p, size_t(nb), stride, size_t(G), size_t(s.s), &shift[c0], ps, pq);
+          }
         },
         [&](int64_t r0, int64_t nr, double* ps, double* pq) {
           k.stats_rows(a.x + r0 * s.c, size_t(nr), size_t(s.c), shift.data(), ps, pq);
@@ -223,9 +241,13 @@ Status sync_backward_reduce(const SyncBackwardReduceArgs<T>& a) {
     const size_t stride = size_t(s.c * s.s);
     reduce_blocks(
         s, useful_threads(s, a.num_threads), g, p,
-        [&](int64_t j, int64_t b0, int64_t nb, double* pg, double* pp) {
-          const int64_t off = (b0 * s.c + j) * s.s;
-          k.bwd_reduce_run(a.x + off, a.dy + off, size_t(nb), size_t(s.s), stride, c[j], pg, pp);
+        [&](int64_t c0, int64_t G, int64_t b0, int64_t nb, double* pg, double* pp) {
+          const int64_t off = (b0 * s.c + c0) * s.s;
+          if (G == 1) {
+            k.bwd_reduce_run(a.x + off, a.dy + off, size_t(nb), size_t(s.s), stride, c[c0], pg, pp);
+          } else {
+            k.bwd_reduce_group(a.x + off, a.dy + off, size_t(nb), stride, size_t(G), size_t(s.s), &c[c0], pg, pp);
+          }
         },
         [&](int64_t r0, int64_t nr, double* pg, double* pp) {
           k.bwd_reduce_rows(a.x + r0 * s.c, a.dy + r0 * s.c, size_t(nr), size_t(s.c), c.data(), pg, pp);
