@@ -216,6 +216,41 @@ describe('sync: native per-rank pieces (syncMoments, syncNormalize, syncBackward
     expect(Array.from(dx)).to.deep.equal([7, 7, 7]);
   });
 
+  for (const dtype of ['float32', 'float64'] as const) {
+    it(`${dtype}: outputs over 8 MiB (streaming stores) into unaligned views of NaN-filled buffers, and in place`, () => {
+      const rng = new Rng(21);
+      const n = 2, C = 3, S = 400003;
+      const total = n * C * S;
+      const T = dtype === 'float32' ? Float32Array : Float64Array;
+      const x = randn(rng, total, dtype, 1, 2);
+      const dy = randn(rng, total, dtype);
+      const d = { n, c: C, s: S };
+      const want = ref.batchStats(x, d, 1e-5);
+      const weight = randn(rng, C, dtype, 1, 0.5);
+      const base = { fn: 'test', x, n, c: C, s: S, channelsLast: false };
+      const tol = dtype === 'float32' ? 2e-6 : 1e-13;
+      const yBuf = new T(total + 5).fill(NaN);
+      const y = yBuf.subarray(3, 3 + total);
+      const invstd = new Float64Array(C);
+      native().syncNormalize({ ...base, out: y, weight, bias: null, mean: want.mean, variance: want.variance, eps: 1e-5, invstd });
+      ref.assertClose('y', y, ref.normalize(x, d, want.mean, want.invstd, weight, null), tol);
+      expect([yBuf[0], yBuf[1], yBuf[2], yBuf[total + 3], yBuf[total + 4]].every(Number.isNaN), 'nothing written outside the view').to.equal(true);
+      const sumDy = new Float64Array(C);
+      const sumDyXmu = new Float64Array(C);
+      native().syncBackwardReduce({ ...base, dy, mean: want.mean, sumDy, sumDyXmu });
+      const bw = ref.backward(x, dy, d, weight, want.mean, want.invstd, true);
+      const dxBuf = new T(total + 5).fill(NaN);
+      const dx = dxBuf.subarray(1, 1 + total);
+      native().syncBackwardDx({ ...base, dy, out: dx, weight, mean: want.mean, invstd, sumDy, sumDyXmu, count: n * S });
+      ref.assertClose('dx', dx, bw.dx, dtype === 'float32' ? 1e-5 : 1e-12);
+      expect(Number.isNaN(dxBuf[0]) && Number.isNaN(dxBuf[total + 1])).to.equal(true);
+      // in place (never streamed): dx over dy
+      const dyCopy = dy.slice();
+      native().syncBackwardDx({ ...base, dy: dyCopy, out: dyCopy, weight, mean: want.mean, invstd, sumDy, sumDyXmu, count: n * S });
+      expect(Array.from(dyCopy.subarray(0, 1000))).to.deep.equal(Array.from(dx.subarray(0, 1000)));
+    });
+  }
+
   it('a rank without samples (n = 0) takes part: zero moments and sums, the core\'s invstd, no data touched', () => {
     const C = 3;
     const x = new Float32Array(0);

@@ -8,9 +8,18 @@
 #include <new>
 #include <vector>
 
+#include <unistd.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "exact_stats.h"
 #include "invstd.h"
 #include "kernels.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>  // _mm_sfence: SSE, part of the x86-64 baseline
+#endif
 
 namespace bn {
 namespace {
@@ -129,6 +138,35 @@ std::vector<T> rough_means(const Shape& s, const T* x) {
   return k;
 }
 
+// Outputs at least this large, written beside their input (not in place), go out with streaming
+// (non-temporal) stores: no read for ownership of lines that cannot stay in cache anyway. Measured
+// in bench/sync-results.md.
+constexpr int64_t kStreamMinBytes = int64_t(8) << 20;
+
+// Only into resident pages: streaming stores into pages not yet mapped (a fresh output) take their
+// faults at a worse time than plain stores (the core's rule, batchnorm.cc stream_output; to share
+// once the core exposes it).
+bool stream_out(const Shape& s, size_t elem, const void* out, const void* in0, const void* in1) {
+  const int64_t bytes = s.n * s.c * s.s * int64_t(elem);
+  if (s.rows_layout() || s.s * int64_t(elem) < 512 || out == in0 || out == in1 || bytes < kStreamMinBytes) return false;
+#if defined(__linux__)
+  static const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t mid = (reinterpret_cast<uintptr_t>(out) + uintptr_t(bytes) / 2) & ~(page - 1);
+  unsigned char resident = 0;
+  if (mincore(reinterpret_cast<void*>(mid), page, &resident) != 0) return false;
+  return (resident & 1) != 0;
+#else
+  return true;
+#endif
+}
+
+// Streaming stores are weakly ordered: each thread fences once after its last one.
+void store_fence() {
+#if defined(__x86_64__) || defined(_M_X64)
+  _mm_sfence();
+#endif
+}
+
 // Calls f(offset, c) for every run (NCHW: sample b, channel c at offset (b*C + c)*S) or
 // f_rows(first_row, rows) for fixed blocks of rows, in parallel: the elementwise passes.
 template <class RunFn, class RowsFn>
@@ -139,8 +177,12 @@ void for_each_piece(const Shape& s, int nt, RunFn&& run, RowsFn&& rows_fn) {
     for (int64_t blk = 0; blk < bl.count; ++blk) rows_fn(bl.lo(blk), bl.len(blk, s.rows()));
     return;
   }
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-  for (int64_t r = 0; r < s.n * s.c; ++r) run(r * s.s, r % s.c);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+#pragma omp for schedule(static) nowait
+    for (int64_t r = 0; r < s.n * s.c; ++r) run(r * s.s, r % s.c);
+    store_fence();
+  }
 }
 
 }  // namespace
@@ -210,10 +252,11 @@ Status sync_normalize(const SyncNormalizeArgs<T>& a) {
       sh[j] = saturate_to<T>(b - (a.mean[j] - double(c[j])) * scale);
     }
     if (s.n == 0) return Status::kOk;
+    const bool stream = stream_out(s, sizeof(T), a.y, a.x, a.x);
     for_each_piece(
         s, useful_threads(s, a.num_threads),
         [&](int64_t off, int64_t j) {
-          k.affine_run(a.x + off, a.y + off, 1, size_t(s.s), size_t(s.s), c[j], sc[j], sh[j], false, 0);
+          k.affine_run(a.x + off, a.y + off, 1, size_t(s.s), size_t(s.s), c[j], sc[j], sh[j], stream, 0);
         },
         [&](int64_t r0, int64_t nr) {
           k.affine_rows(a.x + r0 * s.c, a.y + r0 * s.c, size_t(nr), size_t(s.c), c.data(), sc.data(), sh.data());
@@ -281,6 +324,7 @@ Status sync_backward_dx(const SyncBackwardDxArgs<T>& a) {
   try {
     const Shape& s = a.shape;
     const KernelTable<T>& k = table<T>();
+    const bool stream = stream_out(s, sizeof(T), a.dx, a.dy, a.x);
     // dx = dy * k1 + (x - c) * k2 + k3 (the core's backward, with the global sums and count)
     std::vector<T> c(size_t(s.c)), k1(size_t(s.c)), k2(size_t(s.c)), k3(size_t(s.c));
     for (int64_t j = 0; j < s.c; ++j) {
@@ -299,7 +343,7 @@ Status sync_backward_dx(const SyncBackwardDxArgs<T>& a) {
         s, useful_threads(s, a.num_threads),
         [&](int64_t off, int64_t j) {
           k.bwd_dx_run(a.x + off, a.dy + off, a.dx + off, 1, size_t(s.s), size_t(s.s), c[j], k1[j], k2[j], k3[j],
-                       false, 0);
+                       stream, 0);
         },
         [&](int64_t r0, int64_t nr) {
           const int64_t off = r0 * s.c;
