@@ -35,6 +35,18 @@ type Step =
 
 type Steps<R> = Generator<Step, R, Float64Array[] | undefined>;
 
+/** A synchronized forward's arguments, taken when it is called. */
+interface ForwardPlan {
+  xa: FloatArray;
+  sh: ParsedShape;
+  channelsLast: boolean;
+  out: FloatArray | null;
+  weight: FloatArray | null;
+  bias: FloatArray | null;
+  /** Training with running statistics: this forward updates them. */
+  updating: boolean;
+}
+
 interface SyncRecord {
   x: FloatArray;
   sh: ParsedShape;
@@ -190,7 +202,7 @@ export class SyncBatchNorm extends BatchNorm {
     });
   }
 
-  private forwardArgs(fn: string, x: unknown, shape: unknown, v: unknown) {
+  private forwardArgs(fn: string, x: unknown, shape: unknown, v: unknown): ForwardPlan {
     let out: FloatArray | null = null;
     let channelsLast = false;
     if (isFloatArray(v)) {
@@ -212,11 +224,15 @@ export class SyncBatchNorm extends BatchNorm {
         if (p) checkNoOverlap(fn, 'out', out, name, p, false);
       }
     }
-    return { xa, sh, channelsLast, out };
+    // Taken when the call is made (as BatchNorm's calls do): parameters and mode.
+    const weight = this.weight ? this.weight.slice() : null;
+    const bias = this.bias ? this.bias.slice() : null;
+    return { xa, sh, channelsLast, out, weight, bias, updating: this.trackRunningStats && this.training };
   }
 
   /** The synchronized training forward as steps; commits the layer's state only at the end. */
-  private *forwardSteps(fn: string, xa: FloatArray, sh: ParsedShape, channelsLast: boolean, out: FloatArray | null): Steps<FloatArray> {
+  private *forwardSteps(fn: string, a: ForwardPlan): Steps<FloatArray> {
+    const { xa, sh, channelsLast, out, weight, bias, updating } = a;
     const C = sh.c;
     const base = { fn, x: xa, n: sh.n, c: C, s: sh.s, channelsLast };
     const mean = new Float64Array(C);
@@ -234,16 +250,15 @@ export class SyncBatchNorm extends BatchNorm {
           `(this rank: input of shape [${sh.dims.join(', ')}])`,
       );
     }
-    const weight = this.weight ? this.weight.slice() : null;
     const y = out ?? freshOutput(this.dtype, sh.total);
     // The core computes invstd (its one rule, also on a rank without data: a 0-sample call).
     const invstd = new Float64Array(C);
     yield {
       kind: 'normalize',
-      call: { ...base, out: y, weight, bias: this.bias ? this.bias.slice() : null, mean: g.mean, variance: g.variance, eps: this.eps, invstd },
+      call: { ...base, out: y, weight, bias, mean: g.mean, variance: g.variance, eps: this.eps, invstd },
     };
     // Commit: running statistics (PyTorch's update, unbiased variance), then the record.
-    if (this.trackRunningStats && this.training) {
+    if (updating) {
       const n = this.numBatchesTracked + 1;
       const f = this.momentum === null ? 1 / n : this.momentum;
       const rm = this.runningMean as FloatArray;
@@ -271,7 +286,7 @@ export class SyncBatchNorm extends BatchNorm {
       return y;
     }
     const a = this.forwardArgs(fn, x, shape, out);
-    return runStepsSync(this.group, this.forwardSteps(fn, a.xa, a.sh, a.channelsLast, a.out));
+    return runStepsSync(this.group, this.forwardSteps(fn, a));
   }
 
   forwardAsync(x: FloatArray, shape: readonly number[], out?: FloatArray | ForwardOptions): Promise<FloatArray> {
@@ -291,7 +306,7 @@ export class SyncBatchNorm extends BatchNorm {
     try {
       const a = this.forwardArgs(fn, x, shape, out);
       checkFixedLength(fn, [['x', a.xa], ['out', a.out]]);
-      return this.enqueueSync(() => runStepsAsync(this.group, this.forwardSteps(fn, a.xa, a.sh, a.channelsLast, a.out)));
+      return this.enqueueSync(() => runStepsAsync(this.group, this.forwardSteps(fn, a)));
     } catch (e) {
       return Promise.reject(e);
     }
