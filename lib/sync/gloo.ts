@@ -145,7 +145,8 @@ export async function initProcessGroup(options: ProcessGroupOptions = {}): Promi
 /** A rank of a Gloo process group (from initProcessGroup). */
 export class GlooGroup extends SyncGroup {
   readonly backend = 'gloo' as const;
-  readonly maxPayload = 1 << 26;
+  /** allReduce goes in pieces of this many values (each rank receives worldSize x 8 MiB at most). */
+  readonly maxPayload = 1 << 20;
 
   /** @internal */
   constructor(private readonly g: GlooBinding, private handle: object | null, readonly rank: number, readonly worldSize: number, readonly timeoutMs: number) {
