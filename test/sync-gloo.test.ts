@@ -86,6 +86,18 @@ describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', fu
     }
   });
 
+  it('allReduce across processes: rank-order float64 sums, the same bits on every rank (sync and async)', async () => {
+    const arrays = (r: number) => [Float64Array.of(r === 0 ? 1e16 : 0, r === 1 ? 1 : 0, r === 2 ? -1e16 : 0), Float32Array.from({ length: 5 }, (_, i) => i * (r + 1) + 0.1)];
+    const rs = await processProbe([0, 1, 2].map((r) => ({ probe: 'allreduce' as const, arrays: arrays(r), useAsync: r === 1 })), { timeoutMs: 5000 });
+    for (const r of rs) {
+      expect(r.events[0].what, JSON.stringify(r.events)).to.equal('joined');
+      expect(Array.from(r.events[1].value as Float64Array)).to.deep.equal([1e16, 1, -1e16]);
+      expect(Array.from(r.events[2].value as Float32Array)).to.deep.equal(Array.from(rs[0].events[2].value as Float32Array));
+      const want = Float32Array.from({ length: 5 }, (_, i) => i * 6 + 0.3);
+      (r.events[2].value as Float32Array).forEach((v, i) => expect(v).to.be.closeTo(want[i], 1e-5));
+    }
+  });
+
   it('a rank that never joins: the rendezvous gives ERR_BN_SYNC_TIMEOUT after timeoutMs', async () => {
     const port = await freePort();
     const t0 = Date.now();
