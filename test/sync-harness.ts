@@ -124,10 +124,10 @@ function bits(a: ArrayLike<number>): number[] {
 export function checkScenario(sc: Scenario, results: RankResult[]): void {
   for (const r of results) if (r.error) throw new Error(`rank ${r.rank} failed: ${r.error.code ?? ''} ${r.error.message}`);
   const Kind = { plain: bn.BatchNorm, '1d': bn.BatchNorm1d, '2d': bn.BatchNorm2d, '3d': bn.BatchNorm3d }[sc.kind];
-  const ref = new Kind(sc.C, { dtype: sc.dtype, momentum: sc.momentum });
+  const ref = new Kind(sc.C, { dtype: sc.dtype, momentum: sc.momentum, affine: sc.affine ?? true, trackRunningStats: sc.trackRunningStats ?? true });
   const p = initialParams(sc);
-  (ref.weight as Float32Array).set(p.weight);
-  (ref.bias as Float32Array).set(p.bias);
+  ref.weight?.set(p.weight);
+  ref.bias?.set(p.bias);
   const N = sc.batches.reduce((a, b) => a + b, 0);
   const shape = [N, sc.C, ...sc.spatial];
   const exact = sc.batches.length === 1;
@@ -149,27 +149,42 @@ export function checkScenario(sc: Scenario, results: RankResult[]): void {
     }
   });
   // Running statistics: every rank the same bits, and those of the whole batch.
+  const tracked = sc.trackRunningStats ?? true;
+  const affine = sc.affine ?? true;
   for (const r of results) {
-    expect(bits(r.runningMean), `rank ${r.rank} runningMean = rank 0's, bitwise`).to.deep.equal(bits(results[0].runningMean));
-    expect(bits(r.runningVar), `rank ${r.rank} runningVar = rank 0's, bitwise`).to.deep.equal(bits(results[0].runningVar));
-    expect(r.numBatchesTracked).to.equal(sc.steps);
+    expect(r.runningMean === null, 'running statistics kept as asked').to.equal(!tracked);
+    expect(r.gradWeight === null, 'parameters kept as asked').to.equal(!affine);
+    if (tracked) {
+      expect(bits(r.runningMean as Float32Array), `rank ${r.rank} runningMean = rank 0's, bitwise`).to.deep.equal(bits(results[0].runningMean as Float32Array));
+      expect(bits(r.runningVar as Float32Array), `rank ${r.rank} runningVar = rank 0's, bitwise`).to.deep.equal(bits(results[0].runningVar as Float32Array));
+    }
+    expect(r.numBatchesTracked).to.equal(tracked ? sc.steps : 0);
   }
-  const gw = new Float64Array(sc.C);
-  const gb = new Float64Array(sc.C);
-  for (const r of results) for (let c = 0; c < sc.C; c++) {
-    gw[c] += r.gradWeight[c];
-    gb[c] += r.gradBias[c];
-  }
+  const r0 = results[0];
   if (exact) {
-    expect(bits(results[0].runningMean)).to.deep.equal(bits(ref.runningMean as Float32Array));
-    expect(bits(results[0].runningVar)).to.deep.equal(bits(ref.runningVar as Float32Array));
-    expect(bits(results[0].gradWeight)).to.deep.equal(bits(ref.gradWeight as Float32Array));
-    expect(bits(results[0].gradBias)).to.deep.equal(bits(ref.gradBias as Float32Array));
+    if (tracked) {
+      expect(bits(r0.runningMean as Float32Array)).to.deep.equal(bits(ref.runningMean as Float32Array));
+      expect(bits(r0.runningVar as Float32Array)).to.deep.equal(bits(ref.runningVar as Float32Array));
+    }
+    if (affine) {
+      expect(bits(r0.gradWeight as Float32Array)).to.deep.equal(bits(ref.gradWeight as Float32Array));
+      expect(bits(r0.gradBias as Float32Array)).to.deep.equal(bits(ref.gradBias as Float32Array));
+    }
     return;
   }
-  assertClose('runningMean', results[0].runningMean, ref.runningMean as Float32Array, tol);
-  assertClose('runningVar', results[0].runningVar, ref.runningVar as Float32Array, tol);
-  // Each rank's share is rounded to the dtype before the sum: a few roundings of the whole.
-  assertClose('Σ ranks gradWeight', gw, ref.gradWeight as Float32Array, tol * sc.batches.length);
-  assertClose('Σ ranks gradBias', gb, ref.gradBias as Float32Array, tol * sc.batches.length);
+  if (tracked) {
+    assertClose('runningMean', r0.runningMean as Float32Array, ref.runningMean as Float32Array, tol);
+    assertClose('runningVar', r0.runningVar as Float32Array, ref.runningVar as Float32Array, tol);
+  }
+  if (affine) {
+    const gw = new Float64Array(sc.C);
+    const gb = new Float64Array(sc.C);
+    for (const r of results) for (let c = 0; c < sc.C; c++) {
+      gw[c] += (r.gradWeight as Float32Array)[c];
+      gb[c] += (r.gradBias as Float32Array)[c];
+    }
+    // Each rank's share is rounded to the dtype before the sum: a few roundings of the whole.
+    assertClose('Σ ranks gradWeight', gw, ref.gradWeight as Float32Array, tol * sc.batches.length);
+    assertClose('Σ ranks gradBias', gb, ref.gradBias as Float32Array, tol * sc.batches.length);
+  }
 }

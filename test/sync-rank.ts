@@ -20,6 +20,9 @@ export interface Scenario {
   /** Per-channel mean offset of x (a large one shows cancellation). */
   offset: number;
   scale: number;
+  /** BatchNorm options (default true). */
+  affine?: boolean;
+  trackRunningStats?: boolean;
 }
 
 export interface StepData {
@@ -31,10 +34,10 @@ export interface RankResult {
   rank: number;
   ys: Array<Float32Array | Float64Array>;
   dxs: Array<Float32Array | Float64Array>;
-  runningMean: Float32Array | Float64Array;
-  runningVar: Float32Array | Float64Array;
-  gradWeight: Float32Array | Float64Array;
-  gradBias: Float32Array | Float64Array;
+  runningMean: Float32Array | Float64Array | null;
+  runningVar: Float32Array | Float64Array | null;
+  gradWeight: Float32Array | Float64Array | null;
+  gradBias: Float32Array | Float64Array | null;
   numBatchesTracked: number;
   error?: { code?: string; message: string };
 }
@@ -73,10 +76,10 @@ function layerClass(kind: Scenario['kind']): typeof bn.SyncBatchNorm {
 
 export async function runRank(sc: Scenario, group: bn.SyncGroup): Promise<RankResult> {
   const Layer = layerClass(sc.kind);
-  const layer = new Layer(sc.C, { group, dtype: sc.dtype, momentum: sc.momentum });
+  const layer = new Layer(sc.C, { group, dtype: sc.dtype, momentum: sc.momentum, affine: sc.affine ?? true, trackRunningStats: sc.trackRunningStats ?? true });
   const p = initialParams(sc);
-  (layer.weight as Float32Array | Float64Array).set(p.weight);
-  (layer.bias as Float32Array | Float64Array).set(p.bias);
+  layer.weight?.set(p.weight);
+  layer.bias?.set(p.bias);
   const shape = layerShape(sc, sc.batches[group.rank]);
   const ys: Array<Float32Array | Float64Array> = [];
   const dxs: Array<Float32Array | Float64Array> = [];
@@ -91,8 +94,7 @@ export async function runRank(sc: Scenario, group: bn.SyncGroup): Promise<RankRe
   }
   return {
     rank: group.rank, ys, dxs,
-    runningMean: layer.runningMean as Float32Array, runningVar: layer.runningVar as Float32Array,
-    gradWeight: layer.gradWeight as Float32Array, gradBias: layer.gradBias as Float32Array,
+    runningMean: layer.runningMean, runningVar: layer.runningVar, gradWeight: layer.gradWeight, gradBias: layer.gradBias,
     numBatchesTracked: layer.numBatchesTracked,
   };
 }

@@ -18,13 +18,16 @@ export function scenarios(): Scenario[] {
     { ...base, kind: '1d', C: 9, spatial: [17], dtype: 'float64', channelsLast: false, batches: [0, 4, 1, 2], useAsync: true },
     { ...base, kind: '2d', C: 16, spatial: [3, 5], dtype: 'float32', channelsLast: false, batches: [1, 2, 0, 3, 1, 1, 2, 4], useAsync: true },
     { ...base, kind: '2d', C: 8, spatial: [2, 2], dtype: 'float64', channelsLast: true, batches: [3, 0, 2, 1, 1, 0, 2, 1], useAsync: false },
+    // without affine parameters, and without running statistics
+    { ...base, kind: '2d', C: 4, spatial: [3, 3], dtype: 'float32', channelsLast: false, batches: [2, 0, 3], useAsync: false, affine: false },
+    { ...base, kind: '1d', C: 5, spatial: [6], dtype: 'float64', channelsLast: true, batches: [1, 2], useAsync: true, trackRunningStats: false },
     // mean 1e4, std 1e-2: the whole batch's statistics, not cancelled ones
     { ...base, kind: '2d', C: 2, spatial: [8, 8], dtype: 'float32', channelsLast: false, batches: [3, 1, 0, 4], useAsync: false, offset: 1e4, scale: 1e-2 },
   ];
 }
 
 function describeScenario(sc: Scenario): string {
-  return `${sc.batches.length} rank(s) ${JSON.stringify(sc.batches)}, ${sc.kind}, C=${sc.C}, spatial [${sc.spatial}], ${sc.dtype}, ${sc.channelsLast ? 'channels-last' : 'NCHW'}, ${sc.useAsync ? 'async' : 'sync'}${sc.offset > 100 ? ', mean 1e4 std 1e-2' : ''}`;
+  return `${sc.batches.length} rank(s) ${JSON.stringify(sc.batches)}, ${sc.kind}, C=${sc.C}, spatial [${sc.spatial}], ${sc.dtype}, ${sc.channelsLast ? 'channels-last' : 'NCHW'}, ${sc.useAsync ? 'async' : 'sync'}${sc.offset > 100 ? ', mean 1e4 std 1e-2' : ''}${sc.affine === false ? ', affine false' : ''}${sc.trackRunningStats === false ? ', no running statistics' : ''}`;
 }
 
 function eventsOf(rs: ProbeResult[]): string[][] {
