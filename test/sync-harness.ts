@@ -6,6 +6,7 @@ import * as net from 'net';
 import * as path from 'path';
 import { Worker } from 'worker_threads';
 import * as bn from '../lib';
+import * as reference from './helpers/reference';
 import { assertClose } from './helpers/reference';
 import type { ProbeEvent, ProbeTask } from './sync-probe';
 import { initialParams, RankResult, rankSlice, Scenario, stepData } from './sync-rank';
@@ -132,9 +133,29 @@ export function checkScenario(sc: Scenario, results: RankResult[]): void {
   const shape = [N, sc.C, ...sc.spatial];
   const exact = sc.batches.length === 1;
   const tol = sc.dtype === 'float32' ? 2e-5 : 1e-11;
+  const S = sc.spatial.reduce((a, b) => a * b, 1);
+  // NCHW order of a tensor stored channels-last (for the float64 reference, which reads NCHW).
+  const nchw = (a: ArrayLike<number>): Float64Array => {
+    const o = new Float64Array(a.length);
+    for (let b = 0; b < N; b++) for (let c = 0; c < sc.C; c++) for (let j = 0; j < S; j++) {
+      o[(b * sc.C + c) * S + j] = sc.channelsLast ? a[(b * S + j) * sc.C + c] : a[(b * sc.C + c) * S + j];
+    }
+    return o;
+  };
   stepData(sc).forEach((d, t) => {
     const y = ref.forward(d.x, shape, { channelsLast: sc.channelsLast });
     const dx = ref.backward(d.dy);
+    // The ranks' outputs put together, against the independent float64 reference too.
+    const per = sc.C * S;
+    const yAll = new Float64Array(N * per);
+    let at = 0;
+    for (const r of results) {
+      yAll.set(r.ys[t], at);
+      at += r.ys[t].length;
+    }
+    const affine = sc.affine ?? true;
+    const want = reference.forwardTraining(nchw(d.x), { n: N, c: sc.C, s: S }, affine ? p.weight : null, affine ? p.bias : null, 1e-5);
+    assertClose(`step ${t}: all ranks' y against the float64 reference`, nchw(yAll), want.y, sc.dtype === 'float32' ? 2e-5 : 1e-11);
     for (const r of results) {
       const ys = rankSlice(sc, r.rank, y);
       const dxs = rankSlice(sc, r.rank, dx);
