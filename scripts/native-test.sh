@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build and run the native core test (bn_core_test, native/test/core_test.cc): no Node needed.
+# Build and run the native core test (bn_core_test, native/test/*.cc): no Node needed.
 #
 #   scripts/native-test.sh                 Release build in build-native/, run the test
 #   scripts/native-test.sh --sanitize      ASan + UBSan build (RelWithDebInfo) in build-asan/, run it

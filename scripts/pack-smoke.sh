@@ -64,7 +64,7 @@ tgz=$(ls "$work"/node-batchnorm-*.tgz 2>/dev/null | head -1)
 tar -tzf "$tgz" | sort >"$work/contents.txt"
 echo "$(basename "$tgz"): $(wc -l <"$work/contents.txt") files, $(du -k "$tgz" | cut -f1) KiB"
 for f in package.json README.md dist/lib/index.js dist/lib/index.mjs dist/lib/index.d.ts dist/lib/binding.d.ts lib/index.ts \
-    scripts/install.js CMakeLists.txt native/core/batchnorm.cc native/addon/addon.cc \
+    scripts/install.js CMakeLists.txt native/core/forward_training.cc native/addon/addon.cc \
     prebuilds/linux-x64/node-batchnorm.node prebuilds/linux-x64/libgomp.so.1 \
     prebuilds/linux-arm64/node-batchnorm.node prebuilds/linux-arm64/libgomp.so.1; do
   grep -qx "package/$f" "$work/contents.txt" || fail "the tarball lacks $f"

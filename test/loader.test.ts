@@ -230,7 +230,7 @@ describe('install script (scripts/install.js)', () => {
     const seen = new Set([now]);
     // An edit in core, an edit in the addon, a new file, the CMake file: each gives a new hash, the same in both.
     const edits: [string, (f: string) => void][] = [
-      ['native/core/batchnorm.cc', (f) => fs.appendFileSync(f, '\n// edited\n')],
+      ['native/core/forward_training.cc', (f) => fs.appendFileSync(f, '\n// edited\n')],
       ['native/addon/addon.cc', (f) => fs.appendFileSync(f, '\n')],
       ['native/core/new_file.h', (f) => fs.writeFileSync(f, '#pragma once\n')],
       ['CMakeLists.txt', (f) => fs.appendFileSync(f, '# edited\n')],
@@ -261,7 +261,7 @@ describe('install script (scripts/install.js)', () => {
 
   it('in a checkout, does not use a stale prebuild: builds from source and says why', () => {
     const root = makeInstallPackage({ checkout: true, prebuild: 'real', buildInfo: 'current', buildTools: true });
-    fs.appendFileSync(path.join(root, 'native', 'core', 'batchnorm.cc'), '\n// a developer edit\n');
+    fs.appendFileSync(path.join(root, 'native', 'core', 'forward_training.cc'), '\n// a developer edit\n');
     const r = runInstall(root);
     expectBuiltFromSource(r, root);
     expect(r.stdout).to.contain(`not using the prebuilt ${rel}`).and.contain('built from other native sources');

@@ -25,6 +25,7 @@ enum class Status : int {
   kUnsupported = 7,       // requested SIMD level not available on this CPU or build
   kOutOfMemory = 8,       // scratch allocation failed
   kMismatchedStats = 9,   // running_mean given without running_var, or the other way round
+  kBadEpilogue = 10,      // unknown epilogue, or a residual given to one that takes none
 };
 
 const char* status_message(Status s);
@@ -57,6 +58,12 @@ struct Shape {
   int64_t rows() const { return n * s; }
 };
 
+// What the forward ops do to each output value after normalizing it. Only kNone exists today; the
+// fused activation adds kRelu (max(y, 0)) and kAddRelu (max(y + residual, 0)), whose residual is a
+// tensor of x's shape and layout given in the args.
+enum class Epilogue : int { kNone = 0 };
+constexpr int kEpilogueCount = 1;
+
 // Threads a call on this shape can use when `requested` are available: 1 below the size where a
 // parallel region costs more than it saves. (Callers that budget threads lease this many.)
 int useful_threads(const Shape& shape, int requested);
@@ -87,6 +94,8 @@ struct ForwardTrainingArgs {
   double eps = 1e-5;
   double momentum_factor = 0.1;
   int num_threads = 1;
+  Epilogue epilogue = Epilogue::kNone;
+  const T* residual = nullptr;  // the epilogue's second operand (none takes one yet: must be null)
 };
 
 // ----- Forward, inference mode ------------------------------------------------------------
@@ -103,6 +112,8 @@ struct ForwardInferenceArgs {
   const T* var = nullptr;
   double eps = 1e-5;
   int num_threads = 1;
+  Epilogue epilogue = Epilogue::kNone;
+  const T* residual = nullptr;  // as in ForwardTrainingArgs
 };
 
 // ----- Backward ----------------------------------------------------------------------------

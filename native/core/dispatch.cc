@@ -1,14 +1,14 @@
 // Chooses the kernel table once at load: the best level the CPU, the OS and this build support,
-// lowered by BATCHNORM_SIMD (scalar | avx2 | avx512 | neon) when set. Compiled for the baseline.
+// lowered by BATCHNORM_SIMD (scalar | avx2 | avx512 | neon; read with the machine facts) when set.
+// Compiled for the baseline.
 #include <atomic>
-#include <cstdlib>
 #include <cstring>
 #include <initializer_list>
-#include <thread>
 
 #include "batchnorm.h"
 #include "cpu_features.h"
 #include "kernels.h"
+#include "machine.h"
 
 namespace bn {
 namespace {
@@ -60,9 +60,9 @@ bool parse_level(const char* s, SimdLevel* out) {
 // The environment can only lower the level: asking for more than the CPU has would SIGILL.
 SimdLevel initial_level() {
   const SimdLevel best = best_level();
-  const char* env = std::getenv("BATCHNORM_SIMD");
+  const char* env = machine_facts().simd_request;
   SimdLevel wanted;
-  if (env == nullptr || !parse_level(env, &wanted) || !simd_level_supported(wanted)) return best;
+  if (env[0] == '\0' || !parse_level(env, &wanted) || !simd_level_supported(wanted)) return best;
   return wanted;
 }
 
@@ -109,16 +109,7 @@ Status set_simd_level(SimdLevel level) {
 
 const KernelSet& active_kernels() { return *active().table.load(); }
 
-int default_num_threads() {
-  const char* env = std::getenv("OMP_NUM_THREADS");
-  if (env != nullptr) {
-    char* end = nullptr;
-    const long v = std::strtol(env, &end, 10);  // "4" or "4,2" (nested levels): take the first
-    if (end != env && v >= 1 && v <= 4096) return int(v);
-  }
-  const unsigned hw = std::thread::hardware_concurrency();
-  return hw == 0 ? 1 : int(hw);
-}
+int default_num_threads() { return machine_facts().default_threads; }
 
 const char* status_message(Status s) {
   switch (s) {
@@ -132,6 +123,7 @@ const char* status_message(Status s) {
     case Status::kUnsupported: return "SIMD level not supported by this CPU or build";
     case Status::kOutOfMemory: return "out of memory";
     case Status::kMismatchedStats: return "running_mean and running_var must be given together";
+    case Status::kBadEpilogue: return "unknown epilogue, or a residual it does not take";
   }
   return "unknown status";
 }

@@ -3,77 +3,125 @@
 // ISA's flags, with every kernel at internal linkage; the only external symbol of a TU is its
 // table getter, which runs no vector instruction. dispatch.cc picks one table at load.
 //
-// Naming: <op>_<layout>. Layout "run": one contiguous run of n values of a single channel
-// (NCHW: the S values of x[n, c, :]). Layout "rows": `rows` rows of `ch` channel values, channel
-// fastest (the [N, C] case, and channels-last).
+// Naming (XNNPACK style): a kernel is <dtype>_<op>_<layout>__<isa>, e.g. f32_stats_run__avx2; the
+// table's fields are <op>_<layout>, the table is one dtype (KernelSet::f32 / f64) of one ISA
+// (kernels_<isa>()), and kernel_name() spells the whole name for messages. Layout "run": one
+// contiguous run of n values of a single channel (NCHW: the S values of x[n, c, :]). "group": the
+// contiguous runs of several channels of one sample (short maps). "rows": `rows` rows of `ch`
+// channel values, channel fastest (the [N, C] case, and channels-last).
 //
-// Reductions sum at most 8 terms per lane in T, then accumulate those partial sums in float64
-// (see kernels_body.inl). `k` / `c` are per-channel shifts: statistics use x - k (k = a
-// rough mean of the channel, so the sums stay small and E[x^2]-E[x]^2 does not cancel), the
-// elementwise passes use x - c with c = mean rounded to T (exact subtraction near the mean; the
-// rounding remainder of the mean is folded into the additive constant).
+// Types: tensors are stored as S (the storage type); coefficients, shifts and the arithmetic are
+// compute_t<S> (as ATen's opmath_type: float for a future bfloat16 / float16 storage); partial sums
+// of the reductions are widened into float64 (see kernels_reduce.inl).
+//
+// `k` / `c` are per-channel shifts: statistics use x - k (k = a rough mean of the channel, so the
+// sums stay small and E[x^2]-E[x]^2 does not cancel), the elementwise passes use x - c with
+// c = mean rounded to compute_t (exact subtraction near the mean; the rounding remainder of the
+// mean is folded into the additive constant).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
+
+#include "batchnorm.h"
 
 namespace bn {
 
+// The compute type of a storage type. Only the dtypes the core supports have one: a kernel table
+// or driver for any other storage type does not compile.
+template <typename S>
+struct OpMath;
+template <>
+struct OpMath<float> { using type = float; };
+template <>
+struct OpMath<double> { using type = double; };
+template <typename S>
+using compute_t = typename OpMath<S>::type;
+
 // How far ahead the reductions (and inference, which walks x in memory order) prefetch: far
-// enough to keep enough lines in flight to reach memory bandwidth (measured: 8 KiB).
+// enough to keep enough lines in flight to reach memory bandwidth (bench/notes-from-code.md).
 constexpr size_t kPrefetchAheadBytes = 8192;
 
-template <typename T>
-struct KernelTable {
-  // Run kernels: `rows` runs of n values, run r at x + r * stride (one NCHW channel: rows = N,
-  // n = S, stride = C * S). `stream`: write the output with non-temporal stores (for outputs
-  // larger than the caches: no read-for-ownership, no eviction of the input); the kernels do not
-  // fence, the caller does once per thread. `next`: the writers also prefetch (into L2) the data
-  // `next` values past what they read (the next piece of the walk; dx: its x only), 0 for none.
-  // sum += Σ (x - k); sumsq += Σ (x - k)²
-  void (*stats_run)(const T* x, size_t rows, size_t n, size_t stride, T k, double* sum, double* sumsq);
+// The kernels that write a tensor, one set per Epilogue (batchnorm.h), each instantiated for every
+// epilogue by kernels_body.inl; the epilogue itself is Kernels::epilogue (kernels_base.inl). `res` is the epilogue's second operand
+// (the residual of kAddRelu), laid out as the output and at the output's offset; null for kNone.
+// Run kernels: `rows` runs of n values, run r at x + r * stride (one NCHW channel: rows = N,
+// n = S, stride = C * S). `stream`: write the output with non-temporal stores (for outputs
+// larger than the caches: no read-for-ownership, no eviction of the input); the kernels do not
+// fence, the caller does once per thread. `next`: the writers also prefetch (into L2) the data
+// `next` values past what they read (the next piece of the walk; dx: its x only), 0 for none.
+template <typename S>
+struct ElementwiseKernels {
+  using C = compute_t<S>;
   // y = (x - c) * a + b
-  void (*affine_run)(const T* x, T* y, size_t rows, size_t n, size_t stride, T c, T a, T b, bool stream,
-                     size_t next);
+  void (*affine_run)(const S* x, S* y, const S* res, size_t rows, size_t n, size_t stride, C c, C a, C b,
+                     bool stream, size_t next);
   // affine_run, and stats_run over the same runs `next` values on (k, sum, sumsq: theirs)
-  void (*affine_stats_run)(const T* x, T* y, size_t rows, size_t n, size_t stride, T c, T a, T b, bool stream,
-                           size_t next, T k, double* sum, double* sumsq);
-  // sum_dy += Σ dy; sum_dyxc += Σ dy * (x - c)
-  void (*bwd_reduce_run)(const T* x, const T* dy, size_t rows, size_t n, size_t stride, T c,
-                         double* sum_dy, double* sum_dyxc);
+  void (*affine_stats_run)(const S* x, S* y, const S* res, size_t rows, size_t n, size_t stride, C c, C a, C b,
+                           bool stream, size_t next, C k, double* sum, double* sumsq);
   // dx = dy * k1 + (x - c) * k2 + k3
-  void (*bwd_dx_run)(const T* x, const T* dy, T* dx, size_t rows, size_t n, size_t stride, T c,
-                     T k1, T k2, T k3, bool stream, size_t next);
+  void (*bwd_dx_run)(const S* x, const S* dy, S* dx, const S* res, size_t rows, size_t n, size_t stride, C c,
+                     C k1, C k2, C k3, bool stream, size_t next);
+  // Group writers: one sample's `runs` consecutive runs of n values, run j of channel j, with
+  // per-run coefficient arrays; written as one span, so `stream` can write whole lines.
+  void (*affine_group)(const S* x, S* y, const S* res, size_t runs, size_t n, const C* c, const C* a,
+                       const C* b, bool stream, size_t next);
+  void (*bwd_dx_group)(const S* x, const S* dy, S* dx, const S* res, size_t runs, size_t n, const C* c,
+                       const C* k1, const C* k2, const C* k3, bool stream, size_t next);
+  // Rows writers: per-channel arrays of length ch.
+  void (*affine_rows)(const S* x, S* y, const S* res, size_t rows, size_t ch, const C* c, const C* a,
+                      const C* b);
+  void (*bwd_dx_rows)(const S* x, const S* dy, S* dx, const S* res, size_t rows, size_t ch, const C* c,
+                      const C* k1, const C* k2, const C* k3);
+};
 
-  // Group kernels: `runs` consecutive runs of n values, run j (at x + j * n) of channel j, with
-  // per-run arrays (k, c, a, b, k1, k2, k3 and the accumulators indexed by j). For short runs
-  // (7x7 maps). The reductions take `rows` samples at once (sample r's runs at x + r * stride) and
-  // walk them channel by channel, from L2, so a channel's sums stay in vector registers across its
-  // runs; the writing ones take one sample, in memory order, and treat its runs as one span, so
-  // `stream` can write whole lines.
-  void (*stats_group)(const T* x, size_t rows, size_t stride, size_t runs, size_t n, const T* k, double* sum,
+template <typename S>
+struct KernelTable {
+  using C = compute_t<S>;
+  // Reductions (run layout). sum += Σ (x - k); sumsq += Σ (x - k)²
+  void (*stats_run)(const S* x, size_t rows, size_t n, size_t stride, C k, double* sum, double* sumsq);
+  // sum_dy += Σ dy; sum_dyxc += Σ dy * (x - c)
+  void (*bwd_reduce_run)(const S* x, const S* dy, size_t rows, size_t n, size_t stride, C c, double* sum_dy,
+                         double* sum_dyxc);
+  // Group reductions: `rows` samples at once (sample r's runs at x + r * stride), walked channel by
+  // channel from L2, so a channel's sums stay in vector registers across its runs. Per-run arrays
+  // (k, c and the accumulators indexed by j).
+  void (*stats_group)(const S* x, size_t rows, size_t stride, size_t runs, size_t n, const C* k, double* sum,
                       double* sumsq);
-  void (*affine_group)(const T* x, T* y, size_t runs, size_t n, const T* c, const T* a, const T* b, bool stream,
-                       size_t next);
-  void (*bwd_reduce_group)(const T* x, const T* dy, size_t rows, size_t stride, size_t runs, size_t n, const T* c,
+  void (*bwd_reduce_group)(const S* x, const S* dy, size_t rows, size_t stride, size_t runs, size_t n, const C* c,
                            double* sum_dy, double* sum_dyxc);
-  void (*bwd_dx_group)(const T* x, const T* dy, T* dx, size_t runs, size_t n, const T* c, const T* k1,
-                       const T* k2, const T* k3, bool stream, size_t next);
+  // Rows reductions: per-channel shifts and accumulators of length ch.
+  void (*stats_rows)(const S* x, size_t rows, size_t ch, const C* k, double* sum, double* sumsq);
+  void (*bwd_reduce_rows)(const S* x, const S* dy, size_t rows, size_t ch, const C* c, double* sum_dy,
+                          double* sum_dyxc);
+  // The writers, indexed by Epilogue.
+  ElementwiseKernels<S> write[kEpilogueCount];
 
-  // The same four over rows of `ch` channels (per-channel arrays k, c, a, b, k1, k2, k3 of length
-  // ch, accumulators sum/sumsq/sum_dy/sum_dyxc of length ch).
-  void (*stats_rows)(const T* x, size_t rows, size_t ch, const T* k, double* sum, double* sumsq);
-  void (*affine_rows)(const T* x, T* y, size_t rows, size_t ch, const T* c, const T* a, const T* b);
-  void (*bwd_reduce_rows)(const T* x, const T* dy, size_t rows, size_t ch, const T* c,
-                          double* sum_dy, double* sum_dyxc);
-  void (*bwd_dx_rows)(const T* x, const T* dy, T* dx, size_t rows, size_t ch, const T* c,
-                      const T* k1, const T* k2, const T* k3);
+  const ElementwiseKernels<S>& writers(Epilogue e) const { return write[int(e)]; }
 };
 
 struct KernelSet {
+  const char* isa;  // "scalar", "avx2", "avx512", "neon": the __<isa> suffix of every kernel name
   KernelTable<float> f32;
   KernelTable<double> f64;
 };
+
+// The table of storage type S in a set. Only the supported dtypes have one (exhaustive by
+// construction: another type does not compile).
+template <typename S>
+const KernelTable<S>& table_of(const KernelSet& set);
+template <>
+inline const KernelTable<float>& table_of<float>(const KernelSet& set) { return set.f32; }
+template <>
+inline const KernelTable<double>& table_of<double>(const KernelSet& set) { return set.f64; }
+
+template <typename S>
+constexpr const char* dtype_name();
+template <>
+constexpr const char* dtype_name<float>() { return "f32"; }
+template <>
+constexpr const char* dtype_name<double>() { return "f64"; }
 
 // One getter per ISA translation unit. A getter of an ISA the build does not include is absent;
 // dispatch.cc knows which exist from the BN_HAVE_* macros.
@@ -82,7 +130,9 @@ const KernelSet* kernels_avx2();
 const KernelSet* kernels_avx512();
 const KernelSet* kernels_neon();
 
-// The table chosen by the dispatcher (never null).
+// The set chosen by the dispatcher (never null), and its table of storage type S.
 const KernelSet& active_kernels();
+template <typename S>
+const KernelTable<S>& active_table() { return table_of<S>(active_kernels()); }
 
 }  // namespace bn

@@ -86,7 +86,7 @@ struct Avx2F64 {
 
 #include "kernels_body.inl"
 
-constexpr KernelSet kAvx2{Kernels<Avx2F32>::table(), Kernels<Avx2F64>::table()};
+constexpr KernelSet kAvx2{"avx2", Kernels<Avx2F32>::table(), Kernels<Avx2F64>::table()};
 
 }  // namespace
 

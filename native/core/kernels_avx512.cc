@@ -73,7 +73,7 @@ struct Avx512F64 {
 
 #include "kernels_body.inl"
 
-constexpr KernelSet kAvx512{Kernels<Avx512F32>::table(), Kernels<Avx512F64>::table()};
+constexpr KernelSet kAvx512{"avx512", Kernels<Avx512F32>::table(), Kernels<Avx512F64>::table()};
 
 }  // namespace
 

@@ -89,7 +89,7 @@ struct NeonF64 : NeonStackLanes<NeonF64, double, float64x2_t, 2> {
 
 #include "kernels_body.inl"
 
-constexpr KernelSet kNeon{Kernels<NeonF32>::table(), Kernels<NeonF64>::table()};
+constexpr KernelSet kNeon{"neon", Kernels<NeonF32>::table(), Kernels<NeonF64>::table()};
 
 }  // namespace
 

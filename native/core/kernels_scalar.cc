@@ -35,7 +35,7 @@ struct ScalarTraits {
 
 #include "kernels_body.inl"
 
-constexpr KernelSet kScalar{Kernels<ScalarTraits<float>>::table(),
+constexpr KernelSet kScalar{"scalar", Kernels<ScalarTraits<float>>::table(),
                             Kernels<ScalarTraits<double>>::table()};
 
 }  // namespace

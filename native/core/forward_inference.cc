@@ -1,0 +1,122 @@
+// Forward, inference mode: y = (x - mean) / sqrt(var + eps) * weight + bias with given statistics.
+// One elementwise pass in memory order; the geometry is the planner's (plan.h).
+#include <algorithm>
+#include <new>
+
+#include "batchnorm.h"
+#include "coefficients.h"
+#include "invstd.h"
+#include "kernels.h"
+#include "machine.h"
+#include "memory.h"
+#include "plan.h"
+#include "validate.h"
+
+namespace bn {
+namespace {
+
+// The per-channel coefficients from the given statistics.
+template <typename T>
+void inference_affine(const ForwardInferenceArgs<T>& a, Affine<T>& af) {
+  for (int64_t c = 0; c < a.shape.c; ++c) {
+    const double invstd = invstd_of<T>(double(a.var[c]), a.eps);
+    const double w = a.weight ? double(a.weight[c]) : 1.0;
+    const double b = a.bias ? double(a.bias[c]) : 0.0;
+    af.set(c, double(a.mean[c]), w * invstd, b);
+  }
+}
+
+// The epilogue's operand at offset off (null when it takes none).
+template <typename T>
+const T* at(const T* res, int64_t off) {
+  return res ? res + off : nullptr;
+}
+
+template <typename T>
+void apply(const ForwardInferenceArgs<T>& a, const Affine<T>& af, const Plan& pt) {
+  const Shape& s = a.shape;
+  const T* x = a.x;
+  T* y = a.y;
+  const ElementwiseKernels<T>& w = active_table<T>().writers(a.epilogue);
+  const int nt = pt.nt;
+  if (pt.path == Path::kRows) {
+    const int64_t P = pt.parts;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t p = 0; p < P; ++p) {
+      int64_t lo, hi;
+      part_range(s.rows(), p, P, &lo, &hi);
+      w.affine_rows(x + lo * s.c, y + lo * s.c, at(a.residual, lo * s.c), size_t(hi - lo), size_t(s.c), af.c.data(), af.a.data(),
+                    af.b.data());
+    }
+    return;
+  }
+  // Memory order: what comes next is further along x. Prefetch that far ahead into L2.
+  const size_t ahead = kPrefetchAheadBytes / sizeof(T);
+  if (pt.path == Path::kSpans) {
+    const int64_t per = pt.group;
+    const int64_t pieces = (s.c + per - 1) / per;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+#pragma omp for schedule(static) nowait
+      for (int64_t it = 0; it < s.n * pieces; ++it) {
+        const int64_t b = it / pieces, c0 = it % pieces * per, G = std::min(per, s.c - c0);
+        const int64_t off = (b * s.c + c0) * s.s;
+        w.affine_group(x + off, y + off, at(a.residual, off), size_t(G), size_t(s.s), &af.c[c0], &af.a[c0], &af.b[c0],
+                       pt.stream_spans, ahead);
+      }
+      store_fence();
+    }
+    return;
+  }
+  const int64_t runs = s.n * s.c, Q = pt.run_pieces;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+#pragma omp for schedule(static) nowait
+    for (int64_t it = 0; it < runs * Q; ++it) {
+      const int64_t r = it / Q, q = it % Q, c = r % s.c;
+      const int64_t lo = s.s / Q * q + std::min(q, s.s % Q), len = s.s / Q + (q < s.s % Q ? 1 : 0);
+      const int64_t off = r * s.s + lo;
+      w.affine_run(x + off, y + off, at(a.residual, off), size_t(1), size_t(len), size_t(s.s), af.c[c], af.a[c], af.b[c],
+                   pt.stream, ahead);
+    }
+    store_fence();
+  }
+}
+
+template <typename T>
+void run(const ForwardInferenceArgs<T>& a) {
+  const Shape& s = a.shape;
+  const MachineFacts& facts = machine_facts();
+  Affine<T> af(s.c);
+  inference_affine(a, af);
+  PlanInput in;
+  in.shape = s;
+  in.elem_bytes = sizeof(T);
+  in.threads = a.num_threads;
+  in.l2_bytes = facts.l2_bytes;
+  in.op = OpKind::kForwardInference;
+  // In place, the lines were just read and are in cache: plain stores write them back without a
+  // read for ownership, while streaming stores would evict them first.
+  in.stream_out = !s.rows_layout() && a.y != a.x && stream_output(facts, a.y, int64_t(sizeof(T)) * s.n * s.c * s.s);
+  apply(a, af, plan_op(in));
+}
+
+}  // namespace
+
+template <typename T>
+Status forward_inference(const ForwardInferenceArgs<T>& args) {
+  if (Status st = check_args(args); st != Status::kOk) return st;
+  ForwardInferenceArgs<T> a = args;
+  a.shape = canonical_shape(args.shape);
+  try {
+    run(a);
+  } catch (const std::bad_alloc&) {
+    return Status::kOutOfMemory;
+  }
+  return Status::kOk;
+}
+
+template Status forward_inference<float>(const ForwardInferenceArgs<float>&);
+template Status forward_inference<double>(const ForwardInferenceArgs<double>&);
+
+}  // namespace bn

@@ -1,0 +1,157 @@
+// Forward, training mode: batch statistics (first pass), then normalize (second pass), with the
+// running statistics updated in between. The walk is the schedule's (schedule.h), the geometry
+// the planner's (plan.h), the loops the active ISA's kernels (kernels.h).
+#include <new>
+#include <vector>
+
+#include "batchnorm.h"
+#include "coefficients.h"
+#include "exact_stats.h"
+#include "invstd.h"
+#include "kernels.h"
+#include "machine.h"
+#include "memory.h"
+#include "plan.h"
+#include "schedule.h"
+#include "validate.h"
+
+namespace bn {
+namespace {
+
+// What both layouts share: the shifts, the partial sums, and finishing a channel.
+template <typename T>
+struct TrainingStats {
+  using C = compute_t<T>;
+  const ForwardTrainingArgs<T>& a;
+  const KernelTable<T>& k;
+  const ElementwiseKernels<T>& w;
+  std::vector<C> shift;  // k per channel
+  PartialSums sums;      // of x - k, and (x - k)²
+  Affine<T> affine;
+  TrainingStats(const ForwardTrainingArgs<T>& args, int64_t P)
+      : a(args), k(active_table<T>()), w(k.writers(args.epilogue)), shift(size_t(args.shape.c)),
+        sums(args.shape.c, P), affine(args.shape.c) {}
+
+  // The epilogue's operand at offset off (null when it takes none).
+  const T* res(int64_t off) const { return a.residual ? a.residual + off : nullptr; }
+
+  // Channel c's statistics: save_* / batch_* outputs, running statistics, and the affine.
+  void finish(int64_t c) {
+    const double m = double(a.shape.n) * double(a.shape.s);
+    const ChannelMoments mo = channel_moments(sums, c, double(shift[c]), m);
+    double mean = mo.mean, var = mo.var;
+    C center = C(mean);
+    if (forward_needs_exact<T>(mo.sum, mo.sumsq)) {  // sums in T overflowed (at some level), or inf / NaN in x
+      const ExactMoments ex = exact_moments(a.shape, a.x, c);
+      mean = ex.mean;
+      var = ex.var;
+      center = safe_center<T>(mean, ex.min, ex.max);
+    }
+    const double invstd = invstd_of<T>(var, a.eps);
+    if (a.save_mean) a.save_mean[c] = T(mean);
+    if (a.save_invstd) a.save_invstd[c] = T(invstd);
+    if (a.batch_mean) a.batch_mean[c] = mean;
+    if (a.batch_invstd) a.batch_invstd[c] = invstd;
+    if (a.running_mean) update_running(a.running_mean, a.running_var, c, a.momentum_factor, mean, var, m);
+    const double wt = a.weight ? double(a.weight[c]) : 1.0;
+    const double b = a.bias ? double(a.bias[c]) : 0.0;
+    affine.set(c, mean, wt * invstd, b, center);
+  }
+};
+
+// Rows layout: stages of run_rows_two_pass.
+template <typename T>
+struct TrainingRowsStages : TrainingStats<T> {
+  using TrainingStats<T>::TrainingStats;
+  void reduce_rows(int64_t lo, int64_t rows, double* s0, double* s1) {
+    const int64_t C = this->a.shape.c;
+    this->k.stats_rows(this->a.x + lo * C, size_t(rows), size_t(C), this->shift.data(), s0, s1);
+  }
+  bool writes() const { return true; }
+  void write_rows(int64_t lo, int64_t rows) {
+    const int64_t C = this->a.shape.c;
+    const Affine<T>& af = this->affine;
+    this->w.affine_rows(this->a.x + lo * C, this->a.y + lo * C, this->res(lo * C), size_t(rows), size_t(C), af.c.data(),
+                        af.a.data(), af.b.data());
+  }
+};
+
+// NCHW: stages of run_two_pass.
+template <typename T>
+struct TrainingChannelStages : TrainingStats<T> {
+  const Plan& pt;
+  const size_t stride;
+  TrainingChannelStages(const ForwardTrainingArgs<T>& args, const Plan& plan)
+      : TrainingStats<T>(args, plan.parts), pt(plan), stride(size_t(args.shape.c * args.shape.s)) {}
+
+  void start(int64_t c) { this->shift[c] = channel_shift(this->a.shape, this->a.x, c); }
+  void reduce(int64_t c, int64_t slot, int64_t off, int64_t rows, int64_t n) {
+    this->k.stats_run(this->a.x + off, size_t(rows), size_t(n), stride, this->shift[c], &this->sums.first[slot],
+                      &this->sums.second[slot]);
+  }
+  void reduce_group(int64_t c0, int64_t G, int64_t off, bool cold) {
+    const Shape& s = this->a.shape;
+    if (cold) prefetch_group(s, this->a.x + off, G);
+    this->k.stats_group(this->a.x + off, size_t(s.n), stride, size_t(G), size_t(s.s), &this->shift[c0],
+                        &this->sums.first[c0], &this->sums.second[c0]);
+  }
+  void write(int64_t c, int64_t off, int64_t rows, int64_t n, size_t next) {
+    const Affine<T>& af = this->affine;
+    this->w.affine_run(this->a.x + off, this->a.y + off, this->res(off), size_t(rows), size_t(n), stride, af.c[c], af.a[c],
+                       af.b[c], pt.stream, next);
+  }
+  void write_group(int64_t c0, int64_t G, int64_t off, size_t next) {
+    const Affine<T>& af = this->affine;
+    this->w.affine_group(this->a.x + off, this->a.y + off, this->res(off), size_t(G), size_t(this->a.shape.s), &af.c[c0],
+                         &af.a[c0], &af.b[c0], pt.stream_spans, next);
+  }
+  void write_and_reduce(int64_t c, int64_t off, int64_t rows, int64_t n, size_t next, int64_t cn, int64_t slot) {
+    const Affine<T>& af = this->affine;
+    this->w.affine_stats_run(this->a.x + off, this->a.y + off, this->res(off), size_t(rows), size_t(n), stride, af.c[c],
+                             af.a[c], af.b[c], pt.stream, next, this->shift[cn], &this->sums.first[slot],
+                             &this->sums.second[slot]);
+  }
+};
+
+template <typename T>
+void run(const ForwardTrainingArgs<T>& a) {
+  const Shape& s = a.shape;
+  const MachineFacts& facts = machine_facts();
+  PlanInput in;
+  in.shape = s;
+  in.elem_bytes = sizeof(T);
+  in.threads = a.num_threads;
+  in.l2_bytes = facts.l2_bytes;
+  in.op = OpKind::kForwardTraining;
+  // Only the NCHW walk streams; in place, the lines were just read and plain stores are better.
+  in.stream_out = !s.rows_layout() && a.y != a.x && stream_output(facts, a.y, int64_t(sizeof(T)) * s.n * s.c * s.s);
+  const Plan pt = plan_op(in);
+  if (pt.path == Path::kRows) {
+    TrainingRowsStages<T> st(a, pt.parts);
+    rows_shifts(s, a.x, st.shift.data());
+    run_rows_two_pass(s, pt, st);
+  } else {
+    TrainingChannelStages<T> st(a, pt);
+    run_two_pass(s, pt, st);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+Status forward_training(const ForwardTrainingArgs<T>& args) {
+  if (Status st = check_args(args); st != Status::kOk) return st;
+  ForwardTrainingArgs<T> a = args;
+  a.shape = canonical_shape(args.shape);
+  try {
+    run(a);
+  } catch (const std::bad_alloc&) {
+    return Status::kOutOfMemory;
+  }
+  return Status::kOk;
+}
+
+template Status forward_training<float>(const ForwardTrainingArgs<float>&);
+template Status forward_training<double>(const ForwardTrainingArgs<double>&);
+
+}  // namespace bn

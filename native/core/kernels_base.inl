@@ -1,0 +1,109 @@
+// Helpers of every kernel family. Included inside struct Kernels<V> (kernels_body.inl).
+
+// The elementwise formulas (y, dx) round the product, then the sum, at every level: the scalar
+// level cannot fuse (no FMA before AVX2), so the vector levels do not either, and every level
+// writes the same bits from the same per-channel coefficients.
+static Vec mul_add(Vec a, Vec b, Vec c) { return V::add(V::mul(a, b), c); }
+static C mul_add1(C a, C b, C c) { return a * b + c; }
+
+// Elements before p reaches the streaming alignment (capped at n).
+static size_t head_to_align(const T* p, size_t n) {
+  const size_t mis = reinterpret_cast<uintptr_t>(p) % V::kStreamAlign;
+  const size_t head = mis == 0 ? 0 : (V::kStreamAlign - mis) / sizeof(T);
+  return head < n ? head : n;
+}
+
+// The reductions prefetch in software: their arithmetic per byte is high enough that the
+// out-of-order window alone keeps too few cache misses in flight to reach memory bandwidth. Every
+// cache line kPrefetchAheadBytes ahead is requested; past the end of a run the request goes to
+// the same distance into the next run.
+static constexpr size_t kPrefetch = kPrefetchAheadBytes / sizeof(T);
+
+// Branch-free on purpose: GCC 12 drops __builtin_prefetch under a data-dependent branch. The
+// target is kPrefetch values ahead in the walk over the runs (so for short runs, some runs
+// ahead at the same column), computed as an integer address: past the last run it points
+// outside the tensor, which a prefetch may do (it never faults).
+struct Ahead {
+  size_t rows, cols;
+  // Runs that follow each other in memory (stride == n) need no division: plain distance.
+  Ahead(size_t n, size_t stride)
+      : rows(n == 0 || stride == n ? 0 : kPrefetch / n), cols(n == 0 || stride == n ? kPrefetch : kPrefetch % n) {}
+};
+static void prefetch_ahead(const T* x, const Ahead& ah, size_t r, size_t i, size_t n, size_t stride) {
+  const size_t j = i + ah.cols;
+  const size_t wrap = j >= n ? 1 : 0;
+  const size_t row = r + ah.rows + wrap, col = j - wrap * n;
+  const uintptr_t a = reinterpret_cast<uintptr_t>(x) + (row * stride + col) * sizeof(T);
+  for (size_t b = 0; b < 2 * W * sizeof(T); b += 64) V::prefetch(reinterpret_cast<const T*>(a + b));
+}
+
+// Prefetch (into L2) the line `next` values past p: the elementwise passes request what the
+// pass after them will read (the next channel, or further along the walk), so that reading from
+// memory overlaps their writing. An integer address, as above: it may point past the tensor.
+static void prefetch_next(const T* p, size_t next) {
+  V::prefetch(reinterpret_cast<const T*>(reinterpret_cast<uintptr_t>(p) + next * sizeof(T)));
+}
+
+// Calls loop(store, pf) with the store (streaming or plain) and the prefetch (`next` values on,
+// or none) chosen once, outside the vector loop: each combination is its own loop, and a pass
+// with nothing to prefetch carries no prefetch instruction (one that hits the line about to be
+// loaded still costs a fill buffer and upsets the hardware prefetcher on data not in cache).
+template <class Loop>
+static void with_store_and_prefetch(bool stream, size_t next, Loop&& loop) {
+  auto plain = [](T* d, Vec v) { V::store(d, v); };
+  auto nt = [](T* d, Vec v) { V::stream(d, v); };
+  auto pf = [next](const T* p) { prefetch_next(p, next); };
+  auto none = [](const T*) {};
+  if (stream) {
+    if (next != 0) loop(nt, pf); else loop(nt, none);
+  } else {
+    if (next != 0) loop(plain, pf); else loop(plain, none);
+  }
+}
+
+// The epilogue of the writers: what happens to cnt lanes (cnt == W: a whole vector) of an affine
+// or dx result before the store; `res` points at the epilogue's operand for those lanes (the
+// residual of kAddRelu). A compile-time choice, so kNone is the bare store.
+template <Epilogue E>
+static Vec epilogue(Vec v, const T* res, size_t cnt) {
+  static_assert(E == Epilogue::kNone, "an epilogue without a case here");
+  (void)res;
+  (void)cnt;
+  return v;
+}
+// The same on one value, for the rows writers (plain loops the compiler vectorizes).
+template <Epilogue E>
+static C epilogue1(C v, const T* res) {
+  static_assert(E == Epilogue::kNone, "an epilogue without a case here");
+  (void)res;
+  return v;
+}
+// The operand pointer `i` values on, or null (kNone has none).
+static const T* at(const T* res, size_t i) { return res == nullptr ? nullptr : res + i; }
+
+// The two reductions, one vector at a time into partial sums (ps, pq) in the compute type, with
+// the channel's shift vs. Every reduction loop (runs, groups, rows) takes one of them.
+// scalar math: d = x[i] - k; sum += d; sumsq += d * d
+struct StatsStep {
+  void operator()(Vec& ps, Vec& pq, Vec x, Vec, Vec vk) const {
+    const Vec d = V::sub(x, vk);
+    ps = V::add(ps, d);
+    pq = V::fmadd(d, d, pq);
+  }
+};
+// scalar math: sum_dy += dy[i]; sum_dyxc += dy[i] * (x[i] - c)
+struct BwdStep {
+  void operator()(Vec& pg, Vec& pp, Vec dy, Vec x, Vec vc) const {
+    pg = V::add(pg, dy);
+    pp = V::fmadd(dy, V::sub(x, vc), pp);
+  }
+};
+
+// dx of one vector: dy * k1 + ((x - c) * k2 + k3)
+static Vec dx_vec(Vec xv, Vec gv, Vec vc, Vec v1, Vec v2, Vec v3) {
+  return mul_add(gv, v1, mul_add(V::sub(xv, vc), v2, v3));
+}
+
+// Partial sums take at most kPartial vectors per lane before they are widened into float64.
+static constexpr size_t kPartial = 8;
+static constexpr size_t kBlock = kPartial * W;  // values per widening

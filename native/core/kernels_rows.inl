@@ -1,0 +1,94 @@
+// Rows kernels: channel fastest, so the lanes of a vector are channels and nothing is reduced
+// across lanes. The reductions walk strips of kPartial rows; in a strip, each block of kRowBlock
+// vectors of channels keeps its partial sums in registers over the strip's rows, then adds them
+// into the float64 per-channel sums. Memory is walked row by row within a strip (a strip of a
+// [256, 1024] float32 tensor is 32 KiB). The writers (affine, dx) are plain loops the compiler
+// vectorizes with this TU's ISA; their scalar math is the loop body itself. Included inside
+// struct Kernels<V> (kernels_body.inl).
+static constexpr size_t kRowBlock = 4;
+
+// Adds the partial sums v (lanes = channels j, j + 1, ...) into the float64 sums out[j...]:
+// the first cnt lanes (cnt == W: a whole vector, through the float64 accumulator type).
+static void add_lanes(double* out, Vec v, size_t cnt) {
+  if (cnt == W) {
+    typename V::Acc t = V::acc_load(out);
+    V::acc_add(t, v);
+    V::acc_store(out, t);
+    return;
+  }
+  alignas(64) C lanes[W];
+  V::store(lanes, v);
+  for (size_t l = 0; l < cnt; ++l) out[l] += double(lanes[l]);
+}
+
+// f(ps, pq, va, vb, vshift): adds one vector of channels of a (and b) into the partials. Lanes
+// past ch load 0 (shift too) and must add 0.
+template <bool kTwo, class F>
+static void reduce_rows(const T* a, const T* b, size_t rows, size_t ch, const C* shift, double* out_s, double* out_q,
+                        F&& f) {
+  for (size_t r0 = 0; r0 < rows; r0 += kPartial) {
+    const size_t r1 = rows - r0 < kPartial ? rows : r0 + kPartial;
+    for (size_t j0 = 0; j0 < ch; j0 += kRowBlock * W) {
+      size_t cnt[kRowBlock];
+      Vec sh[kRowBlock], ps[kRowBlock], pq[kRowBlock];
+#pragma GCC unroll 8
+      for (size_t u = 0; u < kRowBlock; ++u) {
+        const size_t at_ = j0 + u * W;
+        cnt[u] = at_ >= ch ? 0 : (ch - at_ < W ? ch - at_ : W);
+        sh[u] = V::load_tail(shift + at_, cnt[u], C(0));
+        ps[u] = pq[u] = V::set1(C(0));
+      }
+      if (j0 + kRowBlock * W <= ch) {
+        // scalar math: that of f for channels j0 + u * W + lane of row r
+        for (size_t r = r0; r < r1; ++r) {
+#pragma GCC unroll 8
+          for (size_t u = 0; u < kRowBlock; ++u) {
+            const size_t q = r * ch + j0 + u * W;
+            f(ps[u], pq[u], V::load(a + q), kTwo ? V::load(b + q) : Vec(), sh[u]);
+          }
+        }
+      } else {
+        // scalar math: the same, lanes past ch loading 0
+        for (size_t r = r0; r < r1; ++r) {
+          for (size_t u = 0; u < kRowBlock; ++u) {
+            const size_t q = r * ch + j0 + u * W;
+            f(ps[u], pq[u], V::load_tail(a + q, cnt[u], C(0)), kTwo ? V::load_tail(b + q, cnt[u], C(0)) : Vec(), sh[u]);
+          }
+        }
+      }
+      for (size_t u = 0; u < kRowBlock; ++u) {
+        if (cnt[u] == 0) break;
+        add_lanes(out_s + j0 + u * W, ps[u], cnt[u]);
+        add_lanes(out_q + j0 + u * W, pq[u], cnt[u]);
+      }
+    }
+  }
+}
+
+static void stats_rows(const T* x, size_t rows, size_t ch, const C* k, double* sum, double* sumsq) {
+  reduce_rows<false>(x, x, rows, ch, k, sum, sumsq, StatsStep());
+}
+
+static void bwd_reduce_rows(const T* x, const T* dy, size_t rows, size_t ch, const C* c, double* sum_dy,
+                            double* sum_dyxc) {
+  reduce_rows<true>(dy, x, rows, ch, c, sum_dy, sum_dyxc, BwdStep());
+}
+
+template <Epilogue E>
+static void affine_rows(const T* x, T* y, const T* res, size_t rows, size_t ch, const C* c, const C* a, const C* b) {
+  for (size_t r = 0; r < rows; ++r, x += ch, y += ch, res = at(res, ch)) {
+    // scalar math: y[j] = (x[j] - c[j]) * a[j] + b[j] (the compiler vectorizes this loop itself)
+    for (size_t j = 0; j < ch; ++j) y[j] = T(epilogue1<E>(mul_add1(C(x[j]) - c[j], a[j], b[j]), at(res, j)));
+  }
+}
+
+template <Epilogue E>
+static void bwd_dx_rows(const T* x, const T* dy, T* dx, const T* res, size_t rows, size_t ch, const C* c,
+                        const C* k1, const C* k2, const C* k3) {
+  for (size_t r = 0; r < rows; ++r, x += ch, dy += ch, dx += ch, res = at(res, ch)) {
+    // scalar math: dx[j] = dy[j] * k1[j] + ((x[j] - c[j]) * k2[j] + k3[j]) (vectorized by the compiler)
+    for (size_t j = 0; j < ch; ++j) {
+      dx[j] = T(epilogue1<E>(mul_add1(C(dy[j]), k1[j], mul_add1(C(x[j]) - c[j], k2[j], k3[j])), at(res, j)));
+    }
+  }
+}

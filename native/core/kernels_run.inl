@@ -1,0 +1,203 @@
+// Run kernels: `rows` runs of n values, run r starting at x + r * stride (one channel of an NCHW
+// tensor is N runs of S values, C * S apart). Accumulators stay in registers across runs, and
+// tails use masked loads and stores, so short runs (7x7 maps) cost no scalar loop. Included
+// inside struct Kernels<V> (kernels_body.inl).
+
+// The reduction loop over `rows` runs of n values, stride apart, of one or two tensors (a, b;
+// b == a for one): f(ps, pq, va, vb, vshift) adds a vector of each into partial sums (ps, pq).
+// Every kPartial vectors, and at the end of each run, the partials are widened into the float64
+// accumulators (s, q). Lanes past n load the fills.
+// kTwo: b is another tensor, prefetched too (a template parameter: no branch near a prefetch).
+template <bool kTwo, class F>
+static void reduce_runs(const T* a, const T* b, size_t rows, size_t n, size_t stride, C shift, C fill_a, C fill_b,
+                        typename V::Acc& s, typename V::Acc& q, F&& f) {
+  const Ahead ah(n, stride);
+  for (size_t r = 0; r < rows; ++r) reduce_run_from<kTwo>(a, b, ah, r, stride, 0, n, shift, fill_a, fill_b, s, q, f);
+}
+
+// Run r of reduce_runs from position i (a multiple of kBlock) on: the blocks before i were
+// added by the caller in the same order (see affine_stats_run), so the sums do not depend on
+// which kernel read the run.
+template <bool kTwo, class F>
+static void reduce_run_from(const T* a, const T* b, const Ahead& ah, size_t r, size_t stride, size_t i, size_t n,
+                            C shift, C fill_a, C fill_b, typename V::Acc& s, typename V::Acc& q, F& f) {
+  const Vec vs = V::set1(shift);
+  const Vec z = V::set1(C(0));
+  const T* pa = a + r * stride;
+  const T* pb = b + r * stride;
+  Vec ps0 = z, pq0 = z, ps1 = z, pq1 = z;
+  auto flush = [&] {
+    V::acc_add(s, V::add(ps0, ps1));
+    V::acc_add(q, V::add(pq0, pq1));
+    ps0 = pq0 = ps1 = pq1 = z;
+  };
+  // scalar math: that of f (StatsStep or BwdStep), one vector per call
+  for (; i + kBlock <= n; i += kBlock) {
+    for (size_t u = 0; u < kBlock; u += 2 * W) {
+      prefetch_ahead(a, ah, r, i + u, n, stride);
+      if (kTwo) prefetch_ahead(b, ah, r, i + u, n, stride);
+      f(ps0, pq0, V::load(pa + i + u), V::load(pb + i + u), vs);
+      f(ps1, pq1, V::load(pa + i + u + W), V::load(pb + i + u + W), vs);
+    }
+    flush();
+  }
+  add_rest<kTwo, true>(a, b, ah, r, stride, i, n, vs, fill_a, fill_b, ps0, pq0, ps1, pq1, f);
+  flush();
+}
+
+// The end of run r from position i on, less than a block: pairs of vectors into the two pairs
+// of partials, then one vector, then the masked tail (lanes past n load the fills). Adds to the
+// partials without widening them. kPf: prefetch ahead as it goes (runs read from memory;
+// the group reductions read from L2).
+template <bool kTwo, bool kPf, class F>
+static void add_rest(const T* a, const T* b, const Ahead& ah, size_t r, size_t stride, size_t i, size_t n, Vec vs,
+                     C fill_a, C fill_b, Vec& ps0, Vec& pq0, Vec& ps1, Vec& pq1, F& f) {
+  const T* pa = a + r * stride;
+  const T* pb = b + r * stride;
+  // scalar math: that of f, one vector per call
+  for (; i + 2 * W <= n; i += 2 * W) {
+    if (kPf) prefetch_ahead(a, ah, r, i, n, stride);
+    if (kPf && kTwo) prefetch_ahead(b, ah, r, i, n, stride);
+    f(ps0, pq0, V::load(pa + i), V::load(pb + i), vs);
+    f(ps1, pq1, V::load(pa + i + W), V::load(pb + i + W), vs);
+  }
+  if (i + W <= n) {
+    f(ps0, pq0, V::load(pa + i), V::load(pb + i), vs);
+    i += W;
+  }
+  if (i < n) f(ps1, pq1, V::load_tail(pa + i, n - i, fill_a), V::load_tail(pb + i, n - i, fill_b), vs);
+}
+
+// Lanes past n load k, so they add 0.
+static void stats_run(const T* x, size_t rows, size_t n, size_t stride, C k, double* sum, double* sumsq) {
+  typename V::Acc s = V::acc_zero(), q = V::acc_zero();
+  reduce_runs<false>(x, x, rows, n, stride, k, k, k, s, q, StatsStep());
+  *sum += V::acc_sum(s);
+  *sumsq += V::acc_sum(q);
+}
+
+// Lanes past n: dy = 0 and x = c.
+static void bwd_reduce_run(const T* x, const T* dy, size_t rows, size_t n, size_t stride, C c, double* sum_dy,
+                           double* sum_dyxc) {
+  typename V::Acc g = V::acc_zero(), p = V::acc_zero();
+  reduce_runs<true>(dy, x, rows, n, stride, c, C(0), c, g, p, BwdStep());
+  *sum_dy += V::acc_sum(g);
+  *sum_dyxc += V::acc_sum(p);
+}
+
+template <Epilogue E>
+static void affine_run(const T* x, T* y, const T* res, size_t rows, size_t n, size_t stride, C c, C a, C b,
+                       bool stream, size_t next) {
+  const Vec vc = V::set1(c), va = V::set1(a), vb = V::set1(b);
+  for (size_t r = 0; r < rows; ++r) {
+    const T* p = x + r * stride;
+    T* q = y + r * stride;
+    const T* e = at(res, r * stride);
+    size_t i = 0;
+    if (stream) {
+      i = head_to_align(q, n);
+      if (i) V::store_tail(q, epilogue<E>(mul_add(V::sub(V::load_tail(p, i, c), vc), va, vb), e, i), i);
+    }
+    with_store_and_prefetch(stream, next, [&](auto store, auto pf) {
+      // scalar math: y[i] = (x[i] - c) * a + b
+      for (; i + W <= n; i += W) {
+        pf(p + i);
+        store(q + i, epilogue<E>(mul_add(V::sub(V::load(p + i), vc), va, vb), at(e, i), W));
+      }
+    });
+    if (i < n) {
+      V::store_tail(q + i, epilogue<E>(mul_add(V::sub(V::load_tail(p + i, n - i, c), vc), va, vb), at(e, i), n - i),
+                    n - i);
+    }
+  }
+}
+
+// The normalize pass of one piece fused with the statistics pass of the next: writes
+// y = (x - c) * a + b over the runs at x, and adds the sums of x - k over the same runs `next`
+// values further on, so that one pass over memory reads and writes at once, as a copy does.
+// The sums are added block for block as stats_run adds them (a run's statistics must not depend
+// on which kernel read it, nor on the output's alignment): the writes follow `h` values behind
+// (h: the output's streaming head), each finishing on its own after the common blocks.
+template <Epilogue E>
+static void affine_stats_run(const T* x, T* y, const T* res, size_t rows, size_t n, size_t stride, C c, C a, C b,
+                             bool stream, size_t next, C k, double* sum, double* sumsq) {
+  const Vec vc = V::set1(c), va = V::set1(a), vb = V::set1(b), vk = V::set1(k);
+  const Vec z = V::set1(C(0));
+  typename V::Acc s = V::acc_zero(), sq = V::acc_zero();
+  StatsStep f;
+  const Ahead ah(n, stride);
+  const T* xn = x + next;
+  for (size_t r = 0; r < rows; ++r) {
+    const T* p = x + r * stride;
+    const T* pn = xn + r * stride;
+    T* q = y + r * stride;
+    const T* e = at(res, r * stride);
+    const size_t h = stream ? head_to_align(q, n) : 0;
+    if (h) V::store_tail(q, epilogue<E>(mul_add(V::sub(V::load_tail(p, h, c), vc), va, vb), e, h), h);
+    size_t i = 0;  // statistics position; the writes are at h + i
+    with_store_and_prefetch(stream, next + kPrefetch, [&](auto store, auto pf) {
+      // scalar math: y[h + i] = (x[h + i] - c) * a + b; d = x[next + i] - k; sum += d; sumsq += d * d
+      for (; h + i + kBlock <= n; i += kBlock) {
+        Vec ps0 = z, pq0 = z, ps1 = z, pq1 = z;
+        for (size_t u = 0; u < kBlock; u += 2 * W) {
+          const size_t j = h + i + u;
+          pf(p + j);
+          store(q + j, epilogue<E>(mul_add(V::sub(V::load(p + j), vc), va, vb), at(e, j), W));
+          store(q + j + W, epilogue<E>(mul_add(V::sub(V::load(p + j + W), vc), va, vb), at(e, j + W), W));
+          f(ps0, pq0, V::load(pn + i + u), z, vk);
+          f(ps1, pq1, V::load(pn + i + u + W), z, vk);
+        }
+        V::acc_add(s, V::add(ps0, ps1));
+        V::acc_add(sq, V::add(pq0, pq1));
+      }
+      // scalar math: y[j] = (x[j] - c) * a + b
+      for (size_t j = h + i; j + W <= n; j += W) {
+        store(q + j, epilogue<E>(mul_add(V::sub(V::load(p + j), vc), va, vb), at(e, j), W));
+      }
+    });
+    const size_t tail = (n - h - i) % W;
+    if (tail) {
+      V::store_tail(q + n - tail,
+                    epilogue<E>(mul_add(V::sub(V::load_tail(p + n - tail, tail, c), vc), va, vb), at(e, n - tail), tail),
+                    tail);
+    }
+    reduce_run_from<false>(xn, xn, ah, r, stride, i, n, k, k, k, s, sq, f);
+  }
+  *sum += V::acc_sum(s);
+  *sumsq += V::acc_sum(sq);
+}
+
+template <Epilogue E>
+static void bwd_dx_run(const T* x, const T* dy, T* dx, const T* res, size_t rows, size_t n, size_t stride, C c,
+                       C k1, C k2, C k3, bool stream, size_t next) {
+  const Vec vc = V::set1(c), v1 = V::set1(k1), v2 = V::set1(k2), v3 = V::set1(k3);
+  for (size_t r = 0; r < rows; ++r) {
+    const T* xp = x + r * stride;
+    const T* gp = dy + r * stride;
+    T* o = dx + r * stride;
+    const T* e = at(res, r * stride);
+    size_t i = 0;
+    if (stream) {
+      i = head_to_align(o, n);
+      if (i) {
+        V::store_tail(o, epilogue<E>(dx_vec(V::load_tail(xp, i, c), V::load_tail(gp, i, C(0)), vc, v1, v2, v3), e, i),
+                      i);
+      }
+    }
+    with_store_and_prefetch(stream, next, [&](auto store, auto pf) {
+      // scalar math: dx[i] = dy[i] * k1 + ((x[i] - c) * k2 + k3)
+      for (; i + W <= n; i += W) {
+        // The next piece's x only: leaving its dy to the reduction pass spreads the memory
+        // traffic over both passes (bench/notes-from-code.md).
+        pf(xp + i);
+        store(o + i, epilogue<E>(dx_vec(V::load(xp + i), V::load(gp + i), vc, v1, v2, v3), at(e, i), W));
+      }
+    });
+    if (i < n) {
+      V::store_tail(o + i,
+                    epilogue<E>(dx_vec(V::load_tail(xp + i, n - i, c), V::load_tail(gp + i, n - i, C(0)), vc, v1, v2, v3),
+                                at(e, i), n - i),
+                    n - i);
+    }
+  }
+}

@@ -1,0 +1,180 @@
+// The two-pass schedules: a first pass that reduces (statistics; backward's sums) and a second
+// that writes (normalize; dx), spread over threads as the plan says (plan.h). An op supplies its
+// stages as named members of one struct; the schedule owns the threads, the walk and the order.
+// Partial sums of a channel's pieces share one shift, so they simply add: the result depends only
+// on the number of parts, not on the threads.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <omp.h>
+#include <vector>
+
+#include "batchnorm.h"
+#include "blocks.h"
+#include "memory.h"
+#include "plan.h"
+
+namespace bn {
+
+// Per-channel partial sums of the first pass: two of them (sum, sumsq; sum_dy, sum_dyxc), P parts
+// per channel, channel c's at [c * P, c * P + P).
+struct PartialSums {
+  int64_t parts;
+  std::vector<double> first, second;
+  PartialSums(int64_t channels, int64_t P) : parts(P), first(size_t(channels * P)), second(size_t(channels * P)) {}
+};
+
+// The stages of a channel-layout (NCHW) op, called by run_two_pass:
+//   start(c)                           before channel c's first pass (e.g. its shift)
+//   reduce(c, slot, off, rows, n)      first pass over `rows` runs of n values of channel c at
+//                                      off (C * S apart), into partial sums `slot`
+//   reduce_group(c0, G, off, cold)     first pass over channels c0..c0+G of all N samples (slot =
+//                                      channel); cold: the group is not in cache yet
+//   finish(c)                          channel c's partial sums into its coefficients
+//   write(c, off, rows, n, next)       second pass over the same blocks; `next`: how far ahead (in
+//                                      values) this thread's next first pass reads, to prefetch
+//                                      (0: nothing)
+//   write_group(c0, G, off, next)      second pass over one sample's G contiguous runs at off
+//   write_and_reduce(c, off, rows, n, next, cn, slot)
+//                                      write(c, ...) fused with reduce(cn, slot, ...) over the
+//                                      same blocks `next` values on (plan.pipeline only)
+template <class Stages>
+void run_two_pass(const Shape& s, const Plan& pt, Stages& st) {
+  if (pt.fused()) {
+    // Each thread owns a contiguous range of channels, walked in groups of G: no barrier at all.
+    // G = 1: a channel's N runs, C * S apart. G > 1 (short runs): the group kernels walk the
+    // group's G runs of each sample (contiguous) in memory order, so the hardware prefetcher sees
+    // one stream instead of N islands per channel.
+#pragma omp parallel num_threads(pt.nt) if (pt.nt > 1)
+    {
+      const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+      const int64_t cb = s.c * t / T, ce = s.c * (t + 1) / T;
+      bool have_first = false;  // the previous second pass ran this group's first pass
+      for (int64_t c0 = cb; c0 < ce; c0 += pt.group) {
+        const int64_t G = std::min(pt.group, ce - c0);
+        if (!have_first) {
+          for (int64_t c = c0; c < c0 + G; ++c) st.start(c);
+          if (G == 1) {
+            for_each_block(s, c0, 0, 1, [&](int64_t off, int64_t rows, int64_t n) { st.reduce(c0, c0, off, rows, n); });
+          } else {
+            // The group reductions read from L2: the previous group's second pass prefetched this
+            // one, except for the thread's first group.
+            st.reduce_group(c0, G, c0 * s.s, c0 == cb || !pt.prefetch);
+          }
+        }
+        for (int64_t c = c0; c < c0 + G; ++c) st.finish(c);
+        have_first = pt.pipeline && c0 + 1 < ce;  // pt.pipeline: G = 1
+        if (have_first) {
+          st.start(c0 + 1);
+          for_each_block(s, c0, 0, 1, [&](int64_t off, int64_t rows, int64_t n) {
+            st.write_and_reduce(c0, off, rows, n, size_t(s.s), c0 + 1, c0 + 1);
+          });
+          continue;
+        }
+        // While writing this group, prefetch the next one (G channels on): its first pass then
+        // reads from L2, and this thread's reads from memory overlap its writes.
+        const size_t next = pt.prefetch && c0 + G < ce ? size_t(G * s.s) : 0;
+        auto blk = [&](int64_t off, int64_t rows, int64_t n) { st.write(c0, off, rows, n, next); };
+        if (G == 1 && pt.reverse) {
+          for_each_block_reversed(s, c0, 0, 1, blk);
+        } else if (G == 1) {
+          for_each_block(s, c0, 0, 1, blk);
+        } else {
+          for (int64_t b = 0; b < s.n; ++b) st.write_group(c0, G, (b * s.c + c0) * s.s, next);
+        }
+      }
+      store_fence();
+    }
+    return;
+  }
+  // Waves of `wave` channels, each split into P parts. Every piece of a wave computes partial
+  // sums, one thread turns them into coefficients, and the same split gives every thread back the
+  // pieces it just read.
+  const int64_t P = pt.parts, W = pt.wave;
+  for (int64_t c = 0; c < s.c; ++c) st.start(c);  // few channels here (fewer than 8 per thread)
+#pragma omp parallel num_threads(pt.nt)
+  {
+    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+    bool have_first = false;  // as in the fused walk
+    for (int64_t c0 = 0; c0 < s.c; c0 += W) {
+      const int64_t items = std::min(W, s.c - c0) * P;
+      const int64_t lo = items * t / T, hi = items * (t + 1) / T;
+      if (!have_first) {
+        for (int64_t it = lo; it < hi; ++it) {
+          const int64_t c = c0 + it / P, slot = c0 * P + it;
+          for_each_block(s, c, it % P, P, [&](int64_t off, int64_t rows, int64_t n) { st.reduce(c, slot, off, rows, n); });
+        }
+      }
+#pragma omp barrier
+#pragma omp single
+      for (int64_t c = c0; c < std::min(s.c, c0 + W); ++c) st.finish(c);
+      // The next wave's item `it` is this one's, W channels on, when that wave is a full one.
+      have_first = pt.pipeline && c0 + 2 * W <= s.c;
+      if (have_first) {
+        for (int64_t it = lo; it < hi; ++it) {
+          const int64_t c = c0 + it / P;
+          for_each_block(s, c, it % P, P, [&](int64_t off, int64_t rows, int64_t n) {
+            st.write_and_reduce(c, off, rows, n, size_t(W * s.s), c + W, (c0 + W) * P + it);
+          });
+        }
+        continue;
+      }
+      for (int64_t it = lo; it < hi; ++it) {
+        const int64_t c = c0 + it / P;
+        // The same piece of channel c + W is this thread's in the next wave: prefetch it.
+        const size_t next = pt.prefetch && c + W < s.c ? size_t(W * s.s) : 0;
+        auto blk = [&](int64_t off, int64_t rows, int64_t n) { st.write(c, off, rows, n, next); };
+        if (pt.reverse) {
+          for_each_block_reversed(s, c, it % P, P, blk);
+        } else {
+          for_each_block(s, c, it % P, P, blk);
+        }
+      }
+    }
+    store_fence();
+  }
+}
+
+// The stages of a rows-layout op ([N, C], channels-last), called by run_rows_two_pass:
+//   sums                               a PartialSums member with pt.parts parts per channel
+//   reduce_rows(lo, rows, s0, s1)      first pass over rows [lo, lo + rows) into [C] sums s0, s1
+//   finish(c)                          channel c's partial sums into its coefficients
+//   writes()                           whether there is a second pass (backward without dx: none)
+//   write_rows(lo, rows)               second pass over rows [lo, lo + rows)
+template <class Stages>
+void run_rows_two_pass(const Shape& s, const Plan& pt, Stages& st) {
+  const int64_t C = s.c, rows = s.rows(), P = pt.parts;
+  // Rows kernels accumulate into contiguous [C] arrays, so keep them per part, then transpose.
+  std::vector<double> part0(size_t(C * P), 0.0), part1(size_t(C * P), 0.0);
+  const int nt = pt.nt;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < P; ++p) {
+      int64_t lo, hi;
+      part_range(rows, p, P, &lo, &hi);
+      st.reduce_rows(lo, hi - lo, &part0[p * C], &part1[p * C]);
+    }
+    // Channels are independent from here on: shared out too (with many channels, finishing them
+    // on one thread costs more than the passes).
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < C; ++c) {
+      for (int64_t p = 0; p < P; ++p) {
+        st.sums.first[c * P + p] = part0[p * C + c];
+        st.sums.second[c * P + p] = part1[p * C + c];
+      }
+      st.finish(c);
+    }
+    if (st.writes()) {
+#pragma omp for schedule(static)
+      for (int64_t p = 0; p < P; ++p) {
+        int64_t lo, hi;
+        part_range(rows, p, P, &lo, &hi);
+        st.write_rows(lo, hi - lo);
+      }
+    }
+  }
+}
+
+}  // namespace bn

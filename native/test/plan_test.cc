@@ -1,0 +1,241 @@
+// The planner as a table (plan.h): given shape, layout, dtype size, threads, L2 and op, the plan
+// it must return. The rows come from the reasoning in plan.h (and the measurements behind it in
+// bench/notes-from-code.md); a change of a threshold shows here as the shapes whose path moved.
+// Also: the pure parts of reading the machine facts, the memory policy's one system call, and the
+// block walk of a channel's parts.
+#include <functional>
+
+#include "blocks.h"
+#include "machine.h"
+#include "memory.h"
+#include "plan.h"
+#include "test_util.h"
+
+namespace bntest {
+namespace {
+
+using bn::OpKind;
+using bn::Path;
+
+constexpr int64_t KiB = 1024, MiB = 1024 * 1024;
+
+struct PlanRow {
+  // input
+  int64_t n, c, s;
+  bool channels_last;
+  int elem_bytes, threads;
+  int64_t l2;
+  OpKind op;
+  bool stream_out;
+  // expected
+  Path path;
+  int nt;
+  int64_t parts, wave, group, run_pieces;
+  bool stream, stream_spans, prefetch, reverse, pipeline;
+};
+
+constexpr OpKind kTrain = OpKind::kForwardTraining, kInfer = OpKind::kForwardInference, kBack = OpKind::kBackward;
+constexpr bool Y = true, N = false;
+
+// clang-format off
+const PlanRow kPlanTable[] = {
+  //  n     c      s    NHWC eb thr  l2      op      out   path              nt parts wave grp Q   strm span pf  rev pipe
+  // The benchmark's shapes, float32, 2 threads, 2 MiB L2, large outputs that may stream.
+  {32,   64, 12544, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kWaves,    2, 2,  1,  1,  1,  Y,   Y,   Y,  N,  Y},
+  {32,  256,  3136, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kChannels, 2, 1,  1,  1,  1,  Y,   Y,   Y,  N,  Y},
+  {32, 1024,   196, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1, 20,  1,  Y,   Y,   Y,  N,  N},
+  {32, 2048,    49, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1, 83,  1,  N,   Y,   Y,  N,  N},
+  { 1,  256,  3136, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kChannels, 2, 1,  1,  1,  1,  Y,   Y,   Y,  N,  Y},
+  {64,    3, 50176, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kWaves,    2, 2,  1,  1,  1,  Y,   Y,   N,  N,  Y},
+  {256, 1024,    1, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kRows,     2, 2,  1,  1,  1,  N,   N,   N,  N,  N},
+  {32,   64, 12544, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kWaves,    2, 2,  1,  1,  1,  Y,   Y,   N,  N,  N},
+  {32,  256,  3136, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kChannels, 2, 1,  1,  1,  1,  Y,   Y,   Y,  N,  N},
+  {32, 1024,   196, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kGroups,   2, 1,  1, 10,  1,  Y,   Y,   Y,  N,  N},
+  {32, 2048,    49, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kGroups,   2, 1,  1, 41,  1,  N,   Y,   Y,  N,  N},
+  { 1,  256,  3136, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kChannels, 2, 1,  1,  1,  1,  Y,   Y,   Y,  N,  N},
+  {64,    3, 50176, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kWaves,    2, 2,  1,  1,  1,  Y,   Y,   N,  Y,  N},
+  {256, 1024,    1, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kRows,     2, 2,  1,  1,  1,  N,   N,   N,  N,  N},
+  {32,   64, 12544, N, 4, 2, 2 * MiB, kInfer, Y,  Path::kRuns,     2, 1,  1,  1,  1,  Y,   Y,   N,  N,  N},
+  {32, 1024,   196, N, 4, 2, 2 * MiB, kInfer, Y,  Path::kSpans,    2, 1,  1, 668, 1,  Y,   Y,   N,  N,  N},
+  {32, 2048,    49, N, 4, 2, 2 * MiB, kInfer, Y,  Path::kSpans,    2, 1,  1, 2048, 1, Y,   Y,   N,  N,  N},
+  {256, 1024,    1, N, 4, 2, 2 * MiB, kInfer, Y,  Path::kRows,     2, 2,  1,  1,  1,  N,   N,   N,  N,  N},
+  // One thread: whole channels; backward's 3.2 MB channel does not stay in L2, so reversed; a
+  // training piece that fits L2 once but not twice is not pipelined.
+  {32,   64, 12544, N, 4, 1, 2 * MiB, kBack,  Y,  Path::kChannels, 1, 1,  1,  1,  1,  Y,   Y,   N,  Y,  N},
+  {32,   64, 12544, N, 4, 1, 2 * MiB, kTrain, Y,  Path::kChannels, 1, 1,  1,  1,  1,  Y,   Y,   N,  N,  N},
+  // Other L2 sizes: at 1 MiB the split piece fits once but not twice (no prefetch, no pipeline);
+  // at 4 MiB whole channels fit twice (fused).
+  {32,   64, 12544, N, 4, 2, 1 * MiB, kTrain, Y,  Path::kWaves,    2, 2,  1,  1,  1,  Y,   Y,   N,  N,  N},
+  {32,   64, 12544, N, 4, 2, 4 * MiB, kTrain, Y,  Path::kChannels, 2, 1,  1,  1,  1,  Y,   Y,   Y,  N,  Y},
+  // Waves of several channels: 4 x 5 x 35000 has 560 KB channels, and a wave is what half of the
+  // L2 of every thread holds (2 threads: 3 channels; 3 threads: 5).
+  { 4,    5, 35000, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kWaves,    2, 2,  3,  1,  1,  Y,   Y,   Y,  N,  Y},
+  { 4,    7, 35000, N, 4, 3, 2 * MiB, kTrain, Y,  Path::kWaves,    3, 3,  5,  1,  1,  Y,   Y,   Y,  N,  Y},
+  // No streaming when the memory policy said no (in place, small, or pages not resident).
+  {32,   64, 12544, N, 4, 2, 2 * MiB, kTrain, N,  Path::kWaves,    2, 2,  1,  1,  1,  N,   N,   Y,  N,  Y},
+  // Runs of 784 bytes stream; 196 do not (float64 7x7: 392 bytes).
+  {512,   4,   196, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kChannels, 2, 1,  1,  1,  1,  Y,   Y,   Y,  N,  Y},
+  {32, 2048,    49, N, 8, 2, 2 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1, 41,  1,  N,   Y,   Y,  N,  N},
+  // Small tensors run on one thread whatever was asked; few long runs are split for inference.
+  { 4,    3,     5, N, 4, 8, 2 * MiB, kTrain, N,  Path::kGroups,   1, 1,  1,  3,  1,  N,   N,   Y,  N,  N},
+  { 1,    3, 50176, N, 4, 2, 2 * MiB, kInfer, Y,  Path::kRuns,     2, 1,  1,  1,  3,  Y,   Y,   N,  N,  N},
+  // Channel-fastest layouts go by rows whatever the op: at most one range of rows per thread.
+  {32,  256,  3136, Y, 4, 2, 2 * MiB, kTrain, Y,  Path::kRows,     2, 2,  1,  1,  1,  N,   N,   N,  N,  N},
+  { 2,    7,     3, Y, 4, 2, 2 * MiB, kBack,  N,  Path::kRows,     1, 1,  1,  1,  1,  N,   N,   N,  N,  N},
+};
+// clang-format on
+
+const char* op_name(OpKind op) {
+  switch (op) {
+    case OpKind::kForwardTraining: return "forward_training";
+    case OpKind::kForwardInference: return "forward_inference";
+    case OpKind::kBackward: return "backward";
+  }
+  return "?";
+}
+
+void check_plan_row(const PlanRow& r) {
+  bn::PlanInput in;
+  in.shape = bn::Shape{r.n, r.c, r.s, r.channels_last};
+  in.elem_bytes = size_t(r.elem_bytes);
+  in.threads = r.threads;
+  in.l2_bytes = r.l2;
+  in.op = r.op;
+  in.stream_out = r.stream_out;
+  const bn::Plan p = bn::plan_op(in);
+  const std::string ctx = fmt("plan %s [%lld, %lld, %lld%s] %d-byte, %d threads, L2 %lld KiB%s", op_name(r.op),
+                              (long long)r.n, (long long)r.c, (long long)r.s, r.channels_last ? " NHWC" : "",
+                              r.elem_bytes, r.threads, (long long)(r.l2 / KiB), r.stream_out ? ", may stream" : "");
+  check(p.path == r.path, "%s: path %s, expected %s", ctx.c_str(), bn::path_name(p.path), bn::path_name(r.path));
+  check(p.nt == r.nt, "%s: nt %d, expected %d", ctx.c_str(), p.nt, r.nt);
+  check(p.parts == r.parts, "%s: parts %lld, expected %lld", ctx.c_str(), (long long)p.parts, (long long)r.parts);
+  check(p.wave == r.wave, "%s: wave %lld, expected %lld", ctx.c_str(), (long long)p.wave, (long long)r.wave);
+  check(p.group == r.group, "%s: group %lld, expected %lld", ctx.c_str(), (long long)p.group, (long long)r.group);
+  check(p.run_pieces == r.run_pieces, "%s: run_pieces %lld, expected %lld", ctx.c_str(), (long long)p.run_pieces,
+        (long long)r.run_pieces);
+  check(p.stream == r.stream, "%s: stream %d, expected %d", ctx.c_str(), p.stream, r.stream);
+  check(p.stream_spans == r.stream_spans, "%s: stream_spans %d, expected %d", ctx.c_str(), p.stream_spans,
+        r.stream_spans);
+  check(p.prefetch == r.prefetch, "%s: prefetch %d, expected %d", ctx.c_str(), p.prefetch, r.prefetch);
+  check(p.reverse == r.reverse, "%s: reverse %d, expected %d", ctx.c_str(), p.reverse, r.reverse);
+  check(p.pipeline == r.pipeline, "%s: pipeline %d, expected %d", ctx.c_str(), p.pipeline, r.pipeline);
+  check(p.fused() == (p.path == Path::kChannels || p.path == Path::kGroups), "%s: fused() disagrees with the path",
+        ctx.c_str());
+}
+
+// Every part's blocks cover its share of the channel once, in order or reversed, and the parts
+// together cover the channel: each of the N * S values exactly once.
+void check_blocks(const bn::Shape& s, int64_t P) {
+  for (int64_t c = 0; c < s.c; c += s.c - 1 > 0 ? s.c - 1 : 1) {
+    std::vector<int> seen(size_t(s.n * s.c * s.s), 0), seen_rev(seen.size(), 0);
+    for (int64_t part = 0; part < P; ++part) {
+      bn::for_each_block(s, c, part, P, [&](int64_t off, int64_t rows, int64_t n) {
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t i = 0; i < n; ++i) ++seen[size_t(off + r * s.c * s.s + i)];
+      });
+      bn::for_each_block_reversed(s, c, part, P, [&](int64_t off, int64_t rows, int64_t n) {
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t i = 0; i < n; ++i) ++seen_rev[size_t(off + r * s.c * s.s + i)];
+      });
+    }
+    bool ok = true;
+    for (int64_t b = 0; b < s.n; ++b)
+      for (int64_t ch = 0; ch < s.c; ++ch)
+        for (int64_t j = 0; j < s.s; ++j) {
+          const size_t q = size_t((b * s.c + ch) * s.s + j);
+          const int want = ch == c ? 1 : 0;
+          ok = ok && seen[q] == want && seen_rev[q] == want;
+        }
+    check(ok, "blocks [%lld, %lld, %lld] channel %lld in %lld parts: not every value exactly once", (long long)s.n,
+          (long long)s.c, (long long)s.s, (long long)c, (long long)P);
+  }
+}
+
+// A residency probe that counts its calls (the memory policy's system call, stubbed).
+int g_probe_calls = 0;
+bool probe_resident(const void*) { return ++g_probe_calls, true; }
+bool probe_absent(const void*) { return ++g_probe_calls, false; }
+
+}  // namespace
+
+void test_machine_facts() {
+  check(bn::l2_bytes_from(0) == MiB, "l2_bytes_from(0) != 1 MiB (unknown)");
+  check(bn::l2_bytes_from(-1) == MiB, "l2_bytes_from(-1) != 1 MiB (unknown)");
+  check(bn::l2_bytes_from(100000) == 256 * KiB, "l2_bytes_from(100000) not clamped to 256 KiB");
+  check(bn::l2_bytes_from(long(2 * MiB)) == 2 * MiB, "l2_bytes_from(2 MiB) != 2 MiB");
+  check(bn::l2_bytes_from(long(64 * MiB)) == 4 * MiB, "l2_bytes_from(64 MiB) not clamped to 4 MiB");
+  struct EnvRow {
+    const char* env;
+    int64_t want;
+  };
+  const EnvRow stream_rows[] = {{nullptr, 8 * MiB}, {"", 8 * MiB}, {"0", 0}, {"1048576", MiB},
+                                {"abc", 8 * MiB},   {"-5", 8 * MiB}, {"12x", 12}};
+  for (const EnvRow& r : stream_rows) {
+    check(bn::stream_min_bytes_from(r.env) == r.want, "stream_min_bytes_from(%s) = %lld, expected %lld",
+          r.env ? r.env : "null", (long long)bn::stream_min_bytes_from(r.env), (long long)r.want);
+  }
+  struct ThreadRow {
+    const char* env;
+    unsigned online;
+    int want;
+  };
+  const ThreadRow thread_rows[] = {{nullptr, 8, 8}, {"4", 8, 4}, {"4,2", 8, 4}, {"0", 8, 8},
+                                   {"5000", 8, 8},  {"x", 0, 1}, {nullptr, 0, 1}};
+  for (const ThreadRow& r : thread_rows) {
+    check(bn::default_threads_from(r.env, r.online) == r.want, "default_threads_from(%s, %u) = %d, expected %d",
+          r.env ? r.env : "null", r.online, bn::default_threads_from(r.env, r.online), r.want);
+  }
+  const bn::MachineFacts& f = bn::machine_facts();
+  check(f.page_resident != nullptr, "machine facts without a residency probe");
+  check(f.l2_bytes >= 256 * KiB && f.l2_bytes <= 4 * MiB, "machine facts: L2 %lld outside its clamp",
+        (long long)f.l2_bytes);
+  check(f.default_threads >= 1 && bn::default_num_threads() == f.default_threads,
+        "default_num_threads() is not the facts' default_threads");
+  std::vector<char> touched(size_t(64 * KiB), 1);
+  check(f.page_resident(touched.data() + 32 * KiB), "a page just written is not resident");
+
+  // The memory policy asks the system only for outputs large enough to stream.
+  bn::MachineFacts t = f;
+  t.stream_min_bytes = 1000;
+  t.page_resident = probe_resident;
+  g_probe_calls = 0;
+  check(!bn::stream_output(t, touched.data(), 999) && g_probe_calls == 0,
+        "stream_output below the threshold streams or asks the system");
+  check(bn::stream_output(t, touched.data(), 1000) && g_probe_calls == 1,
+        "stream_output at the threshold does not stream a resident output (or asks more than once)");
+  t.page_resident = probe_absent;
+  check(!bn::stream_output(t, touched.data(), 5000), "stream_output streams into pages not resident");
+}
+
+void test_planner() {
+  for (const PlanRow& r : kPlanTable) check_plan_row(r);
+  // threads_for: one thread below the serial threshold, else what was asked (at least 1).
+  check(bn::threads_for(bn::Shape{1, 1, bn::kSerialBelow - 1}, 8) == 1, "threads_for below kSerialBelow != 1");
+  check(bn::threads_for(bn::Shape{1, 1, bn::kSerialBelow}, 8) == 8, "threads_for at kSerialBelow != requested");
+  check(bn::threads_for(bn::Shape{1, 1, bn::kSerialBelow}, 0) == 1, "threads_for(0 requested) != 1");
+  check(bn::useful_threads(bn::Shape{1, 1, bn::kSerialBelow}, 3) == 3, "useful_threads is not threads_for");
+  // The planner is a pure function: the same input, the same plan.
+  bn::PlanInput in;
+  in.shape = bn::Shape{32, 64, 12544};
+  in.threads = 2;
+  in.l2_bytes = 2 * MiB;
+  const bn::Plan a = bn::plan_op(in), b = bn::plan_op(in);
+  check(std::memcmp(&a, &b, sizeof a) == 0 || (a.path == b.path && a.parts == b.parts && a.wave == b.wave),
+        "plan_op gave two plans for one input");
+  for (int64_t P : {1, 2, 3, 5}) {
+    check_blocks(bn::Shape{3, 5, 17}, P);
+    check_blocks(bn::Shape{2, 3, 100}, P);
+    check_blocks(bn::Shape{4, 2, 1}, P);
+  }
+  int64_t covered = 0;
+  for (int64_t p = 0; p < 3; ++p) {
+    int64_t lo, hi;
+    bn::part_range(10, p, 3, &lo, &hi);
+    check(lo == covered && hi > lo, "part_range(10, %lld, 3) = [%lld, %lld)", (long long)p, (long long)lo,
+          (long long)hi);
+    covered = hi;
+  }
+  check(covered == 10, "part_range parts do not cover the rows");
+}
+
+}  // namespace bntest
