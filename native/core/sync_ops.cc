@@ -28,13 +28,6 @@ namespace {
 // that a channel of a large tensor splits over the threads.
 constexpr int64_t kBlockValues = int64_t(1) << 16;
 
-template <typename T>
-const KernelTable<T>& table();
-template <>
-const KernelTable<float>& table<float>() { return active_kernels().f32; }
-template <>
-const KernelTable<double>& table<double>() { return active_kernels().f64; }
-
 // A rank with no samples (n = 0) still takes part: its tensors are empty (their pointers may be
 // null) and only the per-channel outputs are written.
 Status check_shape(const Shape& s, const void* a, const void* b, int num_threads) {
@@ -197,7 +190,7 @@ Status sync_moments(const SyncMomentsArgs<T>& a) {
   }
   try {
     const Shape& s = a.shape;
-    const KernelTable<T>& k = table<T>();
+    const KernelTable<T>& k = active_table<T>();
     const std::vector<T> shift = rough_means(s, a.x);
     std::vector<double> sum, sumsq;
     const size_t stride = size_t(s.c * s.s);
@@ -240,7 +233,7 @@ Status sync_normalize(const SyncNormalizeArgs<T>& a) {
   if (!(std::isfinite(a.eps) && a.eps >= 0.0)) return Status::kBadEps;
   try {
     const Shape& s = a.shape;
-    const KernelTable<T>& k = table<T>();
+    const ElementwiseKernels<T>& w = active_table<T>().writers(Epilogue::kNone);
     // y = (x - c) * sc + sh with c = mean rounded to T, its remainder folded into sh.
     std::vector<T> c(size_t(s.c)), sc(size_t(s.c)), sh(size_t(s.c));
     for (int64_t j = 0; j < s.c; ++j) {
@@ -256,10 +249,10 @@ Status sync_normalize(const SyncNormalizeArgs<T>& a) {
     for_each_piece(
         s, useful_threads(s, a.num_threads),
         [&](int64_t off, int64_t j) {
-          k.affine_run(a.x + off, a.y + off, 1, size_t(s.s), size_t(s.s), c[j], sc[j], sh[j], stream, 0);
+          w.affine_run(a.x + off, a.y + off, nullptr, 1, size_t(s.s), size_t(s.s), c[j], sc[j], sh[j], stream, 0);
         },
         [&](int64_t r0, int64_t nr) {
-          k.affine_rows(a.x + r0 * s.c, a.y + r0 * s.c, size_t(nr), size_t(s.c), c.data(), sc.data(), sh.data());
+          w.affine_rows(a.x + r0 * s.c, a.y + r0 * s.c, nullptr, size_t(nr), size_t(s.c), c.data(), sc.data(), sh.data());
         });
   } catch (const std::bad_alloc&) {
     return Status::kOutOfMemory;
@@ -277,7 +270,7 @@ Status sync_backward_reduce(const SyncBackwardReduceArgs<T>& a) {
   }
   try {
     const Shape& s = a.shape;
-    const KernelTable<T>& k = table<T>();
+    const KernelTable<T>& k = active_table<T>();
     std::vector<T> c(size_t(s.c));
     for (int64_t j = 0; j < s.c; ++j) c[j] = T(a.mean[j]);
     std::vector<double> g, p;
@@ -323,7 +316,7 @@ Status sync_backward_dx(const SyncBackwardDxArgs<T>& a) {
   if (a.shape.n == 0) return Status::kOk;
   try {
     const Shape& s = a.shape;
-    const KernelTable<T>& k = table<T>();
+    const ElementwiseKernels<T>& w = active_table<T>().writers(Epilogue::kNone);
     const bool stream = stream_out(s, sizeof(T), a.dx, a.dy, a.x);
     // dx = dy * k1 + (x - c) * k2 + k3 (the core's backward, with the global sums and count)
     std::vector<T> c(size_t(s.c)), k1(size_t(s.c)), k2(size_t(s.c)), k3(size_t(s.c));
@@ -342,12 +335,12 @@ Status sync_backward_dx(const SyncBackwardDxArgs<T>& a) {
     for_each_piece(
         s, useful_threads(s, a.num_threads),
         [&](int64_t off, int64_t j) {
-          k.bwd_dx_run(a.x + off, a.dy + off, a.dx + off, 1, size_t(s.s), size_t(s.s), c[j], k1[j], k2[j], k3[j],
+          w.bwd_dx_run(a.x + off, a.dy + off, a.dx + off, nullptr, 1, size_t(s.s), size_t(s.s), c[j], k1[j], k2[j], k3[j],
                        stream, 0);
         },
         [&](int64_t r0, int64_t nr) {
           const int64_t off = r0 * s.c;
-          k.bwd_dx_rows(a.x + off, a.dy + off, a.dx + off, size_t(nr), size_t(s.c), c.data(), k1.data(), k2.data(),
+          w.bwd_dx_rows(a.x + off, a.dy + off, a.dx + off, nullptr, size_t(nr), size_t(s.c), c.data(), k1.data(), k2.data(),
                         k3.data());
         });
   } catch (const std::bad_alloc&) {
