@@ -72,6 +72,44 @@ export interface BackwardCall extends CallBase {
   accumulate: boolean;
 }
 
+/** Synchronized BN, one rank's pieces (native/core/sync_ops.h). Statistics are float64 [C]. */
+export interface SyncMomentsCall extends CallBase {
+  /** Outputs: Σx/m and Σ(x - mean)² per channel, m = n * s. */
+  mean: Float64Array;
+  m2: Float64Array;
+}
+export interface SyncNormalizeCall extends CallBase {
+  /** y; may be x itself. */
+  out: FloatArray;
+  weight: FloatArray | null;
+  bias: FloatArray | null;
+  /** The global mean and biased variance. */
+  mean: Float64Array;
+  variance: Float64Array;
+  eps: number;
+  /** Output: the core's invstd of (variance, eps), for backward. */
+  invstd: Float64Array;
+}
+export interface SyncBackwardReduceCall extends CallBase {
+  dy: FloatArray;
+  mean: Float64Array;
+  /** Outputs: Σdy and Σdy·(x - mean) per channel over this rank's values. */
+  sumDy: Float64Array;
+  sumDyXmu: Float64Array;
+}
+export interface SyncBackwardDxCall extends CallBase {
+  dy: FloatArray;
+  /** dx; may be dy itself. */
+  out: FloatArray;
+  weight: FloatArray | null;
+  mean: Float64Array;
+  invstd: Float64Array;
+  /** The sums over every rank, and the global number of values per channel. */
+  sumDy: Float64Array;
+  sumDyXmu: Float64Array;
+  count: number;
+}
+
 export interface ErrorClasses {
   TypeError: typeof BatchNormTypeError;
   RangeError: typeof BatchNormRangeError;
@@ -89,6 +127,15 @@ export interface NativeBinding {
   forwardTrainingAsync(call: ForwardTrainingCall): Promise<void>;
   forwardInferenceAsync(call: ForwardInferenceCall): Promise<void>;
   backwardAsync(call: BackwardCall): Promise<void>;
+
+  syncMoments(call: SyncMomentsCall): void;
+  syncMomentsAsync(call: SyncMomentsCall): Promise<void>;
+  syncNormalize(call: SyncNormalizeCall): void;
+  syncNormalizeAsync(call: SyncNormalizeCall): Promise<void>;
+  syncBackwardReduce(call: SyncBackwardReduceCall): void;
+  syncBackwardReduceAsync(call: SyncBackwardReduceCall): Promise<void>;
+  syncBackwardDx(call: SyncBackwardDxCall): void;
+  syncBackwardDxAsync(call: SyncBackwardDxCall): Promise<void>;
 
   /** Kernel level in use. */
   simdLevel(): SimdLevelName;

@@ -24,7 +24,14 @@ export type BatchNormErrorCode =
   | 'ERR_BN_NO_RUNNING_STATS' // folding a layer that has no running statistics
   | 'ERR_BN_OUT_OF_MEMORY' // the core could not allocate its scratch memory
   | 'ERR_BN_INTERNAL' // a state the library does not expect (a bug: please report it)
-  | 'ERR_BN_LOAD'; // the native addon could not be loaded
+  | 'ERR_BN_LOAD' // the native addon could not be loaded
+  | 'ERR_BN_SYNC_TIMEOUT' // a rank of a sync group did not take part in a collective within the group's timeout
+  | 'ERR_BN_SYNC_PEER_LOST' // a rank of a Gloo group closed its connections (its process died)
+  | 'ERR_BN_SYNC_BROKEN' // a sync group used after one of its collectives failed
+  | 'ERR_BN_SYNC_MISMATCH' // the ranks called different collectives (channel count, dtype, op)
+  | 'ERR_BN_SYNC_RENDEZVOUS' // the rendezvous of a process group failed (address, port, file)
+  | 'ERR_BN_SYNC_RANK_TAKEN' // ThreadGroup.join with a rank another thread has joined
+  | 'ERR_BN_GLOO_UNAVAILABLE'; // the Gloo addon (batchnorm_gloo.node) or libgloo could not be loaded
 
 const brand = Symbol('node-batchnorm error');
 

@@ -81,3 +81,5 @@ export function runtimeInfo(): { binding: { file: string; kind: string }; arch: 
   const info = b.buildInfo();
   return { binding: bindingInfo(), arch: info.arch, openmp: info.openmp, compiler: info.compiler, simdLevel: b.simdLevel(), numThreads: b.getNumThreads() };
 }
+export { SyncGroup, ThreadGroup, GlooGroup, initProcessGroup, SyncBatchNorm, SyncBatchNorm1d, SyncBatchNorm2d, SyncBatchNorm3d } from './sync';
+export type { SyncBackend, ThreadGroupHandle, ThreadGroupOptions, SyncBatchNormOptions, ProcessGroupOptions } from './sync';

@@ -71,7 +71,7 @@ for f in package.json README.md dist/lib/index.js dist/lib/index.mjs dist/lib/in
 done
 # Only what a user needs: the runtime, the sources a from-source build and the source maps need.
 # No tests, benchmarks (bench_copy* included), examples, build output or dev scripts.
-if grep -vE '^package/(package\.json|README\.md|CMakeLists\.txt|scripts/install\.js|dist/lib/[^/]+|lib/[^/]+\.ts|native/(core|addon)/[^/]+|prebuilds/linux-(x64|arm64)/[^/]+)$' \
+if grep -vE '^package/(package\.json|README\.md|CMakeLists\.txt|scripts/install\.js|dist/lib/(sync/)?[^/]+|lib/(sync/)?[^/]+\.ts|native/(core|addon|gloo)/[^/]+|prebuilds/linux-(x64|arm64)/[^/]+)$' \
     "$work/contents.txt" | head -5 | grep .; then
   fail "the tarball contains files a user does not need (above; see \"files\" in package.json)"
 fi

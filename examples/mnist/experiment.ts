@@ -153,7 +153,7 @@ function percentilesOf(values: Float64Array, step: number): PercentileRow {
 }
 
 /** Feeds mini-batches in a seeded order: each epoch is a fresh permutation of the training set. */
-class BatchStream {
+export class BatchStream {
   private order: Uint32Array;
   private pos: number;
   readonly x: Float32Array;

@@ -13,6 +13,7 @@ import { DataUnavailableError, Dataset, FASHION_MNIST_DIR, loadFashionMnist, loa
 import {
   assembleResult, DEFAULTS, ExperimentResult, resolveOptions, ResolvedOptions, runMain, runSweepPoint, SweepRow,
 } from './experiment';
+import { runDataParallel } from './data-parallel';
 import { ProgressBar } from './progress';
 
 export interface CliOptions {
@@ -28,6 +29,8 @@ export interface CliOptions {
   initStd: number;
   unit: number;
   workers: number;
+  /** --workers was given: also train the BN network data-parallel on that many threads. */
+  dataParallel: boolean;
   threads: number;
   quiet: boolean;
   help: boolean;
@@ -46,6 +49,7 @@ export const CLI_DEFAULTS: CliOptions = {
   initStd: DEFAULTS.initStd,
   unit: DEFAULTS.unit,
   workers: Math.max(1, Math.min(4, typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length)),
+  dataParallel: false,
   threads: 1,
   quiet: false,
   help: false,
@@ -72,7 +76,10 @@ Options:
   --init-std X       standard deviation of the Gaussian initial weights (default ${CLI_DEFAULTS.initStd})
   --unit N           which sigmoid of the last hidden layer to record (default ${CLI_DEFAULTS.unit})
   --workers N        threads for the run: 1 = everything in sequence; N > 1 runs the sweep in
-                     N - 1 worker threads beside the main run (default ${CLI_DEFAULTS.workers})
+                     N - 1 worker threads beside the main run (default ${CLI_DEFAULTS.workers}).
+                     Given explicitly with N > 1, the BN network is also trained data-parallel on
+                     N worker threads with SyncBatchNorm1d (each takes 1/N of every mini-batch of
+                     60, gradients all-reduced) and compared with the single-process run
   --threads N        compute threads of the native BN kernels (default ${CLI_DEFAULTS.threads}; the
                      layers here are tiny, so more threads only add overhead)
   --quiet            no progress bar
@@ -154,7 +161,7 @@ export function parseArgs(argv: string[]): CliOptions {
       case '--checkpoints': o.checkpoints = intArg('--checkpoints', take(), 1); break;
       case '--init-std': o.initStd = posArg('--init-std', take()); break;
       case '--unit': o.unit = intArg('--unit', take(), 0); break;
-      case '--workers': o.workers = intArg('--workers', take(), 1); break;
+      case '--workers': o.workers = intArg('--workers', take(), 1); o.dataParallel = true; break;
       case '--threads': o.threads = intArg('--threads', take(), 1); break;
       default:
         throw new UsageError(`unknown option ${JSON.stringify(argv[i])} (see --help)`);
@@ -360,14 +367,42 @@ async function main(): Promise<number> {
     + `accuracy ${pct(f.accuracyEval)} unfolded, ${pct(f.accuracyFolded)} folded`,
   );
 
+  let dataParallel: Awaited<ReturnType<typeof runDataParallel>> | null = null;
+  if (cli.dataParallel && cli.workers > 1) {
+    console.log(`\nData-parallel: the BN network on ${cli.workers} worker threads with SyncBatchNorm1d (same batches of ${o.batchSize}, each worker ${Math.floor(o.batchSize / cli.workers)}-${Math.ceil(o.batchSize / cli.workers)} rows, gradients all-reduced)...`);
+    dataParallel = await runDataParallel({
+      workers: cli.workers, data: cli.data, dataDir: cli.dataDir, steps: o.steps, lr: o.lr, seed: o.seed,
+      batchSize: o.batchSize, hidden: o.hidden, initStd: o.initStd, evalSteps: result.checkpoints.map((c) => c.step), threads: cli.threads,
+    });
+    console.log(dataParallelTable(result, dataParallel.checkpoints, cli.workers));
+    console.log(`Every worker ends with the same parameters (bitwise): ${dataParallel.identicalOnEveryRank ? 'yes' : 'NO'}; ${dataParallel.seconds.toFixed(1)} s`);
+  }
+
   fs.mkdirSync(cli.out, { recursive: true });
   const svgPath = path.join(cli.out, 'figure1.svg');
   const jsonPath = path.join(cli.out, 'results.json');
   writeFigure1(result, svgPath);
-  fs.writeFileSync(jsonPath, `${JSON.stringify({ command: ['node', ...process.argv.slice(1).map((a) => path.relative(process.cwd(), a) || a)].join(' '), totalSeconds: seconds, ...result }, null, 1)}\n`);
+  fs.writeFileSync(jsonPath, `${JSON.stringify({ command: ['node', ...process.argv.slice(1).map((a) => path.relative(process.cwd(), a) || a)].join(' '), totalSeconds: seconds, ...result, ...(dataParallel ? { dataParallel: { workers: cli.workers, checkpoints: dataParallel.checkpoints, identicalOnEveryRank: dataParallel.identicalOnEveryRank, seconds: dataParallel.seconds } } : {}) }, null, 1)}\n`);
   console.log(`\nWrote ${svgPath} and ${jsonPath}`);
   console.log(`Time: ${seconds.toFixed(1)} s (main run ${result.seconds.main.toFixed(1)} s; sweep finished ${result.seconds.sweep.toFixed(1)} s after it)`);
-  return f.samePredictions ? 0 : 1;
+  return f.samePredictions && (!dataParallel || dataParallel.identicalOnEveryRank) ? 0 : 1;
+}
+
+/** The BN network's test accuracy: single process against data-parallel, at the same checkpoints. */
+export function dataParallelTable(r: ExperimentResult, dp: Array<{ step: number; accuracy: number }>, workers: number): string {
+  const byStep = new Map(dp.map((c) => [c.step, c.accuracy]));
+  const both = r.checkpoints.filter((c) => byStep.has(c.step));
+  let worst = 0;
+  for (const c of both) worst = Math.max(worst, Math.abs((byStep.get(c.step) as number) - c.accBn));
+  const pick = new Set<number>();
+  for (let k = 0; k < 11; k++) pick.add(Math.round((k * (both.length - 1)) / 10));
+  const rows = [...pick].sort((a, b) => a - b).map((i) => {
+    const c = both[i];
+    const a = byStep.get(c.step) as number;
+    return [String(c.step), pct(c.accBn), pct(a), (100 * (a - c.accBn)).toFixed(2)];
+  });
+  return `${table(['step', 'BN, 1 process', `SyncBN, ${workers} workers`, 'difference (points)'], rows)}\n` +
+    `Largest difference over all ${both.length} checkpoints: ${(100 * worst).toFixed(2)} points`;
 }
 
 if (require.main === module && isMainThread) {

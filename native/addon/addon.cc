@@ -16,6 +16,7 @@
 #include "env_state.h"
 #include "errors.h"
 #include "jobs.h"
+#include "sync_calls.h"
 #include "thread_budget.h"
 
 namespace bnaddon {
@@ -138,6 +139,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("forwardTrainingAsync", Napi::Function::New(env, run_async<parse_forward_training>, "forwardTrainingAsync"));
   exports.Set("forwardInferenceAsync", Napi::Function::New(env, run_async<parse_forward_inference>, "forwardInferenceAsync"));
   exports.Set("backwardAsync", Napi::Function::New(env, run_async<parse_backward>, "backwardAsync"));
+  exports.Set("syncMoments", Napi::Function::New(env, run_sync<parse_sync_moments>, "syncMoments"));
+  exports.Set("syncMomentsAsync", Napi::Function::New(env, run_async<parse_sync_moments>, "syncMomentsAsync"));
+  exports.Set("syncNormalize", Napi::Function::New(env, run_sync<parse_sync_normalize>, "syncNormalize"));
+  exports.Set("syncNormalizeAsync", Napi::Function::New(env, run_async<parse_sync_normalize>, "syncNormalizeAsync"));
+  exports.Set("syncBackwardReduce", Napi::Function::New(env, run_sync<parse_sync_backward_reduce>, "syncBackwardReduce"));
+  exports.Set("syncBackwardReduceAsync", Napi::Function::New(env, run_async<parse_sync_backward_reduce>, "syncBackwardReduceAsync"));
+  exports.Set("syncBackwardDx", Napi::Function::New(env, run_sync<parse_sync_backward_dx>, "syncBackwardDx"));
+  exports.Set("syncBackwardDxAsync", Napi::Function::New(env, run_async<parse_sync_backward_dx>, "syncBackwardDxAsync"));
   exports.Set("simdLevel", Napi::Function::New(env, SimdLevel, "simdLevel"));
   exports.Set("detectedSimdLevel", Napi::Function::New(env, DetectedSimdLevel, "detectedSimdLevel"));
   exports.Set("supportedSimdLevels", Napi::Function::New(env, SupportedSimdLevels, "supportedSimdLevels"));

@@ -1,0 +1,198 @@
+// SyncBatchNorm across processes over Gloo (initProcessGroup): the same equivalence as the worker
+// threads', the rendezvous (env://, tcp://, file://), and the faults: a killed rank, a rank that
+// never joins, a port in use, and a missing or unloadable Gloo addon.
+import { expect } from 'chai';
+import { execFileSync, spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as net from 'net';
+import * as os from 'os';
+import * as path from 'path';
+import * as bn from '../lib';
+import { checkScenario, freePort, processProbe, processScenario } from './sync-harness';
+import type { Scenario } from './sync-rank';
+
+const base = { seed: 2, steps: 2, momentum: 0.1 as number | null, offset: 0.5, scale: 2 };
+const SCENARIOS: Scenario[] = [
+  { ...base, kind: '2d', C: 3, spatial: [5, 4], dtype: 'float32', channelsLast: false, batches: [4], useAsync: false },
+  { ...base, kind: '2d', C: 5, spatial: [6, 7], dtype: 'float64', channelsLast: true, batches: [3, 0], useAsync: true },
+  { ...base, kind: '1d', C: 6, spatial: [], dtype: 'float32', channelsLast: false, batches: [0, 2, 5], useAsync: false },
+  { ...base, kind: '3d', C: 4, spatial: [2, 3, 4], dtype: 'float64', channelsLast: false, batches: [1, 3, 0, 2], useAsync: true },
+  { ...base, kind: '2d', C: 8, spatial: [3, 3], dtype: 'float32', channelsLast: true, batches: [2, 0, 1, 3, 1, 1, 0, 2], useAsync: true },
+];
+
+describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', function () {
+  this.timeout(60000);
+
+  for (const sc of SCENARIOS) {
+    it(`equals one BatchNorm on the concatenated batch: ${sc.batches.length} process(es) ${JSON.stringify(sc.batches)}, ${sc.kind}, ${sc.dtype}, ${sc.channelsLast ? 'channels-last' : 'NCHW'}, ${sc.useAsync ? 'async' : 'sync'}`, async () => {
+      checkScenario(sc, await processScenario(sc));
+    });
+  }
+
+  it('rendezvous by tcp://HOST:PORT and by file:///path', async () => {
+    const sc = SCENARIOS[2];
+    const port = await freePort();
+    checkScenario(sc, await processScenario(sc, { initMethod: `tcp://127.0.0.1:${port}`, masterAddr: '203.0.113.1' }));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bn-gloo-file-'));
+    try {
+      checkScenario(sc, await processScenario(sc, { initMethod: `file://${dir}` }));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a rank killed after the rendezvous gives every other rank a coded error (lost peer, or timeout), never a hang', async () => {
+    const t = { probe: 'forward-twice' as const, C: 3, shape: [2, 3, 4] };
+    const started = Date.now();
+    const rs = await processProbe([t, { probe: 'hang' }, t, { ...t, useAsync: true }], {
+      timeoutMs: 8000,
+      onSpawn: (rank, child) => {
+        if (rank === 1) child.once('message', () => child.kill('SIGKILL'));
+      },
+    });
+    expect(rs[1].events[0].what).to.equal('hanging');
+    for (const r of [rs[0], rs[2], rs[3]]) {
+      const ev = r.events;
+      expect(ev[0].what, JSON.stringify(ev)).to.equal('joined');
+      expect(['ERR_BN_SYNC_PEER_LOST', 'ERR_BN_SYNC_TIMEOUT'], JSON.stringify(ev)).to.include(ev[1].code);
+      expect(ev[1].ms as number, "ms from the start of the probe (after the rendezvous)").to.be.below(8000 + 2000);
+      expect(ev[2].code).to.equal('ERR_BN_SYNC_BROKEN');
+    }
+    expect(Date.now() - started).to.be.below(25000);
+  });
+
+  it('a rank that joined but never arrives at a collective: the others get ERR_BN_SYNC_TIMEOUT after the timeout', async () => {
+    const t = { probe: 'forward-twice' as const, C: 3, shape: [2, 3, 4] };
+    const rs = await processProbe([t, { probe: 'hang' }, { ...t, useAsync: true }], {
+      timeoutMs: 1000,
+      onSpawn: (rank, child) => {
+        if (rank === 1) setTimeout(() => child.kill('SIGKILL'), 3000);
+      },
+    });
+    for (const r of [rs[0], rs[2]]) {
+      expect(r.events[1].code, JSON.stringify(r.events)).to.equal('ERR_BN_SYNC_TIMEOUT');
+      expect(r.events[1].ms as number, "ms from the start of the probe (after the rendezvous)").to.be.within(950, 5000);
+      expect(r.events[2].code).to.equal('ERR_BN_SYNC_BROKEN');
+    }
+  });
+
+  it('mismatched channel counts across processes: ERR_BN_SYNC_MISMATCH on every rank, naming each rank\'s call', async () => {
+    const t = { probe: 'forward-twice' as const, C: 3, shape: [2, 3, 4] };
+    const rs = await processProbe([t, { ...t, C: 5, shape: [2, 5, 4] }, t], { timeoutMs: 5000 });
+    for (const r of rs) {
+      expect(r.events[1].code, JSON.stringify(r.events)).to.equal('ERR_BN_SYNC_MISMATCH');
+      expect(r.events[1].message).to.match(/rank 1: SyncBatchNorm forward \(batch statistics\) of 5 float32 channels/);
+      expect(r.events[2].code).to.equal('ERR_BN_SYNC_BROKEN');
+    }
+  });
+
+  it('allReduce across processes: rank-order float64 sums, the same bits on every rank (sync and async)', async () => {
+    const arrays = (r: number) => [Float64Array.of(r === 0 ? 1e16 : 0, r === 1 ? 1 : 0, r === 2 ? -1e16 : 0), Float32Array.from({ length: 5 }, (_, i) => i * (r + 1) + 0.1)];
+    const rs = await processProbe([0, 1, 2].map((r) => ({ probe: 'allreduce' as const, arrays: arrays(r), useAsync: r === 1 })), { timeoutMs: 5000 });
+    for (const r of rs) {
+      expect(r.events[0].what, JSON.stringify(r.events)).to.equal('joined');
+      expect(Array.from(r.events[1].value as Float64Array)).to.deep.equal([1e16, 1, -1e16]);
+      expect(Array.from(r.events[2].value as Float32Array)).to.deep.equal(Array.from(rs[0].events[2].value as Float32Array));
+      const want = Float32Array.from({ length: 5 }, (_, i) => i * 6 + 0.3);
+      (r.events[2].value as Float32Array).forEach((v, i) => expect(v).to.be.closeTo(want[i], 1e-5));
+    }
+  });
+
+  it('a rank that never joins: the rendezvous gives ERR_BN_SYNC_TIMEOUT after timeoutMs', async () => {
+    const port = await freePort();
+    const t0 = Date.now();
+    const err = await bn.initProcessGroup({ initMethod: `tcp://127.0.0.1:${port}`, rank: 0, worldSize: 2, timeoutMs: 800 }).then(() => null, (e) => e);
+    expect(err?.code, String(err)).to.equal('ERR_BN_SYNC_TIMEOUT');
+    expect(Date.now() - t0).to.be.within(700, 10000);
+    const err1 = await bn.initProcessGroup({ initMethod: `tcp://127.0.0.1:${port}`, rank: 1, worldSize: 2, timeoutMs: 500 }).then(() => null, (e) => e);
+    expect(err1?.code, String(err1)).to.equal('ERR_BN_SYNC_TIMEOUT');
+    expect(err1.message).to.match(/could not reach the rendezvous at 127\.0\.0\.1:\d+/);
+  });
+
+  it('rank 0 cannot listen on a port in use: ERR_BN_SYNC_RENDEZVOUS naming the port', async () => {
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(0, '0.0.0.0', () => r()));
+    const port = (server.address() as net.AddressInfo).port;
+    try {
+      const err = await bn.initProcessGroup({ initMethod: `tcp://127.0.0.1:${port}`, rank: 0, worldSize: 2, timeoutMs: 500 }).then(() => null, (e) => e);
+      expect(err?.code, String(err)).to.equal('ERR_BN_SYNC_RENDEZVOUS');
+      expect(err.message).to.include(`port ${port}`);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('initProcessGroup checks its options and the environment convention', async () => {
+    const reject = (o: object) => bn.initProcessGroup(o as never).then(() => null, (e) => e.code);
+    const saved = { ...process.env };
+    try {
+      for (const k of ['MASTER_ADDR', 'MASTER_PORT', 'RANK', 'WORLD_SIZE']) delete process.env[k];
+      expect(await reject({ backend: 'nccl', rank: 0, worldSize: 1 })).to.equal('ERR_BN_OUT_OF_RANGE');
+      expect(await reject({ rank: 0 })).to.equal('ERR_BN_INVALID_ARG_TYPE'); // no worldSize, no WORLD_SIZE
+      expect(await reject({ rank: 2, worldSize: 2 })).to.equal('ERR_BN_OUT_OF_RANGE');
+      expect(await reject({ rank: 0, worldSize: 1 })).to.equal('ERR_BN_INVALID_ARG_TYPE'); // env:// without MASTER_ADDR
+      expect(await reject({ rank: 0, worldSize: 1, initMethod: 'udp://x:1' })).to.equal('ERR_BN_OUT_OF_RANGE');
+      expect(await reject({ rank: 0, worldSize: 1, initMethod: 'file://relative' })).to.equal('ERR_BN_OUT_OF_RANGE');
+      expect(await reject({ rank: 0, worldSize: 1, port: 5 })).to.equal('ERR_BN_UNKNOWN_OPTION');
+      process.env.WORLD_SIZE = 'two';
+      expect(await reject({ rank: 0 })).to.equal('ERR_BN_OUT_OF_RANGE');
+      // PyTorch's variables, all from the environment: a world of one
+      Object.assign(process.env, { MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(await freePort()), RANK: '0', WORLD_SIZE: '1' });
+      const g = await bn.initProcessGroup();
+      expect([g.backend, g.rank, g.worldSize]).to.deep.equal(['gloo', 0, 1]);
+      const a = Float32Array.of(1.5, 2);
+      g.allReduce(a);
+      expect(Array.from(a)).to.deep.equal([1.5, 2]);
+      g.destroy();
+      expect(() => g.allReduce(a)).to.throw().with.property('code', 'ERR_BN_SYNC_BROKEN');
+    } finally {
+      for (const k of ['MASTER_ADDR', 'MASTER_PORT', 'RANK', 'WORLD_SIZE']) delete process.env[k];
+      Object.assign(process.env, saved);
+    }
+  });
+
+  it('without the Gloo addon, or without libgloo, initProcessGroup says what is missing and how to install it (ERR_BN_GLOO_UNAVAILABLE)', () => {
+    const lib = path.resolve(__dirname, '..', 'lib');
+    const script = `require(${JSON.stringify(lib)}).initProcessGroup({ rank: 0, worldSize: 1, initMethod: 'tcp://127.0.0.1:1' })` +
+      '.then(() => console.log("no error"), (e) => console.log(JSON.stringify({ code: e.code, message: e.message })))';
+    const run = (env: Record<string, string>) => JSON.parse(execFileSync(process.execPath, ['-e', script], { env: { ...process.env, ...env }, encoding: 'utf8' }).trim());
+    const missing = run({ BATCHNORM_GLOO_BINDING: '/nonexistent/batchnorm_gloo.node' });
+    expect(missing.code).to.equal('ERR_BN_GLOO_UNAVAILABLE');
+    expect(missing.message).to.include('apt-get install -y libgloo-dev');
+    // The real addon with libgloo hidden: the loader's message names the library.
+    const real = path.resolve(__dirname, '..', '..', 'build', 'Release', 'batchnorm_gloo.node');
+    const libgloo = spawnSync('ldd', [real], { encoding: 'utf8' }).stdout.match(/libgloo\S*/)?.[0];
+    expect(libgloo, 'batchnorm_gloo.node links libgloo').to.be.a('string');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bn-nogloo-'));
+    try {
+      fs.copyFileSync(real, path.join(dir, 'batchnorm_gloo.node'));
+      // An empty file under libgloo's name first on the search path: the dynamic loader fails on it.
+      fs.writeFileSync(path.join(dir, libgloo as string), '');
+      const broken = run({ BATCHNORM_GLOO_BINDING: path.join(dir, 'batchnorm_gloo.node'), LD_LIBRARY_PATH: dir });
+      expect(broken.code).to.equal('ERR_BN_GLOO_UNAVAILABLE');
+      expect(broken.message).to.include(libgloo as string);
+      expect(broken.message).to.include('apt-get install -y libgloo-dev');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('batchnorm_gloo.node is loaded by the first initProcessGroup, not by the library or a ThreadGroup', () => {
+    const lib = path.resolve(__dirname, '..', 'lib');
+    const script = `const bn = require(${JSON.stringify(lib)}); const fs = require('fs');
+      const loaded = () => fs.readFileSync('/proc/self/maps', 'utf8').includes('batchnorm_gloo');
+      const g = bn.ThreadGroup.join(bn.ThreadGroup.create(1), 0);
+      new bn.SyncBatchNorm(3, { group: g }).forward(new Float32Array(6), [2, 3]);
+      const before = loaded();
+      bn.initProcessGroup({ rank: 0, worldSize: 1, initMethod: 'tcp://127.0.0.1:1' }).catch(() => undefined)
+        .finally(() => { console.log(JSON.stringify([before, loaded()])); process.exit(0); });`;
+    const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }).trim();
+    expect(JSON.parse(out)).to.deep.equal([false, true]);
+  });
+
+  it('the main addon does not depend on Gloo (it loads without it)', () => {
+    const main = path.resolve(__dirname, '..', '..', 'build', 'Release', 'batchnorm.node');
+    const deps = spawnSync('ldd', [main], { encoding: 'utf8' }).stdout;
+    expect(deps).to.not.match(/gloo|hiredis|ibverbs/);
+  });
+});
