@@ -7,12 +7,14 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as bn from '../lib';
-import { sharedFixturesDir } from './helpers/fixtures';
+import { repoRoot, sharedFixturesDir } from './helpers/fixtures';
 import { BF16, decodeHalf, encodeHalf, F16, HalfFormat } from './helpers/half-reference';
 import { randn, randu, Rng } from './helpers/random';
 
 type Loose = never;
-const reducedDir = path.join(sharedFixturesDir, 'reduced');
+// The repo's copy (a clean clone has no ../shared); equal byte for byte to the shared master where it exists.
+const reducedDir = path.join(repoRoot, 'test', 'fixtures', 'reduced');
+const sharedReducedDir = path.join(sharedFixturesDir, 'reduced');
 
 function expectCode(f: () => unknown, code: string, ...texts: string[]): void {
   let err: (Error & { code?: string }) | undefined;
@@ -46,6 +48,13 @@ function ulp(f: HalfFormat, v: number): number {
 
 describe('checkpoints: the reduced-precision PyTorch fixtures', () => {
   const files = fs.readdirSync(reducedDir).filter((f) => f.endsWith('.safetensors')).sort();
+  it('the repo copy is every file of the shared master, byte for byte (when ../shared is there)', function () {
+    expect(files.length).to.equal(5);
+    if (!fs.existsSync(sharedReducedDir)) return;
+    const shared = fs.readdirSync(sharedReducedDir).filter((f) => f.endsWith('.safetensors')).sort();
+    expect(files).to.deep.equal(shared);
+    for (const f of files) expect(fs.readFileSync(path.join(reducedDir, f)).equals(fs.readFileSync(path.join(sharedReducedDir, f))), f).to.equal(true);
+  });
 
   it('are all there (5 files)', () => expect(files.length).to.equal(5));
 

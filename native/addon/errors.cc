@@ -48,6 +48,7 @@ Napi::Error status_error(Napi::Env env, bn::Status st, const std::string& fn) {
     case bn::Status::kNullPointer:
     case bn::Status::kMismatchedStats: return make_error(env, ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE", msg);
     case bn::Status::kOutOfMemory: return make_error(env, ErrorKind::kState, "ERR_BN_OUT_OF_MEMORY", msg);
+    case bn::Status::kBadEpilogue: return make_error(env, ErrorKind::kRange, "ERR_BN_UNSUPPORTED", msg);
     default: return make_error(env, ErrorKind::kState, "ERR_BN_INTERNAL", msg);
   }
 }
