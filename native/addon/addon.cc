@@ -15,6 +15,7 @@
 #include "env_state.h"
 #include "errors.h"
 #include "jobs.h"
+#include "output_pool.h"
 #include "thread_budget.h"
 
 namespace bnaddon {
@@ -146,6 +147,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("threadCounters", Napi::Function::New(env, ThreadCounters, "threadCounters"));
   exports.Set("adviseHugePages", Napi::Function::New(env, AdviseHugePages, "adviseHugePages"));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
+  exports.Set("takeOutput", Napi::Function::New(env, TakeOutput, "takeOutput"));
+  exports.Set("setOutputPool", Napi::Function::New(env, SetOutputPool, "setOutputPool"));
+  exports.Set("outputPoolStats", Napi::Function::New(env, OutputPoolStats, "outputPoolStats"));
+  exports.Set("outputPoolTrim", Napi::Function::New(env, OutputPoolTrim, "outputPoolTrim"));
   return exports;
 }
 

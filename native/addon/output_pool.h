@@ -1,0 +1,45 @@
+// The output pool: large outputs the library allocates itself (no `out`) come from recently freed
+// blocks instead of fresh memory, so a training loop does not fault in every page of every output
+// on every step (the OS takes freed large blocks back at once).
+//
+// A pooled output is an external ArrayBuffer over a block of this pool; its finalizer (run by Node
+// on the environment's own thread, after the ArrayBuffer and its backing store are gone) puts the
+// block back. So a block is never handed out while JavaScript, or anything holding the backing
+// store, can still reach it. One pool per environment (main thread, each worker): no block crosses
+// threads, pooled outputs are marked untransferable, and a worker's pool goes with it.
+//
+// Bounded: the blocks a pool holds, idle or lent, never exceed its maxBytes; a request that would
+// pass it gets a plain allocation instead. Idle blocks are reported to V8 as external memory (lent
+// ones V8 counts itself, as any ArrayBuffer) and freed after kIdleSeconds unused (outputPoolTrim,
+// called from the facade's timer). Where external ArrayBuffers are forbidden (Electron's sandbox),
+// the pool turns itself off and callers fall back to plain allocation.
+#pragma once
+
+#include <napi.h>
+
+#include <cstddef>
+
+namespace bnaddon {
+
+// Smaller outputs come from malloc's own free lists without page faults: not worth a pool block.
+constexpr size_t kPoolMinBytes = size_t(1) << 20;
+// Blocks are page-aligned (and their capacity a whole number of pages).
+constexpr size_t kPoolBlockAlign = 4096;
+// An idle block whose capacity exceeds a request by more than 1/kPoolSlackDivisor is not used for it.
+constexpr size_t kPoolSlackDivisor = 8;
+// An idle block unused this long is freed by outputPoolTrim.
+constexpr double kIdleSeconds = 5.0;
+
+// takeOutput(bytes): an ArrayBuffer of exactly `bytes` from the pool, or undefined (too small, pool
+// off or full, external buffers forbidden): the caller then allocates it the plain way.
+Napi::Value TakeOutput(const Napi::CallbackInfo& info);
+// setOutputPool(maxBytes): 0 turns the pool off; idle blocks over the new bound are freed now, lent
+// ones when they come back.
+Napi::Value SetOutputPool(const Napi::CallbackInfo& info);
+// outputPoolStats(): this environment's pool.
+Napi::Value OutputPoolStats(const Napi::CallbackInfo& info);
+// outputPoolTrim(): frees idle blocks unused for kIdleSeconds; returns whether the pool still holds
+// any block (idle or lent), i.e. whether the caller should ask again later.
+Napi::Value OutputPoolTrim(const Napi::CallbackInfo& info);
+
+}  // namespace bnaddon
