@@ -1,7 +1,8 @@
 // The output pool (native/addon/output_pool.h): large outputs the library allocates itself come
 // from blocks recently freed by this thread's earlier outputs, so a training loop stops faulting
 // in fresh pages every step. Per thread (main thread, each worker), bounded in bytes; idle blocks
-// are freed after a few seconds unused. BATCHNORM_OUTPUT_POOL_BYTES sets the initial bound.
+// are freed once the pool has served nothing for a few seconds. BATCHNORM_OUTPUT_POOL_BYTES sets
+// the initial bound.
 import { describe, BatchNormRangeError, BatchNormTypeError } from './errors';
 import { native } from './load';
 import { readOptions } from './validate';
@@ -27,7 +28,7 @@ export interface OutputPoolStats {
   allocations: number;
   /** outputs allocated the plain way because the pool was full */
   overBound: number;
-  /** blocks freed (stale, over a lowered bound, or at exit) */
+  /** blocks freed (pool unused for a while, room made for another size, a lowered bound, exit) */
   frees: number;
 }
 
@@ -50,8 +51,9 @@ export function outputPoolStats(): OutputPoolStats {
   return native().outputPoolStats();
 }
 
-// Idle blocks are freed a few seconds after their last use (the addon decides which): one timer
-// at a time, unref'd so that it never keeps the process alive, armed while the pool holds blocks.
+// Idle blocks are freed once the pool has served nothing for a few seconds (the addon decides):
+// one timer at a time, unref'd so that it never keeps the process alive, armed while the pool
+// holds blocks.
 const kTrimIntervalMs = 2000;
 let trimTimer: ReturnType<typeof setTimeout> | null = null;
 

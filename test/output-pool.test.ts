@@ -337,7 +337,36 @@ describe('output pool', function () {
     });
   }
 
-  it('idle blocks are freed a few seconds after their last use', async function () {
+  it('a full pool makes room for another size from blocks unused for 5 s', async function () {
+    this.timeout(30000);
+    const a = [18, 8, 48, 40], b = [20, 8, 48, 40], c = [22, 8, 48, 40];  // 1.05, 1.17, 1.29 MiB
+    const bytes = (s: number[]) => 4 * s.reduce((p, q) => p * q);
+    const x = (s: number[]) => filled(s.reduce((p, q) => p * q), (i) => i % 9);
+    const xa = x(a), xb = x(b), xc = x(c);
+    bn.setOutputPool({ maxBytes: bytes(b) + bytes(c) + 8192 });  // room for a and b, or b and c: not all three
+    bn.batchNormTraining(xa, a);
+    bn.batchNormTraining(xb, b);
+    await collect();
+    expect(bn.outputPoolStats().idleBlocks).to.equal(2);
+    // Keep the pool busy with b for 6 s: a's block stays idle and unused.
+    const t0 = Date.now();
+    while (Date.now() - t0 < 6000) {
+      bn.batchNormTraining(xb, b);
+      await collect();
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const s0 = bn.outputPoolStats();
+    expect(s0.idleBlocks, 'a and b still idle while the pool is in use').to.equal(2);
+    const y = bn.batchNormTraining(xc, c).y;
+    const s1 = bn.outputPoolStats();
+    expect(s1.allocations, 'c got a pool block').to.equal(s0.allocations + 1);
+    expect(s1.overBound).to.equal(s0.overBound);
+    expect(s1.idleBlocks, 'a freed, b kept').to.equal(1);
+    expect(s1.idleBytes).to.equal(Math.ceil(bytes(b) / 4096) * 4096);
+    expect(y.length).to.equal(bytes(c) / 4);
+  });
+
+  it('idle blocks are freed once the pool has served nothing for a few seconds', async function () {
     this.timeout(30000);
     const n = 18 * 8 * 48 * 40;
     bn.batchNormTraining(filled(n, (i) => i % 3), [18, 8, 48, 40]);

@@ -70,6 +70,7 @@ class Pool {
   bool take(size_t bytes, Block* out, int64_t* idle_change) {
     std::lock_guard<std::mutex> lock(mu_);
     *idle_change = 0;
+    last_take_ = now_seconds();
     if (closed_ || !external_ok_ || bytes < kPoolMinBytes || max_bytes_ == 0) return false;
     const size_t cap = round_to_pages(bytes);
     auto best = idle_.end();
@@ -89,12 +90,15 @@ class Pool {
       *idle_change = -int64_t(out->capacity);
       return true;
     }
-    const size_t idle_before = idle_bytes_;
-    free_stale_locked(now_seconds());
-    *idle_change = -int64_t(idle_before - idle_bytes_);
     if (idle_bytes_ + lent_bytes_ + cap > max_bytes_) {
-      ++over_bound_;
-      return false;
+      // Full: make room from blocks unused for kIdleSeconds (left by outputs of another size).
+      const size_t idle_before = idle_bytes_;
+      free_idle_locked(now_seconds() - kIdleSeconds);
+      *idle_change = -int64_t(idle_before - idle_bytes_);
+      if (idle_bytes_ + lent_bytes_ + cap > max_bytes_) {
+        ++over_bound_;
+        return false;
+      }
     }
     void* p = nullptr;
     if (posix_memalign(&p, kPoolBlockAlign, cap) != 0) return false;
@@ -147,11 +151,14 @@ class Pool {
     return -int64_t(before - idle_bytes_);
   }
 
-  // Frees the blocks idle for kIdleSeconds. Returns -freed bytes; *holding: any block left.
+  // Frees every idle block once the pool has served nothing for kIdleSeconds (the loop that used
+  // it stopped). A loop whose steps take longer than that keeps its blocks while it runs. Returns
+  // -freed bytes; *holding: any block left.
   int64_t trim(bool* holding) {
     std::lock_guard<std::mutex> lock(mu_);
     const size_t before = idle_bytes_;
-    free_stale_locked(now_seconds());
+    const double now = now_seconds();
+    if (now - last_take_ >= kIdleSeconds) free_idle_locked(now);
     *holding = !idle_.empty() || lent_blocks_ > 0;
     return -int64_t(before - idle_bytes_);
   }
@@ -185,8 +192,9 @@ class Pool {
   }
 
  private:
-  void free_stale_locked(double now) {
-    auto stale = [&](const Block& b) { return now - b.idle_since >= kIdleSeconds; };
+  // Frees the idle blocks that became idle at or before `since`.
+  void free_idle_locked(double since) {
+    auto stale = [&](const Block& b) { return b.idle_since <= since; };
     for (const Block& b : idle_) {
       if (stale(b)) {
         std::free(b.data);
@@ -202,6 +210,7 @@ class Pool {
   std::vector<Block> idle_;
   size_t idle_bytes_ = 0, lent_bytes_ = 0, lent_blocks_ = 0;
   uint64_t reuses_ = 0, allocations_ = 0, over_bound_ = 0, frees_ = 0;
+  double last_take_ = 0;
   bool closed_ = false;
   bool external_ok_ = true;
 };

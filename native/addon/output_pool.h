@@ -9,9 +9,10 @@
 // threads, pooled outputs are marked untransferable, and a worker's pool goes with it.
 //
 // Bounded: the blocks a pool holds, idle or lent, never exceed its maxBytes; a request that would
-// pass it gets a plain allocation instead. Idle blocks are reported to V8 as external memory (lent
-// ones V8 counts itself, as any ArrayBuffer) and freed after kIdleSeconds unused (outputPoolTrim,
-// called from the facade's timer). Where external ArrayBuffers are forbidden (Electron's sandbox),
+// pass it first frees idle blocks unused for kIdleSeconds, else gets a plain allocation. Idle
+// blocks are reported to V8 as external memory (lent ones V8 counts itself, as any ArrayBuffer) and
+// all freed once the pool has served nothing for kIdleSeconds (outputPoolTrim, called from the
+// facade's timer). Where external ArrayBuffers are forbidden (Electron's sandbox),
 // the pool turns itself off and callers fall back to plain allocation.
 #pragma once
 
@@ -27,7 +28,8 @@ constexpr size_t kPoolMinBytes = size_t(1) << 20;
 constexpr size_t kPoolBlockAlign = 4096;
 // An idle block whose capacity exceeds a request by more than 1/kPoolSlackDivisor is not used for it.
 constexpr size_t kPoolSlackDivisor = 8;
-// An idle block unused this long is freed by outputPoolTrim.
+// A pool that served nothing this long frees its idle blocks (outputPoolTrim); a full pool frees
+// the idle blocks unused this long to make room.
 constexpr double kIdleSeconds = 5.0;
 
 // takeOutput(bytes): an ArrayBuffer of exactly `bytes` from the pool, or undefined (too small, pool
@@ -38,8 +40,8 @@ Napi::Value TakeOutput(const Napi::CallbackInfo& info);
 Napi::Value SetOutputPool(const Napi::CallbackInfo& info);
 // outputPoolStats(): this environment's pool.
 Napi::Value OutputPoolStats(const Napi::CallbackInfo& info);
-// outputPoolTrim(): frees idle blocks unused for kIdleSeconds; returns whether the pool still holds
-// any block (idle or lent), i.e. whether the caller should ask again later.
+// outputPoolTrim(): frees the idle blocks if the pool served nothing for kIdleSeconds; returns
+// whether the pool still holds any block (idle or lent), i.e. whether to ask again later.
 Napi::Value OutputPoolTrim(const Napi::CallbackInfo& info);
 
 }  // namespace bnaddon
