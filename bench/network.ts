@@ -258,7 +258,13 @@ export async function networkMain(argv: string[]): Promise<void> {
   const log = (s: string) => process.stderr.write(`${s}\n`);
   const args = parseNetworkArgs(argv);
   if (args.list) { console.log(listTable(args)); return; }
-  if (args.fromJson) { write(JSON.parse(fs.readFileSync(args.fromJson, 'utf8')) as NetworkRun); return; }
+  if (args.fromJson) {
+    const saved = JSON.parse(fs.readFileSync(args.fromJson, 'utf8')) as NetworkRun;
+    saved.summary = summarize(saved.measured, saved.layers.length, saved.layouts, saved.threads);
+    console.log(networkText(saved));
+    write(saved);
+    return;
+  }
   if (!process.env.BATCHNORM_BINDING && !process.env.BATCHNORM_PREFER) process.env.BATCHNORM_PREFER = 'build';
   const t0 = now();
   const machine = machineInfo();

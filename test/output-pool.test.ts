@@ -64,7 +64,7 @@ describe('output pool', function () {
     expect(s.enabled).to.equal(true);
     expect(s.maxBytes).to.be.above(0);
     expect(s.minOutputBytes).to.equal(MiB);
-    for (const k of ['idleBytes', 'idleBlocks', 'lentBytes', 'lentBlocks', 'reuses', 'allocations', 'overBound', 'frees'] as const) {
+    for (const k of ['idleBytes', 'idleBlocks', 'lentBytes', 'lentBlocks', 'reuses', 'allocations', 'overBound', 'awaitingReturns', 'frees'] as const) {
       expect(s[k], k).to.be.a('number').and.to.be.at.least(0);
     }
   });
@@ -177,6 +177,36 @@ describe('output pool', function () {
     const s3 = bn.outputPoolStats();
     expect(s3.idleBytes).to.be.at.most(4 * n + 8192);
     expect(s3.idleBlocks).to.be.at.most(1);
+  });
+
+  it('a loop that never yields gets at most 64 MiB of new blocks (maxBytes / 8 at least), then plain outputs until blocks come back', async () => {
+    const shape = [18, 8, 48, 40], n = 18 * 8 * 48 * 40;
+    const block = Math.ceil(4 * n / 4096) * 4096;
+    const x = filled(n, (i) => (i % 5) - 2);
+    const want = bn.batchNormInference(x, shape, { runningMean: x.subarray(0, 8), runningVar: x.subarray(8, 16).map(Math.abs), out: new Float32Array(n) });
+    const opts = { runningMean: x.subarray(0, 8), runningVar: x.subarray(8, 16).map(Math.abs) };
+    const syncLoop = (k: number) => {
+      for (let i = 0; i < k; i++) {
+        const y = bn.batchNormInference(x, shape, opts) as Float32Array;
+        if (i % 17 === 0) sameBits(y, want as Float32Array, `output ${i}`);
+      }
+    };
+    bn.setOutputPool({ maxBytes: 256 << 20 });  // maxBytes / 8 is below the 64 MiB floor
+    const base = bn.outputPoolStats();
+    syncLoop(100);  // every output dropped at once, but no turn of the event loop
+    const s0 = bn.outputPoolStats();
+    const fresh = Math.floor((64 << 20) / block);
+    expect(s0.allocations - base.allocations, 'new blocks').to.equal(fresh);
+    expect(s0.awaitingReturns - base.awaitingReturns, 'plain outputs').to.equal(100 - fresh);
+    expect(s0.lentBytes).to.be.at.most(64 << 20);
+    await collect();  // the turn: the dead outputs' blocks come back
+    const s1 = bn.outputPoolStats();
+    expect(s1.lentBlocks).to.equal(0);
+    expect(s1.idleBlocks).to.equal(fresh);
+    syncLoop(30);
+    const s2 = bn.outputPoolStats();
+    expect(s2.reuses - s1.reuses, 'served from the returned blocks').to.equal(30);
+    expect(s2.allocations).to.equal(s1.allocations);
   });
 
   it('reuses a block only after its ArrayBuffer was collected', async () => {

@@ -100,12 +100,17 @@ class Pool {
         return false;
       }
     }
+    if (new_since_return_ + cap > std::max(max_bytes_ / kNewBytesDivisor, kNewBytesFloor)) {
+      ++awaiting_returns_;
+      return false;
+    }
     void* p = nullptr;
     if (posix_memalign(&p, kPoolBlockAlign, cap) != 0) return false;
     *out = Block{p, cap, 0};
     lent_bytes_ += cap;
     ++lent_blocks_;
     ++allocations_;
+    new_since_return_ += cap;
     return true;
   }
 
@@ -124,6 +129,7 @@ class Pool {
     std::lock_guard<std::mutex> lock(mu_);
     lent_bytes_ -= b.capacity;
     --lent_blocks_;
+    new_since_return_ = 0;
     if (closed_ || idle_bytes_ + lent_bytes_ + b.capacity > max_bytes_) {
       std::free(b.data);
       ++frees_;
@@ -187,6 +193,7 @@ class Pool {
     o.Set("reuses", double(reuses_));
     o.Set("allocations", double(allocations_));
     o.Set("overBound", double(over_bound_));
+    o.Set("awaitingReturns", double(awaiting_returns_));
     o.Set("frees", double(frees_));
     return o;
   }
@@ -209,7 +216,8 @@ class Pool {
   size_t max_bytes_;
   std::vector<Block> idle_;
   size_t idle_bytes_ = 0, lent_bytes_ = 0, lent_blocks_ = 0;
-  uint64_t reuses_ = 0, allocations_ = 0, over_bound_ = 0, frees_ = 0;
+  size_t new_since_return_ = 0;  // bytes of new blocks since a block last came back
+  uint64_t reuses_ = 0, allocations_ = 0, over_bound_ = 0, awaiting_returns_ = 0, frees_ = 0;
   double last_take_ = 0;
   bool closed_ = false;
   bool external_ok_ = true;

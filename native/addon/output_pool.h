@@ -31,6 +31,12 @@ constexpr size_t kPoolSlackDivisor = 8;
 // A pool that served nothing this long frees its idle blocks (outputPoolTrim); a full pool frees
 // the idle blocks unused this long to make room.
 constexpr double kIdleSeconds = 5.0;
+// Blocks come back only when the event loop turns (Node runs the finalizers there): a loop that
+// never yields would turn the whole bound into dead blocks and make every output new memory. So
+// between two returns a pool allocates at most maxBytes / kNewBytesDivisor (at least
+// kNewBytesFloor) in new blocks; past that, plain allocations until a block comes back.
+constexpr size_t kNewBytesDivisor = 8;
+constexpr size_t kNewBytesFloor = size_t(64) << 20;
 
 // takeOutput(bytes): an ArrayBuffer of exactly `bytes` from the pool, or undefined (too small, pool
 // off or full, external buffers forbidden): the caller then allocates it the plain way.
