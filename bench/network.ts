@@ -9,7 +9,7 @@ import * as bn from '../lib';
 import { cacheFacts, machineInfo, mib } from './machine';
 import { networkChartSvg } from './network-chart';
 import {
-  copyKey, faultKey, Layout, Measured, Mode, networkMarkdown, networkText, replaceNetworkSection, Series, stepKey, 
+  copyKey, faultKey, Layout, Measured, Mode, networkMarkdown, networkText, replaceNetworkSection, sectionName, Series, stepKey, 
   summarize, NetworkRun,
 } from './network-report';
 import { layerDims, layerElements, Network, NETWORKS } from './networks';
@@ -248,10 +248,11 @@ const benchDir = path.join(__dirname, '..', '..', 'bench');
 function write(run: NetworkRun): void {
   const file = path.join(benchDir, 'RESULTS.md');
   const old = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmark results\n';
-  fs.writeFileSync(file, replaceNetworkSection(old, run.network, networkMarkdown(run)));
-  const svg = path.join(benchDir, `network-${run.network}.svg`);
+  const name = sectionName(run);
+  fs.writeFileSync(file, replaceNetworkSection(old, name, networkMarkdown(run)));
+  const svg = path.join(benchDir, `network-${name}.svg`);
   fs.writeFileSync(svg, networkChartSvg(run));
-  console.log(`wrote the ${run.network} section of bench/RESULTS.md and ${path.relative(process.cwd(), svg)}`);
+  console.log(`wrote the ${name} section of bench/RESULTS.md and ${path.relative(process.cwd(), svg)}`);
 }
 
 export async function networkMain(argv: string[]): Promise<void> {

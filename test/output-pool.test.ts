@@ -10,6 +10,7 @@ import * as path from 'path';
 import * as v8 from 'v8';
 import * as vm from 'vm';
 import * as bn from '../lib';
+import { native } from '../lib/load';
 
 const LIB = path.resolve(__dirname, '..', 'lib');
 const MiB = 1 << 20;
@@ -275,6 +276,19 @@ describe('output pool', function () {
       expect(received.buffer).to.not.equal(y.buffer);
     }
     mc.port1.close();
+  });
+
+  it('an external ArrayBuffer Node refuses to create (raw binding: over buffer.constants.MAX_LENGTH) gives undefined, no error, no leak', () => {
+    bn.setOutputPool({ maxBytes: 2 ** 40 });  // the block itself is never touched: no real memory
+    const s0 = bn.outputPoolStats();
+    expect(native().takeOutput(2 ** 32 + 4096)).to.equal(undefined);
+    const s1 = bn.outputPoolStats();
+    expect(s1.lentBlocks).to.equal(s0.lentBlocks);
+    expect(s1.idleBlocks).to.equal(s0.idleBlocks);
+    expect(s1.enabled, 'still on: only a sandbox refusal turns it off').to.equal(true);
+    const y = bn.batchNormTraining(filled(18 * 8 * 48 * 40, (i) => i % 3), [18, 8, 48, 40]).y;
+    expect(bn.outputPoolStats().lentBlocks).to.equal(s0.lentBlocks + 1);
+    expect(y.length).to.equal(18 * 8 * 48 * 40);
   });
 
   it('setOutputPool checks its argument', () => {

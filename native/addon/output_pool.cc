@@ -59,6 +59,9 @@ class Pool;
 struct Lease {
   Block block;
   std::shared_ptr<Pool> pool;
+  // Set once its ArrayBuffer exists. Node calls the finalizer at once when it fails to create
+  // the buffer (too large): TakeOutput then still owns the lease and the block.
+  bool live = false;
 };
 
 class Pool {
@@ -259,6 +262,7 @@ void report_idle(napi_env env, int64_t change) {
 }
 
 void finalize_block(napi_env env, void* /*data*/, void* hint) {
+  if (!static_cast<Lease*>(hint)->live) return;  // creation failed: TakeOutput cleans up
   std::unique_ptr<Lease> lease(static_cast<Lease*>(hint));
   report_idle(env, lease->pool->give_back(lease->block));
 }
@@ -289,7 +293,7 @@ Napi::Value TakeOutput(const Napi::CallbackInfo& info) {
     pool->untake(b, st == napi_no_external_buffers_allowed);
     return env.Undefined();
   }
-  lease.release();  // owned by the finalizer now
+  lease.release()->live = true;  // owned by the finalizer now
   Napi::Value buffer(env, ab);
   if (EnvState* es = env_state(env); es && !es->mark_untransferable.IsEmpty()) {
     // Transferred to another thread, the block would outlive this environment's pool.
