@@ -73,8 +73,8 @@ class Pool {
   bool take(size_t bytes, Block* out, int64_t* idle_change) {
     std::lock_guard<std::mutex> lock(mu_);
     *idle_change = 0;
-    last_take_ = now_seconds();
     if (closed_ || !external_ok_ || bytes < kPoolMinBytes || max_bytes_ == 0) return false;
+    last_take_ = now_seconds();
     const size_t cap = round_to_pages(bytes);
     auto best = idle_.end();
     for (auto it = idle_.begin(); it != idle_.end(); ++it) {
