@@ -111,9 +111,9 @@ export interface NativeBinding {
   /** An ArrayBuffer of exactly `bytes` from this environment's output pool, or undefined (too
    * small, pool off or full): native/addon/output_pool.h. */
   takeOutput(bytes: number): ArrayBuffer | undefined;
-  setOutputPool(maxBytes: number): void;
+  setOutputPool(maxBytes: number, idleSeconds: number): void;
   outputPoolStats(): OutputPoolStats;
-  /** Frees idle blocks unused for a few seconds; true while the pool still holds blocks. */
+  /** Frees the idle blocks once the pool served nothing for its idle time; true while it holds blocks. */
   outputPoolTrim(): boolean;
 
   buildInfo(): { arch: string; openmp?: number; compiler: string; defaultNumThreads: number };

@@ -54,7 +54,7 @@ describe('output pool', function () {
     bn.setOutputPool({ maxBytes: 0 });
     bn.setOutputPool({ maxBytes: initial });
   });
-  afterEach(() => bn.setOutputPool({ maxBytes: initial }));
+  afterEach(() => bn.setOutputPool({ maxBytes: initial, idleSeconds: 30 }));
 
   // 18 x 8 x 48 x 40 floats = 1.05 MiB per tensor, just over the pool's smallest output; plus a
   // shape whose size is not a whole number of pages, and one with a SIMD tail per channel.
@@ -65,6 +65,7 @@ describe('output pool', function () {
     expect(s.enabled).to.equal(true);
     expect(s.maxBytes).to.be.above(0);
     expect(s.minOutputBytes).to.equal(MiB);
+    expect(s.idleSeconds).to.equal(30);
     for (const k of ['idleBytes', 'idleBlocks', 'lentBytes', 'lentBlocks', 'reuses', 'allocations', 'overBound', 'awaitingReturns', 'frees'] as const) {
       expect(s[k], k).to.be.a('number').and.to.be.at.least(0);
     }
@@ -296,12 +297,17 @@ describe('output pool', function () {
       [undefined, 'ERR_BN_INVALID_ARG_TYPE'], [{}, 'ERR_BN_INVALID_ARG_TYPE'], [{ maxBytes: '1' }, 'ERR_BN_INVALID_ARG_TYPE'],
       [{ maxBytes: -1 }, 'ERR_BN_OUT_OF_RANGE'], [{ maxBytes: 1.5 }, 'ERR_BN_OUT_OF_RANGE'], [{ maxBytes: NaN }, 'ERR_BN_OUT_OF_RANGE'],
       [{ maxBytes: 2 ** 53 }, 'ERR_BN_OUT_OF_RANGE'], [{ maxbytes: 1 }, 'ERR_BN_UNKNOWN_OPTION'], [5, 'ERR_BN_INVALID_ARG_TYPE'],
+      [{ idleSeconds: '3' }, 'ERR_BN_INVALID_ARG_TYPE'], [{ idleSeconds: -1 }, 'ERR_BN_OUT_OF_RANGE'], [{ idleSeconds: NaN }, 'ERR_BN_OUT_OF_RANGE'],
+      [{ maxBytes: 1 << 20, idleSeconds: Infinity }, 'ERR_BN_OUT_OF_RANGE'],
     ];
     for (const [arg, code] of bad) {
       expect(() => bn.setOutputPool(arg as { maxBytes: number }), JSON.stringify(arg) ?? 'undefined')
         .to.throw(/setOutputPool/).with.property('code', code);
     }
     expect(bn.outputPoolStats().maxBytes).to.equal(initial);
+    expect(bn.outputPoolStats().idleSeconds).to.equal(30);
+    bn.setOutputPool({ idleSeconds: 7.5 });  // one key: the other keeps its value
+    expect(bn.outputPoolStats()).to.include({ maxBytes: initial, idleSeconds: 7.5 });
   });
 
   it('BATCHNORM_OUTPUT_POOL_BYTES sets the bound; 0 turns the pool off; a bad value keeps the default', () => {
@@ -381,23 +387,23 @@ describe('output pool', function () {
     });
   }
 
-  it('a full pool makes room for another size from blocks unused for 5 s', async function () {
+  it('a full pool makes room for another size from blocks unused for its idle time', async function () {
     this.timeout(30000);
     const a = [18, 8, 48, 40], b = [20, 8, 48, 40], c = [22, 8, 48, 40];  // 1.05, 1.17, 1.29 MiB
     const bytes = (s: number[]) => 4 * s.reduce((p, q) => p * q);
     const x = (s: number[]) => filled(s.reduce((p, q) => p * q), (i) => i % 9);
     const xa = x(a), xb = x(b), xc = x(c);
-    bn.setOutputPool({ maxBytes: bytes(b) + bytes(c) + 8192 });  // room for a and b, or b and c: not all three
+    bn.setOutputPool({ maxBytes: bytes(b) + bytes(c) + 8192, idleSeconds: 1 });  // room for a and b, or b and c: not all three
     bn.batchNormTraining(xa, a);
     bn.batchNormTraining(xb, b);
     await collect();
     expect(bn.outputPoolStats().idleBlocks).to.equal(2);
-    // Keep the pool busy with b for 6 s: a's block stays idle and unused.
+    // Keep the pool busy with b for 1.6 s: a's block stays idle and unused.
     const t0 = Date.now();
-    while (Date.now() - t0 < 6000) {
+    while (Date.now() - t0 < 1600) {
       bn.batchNormTraining(xb, b);
       await collect();
-      await new Promise((r) => setTimeout(r, 500));
+      await new Promise((r) => setTimeout(r, 200));
     }
     const s0 = bn.outputPoolStats();
     expect(s0.idleBlocks, 'a and b still idle while the pool is in use').to.equal(2);
@@ -410,15 +416,16 @@ describe('output pool', function () {
     expect(y.length).to.equal(bytes(c) / 4);
   });
 
-  it('idle blocks are freed once the pool has served nothing for a few seconds', async function () {
+  it('idle blocks are freed once the pool has served nothing for its idle time', async function () {
     this.timeout(30000);
     const n = 18 * 8 * 48 * 40;
+    bn.setOutputPool({ idleSeconds: 1 });
     bn.batchNormTraining(filled(n, (i) => i % 3), [18, 8, 48, 40]);
     await collect();
     expect(bn.outputPoolStats().idleBlocks).to.be.at.least(1);
     const t0 = Date.now();
     while (bn.outputPoolStats().idleBlocks > 0 && Date.now() - t0 < 15000) await new Promise((r) => setTimeout(r, 250));
     expect(bn.outputPoolStats().idleBlocks, 'idle blocks left after 15 s').to.equal(0);
-    expect(Date.now() - t0, 'not before the idle time').to.be.at.least(3000);
+    expect(Date.now() - t0, 'not before the idle time').to.be.at.least(800);
   });
 });

@@ -36,7 +36,7 @@ uint64_t usable_memory() {
 }
 
 // BATCHNORM_OUTPUT_POOL_BYTES (a decimal byte count; 0 turns the pool off), else a quarter of the
-// usable memory: room for a whole step of a large network's outputs, freed again kIdleSeconds
+// usable memory: room for a whole step of a large network's outputs, freed again an idle time
 // after the loop stops. An unreadable value keeps the default (as BATCHNORM_SIMD does).
 size_t initial_max_bytes() {
   if (const char* v = std::getenv("BATCHNORM_OUTPUT_POOL_BYTES")) {
@@ -94,9 +94,9 @@ class Pool {
       return true;
     }
     if (idle_bytes_ + lent_bytes_ + cap > max_bytes_) {
-      // Full: make room from blocks unused for kIdleSeconds (left by outputs of another size).
+      // Full: make room from blocks unused for the idle time (left by outputs of another size).
       const size_t idle_before = idle_bytes_;
-      free_idle_locked(now_seconds() - kIdleSeconds);
+      free_idle_locked(now_seconds() - idle_seconds_);
       *idle_change = -int64_t(idle_before - idle_bytes_);
       if (idle_bytes_ + lent_bytes_ + cap > max_bytes_) {
         ++over_bound_;
@@ -143,10 +143,12 @@ class Pool {
     return int64_t(b.capacity);
   }
 
-  // New bound; frees idle blocks (oldest first) until idle + lent fit it. Returns -freed bytes.
-  int64_t set_max(size_t max_bytes) {
+  // New bound and idle time; frees idle blocks (oldest first) until idle + lent fit the bound.
+  // Returns -freed bytes.
+  int64_t set(size_t max_bytes, double idle_seconds) {
     std::lock_guard<std::mutex> lock(mu_);
     max_bytes_ = max_bytes;
+    idle_seconds_ = idle_seconds;
     const size_t before = idle_bytes_;
     std::sort(idle_.begin(), idle_.end(), [](const Block& a, const Block& b) { return a.idle_since < b.idle_since; });
     size_t k = 0;
@@ -160,14 +162,14 @@ class Pool {
     return -int64_t(before - idle_bytes_);
   }
 
-  // Frees every idle block once the pool has served nothing for kIdleSeconds (the loop that used
+  // Frees every idle block once the pool has served nothing for its idle time (the loop that used
   // it stopped). A loop whose steps take longer than that keeps its blocks while it runs. Returns
   // -freed bytes; *holding: any block left.
   int64_t trim(bool* holding) {
     std::lock_guard<std::mutex> lock(mu_);
     const size_t before = idle_bytes_;
     const double now = now_seconds();
-    if (now - last_take_ >= kIdleSeconds) free_idle_locked(now);
+    if (now - last_take_ >= idle_seconds_) free_idle_locked(now);
     *holding = !idle_.empty() || lent_blocks_ > 0;
     return -int64_t(before - idle_bytes_);
   }
@@ -188,6 +190,7 @@ class Pool {
     o.Set("enabled", !closed_ && external_ok_ && max_bytes_ > 0);
     o.Set("externalBuffers", external_ok_);
     o.Set("maxBytes", double(max_bytes_));
+    o.Set("idleSeconds", idle_seconds_);
     o.Set("minOutputBytes", double(kPoolMinBytes));
     o.Set("idleBytes", double(idle_bytes_));
     o.Set("idleBlocks", double(idle_.size()));
@@ -217,6 +220,7 @@ class Pool {
 
   std::mutex mu_;  // finalizers run on the environment's thread, but never rely on it
   size_t max_bytes_;
+  double idle_seconds_ = kIdleSeconds;
   std::vector<Block> idle_;
   size_t idle_bytes_ = 0, lent_bytes_ = 0, lent_blocks_ = 0;
   size_t new_since_return_ = 0;  // bytes of new blocks since a block last came back
@@ -309,7 +313,11 @@ Napi::Value SetOutputPool(const Napi::CallbackInfo& info) {
   if (!(v >= 0 && v <= 9007199254740991.0 && v == double(uint64_t(v)))) {
     throw_error(env, ErrorKind::kRange, "ERR_BN_OUT_OF_RANGE", "setOutputPool: maxBytes must be a non-negative safe integer");
   }
-  if (std::shared_ptr<Pool> pool = pool_of(env)) report_idle(env, pool->set_max(size_t(v)));
+  const double idle = info[1].IsUndefined() ? kIdleSeconds : info[1].ToNumber().DoubleValue();
+  if (!(idle >= 0 && idle <= 1e9)) {
+    throw_error(env, ErrorKind::kRange, "ERR_BN_OUT_OF_RANGE", "setOutputPool: idleSeconds must be a number in [0, 1e9]");
+  }
+  if (std::shared_ptr<Pool> pool = pool_of(env)) report_idle(env, pool->set(size_t(v), idle));
   return env.Undefined();
 }
 
