@@ -27,7 +27,8 @@ const HELP = `Usage: npm run bench -- --network NAME [options]
   --list              print the network's BN table and exit
   --write             write the network's section of bench/RESULTS.md and bench/network-NAME.svg
   --json FILE         where the results go (default bench/out/network-NAME.json)
-  --from-json FILE    measure nothing: rewrite the RESULTS.md section and the chart from a saved run
+  --from-json FILE    measure nothing: rewrite the run's RESULTS.md section and chart from its saved JSON
+                      (npm run bench -- --network --from-json FILE: the network comes from the file)
 `;
 
 export interface NetworkArgs {
@@ -65,7 +66,7 @@ export function parseNetworkArgs(argv: string[]): NetworkArgs {
       if (i + 1 >= argv.length) throw new Error(`${k} needs a value`);
       return argv[++i];
     };
-    if (k === '--network') name = val();
+    if (k === '--network') { if (argv[i + 1] !== undefined && !argv[i + 1].startsWith('--')) name = argv[++i]; }
     else if (k === '--batch') batch = Number(val());
     else if (k === '--threads') threads = val();
     else if (k === '--layouts') layouts = parseList('--layouts', val(), ['nchw', 'nhwc'] as const);
@@ -79,7 +80,7 @@ export function parseNetworkArgs(argv: string[]): NetworkArgs {
     else if (k === '--help' || k === '-h') { process.stdout.write(HELP); process.exit(0); }
     else throw new Error(`unknown option ${k} for --network (see --network x --help)`);
   }
-  const network = name === undefined ? undefined : NETWORKS[name];
+  const network = name === undefined ? (fromJson ? NETWORKS.resnet50 : undefined) : NETWORKS[name];  // --from-json names its own
   if (!network) throw new Error(`--network: one of ${Object.keys(NETWORKS).join(', ')}, received '${name}'`);
   const b = batch ?? (quick ? 2 : network.defaultBatch);
   if (!Number.isInteger(b) || b < 2 || b > 4096) throw new Error(`--batch: an integer in [2, 4096], received '${batch}'`);
@@ -273,7 +274,10 @@ export async function networkMain(argv: string[]): Promise<void> {
   const info = bn.runtimeInfo();
   const kernel = copyKernel();
   const poolApi = bn as unknown as { outputPoolStats?: () => Record<string, number | boolean> };
-  const command = `npm run bench -- ${argv.join(' ')}`;
+  // The command that reproduces the run (where its JSON went does not matter; the pool setting does).
+  const shown = argv.filter((a, i) => a !== '--json' && argv[i - 1] !== '--json');
+  const env = process.env.BATCHNORM_OUTPUT_POOL_BYTES !== undefined ? `BATCHNORM_OUTPUT_POOL_BYTES=${process.env.BATCHNORM_OUTPUT_POOL_BYTES} ` : '';
+  const command = `${env}npm run bench -- ${shown.join(' ')}`;
   console.log(`node-batchnorm network benchmark  ${machine.date}  commit ${machine.commit}`);
   console.log(`CPU: ${machine.cpuModel} (${machine.cpus} CPUs), ${machine.memGiB} GiB, ${machine.platform}; load average ${machine.loadAvg.map((x) => x.toFixed(2)).join(' ')}`);
   console.log(`caches seen by this process: ${caches.text}`);
