@@ -300,5 +300,5 @@ export async function networkMain(argv: string[]): Promise<void> {
   fs.writeFileSync(args.json, JSON.stringify(run));
   console.log(`\nresults: ${path.relative(process.cwd(), args.json)}`);
   if (args.write) write(run);
-  console.log(`total ${(now() - t0).toFixed(1)} s; mib per step of fresh outputs ${mib(data.reduce((s, d) => s + 3 * 4 * d.n, 0))}`);
+  console.log(`total ${(now() - t0).toFixed(1)} s; fresh outputs of one training step and inference pass: ${mib(data.reduce((s, d) => s + 3 * 4 * d.n, 0))}`);
 }
