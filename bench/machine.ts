@@ -69,6 +69,30 @@ export function machineInfo(): MachineInfo {
   };
 }
 
+/** Every data/unified cache level of cpu0 as sysfs gives it, and what glibc's sysconf reports
+ * (getconf), as one line: the cache sizes this process sees. */
+export function cacheFacts(): { text: string } {
+  const parts: string[] = [];
+  const dir = '/sys/devices/system/cpu/cpu0/cache';
+  try {
+    for (const idx of fs.readdirSync(dir).filter((d) => d.startsWith('index')).sort()) {
+      const read = (f: string) => fs.readFileSync(`${dir}/${idx}/${f}`, 'utf8').trim();
+      const type = read('type');
+      if (type === 'Instruction') continue;
+      let shared = '';
+      try { shared = `, shared by CPUs ${read('shared_cpu_list')}`; } catch { /* older kernels */ }
+      parts.push(`L${read('level')} ${read('size')}${shared}`);
+    }
+  } catch { parts.push('sysfs: none'); }
+  try {
+    const out = execFileSync('getconf', ['-a'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+    const get = (k: string) => Number(new RegExp(`^${k}\\s+(\\d+)`, 'm').exec(out)?.[1] ?? 0);
+    const kib = (b: number) => (b ? `${b / 1024} KiB` : '?');
+    parts.push(`sysconf: L1d ${kib(get('LEVEL1_DCACHE_SIZE'))}, L2 ${kib(get('LEVEL2_CACHE_SIZE'))}, L3 ${kib(get('LEVEL3_CACHE_SIZE'))}`);
+  } catch { parts.push('sysconf: getconf not available'); }
+  return { text: `sysfs (cpu0): ${parts.join('; ')}` };
+}
+
 export function mib(bytes: number): string {
   return bytes >= 1024 ** 2 ? `${(bytes / 1024 ** 2).toFixed(bytes >= 10 * 1024 ** 2 ? 0 : 1)} MiB` : `${Math.round(bytes / 1024)} KiB`;
 }

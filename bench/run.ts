@@ -7,6 +7,8 @@ import { chartSvg } from './chart';
 import { machineInfo, mib } from './machine';
 import { buildNative, nativeAvailable, nativeBinary, runNative } from './native';
 import { benchCopies, benchJsAlloc, benchOps, benchTiny, checkInPlace, copyKernel, ShapeData } from './ours';
+import { networkMain } from './network';
+import { networkSections } from './network-report';
 import { benchOrt, benchTf, defaultPeersDir, loadPeers, Peers } from './peers';
 import { inCache, noisy, peersMarkdown, resultsMarkdown, RunInfo, textTable, tinyTable, Verdict, verdicts, verdictText } from './report';
 import type { Result } from './results';
@@ -27,6 +29,8 @@ const HELP = `Usage: npm run bench -- [options]
   --json FILE         also write every result as JSON (default bench/out/results.json)
   --from-json FILE    measure nothing: rewrite bench/RESULTS.md and bench/chart.svg from a saved run
   --help
+
+  --network NAME      the network benchmark instead: resnet50 | resnet18 | mnist (--network x --help)
 
 Environment: BATCHNORM_BINDING / BATCHNORM_PREFER select the addon (lib/load.ts; default here: build/Release first,\nthen the prebuild); BATCHNORM_SIMD lowers the SIMD level; BN_BENCH_PEERS is the peers folder.
 `;
@@ -94,7 +98,9 @@ const log = (s: string) => process.stderr.write(`${s}\n`);
 const benchDir = path.join(__dirname, '..', '..', 'bench');
 
 function writeReport(all: Result[], shapes: BenchShape[], run: RunInfo, v: Verdict[]): void {
-  fs.writeFileSync(path.join(benchDir, 'RESULTS.md'), resultsMarkdown(all, shapes, run, v));
+  const file = path.join(benchDir, 'RESULTS.md');
+  const kept = fs.existsSync(file) ? networkSections(fs.readFileSync(file, 'utf8')) : '';  // the network benchmark's sections
+  fs.writeFileSync(file, resultsMarkdown(all, shapes, run, v) + kept);
   fs.writeFileSync(path.join(benchDir, 'chart.svg'), chartSvg(all, shapes, run.targetThreads, `node-batchnorm vs copy bandwidth — ${run.machine.cpuModel}`));
   console.log('wrote bench/RESULTS.md and bench/chart.svg');
 }
@@ -107,6 +113,7 @@ function rewriteFrom(file: string): void {
 }
 
 async function main(): Promise<void> {
+  if (process.argv.includes('--network')) { await networkMain(process.argv.slice(2)); return; }
   const args = parseArgs(process.argv.slice(2));
   if (args.fromJson) { rewriteFrom(args.fromJson); return; }
   // Benchmark the local build (what `npm run build:native` just made) before any prebuilt binary,

@@ -10,6 +10,7 @@
 // float64 statistics (batchMean, batchInvstd, and backward's mean and invstd).
 
 import type { BatchNormError, BatchNormRangeError, BatchNormTypeError } from './errors';
+import type { OutputPoolStats } from './output-pool';
 
 export type FloatArray = Float32Array | Float64Array;
 
@@ -153,6 +154,14 @@ export interface NativeBinding {
 
   /** Linux: madvise(MADV_HUGEPAGE) on the whole 2 MiB pages inside a new output; true if taken. */
   adviseHugePages(a: FloatArray): boolean;
+
+  /** An ArrayBuffer of exactly `bytes` from this environment's output pool, or undefined (too
+   * small, pool off or full): native/addon/output_pool.h. */
+  takeOutput(bytes: number): ArrayBuffer | undefined;
+  setOutputPool(maxBytes: number, idleSeconds: number): void;
+  outputPoolStats(): OutputPoolStats;
+  /** Frees the idle blocks once the pool served nothing for its idle time; true while it holds blocks. */
+  outputPoolTrim(): boolean;
 
   buildInfo(): { arch: string; openmp?: number; compiler: string; defaultNumThreads: number };
 

@@ -24,6 +24,8 @@ export type { BatchNormErrorCode } from './errors';
 export type { DType, FloatArray } from './arrays';
 export type { SimdLevelName } from './binding';
 export { bindingInfo } from './load';
+export { outputPoolStats, setOutputPool } from './output-pool';
+export type { OutputPoolStats } from './output-pool';
 
 /** The kernel level in use: 'avx512' | 'avx2' | 'neon' | 'scalar'. */
 export function simdLevel(): SimdLevelName {

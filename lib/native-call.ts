@@ -5,6 +5,7 @@ import { arrayType, DType, FloatArray } from './arrays';
 import type { BackwardCall, ForwardInferenceCall, ForwardTrainingCall, NativeBinding } from './binding';
 import { BatchNormRangeError } from './errors';
 import { native } from './load';
+import { takePooled } from './output-pool';
 
 export type OpCall =
   | { op: 'forwardTraining'; args: ForwardTrainingCall }
@@ -17,13 +18,16 @@ const kHugePageAdviceBytes = 4 << 20;
 const hugePageAdvice = process.env.BATCHNORM_HUGEPAGES !== '0';
 
 /** A new output that the kernels fill completely: not zero-filled (the fill would cost as much as
- * the op's own write), with its own ArrayBuffer (aligned), huge pages advised when large. */
+ * the op's own write), with its own ArrayBuffer (aligned): from the output pool when it can
+ * (lib/output-pool.ts), huge pages advised when large. */
 export function freshOutput(dtype: DType, total: number): FloatArray {
   const T = arrayType(dtype);
   const bytes = total * T.BYTES_PER_ELEMENT;
   let a: FloatArray;
   try {
-    a = bytes > bufferConstants.MAX_LENGTH ? new T(total) : new T(Buffer.allocUnsafeSlow(bytes).buffer, 0, total);
+    const pooled = bytes <= bufferConstants.MAX_LENGTH ? takePooled(bytes) : null;
+    a = pooled ? new T(pooled, 0, total)
+      : bytes > bufferConstants.MAX_LENGTH ? new T(total) : new T(Buffer.allocUnsafeSlow(bytes).buffer, 0, total);
   } catch (e) {
     throw new BatchNormRangeError('ERR_BN_OUT_OF_MEMORY', `node-batchnorm: could not allocate an output of ${bytes} bytes (${(e as Error).message}); pass an output array`);
   }

@@ -17,6 +17,7 @@
 #include "errors.h"
 #include "jobs.h"
 #include "sync_calls.h"
+#include "output_pool.h"
 #include "thread_budget.h"
 
 namespace bnaddon {
@@ -160,6 +161,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("convertBF16ToF32", Napi::Function::New(env, ConvertBF16ToF32, "convertBF16ToF32"));
   exports.Set("convertF32ToF16", Napi::Function::New(env, ConvertF32ToF16, "convertF32ToF16"));
   exports.Set("convertF16ToF32", Napi::Function::New(env, ConvertF16ToF32, "convertF16ToF32"));
+  exports.Set("takeOutput", Napi::Function::New(env, TakeOutput, "takeOutput"));
+  exports.Set("setOutputPool", Napi::Function::New(env, SetOutputPool, "setOutputPool"));
+  exports.Set("outputPoolStats", Napi::Function::New(env, OutputPoolStats, "outputPoolStats"));
+  exports.Set("outputPoolTrim", Napi::Function::New(env, OutputPoolTrim, "outputPoolTrim"));
   return exports;
 }
 
