@@ -8,18 +8,12 @@
 #include <new>
 #include <vector>
 
-#include <unistd.h>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
+#include "coefficients.h"
 #include "exact_stats.h"
 #include "invstd.h"
 #include "kernels.h"
-
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>  // _mm_sfence: SSE, part of the x86-64 baseline
-#endif
+#include "machine.h"
+#include "memory.h"
 
 namespace bn {
 namespace {
@@ -103,61 +97,17 @@ template <typename T>
 std::vector<T> rough_means(const Shape& s, const T* x) {
   std::vector<T> k(size_t(s.c));
   if (s.rows_layout()) {
-    const int64_t count = std::min<int64_t>(16, s.rows());
-    std::vector<double> acc(size_t(s.c), 0.0);
-    for (int64_t r = 0; r < count; ++r) {
-      for (int64_t c = 0; c < s.c; ++c) acc[c] += double(x[r * s.c + c]);
-    }
-    for (int64_t c = 0; c < s.c; ++c) k[c] = T(acc[c] / double(count));
-    return k;
-  }
-  for (int64_t c = 0; c < s.c; ++c) {
-    // Four independent sums: one chain of 64 dependent additions per channel costs as much as
-    // the rest of a short-map channel's statistics.
-    double part[4] = {0.0, 0.0, 0.0, 0.0};
-    int64_t count = 0;
-    for (int64_t b = 0; b < s.n && count < 64; ++b) {
-      const T* p = x + (b * s.c + c) * s.s;
-      const int64_t m = std::min<int64_t>(s.s, 64 - count);
-      int64_t j = 0;
-      for (; j + 4 <= m; j += 4) {
-        for (int u = 0; u < 4; ++u) part[u] += double(p[j + u]);
-      }
-      for (; j < m; ++j) part[j & 3] += double(p[j]);
-      count += m;
-    }
-    k[c] = T(((part[0] + part[1]) + (part[2] + part[3])) / double(count));
+    rows_shifts(s, x, k.data());
+  } else {
+    for (int64_t c = 0; c < s.c; ++c) k[c] = channel_shift(s, x, c);
   }
   return k;
 }
 
-// Outputs at least this large, written beside their input (not in place), go out with streaming
-// (non-temporal) stores: no read for ownership of lines that cannot stay in cache anyway. Measured
-// in bench/sync-results.md.
-constexpr int64_t kStreamMinBytes = int64_t(8) << 20;
-
-// Only into resident pages: streaming stores into pages not yet mapped (a fresh output) take their
-// faults at a worse time than plain stores (the core's rule, batchnorm.cc stream_output; to share
-// once the core exposes it).
+// The core's streaming rule (memory.h), for outputs written beside their inputs in whole runs.
 bool stream_out(const Shape& s, size_t elem, const void* out, const void* in0, const void* in1) {
-  const int64_t bytes = s.n * s.c * s.s * int64_t(elem);
-  if (s.rows_layout() || s.s * int64_t(elem) < 512 || out == in0 || out == in1 || bytes < kStreamMinBytes) return false;
-#if defined(__linux__)
-  static const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
-  const uintptr_t mid = (reinterpret_cast<uintptr_t>(out) + uintptr_t(bytes) / 2) & ~(page - 1);
-  unsigned char resident = 0;
-  if (mincore(reinterpret_cast<void*>(mid), page, &resident) != 0) return false;
-  return (resident & 1) != 0;
-#else
-  return true;
-#endif
-}
-
-// Streaming stores are weakly ordered: each thread fences once after its last one.
-void store_fence() {
-#if defined(__x86_64__) || defined(_M_X64)
-  _mm_sfence();
-#endif
+  if (s.rows_layout() || s.s * int64_t(elem) < 512 || out == in0 || out == in1) return false;
+  return stream_output(machine_facts(), out, s.n * s.c * s.s * int64_t(elem));
 }
 
 // Calls f(offset, c) for every run (NCHW: sample b, channel c at offset (b*C + c)*S) or
