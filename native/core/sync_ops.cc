@@ -275,12 +275,11 @@ Status sync_backward_dx(const SyncBackwardDxArgs<T>& a) {
       const double lo = a.mean[j] - double(T(a.mean[j]));
       // invstd = 0 (var + eps == 0): xhat = 0, so dweight = 0 even where Σ dy (x - mean) is not finite
       const double dweight = invstd == 0.0 ? 0.0 : invstd * a.sum_dy_xmu[j];
-      const double q1 = w * invstd;
-      const double q2 = -q1 * (invstd * (dweight / a.count));  // this order: a capped invstd squared would overflow
+      const DxChannel q = dx_coefficients(a.sum_dy[j], dweight, lo, invstd, w, true, a.count);
       c[j] = T(a.mean[j]);
-      k1[j] = saturate_to<T>(q1);
-      k2[j] = saturate_to<T>(q2);
-      k3[j] = saturate_to<T>(-w * invstd * a.sum_dy[j] / a.count - q2 * lo);
+      k1[j] = saturate_to<T>(q.k1);
+      k2[j] = saturate_to<T>(q.k2);
+      k3[j] = saturate_to<T>(q.k3);
     }
     for_each_piece(
         s, useful_threads(s, a.num_threads),
