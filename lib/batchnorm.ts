@@ -406,10 +406,10 @@ export class BatchNorm {
       checkOutputs(sp);
       return sp;
     };
-    if (ticket.record) spec(); // a forward that has run: everything can be checked now
+    const checked = ticket.record ? spec() : null; // a forward that has run: everything can be checked now
     this.sinceBackward = [];
     return (): { call: OpCall; dx: FloatArray } => {
-      const p = backwardCall(spec());
+      const p = backwardCall(checked ?? spec());
       return { call: p.call, dx: p.result.dx };
     };
   }
