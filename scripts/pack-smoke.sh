@@ -226,7 +226,8 @@ grep -q "node-batchnorm: there is no prebuilt binary for $target" "$work/rebuild
 [ -f "$src_pkg/build/Release/batchnorm.node" ] || fail "the build from the packed sources made no build/Release/batchnorm.node"
 [ ! -e "$src_pkg/build/Release/bench_copy.node" ] || fail "the packed build made the benchmark-only bench_copy.node"
 echo "built $src_pkg/build/Release/batchnorm.node from the packed sources"
-cp test/smoke/smoke-checks.cjs test/smoke/smoke.cjs test/smoke/smoke.mjs "$src_app/"
+cp test/smoke/smoke-checks.cjs test/smoke/smoke.cjs test/smoke/smoke.mjs \
+  dist/test/helpers/reference.js dist/examples/mnist/rng.js "$src_app/"
 for entry in smoke.cjs smoke.mjs; do
   (cd "$src_app" && SMOKE_EXPECT_BINDING=build "$node_exe" "$entry") || fail "smoke test (built from the packed sources, $entry)"
 done
