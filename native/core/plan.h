@@ -129,9 +129,10 @@ inline Plan plan_two_pass(const PlanInput& in, Plan p) {
   // Short runs: at most a quarter of L2 per group, so it and the next one (prefetched) stay there.
   const bool short_runs = s.s * eb < kShortRunBytes;
   const int64_t group_bytes = std::min<int64_t>(kGroupBytes, l2 / 4);
-  // When some thread count groups channels, every reduction goes through the group kernels (their
-  // sums must not depend on whether the planner grouped); the fused normalize-and-sum kernel cannot.
-  p.group_sums = short_runs && std::min<int64_t>(group_bytes / whole, s.c) >= 2;
+  // When some thread count or L2 size could group channels, every reduction goes through the group
+  // kernels (their sums must not depend on whether the planner grouped); the fused
+  // normalize-and-sum kernel cannot. kGroupBytes, not group_bytes: a rule of the shape alone.
+  p.group_sums = short_runs && std::min<int64_t>(kGroupBytes / whole, s.c) >= 2;
   int64_t piece = whole;
   if (fused) {
     p.path = Path::kChannels;
