@@ -99,7 +99,8 @@ struct BackwardChannelStages : BackwardSums<T> {
                                &this->sums.first[slot], &this->sums.second[slot]);
       return;
     }
-    this->k.bwd_reduce_run(this->a.x + off, this->a.dy + off, size_t(rows), size_t(n), stride, this->dxc.c[c],
+    this->k.bwd_reduce_run(this->a.x + off, this->a.dy + off, size_t(rows), size_t(n), chunk_stride(this->a.shape, rows, n),
+                           this->dxc.c[c],
                            &this->sums.first[slot], &this->sums.second[slot]);
   }
   void reduce_group(int64_t c0, int64_t G, int64_t off, int64_t rows, int64_t slot, bool cold) {

@@ -14,12 +14,14 @@
 
 namespace bn {
 
-constexpr int64_t kChunkElems = 4096;  // values of an NCHW channel per chunk, at most (and at least half that, or a run)
-constexpr int64_t kMinChunkRows = 8;   // rows layout: rows per chunk, at least (a chunk's slots cost C doubles)
+constexpr int64_t kChunkElems = 4096;  // values of an NCHW channel per chunk, at most
+constexpr int64_t kRowChunkElems = 65536;  // rows layout: values per chunk, at least (a chunk's slots: C doubles, twice)
+constexpr int64_t kMinChunkRows = 16;      // rows layout: rows per chunk, at least (slots at most a quarter of f32 data)
 constexpr int64_t kMaxRowChunks = 64;  // rows layout: chunks, at most (bounds the slots' memory)
 
 // The chunks of an NCHW channel (its N runs of S values): runs of at most kChunkElems values are
-// taken `runs` whole runs at a time; a longer run is cut into `pieces` near-equal pieces. Either
+// taken `runs` whole runs at a time; a longer run is cut into `pieces` of kChunkElems values (the
+// last one shorter). Either
 // way a chunk is one block of the run kernels (rows runs of n values), and chunk k + 1 follows
 // chunk k in the channel's order of values.
 struct Chunking {
@@ -43,7 +45,7 @@ inline Chunking chunking(const Shape& s) {
 inline Chunking row_chunking(const Shape& s) {
   const int64_t rows = s.rows(), c = std::max<int64_t>(1, s.c);
   Chunking ch;
-  ch.runs = std::max({(kChunkElems + c - 1) / c, kMinChunkRows, (rows + kMaxRowChunks - 1) / kMaxRowChunks});
+  ch.runs = std::max({(kRowChunkElems + c - 1) / c, kMinChunkRows, (rows + kMaxRowChunks - 1) / kMaxRowChunks});
   ch.count = std::max<int64_t>(1, (rows + ch.runs - 1) / ch.runs);
   return ch;
 }
@@ -60,9 +62,7 @@ inline int64_t channel_offset(const Shape& s, int64_t c, int64_t j) { return (j 
 // Where chunk k begins among the channel's m values (k = count: m).
 inline int64_t chunk_begin(const Shape& s, const Chunking& ch, int64_t k) {
   if (ch.pieces == 1) return std::min(k * ch.runs, s.n) * s.s;
-  int64_t lo, hi;
-  part_range(s.s, k % ch.pieces, ch.pieces, &lo, &hi);
-  return k / ch.pieces * s.s + lo;
+  return k / ch.pieces * s.s + k % ch.pieces * kChunkElems;  // whole lines apart: no partial line at a seam
 }
 
 // Calls f(offset, rows, n) for chunk k of channel c: rows runs of n values, C * S apart.
@@ -75,6 +75,13 @@ void chunk_block(const Shape& s, const Chunking& ch, int64_t c, int64_t k, F&& f
   }
   const int64_t lo = chunk_begin(s, ch, k);
   f(channel_offset(s, c, lo), int64_t(1), chunk_begin(s, ch, k + 1) - lo);
+}
+
+// The stride to give a run kernel for a chunk: a piece of a run (rows = 1, n < S) is followed in
+// memory by the rest of its run, which the walk reads next, so the kernels' prefetch (which wraps
+// to the next run at `stride`) must run straight on: stride n. Sums do not depend on it.
+inline size_t chunk_stride(const Shape& s, int64_t rows, int64_t n) {
+  return rows == 1 && n < s.s ? size_t(n) : size_t(s.c * s.s);
 }
 
 // Values [lo, lo + len) of a channel: a partial first run (`head` values from lo), `full` whole
