@@ -11,14 +11,13 @@
 #include <cstdint>
 
 #include "batchnorm.h"
-#include "blocks.h"
 
 namespace bn {
 
 enum class OpKind : int { kForwardTraining, kForwardInference, kBackward };
 
 enum class Path : int {
-  kRows,      // channel fastest ([N, C], channels-last): `parts` ranges of row chunks, rows kernels
+  kRows,      // channel fastest ([N, C], channels-last): row chunks, then `parts` ranges of rows; rows kernels
   kChannels,  // two passes, whole channels per thread, back to back without a barrier ("fused")
   kGroups,    // the same over groups of `group` short-map channels, group kernels
   kWaves,     // two passes, each channel split in `parts` pieces, `wave` channels at a time
@@ -38,7 +37,7 @@ struct PlanInput {
 struct Plan {
   Path path = Path::kChannels;
   int nt = 1;               // threads of the parallel regions
-  int64_t parts = 1;        // pieces per channel (waves), or ranges of rows (rows); whole chunks each
+  int64_t parts = 1;        // pieces per channel of whole chunks (waves), or ranges of rows to write (rows)
   int64_t wave = 1;         // channels per wave: a wave's data is still in cache for the second pass
   int64_t group = 1;        // channels per group (groups, spans)
   int64_t run_pieces = 1;   // pieces per run (inference runs)
@@ -66,10 +65,11 @@ inline int64_t total_elems(const Shape& s) { return s.n * s.c * s.s; }
 // the output stream and stray lines.
 inline int64_t l2_budget(int64_t l2) { return l2 / 8 * 7; }
 
-// Channel-fastest layouts: the rows are shared out in ranges, at most one per thread.
+// Channel-fastest layouts: the rows are shared out in ranges, at most one per thread (the
+// reductions go by row chunks, blocks.h, whatever the ranges).
 inline Plan plan_rows(const PlanInput& in, Plan p) {
   p.path = Path::kRows;
-  p.parts = std::max<int64_t>(1, std::min<int64_t>(p.nt, row_chunking(in.shape).count));
+  p.parts = std::max<int64_t>(1, std::min<int64_t>(p.nt, in.shape.rows()));
   return p;
 }
 

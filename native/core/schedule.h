@@ -65,8 +65,8 @@ void run_two_pass(const Shape& s, const Plan& pt, Stages& st) {
     // G = 1: a channel's N runs, C * S apart. G > 1 (short runs): the group kernels walk the
     // group's G runs of each sample (contiguous) in memory order, so the hardware prefetcher sees
     // one stream instead of N islands per channel.
-  const Chunking ch = chunking(s);
-  const int64_t K = ch.count;
+    const Chunking ch = chunking(s);
+    const int64_t K = ch.count;
 #pragma omp parallel num_threads(pt.nt) if (pt.nt > 1)
     {
       const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
@@ -115,9 +115,9 @@ void run_two_pass(const Shape& s, const Plan& pt, Stages& st) {
     }
     return;
   }
-  // Waves of `wave` channels, each split into P parts of whole chunks. Every piece of a wave computes partial
-  // sums, one thread turns them into coefficients, and the same split gives every thread back the
-  // pieces it just read.
+  // Waves of `wave` channels, each split into P parts of whole chunks. Every piece of a wave
+  // computes its chunks' sums, one thread turns them into coefficients, and the same split gives
+  // every thread back the pieces it just read.
   const int64_t P = pt.parts, W = pt.wave;
   const Chunking ch = chunking(s);
   const int64_t K = ch.count;
