@@ -99,7 +99,7 @@ struct BackwardChannelStages : BackwardSums<T> {
                                &this->sums.first[slot], &this->sums.second[slot]);
       return;
     }
-    this->k.bwd_reduce_run(this->a.x + off, this->a.dy + off, size_t(rows), size_t(n), chunk_stride(this->a.shape, rows, n),
+    this->k.bwd_reduce_run(this->a.x + off, this->a.dy + off, size_t(rows), size_t(n), chunk_stride(this->a.shape, off, rows, n),
                            this->dxc.c[c],
                            &this->sums.first[slot], &this->sums.second[slot]);
   }

@@ -20,13 +20,14 @@ constexpr int64_t kMinChunkRows = 16;      // rows layout: rows per chunk, at le
 constexpr int64_t kMaxRowChunks = 64;  // rows layout: chunks, at most (bounds the slots' memory)
 
 // The chunks of an NCHW channel (its N runs of S values): runs of at most kChunkElems values are
-// taken `runs` whole runs at a time; a longer run is cut into `pieces` of kChunkElems values (the
-// last one shorter). Either
+// taken `runs` whole runs at a time; a longer run is cut into `pieces` of near-equal length, a
+// multiple of 64 values (the last one shorter). Either
 // way a chunk is one block of the run kernels (rows runs of n values), and chunk k + 1 follows
 // chunk k in the channel's order of values.
 struct Chunking {
   int64_t runs = 1;    // whole runs per chunk (the last chunk may have fewer)
   int64_t pieces = 1;  // chunks per run
+  int64_t piece = 0;   // values per piece (pieces > 1), a multiple of 64: seams fall on whole lines
   int64_t count = 1;   // chunks per channel
 };
 inline Chunking chunking(const Shape& s) {
@@ -35,7 +36,9 @@ inline Chunking chunking(const Shape& s) {
     ch.runs = std::max<int64_t>(1, kChunkElems / std::max<int64_t>(1, s.s));
     ch.count = std::max<int64_t>(1, (s.n + ch.runs - 1) / ch.runs);
   } else {
-    ch.pieces = (s.s + kChunkElems - 1) / kChunkElems;
+    const int64_t even = (s.s + (s.s + kChunkElems - 1) / kChunkElems - 1) / ((s.s + kChunkElems - 1) / kChunkElems);
+    ch.piece = (even + 63) / 64 * 64;
+    ch.pieces = (s.s + ch.piece - 1) / ch.piece;
     ch.count = s.n * ch.pieces;
   }
   return ch;
@@ -62,7 +65,7 @@ inline int64_t channel_offset(const Shape& s, int64_t c, int64_t j) { return (j 
 // Where chunk k begins among the channel's m values (k = count: m).
 inline int64_t chunk_begin(const Shape& s, const Chunking& ch, int64_t k) {
   if (ch.pieces == 1) return std::min(k * ch.runs, s.n) * s.s;
-  return k / ch.pieces * s.s + k % ch.pieces * kChunkElems;  // whole lines apart: no partial line at a seam
+  return k / ch.pieces * s.s + k % ch.pieces * ch.piece;
 }
 
 // Calls f(offset, rows, n) for chunk k of channel c: rows runs of n values, C * S apart.
@@ -77,11 +80,14 @@ void chunk_block(const Shape& s, const Chunking& ch, int64_t c, int64_t k, F&& f
   f(channel_offset(s, c, lo), int64_t(1), chunk_begin(s, ch, k + 1) - lo);
 }
 
-// The stride to give a run kernel for a chunk: a piece of a run (rows = 1, n < S) is followed in
-// memory by the rest of its run, which the walk reads next, so the kernels' prefetch (which wraps
-// to the next run at `stride`) must run straight on: stride n. Sums do not depend on it.
-inline size_t chunk_stride(const Shape& s, int64_t rows, int64_t n) {
-  return rows == 1 && n < s.s ? size_t(n) : size_t(s.c * s.s);
+// The stride to give a run kernel for the chunk at off: the kernels prefetch ahead, wrapping
+// from the end of the block to the next run `stride` on. After a piece of a run (rows = 1,
+// n < S) the walk reads the rest of its run (stride n: straight on), or after the run's last
+// piece the channel's next run (C * S - lo on). Sums do not depend on it.
+inline size_t chunk_stride(const Shape& s, int64_t off, int64_t rows, int64_t n) {
+  if (rows != 1 || n >= s.s) return size_t(s.c * s.s);
+  const int64_t lo = off % s.s;
+  return lo + n < s.s ? size_t(n) : size_t(s.c * s.s - lo);
 }
 
 // Values [lo, lo + len) of a channel: a partial first run (`head` values from lo), `full` whole

@@ -91,7 +91,7 @@ struct TrainingChannelStages : TrainingStats<T> {
                           &this->sums.second[slot]);
       return;
     }
-    this->k.stats_run(this->a.x + off, size_t(rows), size_t(n), chunk_stride(this->a.shape, rows, n), this->shift[c],
+    this->k.stats_run(this->a.x + off, size_t(rows), size_t(n), chunk_stride(this->a.shape, off, rows, n), this->shift[c],
                       &this->sums.first[slot], &this->sums.second[slot]);
   }
   void reduce_group(int64_t c0, int64_t G, int64_t off, int64_t rows, int64_t slot, bool cold) {
@@ -113,7 +113,7 @@ struct TrainingChannelStages : TrainingStats<T> {
   void write_and_reduce(int64_t c, int64_t off, int64_t rows, int64_t n, size_t next, int64_t cn, int64_t slot) {
     const Affine<T>& af = this->affine;
     this->w.affine_stats_run(this->a.x + off, this->a.y + off, this->res(off), size_t(rows), size_t(n),
-                             chunk_stride(this->a.shape, rows, n), af.c[c], af.a[c], af.b[c], pt.stream, next,
+                             chunk_stride(this->a.shape, off, rows, n), af.c[c], af.a[c], af.b[c], pt.stream, next,
                              this->shift[cn], &this->sums.first[slot], &this->sums.second[slot]);
   }
 };
