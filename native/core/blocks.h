@@ -14,20 +14,19 @@
 
 namespace bn {
 
-constexpr int64_t kChunkElems = 4096;  // values of an NCHW channel per chunk, at most
-constexpr int64_t kRowChunkElems = 65536;  // rows layout: values per chunk, at least (a chunk's slots: C doubles, twice)
-constexpr int64_t kMinChunkRows = 16;      // rows layout: rows per chunk, at least (slots at most a quarter of f32 data)
-constexpr int64_t kMaxRowChunks = 64;  // rows layout: chunks, at most (bounds the slots' memory)
+constexpr int64_t kChunkElems = 4096;      // NCHW: values of a channel per chunk, at most
+constexpr int64_t kRowChunkElems = 65536;  // rows layout: values per chunk, at least (its slots: 2 C doubles)
+constexpr int64_t kMinChunkRows = 16;      // rows layout: rows per chunk, at least (slots <= 1/4 of f32 data)
+constexpr int64_t kMaxRowChunks = 64;      // rows layout: chunks, at most (bounds the slots' memory)
 
 // The chunks of an NCHW channel (its N runs of S values): runs of at most kChunkElems values are
 // taken `runs` whole runs at a time; a longer run is cut into `pieces` of near-equal length, a
-// multiple of 64 values (the last one shorter). Either
-// way a chunk is one block of the run kernels (rows runs of n values), and chunk k + 1 follows
-// chunk k in the channel's order of values.
+// multiple of 64 values (the last one shorter). Either way a chunk is one block of the run kernels
+// (rows runs of n values), and chunk k + 1 follows chunk k in the channel's order of values.
 struct Chunking {
   int64_t runs = 1;    // whole runs per chunk (the last chunk may have fewer)
   int64_t pieces = 1;  // chunks per run
-  int64_t piece = 0;   // values per piece (pieces > 1), a multiple of 64: seams fall on whole lines
+  int64_t piece = 0;   // values per piece (pieces > 1), a multiple of 64: no seam splits a line of an aligned run
   int64_t count = 1;   // chunks per channel
 };
 inline Chunking chunking(const Shape& s) {
@@ -36,8 +35,8 @@ inline Chunking chunking(const Shape& s) {
     ch.runs = std::max<int64_t>(1, kChunkElems / std::max<int64_t>(1, s.s));
     ch.count = std::max<int64_t>(1, (s.n + ch.runs - 1) / ch.runs);
   } else {
-    const int64_t even = (s.s + (s.s + kChunkElems - 1) / kChunkElems - 1) / ((s.s + kChunkElems - 1) / kChunkElems);
-    ch.piece = (even + 63) / 64 * 64;
+    const int64_t q = (s.s + kChunkElems - 1) / kChunkElems;  // fewest pieces of at most kChunkElems
+    ch.piece = ((s.s + q - 1) / q + 63) / 64 * 64;             // their even length, rounded up to 64
     ch.pieces = (s.s + ch.piece - 1) / ch.piece;
     ch.count = s.n * ch.pieces;
   }
