@@ -27,19 +27,16 @@ struct BackwardSums {
   const ElementwiseKernels<T>& w;  // kNone: a forward epilogue is undone on dy, before these sums
   PartialSums sums;                 // Σ dy, Σ dy * (x - c)
   DxCoefs<T> dxc;
-  BackwardSums(const BackwardArgs<T>& args, int64_t P)
-      : a(args), k(active_table<T>()), w(k.writers(Epilogue::kNone)), sums(args.shape.c, P), dxc(args.shape.c) {
+  explicit BackwardSums(const BackwardArgs<T>& args)
+      : a(args), k(active_table<T>()), w(k.writers(Epilogue::kNone)), sums(args.shape.c, reduction_chunks(args.shape)),
+        dxc(args.shape.c) {
     for (int64_t c = 0; c < args.shape.c; ++c) dxc.c[c] = compute_t<T>(args.mean[c]);
   }
 
   // Channel ch's gradients (written or accumulated) and dx coefficients.
   void finish(int64_t ch) {
-    const int64_t P = sums.parts;
-    double g = 0.0, p = 0.0;
-    for (int64_t q = 0; q < P; ++q) {
-      g += sums.first[ch * P + q];
-      p += sums.second[ch * P + q];
-    }
+    double g, p;
+    sums.fold(ch, &g, &p);
     const double mean = a.mean[ch], invstd = a.invstd[ch];
     double dweight;  // Σ dy * (x - mean) * invstd
     if (!backward_needs_exact<T>(g, p, invstd)) {
@@ -93,21 +90,27 @@ struct BackwardChannelStages : BackwardSums<T> {
   const Plan& pt;
   const size_t stride;
   BackwardChannelStages(const BackwardArgs<T>& args, const Plan& plan)
-      : BackwardSums<T>(args, plan.parts), pt(plan), stride(size_t(args.shape.c * args.shape.s)) {}
+      : BackwardSums<T>(args), pt(plan), stride(size_t(args.shape.c * args.shape.s)) {}
 
   void start(int64_t) {}
   void reduce(int64_t c, int64_t slot, int64_t off, int64_t rows, int64_t n) {
-    this->k.bwd_reduce_run(this->a.x + off, this->a.dy + off, size_t(rows), size_t(n), stride, this->dxc.c[c],
+    if (pt.group_sums) {  // the group kernel one run wide: the sums a group of channels gets
+      this->k.bwd_reduce_group(this->a.x + off, this->a.dy + off, size_t(rows), stride, 1, size_t(n), &this->dxc.c[c],
+                               &this->sums.first[slot], &this->sums.second[slot]);
+      return;
+    }
+    this->k.bwd_reduce_run(this->a.x + off, this->a.dy + off, size_t(rows), size_t(n), chunk_stride(this->a.shape, off, rows, n),
+                           this->dxc.c[c],
                            &this->sums.first[slot], &this->sums.second[slot]);
   }
-  void reduce_group(int64_t c0, int64_t G, int64_t off, bool cold) {
+  void reduce_group(int64_t c0, int64_t G, int64_t off, int64_t rows, int64_t slot, bool cold) {
     const Shape& s = this->a.shape;
     if (cold) {
       prefetch_group(s, this->a.x + off, G);
       prefetch_group(s, this->a.dy + off, G);
     }
-    this->k.bwd_reduce_group(this->a.x + off, this->a.dy + off, size_t(s.n), stride, size_t(G), size_t(s.s),
-                             &this->dxc.c[c0], &this->sums.first[c0], &this->sums.second[c0]);
+    this->k.bwd_reduce_group(this->a.x + off, this->a.dy + off, size_t(rows), stride, size_t(G), size_t(s.s),
+                             &this->dxc.c[c0], &this->sums.first[slot], &this->sums.second[slot]);
   }
   void write(int64_t c, int64_t off, int64_t rows, int64_t n, size_t next) {
     if (this->a.dx == nullptr) return;
@@ -149,7 +152,7 @@ void run(const BackwardArgs<T>& a) {
                   stream_output(facts, a.dx, int64_t(sizeof(T)) * s.n * s.c * s.s);
   const Plan pt = plan_op(in);
   if (pt.path == Path::kRows) {
-    BackwardRowsStages<T> st(a, pt.parts);
+    BackwardRowsStages<T> st(a);
     run_rows_two_pass(s, pt, st);
   } else {
     BackwardChannelStages<T> st(a, pt);

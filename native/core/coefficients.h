@@ -69,18 +69,14 @@ void rows_shifts(const Shape& s, const T* x, compute_t<T>* shift) {
   for (int64_t c = 0; c < s.c; ++c) shift[c] = compute_t<T>(acc[c] / double(count));
 }
 
-// Mean and biased variance of channel c from its P partial sums of x - shift over m values, and
+// Mean and biased variance of channel c from its per-chunk sums of x - shift over m values, and
 // the totals (whether they overflowed decides the exact path, exact_stats.h).
 struct ChannelMoments {
   double mean, var, sum, sumsq;
 };
 inline ChannelMoments channel_moments(const PartialSums& ps, int64_t c, double shift, double m) {
-  const int64_t P = ps.parts;
-  double sm = 0.0, sq = 0.0;
-  for (int64_t p = 0; p < P; ++p) {
-    sm += ps.first[c * P + p];
-    sq += ps.second[c * P + p];
-  }
+  double sm, sq;
+  ps.fold(c, &sm, &sq);
   const double d = sm / m;
   double var = sq / m - d * d;  // biased
   if (var < 0.0) var = 0.0;     // rounding only; written so that NaN (NaN or Inf in x) propagates

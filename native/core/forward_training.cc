@@ -28,9 +28,9 @@ struct TrainingStats {
   std::vector<C> shift;  // k per channel
   PartialSums sums;      // of x - k, and (x - k)²
   Affine<T> affine;
-  TrainingStats(const ForwardTrainingArgs<T>& args, int64_t P)
+  explicit TrainingStats(const ForwardTrainingArgs<T>& args)
       : a(args), k(active_table<T>()), w(k.writers(args.epilogue)), shift(size_t(args.shape.c)),
-        sums(args.shape.c, P), affine(args.shape.c) {}
+        sums(args.shape.c, reduction_chunks(args.shape)), affine(args.shape.c) {}
 
   // The epilogue's operand at offset off (null when it takes none).
   const T* res(int64_t off) const { return a.residual ? a.residual + off : nullptr; }
@@ -82,18 +82,23 @@ struct TrainingChannelStages : TrainingStats<T> {
   const Plan& pt;
   const size_t stride;
   TrainingChannelStages(const ForwardTrainingArgs<T>& args, const Plan& plan)
-      : TrainingStats<T>(args, plan.parts), pt(plan), stride(size_t(args.shape.c * args.shape.s)) {}
+      : TrainingStats<T>(args), pt(plan), stride(size_t(args.shape.c * args.shape.s)) {}
 
   void start(int64_t c) { this->shift[c] = channel_shift(this->a.shape, this->a.x, c); }
   void reduce(int64_t c, int64_t slot, int64_t off, int64_t rows, int64_t n) {
-    this->k.stats_run(this->a.x + off, size_t(rows), size_t(n), stride, this->shift[c], &this->sums.first[slot],
-                      &this->sums.second[slot]);
+    if (pt.group_sums) {  // the group kernel one run wide: the sums a group of channels gets
+      this->k.stats_group(this->a.x + off, size_t(rows), stride, 1, size_t(n), &this->shift[c], &this->sums.first[slot],
+                          &this->sums.second[slot]);
+      return;
+    }
+    this->k.stats_run(this->a.x + off, size_t(rows), size_t(n), chunk_stride(this->a.shape, off, rows, n), this->shift[c],
+                      &this->sums.first[slot], &this->sums.second[slot]);
   }
-  void reduce_group(int64_t c0, int64_t G, int64_t off, bool cold) {
+  void reduce_group(int64_t c0, int64_t G, int64_t off, int64_t rows, int64_t slot, bool cold) {
     const Shape& s = this->a.shape;
     if (cold) prefetch_group(s, this->a.x + off, G);
-    this->k.stats_group(this->a.x + off, size_t(s.n), stride, size_t(G), size_t(s.s), &this->shift[c0],
-                        &this->sums.first[c0], &this->sums.second[c0]);
+    this->k.stats_group(this->a.x + off, size_t(rows), stride, size_t(G), size_t(s.s), &this->shift[c0],
+                        &this->sums.first[slot], &this->sums.second[slot]);
   }
   void write(int64_t c, int64_t off, int64_t rows, int64_t n, size_t next) {
     const Affine<T>& af = this->affine;
@@ -107,9 +112,9 @@ struct TrainingChannelStages : TrainingStats<T> {
   }
   void write_and_reduce(int64_t c, int64_t off, int64_t rows, int64_t n, size_t next, int64_t cn, int64_t slot) {
     const Affine<T>& af = this->affine;
-    this->w.affine_stats_run(this->a.x + off, this->a.y + off, this->res(off), size_t(rows), size_t(n), stride, af.c[c],
-                             af.a[c], af.b[c], pt.stream, next, this->shift[cn], &this->sums.first[slot],
-                             &this->sums.second[slot]);
+    this->w.affine_stats_run(this->a.x + off, this->a.y + off, this->res(off), size_t(rows), size_t(n),
+                             chunk_stride(this->a.shape, off, rows, n), af.c[c], af.a[c], af.b[c], pt.stream, next,
+                             this->shift[cn], &this->sums.first[slot], &this->sums.second[slot]);
   }
 };
 
@@ -127,7 +132,7 @@ void run(const ForwardTrainingArgs<T>& a) {
   in.stream_out = !s.rows_layout() && a.y != a.x && stream_output(facts, a.y, int64_t(sizeof(T)) * s.n * s.c * s.s);
   const Plan pt = plan_op(in);
   if (pt.path == Path::kRows) {
-    TrainingRowsStages<T> st(a, pt.parts);
+    TrainingRowsStages<T> st(a);
     rows_shifts(s, a.x, st.shift.data());
     run_rows_two_pass(s, pt, st);
   } else {

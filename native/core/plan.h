@@ -17,7 +17,7 @@ namespace bn {
 enum class OpKind : int { kForwardTraining, kForwardInference, kBackward };
 
 enum class Path : int {
-  kRows,      // channel fastest ([N, C], channels-last): `parts` ranges of rows, rows kernels
+  kRows,      // channel fastest ([N, C], channels-last): row chunks, then `parts` ranges of rows; rows kernels
   kChannels,  // two passes, whole channels per thread, back to back without a barrier ("fused")
   kGroups,    // the same over groups of `group` short-map channels, group kernels
   kWaves,     // two passes, each channel split in `parts` pieces, `wave` channels at a time
@@ -37,7 +37,7 @@ struct PlanInput {
 struct Plan {
   Path path = Path::kChannels;
   int nt = 1;               // threads of the parallel regions
-  int64_t parts = 1;        // pieces per channel (waves), or ranges of rows (rows)
+  int64_t parts = 1;        // pieces per channel of whole chunks (waves), or ranges of rows to write (rows)
   int64_t wave = 1;         // channels per wave: a wave's data is still in cache for the second pass
   int64_t group = 1;        // channels per group (groups, spans)
   int64_t run_pieces = 1;   // pieces per run (inference runs)
@@ -46,6 +46,7 @@ struct Plan {
   bool prefetch = false;    // the second pass prefetches the first pass's next piece
   bool reverse = false;     // the piece does not stay in L2: second pass last block first
   bool pipeline = false;    // the second pass over a piece also runs the first pass of the next
+  bool group_sums = false;  // short runs: every reduction (any path) goes through the group kernels
   bool fused() const { return path == Path::kChannels || path == Path::kGroups; }
 };
 
@@ -64,7 +65,8 @@ inline int64_t total_elems(const Shape& s) { return s.n * s.c * s.s; }
 // the output stream and stray lines.
 inline int64_t l2_budget(int64_t l2) { return l2 / 8 * 7; }
 
-// Channel-fastest layouts: the rows are shared out in ranges, at most one per thread.
+// Channel-fastest layouts: the rows are shared out in ranges, at most one per thread (the
+// reductions go by row chunks, blocks.h, whatever the ranges).
 inline Plan plan_rows(const PlanInput& in, Plan p) {
   p.path = Path::kRows;
   p.parts = std::max<int64_t>(1, std::min<int64_t>(p.nt, in.shape.rows()));
@@ -124,12 +126,17 @@ inline Plan plan_two_pass(const PlanInput& in, Plan p) {
   } else {
     fused = whole <= budget || split > budget;
   }
+  // Short runs: at most a quarter of L2 per group, so it and the next one (prefetched) stay there.
+  const bool short_runs = s.s * eb < kShortRunBytes;
+  const int64_t group_bytes = std::min<int64_t>(kGroupBytes, l2 / 4);
+  // When some thread count or L2 size could group channels, every reduction goes through the group
+  // kernels (their sums must not depend on whether the planner grouped); the fused
+  // normalize-and-sum kernel cannot. kGroupBytes, not group_bytes: a rule of the shape alone.
+  p.group_sums = short_runs && std::min<int64_t>(kGroupBytes / whole, s.c) >= 2;
   int64_t piece = whole;
   if (fused) {
     p.path = Path::kChannels;
-    if (s.s * eb < kShortRunBytes) {
-      // At most a quarter of L2 per group: it and the next one (prefetched) stay there.
-      const int64_t group_bytes = std::min<int64_t>(kGroupBytes, l2 / 4);
+    if (short_runs) {
       p.group = std::max<int64_t>(1, std::min<int64_t>(group_bytes / whole, s.c / nt));
       piece *= p.group;
       if (p.group > 1) p.path = Path::kGroups;
@@ -151,7 +158,7 @@ inline Plan plan_two_pass(const PlanInput& in, Plan p) {
   // this one still to be read. Backward stays in two passes (its dx pass prefetches the next x
   // instead); short runs too (their statistics read the group from L2 channel by channel, which a
   // fused walk in memory order cannot).
-  p.pipeline = arrays == 1 && p.group == 1 && (p.prefetch || piece > budget);
+  p.pipeline = arrays == 1 && p.group == 1 && !p.group_sums && (p.prefetch || piece > budget);
   return p;
 }
 

@@ -1,8 +1,8 @@
 // The two-pass schedules: a first pass that reduces (statistics; backward's sums) and a second
 // that writes (normalize; dx), spread over threads as the plan says (plan.h). An op supplies its
 // stages as named members of one struct; the schedule owns the threads, the walk and the order.
-// Partial sums of a channel's pieces share one shift, so they simply add: the result depends only
-// on the number of parts, not on the threads.
+// Sums are formed per reduction chunk (blocks.h), each into its own slot, and folded in chunk
+// order: every output has the same bits for any thread count and any path.
 #pragma once
 
 #include <algorithm>
@@ -17,28 +17,47 @@
 
 namespace bn {
 
-// Per-channel partial sums of the first pass: two of them (sum, sumsq; sum_dy, sum_dyxc), P parts
-// per channel, channel c's at [c * P, c * P + P).
+// The reduction chunks per channel of a (canonical) shape: rows chunks or NCHW chunks.
+inline int64_t reduction_chunks(const Shape& s) {
+  return s.rows_layout() ? row_chunking(s).count : chunking(s).count;
+}
+
+// Per-chunk sums of the first pass: two of them (sum, sumsq; sum_dy, sum_dyxc), K chunks per
+// channel; chunk k of channel c in slot k * C + c (a chunk of all channels is contiguous, as the
+// rows and group kernels write it).
 struct PartialSums {
-  int64_t parts;
+  int64_t channels, chunks;
   std::vector<double> first, second;
-  PartialSums(int64_t channels, int64_t P) : parts(P), first(size_t(channels * P)), second(size_t(channels * P)) {}
+  PartialSums(int64_t C, int64_t K) : channels(C), chunks(K), first(size_t(C * K)), second(size_t(C * K)) {}
+  // Channel c's totals: a left fold in chunk order (the one order, whatever the threads).
+  void fold(int64_t c, double* s0, double* s1) const {
+    double a = 0.0, b = 0.0;
+    for (int64_t k = 0; k < chunks; ++k) {
+      a += first[size_t(k * channels + c)];
+      b += second[size_t(k * channels + c)];
+    }
+    *s0 = a;
+    *s1 = b;
+  }
 };
 
 // The stages of a channel-layout (NCHW) op, called by run_two_pass:
 //   start(c)                           before channel c's first pass (e.g. its shift)
-//   reduce(c, slot, off, rows, n)      first pass over `rows` runs of n values of channel c at
-//                                      off (C * S apart), into partial sums `slot`
-//   reduce_group(c0, G, off, cold)     first pass over channels c0..c0+G of all N samples (slot =
-//                                      channel); cold: the group is not in cache yet
+//   reduce(c, slot, off, rows, n)      first pass over one chunk of channel c: `rows` runs of n
+//                                      values at off (C * S apart), into partial sums `slot`
+//                                      (plan.group_sums: through the group kernels, one run wide)
+//   reduce_group(c0, G, off, rows, slot, cold)
+//                                      first pass over one chunk (`rows` samples from off) of
+//                                      channels c0..c0+G, into slots slot..slot+G; cold: the
+//                                      group is not in cache yet
 //   finish(c)                          channel c's partial sums into its coefficients
-//   write(c, off, rows, n, next)       second pass over the same blocks; `next`: how far ahead (in
+//   write(c, off, rows, n, next)       second pass over the same values; `next`: how far ahead (in
 //                                      values) this thread's next first pass reads, to prefetch
 //                                      (0: nothing)
 //   write_group(c0, G, off, next)      second pass over one sample's G contiguous runs at off
 //   write_and_reduce(c, off, rows, n, next, cn, slot)
 //                                      write(c, ...) fused with reduce(cn, slot, ...) over the
-//                                      same blocks `next` values on (plan.pipeline only)
+//                                      same chunk `next` values on (plan.pipeline only)
 template <class Stages>
 void run_two_pass(const Shape& s, const Plan& pt, Stages& st) {
   if (pt.fused()) {
@@ -46,6 +65,8 @@ void run_two_pass(const Shape& s, const Plan& pt, Stages& st) {
     // G = 1: a channel's N runs, C * S apart. G > 1 (short runs): the group kernels walk the
     // group's G runs of each sample (contiguous) in memory order, so the hardware prefetcher sees
     // one stream instead of N islands per channel.
+    const Chunking ch = chunking(s);
+    const int64_t K = ch.count;
 #pragma omp parallel num_threads(pt.nt) if (pt.nt > 1)
     {
       const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
@@ -55,21 +76,27 @@ void run_two_pass(const Shape& s, const Plan& pt, Stages& st) {
         const int64_t G = std::min(pt.group, ce - c0);
         if (!have_first) {
           for (int64_t c = c0; c < c0 + G; ++c) st.start(c);
-          if (G == 1) {
-            for_each_block(s, c0, 0, 1, [&](int64_t off, int64_t rows, int64_t n) { st.reduce(c0, c0, off, rows, n); });
-          } else {
-            // The group reductions read from L2: the previous group's second pass prefetched this
-            // one, except for the thread's first group.
-            st.reduce_group(c0, G, c0 * s.s, c0 == cb || !pt.prefetch);
+          for (int64_t k = 0; k < K; ++k) {
+            chunk_block(s, ch, c0, k, [&](int64_t off, int64_t rows, int64_t n) {
+              if (G == 1) {
+                st.reduce(c0, k * s.c + c0, off, rows, n);
+              } else {
+                // The group reductions read from L2: the previous group's second pass prefetched
+                // this one, except for the thread's first group.
+                st.reduce_group(c0, G, off, rows, k * s.c + c0, k == 0 && (c0 == cb || !pt.prefetch));
+              }
+            });
           }
         }
         for (int64_t c = c0; c < c0 + G; ++c) st.finish(c);
         have_first = pt.pipeline && c0 + 1 < ce;  // pt.pipeline: G = 1
         if (have_first) {
           st.start(c0 + 1);
-          for_each_block(s, c0, 0, 1, [&](int64_t off, int64_t rows, int64_t n) {
-            st.write_and_reduce(c0, off, rows, n, size_t(s.s), c0 + 1, c0 + 1);
-          });
+          for (int64_t k = 0; k < K; ++k) {
+            chunk_block(s, ch, c0, k, [&](int64_t off, int64_t rows, int64_t n) {
+              st.write_and_reduce(c0, off, rows, n, size_t(s.s), c0 + 1, k * s.c + c0 + 1);
+            });
+          }
           continue;
         }
         // While writing this group, prefetch the next one (G channels on): its first pass then
@@ -88,10 +115,12 @@ void run_two_pass(const Shape& s, const Plan& pt, Stages& st) {
     }
     return;
   }
-  // Waves of `wave` channels, each split into P parts. Every piece of a wave computes partial
-  // sums, one thread turns them into coefficients, and the same split gives every thread back the
-  // pieces it just read.
+  // Waves of `wave` channels, each split into P parts of whole chunks. Every piece of a wave
+  // computes its chunks' sums, one thread turns them into coefficients, and the same split gives
+  // every thread back the pieces it just read.
   const int64_t P = pt.parts, W = pt.wave;
+  const Chunking ch = chunking(s);
+  const int64_t K = ch.count;
   for (int64_t c = 0; c < s.c; ++c) st.start(c);  // few channels here (fewer than 8 per thread)
 #pragma omp parallel num_threads(pt.nt)
   {
@@ -102,8 +131,12 @@ void run_two_pass(const Shape& s, const Plan& pt, Stages& st) {
       const int64_t lo = items * t / T, hi = items * (t + 1) / T;
       if (!have_first) {
         for (int64_t it = lo; it < hi; ++it) {
-          const int64_t c = c0 + it / P, slot = c0 * P + it;
-          for_each_block(s, c, it % P, P, [&](int64_t off, int64_t rows, int64_t n) { st.reduce(c, slot, off, rows, n); });
+          const int64_t c = c0 + it / P;
+          int64_t k0, k1;
+          part_range(K, it % P, P, &k0, &k1);
+          for (int64_t k = k0; k < k1; ++k) {
+            chunk_block(s, ch, c, k, [&](int64_t off, int64_t rows, int64_t n) { st.reduce(c, k * s.c + c, off, rows, n); });
+          }
         }
       }
 #pragma omp barrier
@@ -114,9 +147,13 @@ void run_two_pass(const Shape& s, const Plan& pt, Stages& st) {
       if (have_first) {
         for (int64_t it = lo; it < hi; ++it) {
           const int64_t c = c0 + it / P;
-          for_each_block(s, c, it % P, P, [&](int64_t off, int64_t rows, int64_t n) {
-            st.write_and_reduce(c, off, rows, n, size_t(W * s.s), c + W, (c0 + W) * P + it);
-          });
+          int64_t k0, k1;
+          part_range(K, it % P, P, &k0, &k1);
+          for (int64_t k = k0; k < k1; ++k) {
+            chunk_block(s, ch, c, k, [&](int64_t off, int64_t rows, int64_t n) {
+              st.write_and_reduce(c, off, rows, n, size_t(W * s.s), c + W, k * s.c + c + W);
+            });
+          }
         }
         continue;
       }
@@ -137,7 +174,7 @@ void run_two_pass(const Shape& s, const Plan& pt, Stages& st) {
 }
 
 // The stages of a rows-layout op ([N, C], channels-last), called by run_rows_two_pass:
-//   sums                               a PartialSums member with pt.parts parts per channel
+//   sums                               a PartialSums member with reduction_chunks(s) chunks
 //   reduce_rows(lo, rows, s0, s1)      first pass over rows [lo, lo + rows) into [C] sums s0, s1
 //   finish(c)                          channel c's partial sums into its coefficients
 //   writes()                           whether there is a second pass (backward without dx: none)
@@ -145,27 +182,20 @@ void run_two_pass(const Shape& s, const Plan& pt, Stages& st) {
 template <class Stages>
 void run_rows_two_pass(const Shape& s, const Plan& pt, Stages& st) {
   const int64_t C = s.c, rows = s.rows(), P = pt.parts;
-  // Rows kernels accumulate into contiguous [C] arrays, so keep them per part, then transpose.
-  std::vector<double> part0(size_t(C * P), 0.0), part1(size_t(C * P), 0.0);
+  const Chunking ch = row_chunking(s);
   const int nt = pt.nt;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
+    // Each chunk of rows into its own [C] slots (chunk-major, as the rows kernels write them).
 #pragma omp for schedule(static)
-    for (int64_t p = 0; p < P; ++p) {
-      int64_t lo, hi;
-      part_range(rows, p, P, &lo, &hi);
-      st.reduce_rows(lo, hi - lo, &part0[p * C], &part1[p * C]);
+    for (int64_t k = 0; k < ch.count; ++k) {
+      const int64_t lo = k * ch.runs;
+      st.reduce_rows(lo, std::min(ch.runs, rows - lo), &st.sums.first[size_t(k * C)], &st.sums.second[size_t(k * C)]);
     }
     // Channels are independent from here on: shared out too (with many channels, finishing them
     // on one thread costs more than the passes).
 #pragma omp for schedule(static)
-    for (int64_t c = 0; c < C; ++c) {
-      for (int64_t p = 0; p < P; ++p) {
-        st.sums.first[c * P + p] = part0[p * C + c];
-        st.sums.second[c * P + p] = part1[p * C + c];
-      }
-      st.finish(c);
-    }
+    for (int64_t c = 0; c < C; ++c) st.finish(c);
     if (st.writes()) {
 #pragma omp for schedule(static)
       for (int64_t p = 0; p < P; ++p) {

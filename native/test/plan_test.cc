@@ -151,6 +151,45 @@ void check_blocks(const bn::Shape& s, int64_t P) {
   }
 }
 
+// The reduction chunks of a channel: fixed by the shape, each one block, in the channel's order,
+// together every value once; at most kChunkElems values, or whole runs (at least one); a piece
+// of a run never crosses into the next run. The parts of any P are ranges of whole chunks.
+void check_chunks(const bn::Shape& s) {
+  const bn::Chunking ch = bn::chunking(s);
+  const int64_t m = s.n * s.s, c = s.c - 1;
+  std::vector<int> seen(size_t(s.n * s.c * s.s), 0);
+  int64_t next_j = 0;
+  bool ok = bn::chunk_begin(s, ch, 0) == 0 && bn::chunk_begin(s, ch, ch.count) == m;
+  for (int64_t k = 0; k < ch.count; ++k) {
+    int64_t calls = 0;
+    const int64_t j0 = bn::chunk_begin(s, ch, k);
+    ok = ok && j0 == next_j;
+    bn::chunk_block(s, ch, c, k, [&](int64_t off, int64_t rows, int64_t n) {
+      ++calls;
+      ok = ok && off == bn::channel_offset(s, c, j0) && (rows == 1 || n == s.s) && rows >= 1 && n >= 1;
+      ok = ok && (rows * n <= bn::kChunkElems || (rows == 1 && n == s.s)) && (rows > 1 || j0 % s.s + n <= s.s);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t i = 0; i < n; ++i) ++seen[size_t(off + r * s.c * s.s + i)];
+      next_j = j0 + rows * n;
+    });
+    ok = ok && calls == 1;
+  }
+  for (int64_t b = 0; b < s.n; ++b)
+    for (int64_t j = 0; j < s.s; ++j) ok = ok && seen[size_t((b * s.c + c) * s.s + j)] == 1;
+  check(ok && next_j == m, "chunks of [%lld, %lld, %lld] (%lld chunks): not one block each, in order, every value once",
+        (long long)s.n, (long long)s.c, (long long)s.s, (long long)ch.count);
+  for (int64_t P : {1, 2, 3, 7}) {
+    for (int64_t part = 0; part < P; ++part) {
+      int64_t k0, k1;
+      bn::part_range(ch.count, part, P, &k0, &k1);
+      const bn::PartBlocks b = bn::part_blocks(s, part, P);
+      check(b.lo == bn::chunk_begin(s, ch, k0) && b.head + b.full * s.s + b.tail == bn::chunk_begin(s, ch, k1) - b.lo,
+            "part %lld of %lld of [%lld, %lld, %lld] is not its chunks %lld..%lld", (long long)part, (long long)P,
+            (long long)s.n, (long long)s.c, (long long)s.s, (long long)k0, (long long)k1);
+    }
+  }
+}
+
 // A residency probe that counts its calls (the memory policy's system call, stubbed).
 int g_probe_calls = 0;
 bool probe_resident(const void*) { return ++g_probe_calls, true; }
@@ -226,6 +265,21 @@ void test_planner() {
     check_blocks(bn::Shape{3, 5, 17}, P);
     check_blocks(bn::Shape{2, 3, 100}, P);
     check_blocks(bn::Shape{4, 2, 1}, P);
+    check_blocks(bn::Shape{2, 3, 10000}, P);  // runs cut in pieces
+    check_blocks(bn::Shape{40, 2, 300}, P);   // chunks of 13 whole runs
+  }
+  for (const bn::Shape& s : {bn::Shape{3, 5, 17}, bn::Shape{2, 3, 10000}, bn::Shape{40, 2, 300}, bn::Shape{5, 1, 4096},
+                             bn::Shape{5, 1, 4097}, bn::Shape{1, 2, 12289}, bn::Shape{7, 2, 2049}}) {
+    check_chunks(s);
+  }
+  // Rows chunks: whole rows, at least kMinChunkRows, at most kMaxRowChunks of them.
+  for (const bn::Shape& s : {bn::Shape{4096, 37, 1}, bn::Shape{300, 2048, 1}, bn::Shape{5, 100000, 1},
+                             bn::Shape{1, 16, 16384, true}}) {
+    const bn::Chunking ch = bn::row_chunking(s);
+    check(ch.runs >= bn::kMinChunkRows && ch.count <= bn::kMaxRowChunks && ch.count * ch.runs >= s.rows() &&
+              (ch.count - 1) * ch.runs < s.rows(),
+          "row_chunking [%lld, %lld, %lld]: %lld rows x %lld chunks", (long long)s.n, (long long)s.c, (long long)s.s,
+          (long long)ch.runs, (long long)ch.count);
   }
   int64_t covered = 0;
   for (int64_t p = 0; p < 3; ++p) {

@@ -227,6 +227,7 @@ void test_drivers_f64();             // drivers_test.cc
 void test_offset_accuracy();         // drivers_test.cc
 void test_numerics_f32();            // numerics_test.cc
 void test_numerics_f64();            // numerics_test.cc
+void test_determinism();             // determinism_test.cc
 void test_errors_f32();              // errors_test.cc
 void test_errors_f64();              // errors_test.cc
 
