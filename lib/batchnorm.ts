@@ -5,6 +5,7 @@
 // (copied), the options. Async calls run in call order on one layer, so running statistics,
 // numBatchesTracked and the gradients change in the order of the calls, exactly as the same
 // sequence of sync calls would. Only the data arrays (x, out, dy) stay live until the call settles.
+import { Activation, checkActivation, checkResidual, checkResidualGrad } from './activation';
 import { arrayName, arrayType, DType, FloatArray, isFloatArray } from './arrays';
 import { BatchNormError, BatchNormRangeError, BatchNormTypeError, describe } from './errors';
 import { computeScaleShift, ConvFoldOptions, foldConv, foldLinear, FoldedLayer } from './fold';
@@ -31,6 +32,9 @@ export interface BatchNormOptions {
   /** Keep running statistics; without them evaluation mode uses batch statistics. Default true. */
   trackRunningStats?: boolean;
   dtype?: DType;
+  /** Fused activation after the normalization: 'relu' (y = relu(BN(x)), or relu(BN(x) + residual)
+   * with forward's residual), in the same pass. Default null (none). */
+  activation?: Activation;
 }
 
 /** Per-call options of forward (the third argument may also be just the output array). */
@@ -39,6 +43,9 @@ export interface ForwardOptions {
   out?: FloatArray;
   /** x is stored channels-last ([N, ...spatial, C], e.g. NHWC); shape stays logical [N, C, ...spatial]. */
   channelsLast?: boolean;
+  /** With activation 'relu': added before the ReLU (layer dtype, x's length and layout); out may be
+   * this very array. */
+  residual?: FloatArray;
 }
 
 /** Per-call options of backward (the second argument may also be just the output array). */
@@ -47,11 +54,14 @@ export interface BackwardCallOptions {
   out?: FloatArray;
   /** The y returned by the forward to differentiate. Default: the last forward. */
   output?: FloatArray;
+  /** After a forward with a residual (required then): receives dL/dresidual (layer dtype, x's
+   * length), written in the same pass as dx; must not share memory with dy, x, y or out. */
+  residualGrad?: FloatArray;
 }
 
-const LAYER_KEYS = ['eps', 'momentum', 'affine', 'trackRunningStats', 'dtype'] as const;
-const FORWARD_KEYS = ['out', 'channelsLast'] as const;
-const BACKWARD_KEYS = ['out', 'output'] as const;
+const LAYER_KEYS = ['eps', 'momentum', 'affine', 'trackRunningStats', 'dtype', 'activation'] as const;
+const FORWARD_KEYS = ['out', 'channelsLast', 'residual'] as const;
+const BACKWARD_KEYS = ['out', 'output', 'residualGrad'] as const;
 
 /** What backward needs from the forward it differentiates. */
 interface ForwardRecord {
@@ -64,6 +74,7 @@ interface ForwardRecord {
   runningVar: FloatArray | null; // a copy, as the forward used it
   weight: FloatArray | null; // a copy, as the forward used it
   inPlace: boolean;
+  y: FloatArray; // the output: the fused ReLU's mask in backward (y > 0), so it must stay unchanged
 }
 
 /** One forward call: its record once it has run, or why it has not. */
@@ -72,6 +83,8 @@ interface Ticket {
   record: ForwardRecord | null;
   /** Ran while another forward on the layer was in flight (async chains interleaved). */
   concurrent: boolean;
+  /** The forward added a residual before the ReLU: its backward writes dL/dresidual. */
+  residual: boolean;
 }
 
 const layers = new WeakSet<object>();
@@ -100,6 +113,8 @@ export class BatchNorm {
   readonly affine: boolean;
   readonly trackRunningStats: boolean;
   readonly dtype: DType;
+  /** The fused activation ('relu') or null. */
+  readonly activation: Activation;
 
   /** gamma [C], or null without affine. Mutable in place. */
   readonly weight: FloatArray | null;
@@ -134,6 +149,7 @@ export class BatchNorm {
     this.affine = checkOptionalBoolean(fn, 'affine', o.affine, true);
     this.trackRunningStats = checkOptionalBoolean(fn, 'trackRunningStats', o.trackRunningStats, true);
     this.dtype = checkDType(fn, o.dtype ?? 'float32');
+    this.activation = checkActivation(fn, o.activation);
     const T = arrayType(this.dtype);
     this.weight = this.affine ? new T(numFeatures).fill(1) : null;
     this.bias = this.affine ? new T(numFeatures) : null;
@@ -196,7 +212,7 @@ export class BatchNorm {
     }
   }
 
-  private forwardOptions(fn: string, v: unknown): { out: FloatArray | null; channelsLast: boolean } {
+  private forwardOptions(fn: string, v: unknown): { out: FloatArray | null; channelsLast: boolean; residual?: unknown } {
     if (v === undefined || v === null) return { out: null, channelsLast: false };
     if (isFloatArray(v)) return { out: checkArray(fn, 'out', v, this.dtype), channelsLast: false };
     if (ArrayBuffer.isView(v) || Array.isArray(v)) {
@@ -209,6 +225,7 @@ export class BatchNorm {
     return {
       out: o.out === undefined || o.out === null ? null : checkArray(fn, 'out', o.out, this.dtype),
       channelsLast: checkOptionalBoolean(fn, 'channelsLast', o.channelsLast, false),
+      residual: o.residual,
     };
   }
 
@@ -218,13 +235,14 @@ export class BatchNorm {
    * `commit`, which records it once it has succeeded.
    */
   private planForward(fn: string, x: unknown, shape: unknown, outOrOptions: unknown) {
-    const { out, channelsLast } = this.forwardOptions(fn, outOrOptions);
+    const { out, channelsLast, residual: r } = this.forwardOptions(fn, outOrOptions);
     const sh = parseShape(fn, shape, this.minRank, this.maxRank);
     if (sh.c !== this.numFeatures) {
       throw new BatchNormRangeError('ERR_BN_BAD_SHAPE', `${fn}: shape[1] must be ${this.numFeatures} (numFeatures), received shape [${sh.dims.join(', ')}]`);
     }
     const xa = checkArray(fn, 'x', x, this.dtype, sh.total);
     if (out) checkArray(fn, 'out', out, this.dtype, sh.total);
+    const fused = { activation: this.activation, residual: checkResidual(fn, r, this.activation, this.dtype, sh.total) };
     const useBatchStats = this.isTraining || !this.trackRunningStats;
     const updating = this.isTraining && this.trackRunningStats;
     if (useBatchStats) checkTooFewValues(fn, sh);
@@ -232,11 +250,11 @@ export class BatchNorm {
     const bias = this.bias ? this.bias.slice() : null;
     checkOutputs({
       fn, x: xa, dtype: this.dtype, sh, channelsLast, out, weight: this.weight, bias: this.bias, eps: this.eps,
-      runningMean: this.runningMean, runningVar: this.runningVar, momentum: 0,
+      runningMean: this.runningMean, runningVar: this.runningVar, momentum: 0, ...fused,
     });
     const y = out ?? freshOutput(this.dtype, sh.total);
-    const base = { fn, x: xa, dtype: this.dtype, sh, channelsLast, out: y, weight, bias, eps: this.eps };
-    const ticket: Ticket = { sh, record: null, concurrent: this.inFlight.size > 0 };
+    const base = { fn, x: xa, dtype: this.dtype, sh, channelsLast, out: y, weight, bias, eps: this.eps, ...fused };
+    const ticket: Ticket = { sh, record: null, concurrent: this.inFlight.size > 0, residual: fused.residual !== null };
     const bind = (): { call: OpCall; commit: () => void } => {
       if (useBatchStats) {
         const n = updating ? this.batches + 1 : this.batches;
@@ -253,7 +271,7 @@ export class BatchNorm {
             if (updating) this.batches = n;
             ticket.record = {
               x: xa, sh, channelsLast, training: true, mean: p.result.batchMean, invstd: p.result.batchInvstd,
-              runningVar: null, weight, inPlace: y === xa,
+              runningVar: null, weight, inPlace: y === xa, y,
             };
           },
         };
@@ -266,12 +284,12 @@ export class BatchNorm {
         commit: () => {
           ticket.record = {
             x: xa, sh, channelsLast, training: false, mean: Float64Array.from(runningMean), invstd: null,
-            runningVar, weight, inPlace: y === xa,
+            runningVar, weight, inPlace: y === xa, y,
           };
         },
       };
     };
-    return { ticket, y, bind };
+    return { ticket, y, bind, residual: fused.residual };
   }
 
   private remember(ticket: Ticket, y: FloatArray): void {
@@ -314,8 +332,8 @@ export class BatchNorm {
   forwardAsync(x: FloatArray, shape: readonly number[], out?: FloatArray | ForwardOptions): Promise<FloatArray> {
     return rejecting(() => {
       const fn = methodName(this, 'forwardAsync');
-      const { ticket, y, bind } = this.planForward(fn, x, shape, out);
-      checkFixedLength(fn, [['x', x], ['out', y]]);
+      const { ticket, y, bind, residual } = this.planForward(fn, x, shape, out);
+      checkFixedLength(fn, [['x', x], ['out', y], ['residual', residual]]);
       for (const t of this.inFlight) t.concurrent = true;
       this.inFlight.add(ticket);
       const previous = this.last;
@@ -342,7 +360,7 @@ export class BatchNorm {
     this.sinceBackward = this.sinceBackward.filter((t) => t !== ticket);
   }
 
-  private backwardOptions(fn: string, v: unknown): { out: FloatArray | null; output: FloatArray | null } {
+  private backwardOptions(fn: string, v: unknown): { out: FloatArray | null; output: FloatArray | null; residualGrad?: unknown } {
     if (v === undefined || v === null) return { out: null, output: null };
     if (isFloatArray(v)) return { out: checkArray(fn, 'out', v, this.dtype), output: null };
     if (ArrayBuffer.isView(v) || Array.isArray(v)) {
@@ -355,6 +373,7 @@ export class BatchNorm {
     return {
       out: o.out === undefined || o.out === null ? null : checkArray(fn, 'out', o.out, this.dtype),
       output: o.output === undefined || o.output === null ? null : checkArray(fn, 'output', o.output, this.dtype),
+      residualGrad: o.residualGrad,
     };
   }
 
@@ -373,7 +392,7 @@ export class BatchNorm {
   }
 
   private planBackward(fn: string, dy: unknown, outOrOptions: unknown, async: boolean) {
-    const { out, output } = this.backwardOptions(fn, outOrOptions);
+    const { out, output, residualGrad: rg } = this.backwardOptions(fn, outOrOptions);
     const ticket = this.ticketFor(fn, output);
     // Interleaved async chains (forward A, forward B, backward meant for A): "the last forward"
     // then depends on timing, so an unnamed backward after overlapping forwards is refused.
@@ -387,6 +406,7 @@ export class BatchNorm {
     }
     const dya = checkArray(fn, 'dy', dy, this.dtype, ticket.sh.total);
     if (out) checkArray(fn, 'out', out, this.dtype, ticket.sh.total);
+    const residualGrad = checkResidualGrad(fn, rg, ticket.residual, this.dtype, ticket.sh.total);
     const spec = () => {
       const r = ticket.record;
       if (!r) {
@@ -402,16 +422,20 @@ export class BatchNorm {
         fn, x: r.x, dy: dya, dtype: this.dtype, sh: r.sh, channelsLast: r.channelsLast, out, weight: r.weight,
         training: r.training, mean: r.mean, invstd: r.invstd, runningVar: r.runningVar, eps: this.eps,
         gradWeight: this.gradWeight, gradBias: this.gradBias, accumulate: true,
+        activation: this.activation, y: this.activation ? r.y : null, residualGrad,
       };
       checkOutputs(sp);
       return sp;
     };
     const checked = ticket.record ? spec() : null; // a forward that has run: everything can be checked now
     this.sinceBackward = [];
-    return (): { call: OpCall; dx: FloatArray } => {
-      const p = backwardCall(checked ?? spec());
-      return { call: p.call, dx: p.result.dx };
-    };
+    return Object.assign(
+      (): { call: OpCall; dx: FloatArray } => {
+        const p = backwardCall(checked ?? spec());
+        return { call: p.call, dx: p.result.dx };
+      },
+      { residualGrad },
+    );
   }
 
   /** dL/dx for the input of a forward (the last one, or { output: y }); adds dL/dweight, dL/dbias
@@ -430,7 +454,7 @@ export class BatchNorm {
     return rejecting(() => {
       const fn = methodName(this, 'backwardAsync');
       const bind = this.planBackward(fn, dy, out, true);
-      checkFixedLength(fn, [['dy', dy], ['out', isFloatArray(out) ? out : (out?.out ?? null)]]);
+      checkFixedLength(fn, [['dy', dy], ['out', isFloatArray(out) ? out : (out?.out ?? null)], ['residualGrad', bind.residualGrad]]);
       return this.enqueue(async () => {
         const b = bind();
         await runAsync(b.call);

@@ -27,8 +27,23 @@ export interface CallBase {
   channelsLast: boolean;
 }
 
+/** The fused activation of a forward: y = relu(BN(x)), or relu(BN(x) + residual) when a residual
+ * (x's dtype, length and layout; out may be that very array) is given. null or absent: none. */
+export interface FusedActivation {
+  activation?: 'relu' | null;
+  residual?: FloatArray | null;
+}
+
+/** Backward through a forward's fused ReLU: y is that forward's output (the mask: dy where y > 0;
+ * out may be y itself); residualGrad receives dL/dresidual (its own memory), with a residual. */
+export interface BackwardActivation {
+  activation?: 'relu' | null;
+  y?: FloatArray | null;
+  residualGrad?: FloatArray | null;
+}
+
 /** Training forward: batch statistics, normalize, affine, save stats, update running stats. */
-export interface ForwardTrainingCall extends CallBase {
+export interface ForwardTrainingCall extends CallBase, FusedActivation {
   /** y; may be x itself (in place). */
   out: FloatArray;
   weight: FloatArray | null;
@@ -46,7 +61,7 @@ export interface ForwardTrainingCall extends CallBase {
 }
 
 /** Inference forward with given statistics: y = (x - mean) * invstd(var, eps) * weight + bias. */
-export interface ForwardInferenceCall extends CallBase {
+export interface ForwardInferenceCall extends CallBase, FusedActivation {
   out: FloatArray;
   weight: FloatArray | null;
   bias: FloatArray | null;
@@ -57,7 +72,7 @@ export interface ForwardInferenceCall extends CallBase {
 
 /** Backward. Training: mean and invstd are the forward's batch statistics. Evaluation: mean is the
  * running mean (widened) and the core computes invstd from runningVar and eps. */
-export interface BackwardCall extends CallBase {
+export interface BackwardCall extends CallBase, BackwardActivation {
   dy: FloatArray;
   /** dx; may be dy itself; null when only the parameter gradients are wanted. */
   out: FloatArray | null;

@@ -16,6 +16,7 @@ export type BatchNormErrorCode =
   | 'ERR_BN_NO_FORWARD' // backward without a forward to differentiate
   | 'ERR_BN_AMBIGUOUS_BACKWARD' // backwardAsync after several forwards, without naming one
   | 'ERR_BN_INPUT_OVERWRITTEN' // backward after an in-place training forward destroyed x
+  | 'ERR_BN_ACTIVATION' // the fused activation's arguments do not fit (a residual without activation 'relu', residualGrad missing or unexpected)
   | 'ERR_BN_BUSY' // a sync call on a layer with async calls in flight
   | 'ERR_BN_STATE_DICT' // loadStateDict: missing, unexpected or wrongly sized entries
   | 'ERR_BN_SAFETENSORS' // malformed safetensors file or buffer

@@ -2,6 +2,7 @@
 // user arguments once (lib/validate.ts), then builds the addon's named call (lib/ops.ts).
 import { DType, dtypeOf, FloatArray, isFloat64Array, isFloatArray } from './arrays';
 import { BatchNormRangeError, BatchNormTypeError, describe } from './errors';
+import { checkActivation, checkResidual } from './activation';
 import { runAsync, runSync } from './native-call';
 import {
   BackwardResult, BackwardSpec, backwardCall, checkAsync, checkOutputs, InferenceSpec, inferenceCall, TrainingResult,
@@ -27,6 +28,10 @@ export interface TrainingOptions {
   out?: FloatArray;
   /** x is stored channels-last ([N, ...spatial, C], e.g. NHWC); shape stays logical [N, C, ...spatial]. */
   channelsLast?: boolean;
+  /** Fused activation: y = relu(BN(x)), or relu(BN(x) + residual) with a residual. */
+  activation?: 'relu' | null;
+  /** Added before the ReLU (x's dtype, length and layout); out may be this very array. */
+  residual?: FloatArray | null;
 }
 
 export interface InferenceOptions {
@@ -37,6 +42,8 @@ export interface InferenceOptions {
   eps?: number;
   out?: FloatArray;
   channelsLast?: boolean;
+  activation?: 'relu' | null;
+  residual?: FloatArray | null;
 }
 
 export interface BackwardOptions {
@@ -58,12 +65,18 @@ export interface BackwardOptions {
   out?: FloatArray;
   /** x, dy and dx are stored channels-last. */
   channelsLast?: boolean;
+  /** The forward's fused activation: dy is masked where its output y <= 0 (y required, unchanged since). */
+  activation?: 'relu' | null;
+  y?: FloatArray;
+  /** After a forward with a residual: receives dL/dresidual (the masked dy). */
+  residualGrad?: FloatArray | null;
 }
 
-const TRAINING_KEYS = ['weight', 'bias', 'runningMean', 'runningVar', 'momentum', 'eps', 'out', 'channelsLast'] as const;
-const INFERENCE_KEYS = ['weight', 'bias', 'runningMean', 'runningVar', 'eps', 'out', 'channelsLast'] as const;
+const TRAINING_KEYS = ['weight', 'bias', 'runningMean', 'runningVar', 'momentum', 'eps', 'out', 'channelsLast', 'activation', 'residual'] as const;
+const INFERENCE_KEYS = ['weight', 'bias', 'runningMean', 'runningVar', 'eps', 'out', 'channelsLast', 'activation', 'residual'] as const;
 const BACKWARD_KEYS = [
   'weight', 'training', 'mean', 'invstd', 'runningMean', 'runningVar', 'eps', 'gradWeight', 'gradBias', 'accumulate', 'out', 'channelsLast',
+  'activation', 'y', 'residualGrad',
 ] as const;
 
 function xAndShape(fn: string, x: unknown, shape: unknown): { x: FloatArray; dtype: DType; sh: ParsedShape } {
@@ -93,10 +106,16 @@ function validateTraining(fn: string, x: unknown, shape: unknown, options: unkno
     momentum: checkMomentum(fn, o.momentum ?? 0.1, false) as number,
     out: checkOptionalArray(fn, 'out', o.out, dtype, sh.total),
     channelsLast: checkOptionalBoolean(fn, 'channelsLast', o.channelsLast, false),
+    ...fusedActivation(fn, o, dtype, sh.total),
   };
   checkTooFewValues(fn, sh);
   checkOutputs(spec);
   return spec;
+}
+
+function fusedActivation(fn: string, o: { activation?: unknown; residual?: unknown }, dtype: DType, total: number) {
+  const activation = checkActivation(fn, o.activation);
+  return { activation, residual: checkResidual(fn, o.residual, activation, dtype, total) };
 }
 
 export function checkTooFewValues(fn: string, sh: ParsedShape): void {
@@ -121,6 +140,7 @@ function validateInference(fn: string, x: unknown, shape: unknown, options: unkn
     eps: checkEps(fn, o.eps ?? 1e-5),
     out: checkOptionalArray(fn, 'out', o.out, dtype, sh.total),
     channelsLast: checkOptionalBoolean(fn, 'channelsLast', o.channelsLast, false),
+    ...fusedActivation(fn, o, dtype, sh.total),
   };
   checkOutputs(spec);
   return spec;
@@ -155,10 +175,26 @@ function validateBackward(fn: string, x: unknown, dy: unknown, shape: unknown, o
     accumulate: checkOptionalBoolean(fn, 'accumulate', o.accumulate, true),
     out,
     channelsLast: checkOptionalBoolean(fn, 'channelsLast', o.channelsLast, false),
+    ...backwardActivation(fn, o, dtype, sh.total),
   };
   if (out) checkNoOverlap(fn, 'out', out, 'x', xa, false);
   checkOutputs(spec);
   return spec;
+}
+
+function backwardActivation(fn: string, o: { activation?: unknown; y?: unknown; residualGrad?: unknown }, dtype: DType, total: number) {
+  const activation = checkActivation(fn, o.activation);
+  if (activation === null) {
+    for (const k of ['y', 'residualGrad'] as const) {
+      if (o[k] !== undefined && o[k] !== null) {
+        throw new BatchNormRangeError('ERR_BN_ACTIVATION', `${fn}: ${k} is for a backward through activation 'relu', and this call has none`);
+      }
+    }
+    return { activation, y: null, residualGrad: null };
+  }
+  const y = checkArray(fn, "y (the forward's output, the ReLU's mask)", o.y, dtype, total);
+  const residualGrad = checkOptionalArray(fn, 'residualGrad', o.residualGrad, dtype, total);
+  return { activation, y, residualGrad };
 }
 
 /** Training-mode forward: y, the batch statistics, and (if given) running statistics updated in place. */

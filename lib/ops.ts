@@ -14,7 +14,14 @@ interface SpecBase {
   out: FloatArray | null;
 }
 
-export interface TrainingSpec extends SpecBase {
+/** The fused activation (lib/activation.ts validated it): absent is none. */
+interface ActivationSpec {
+  activation?: 'relu' | null;
+  /** With activation 'relu': y = relu(BN(x) + residual). out may be residual itself. */
+  residual?: FloatArray | null;
+}
+
+export interface TrainingSpec extends SpecBase, ActivationSpec {
   weight: FloatArray | null;
   bias: FloatArray | null;
   runningMean: FloatArray | null;
@@ -23,7 +30,7 @@ export interface TrainingSpec extends SpecBase {
   momentum: number;
 }
 
-export interface InferenceSpec extends SpecBase {
+export interface InferenceSpec extends SpecBase, ActivationSpec {
   weight: FloatArray | null;
   bias: FloatArray | null;
   runningMean: FloatArray;
@@ -32,6 +39,10 @@ export interface InferenceSpec extends SpecBase {
 }
 
 export interface BackwardSpec extends SpecBase {
+  /** Through the forward's fused ReLU: its output y, and dL/dresidual's array after a residual. */
+  activation?: 'relu' | null;
+  y?: FloatArray | null;
+  residualGrad?: FloatArray | null;
   dy: FloatArray;
   weight: FloatArray | null;
   training: boolean;
@@ -81,12 +92,20 @@ export function checkOutputs(spec: TrainingSpec | InferenceSpec | BackwardSpec):
     const grads = [['gradWeight', spec.gradWeight], ['gradBias', spec.gradBias]] as const;
     checkDisjoint(fn, grads, [['x', x], ['dy', spec.dy], ['out', out], ['weight', spec.weight], ['runningVar', spec.runningVar]]);
     if (spec.gradWeight && spec.gradBias) checkNoOverlap(fn, 'gradWeight', spec.gradWeight, 'gradBias', spec.gradBias, false);
+    if (out && spec.y) checkNoOverlap(fn, 'out', out, 'y', spec.y, true);
+    checkDisjoint(fn, grads, [['y', spec.y ?? null]]);
+    checkDisjoint(fn, [['residualGrad', spec.residualGrad ?? null]], [
+      ['x', x], ['dy', spec.dy], ['y', spec.y ?? null], ['out', out], ['weight', spec.weight], ['runningVar', spec.runningVar],
+      ['gradWeight', spec.gradWeight], ['gradBias', spec.gradBias],
+    ]);
     return;
   }
+  if (out && spec.residual) checkNoOverlap(fn, 'out', out, 'residual', spec.residual, true);
   if (out) checkNoOverlap(fn, 'out', out, 'x', x, true);
   const params = [['weight', spec.weight], ['bias', spec.bias], ['runningMean', spec.runningMean], ['runningVar', spec.runningVar]] as const;
   checkDisjoint(fn, [['out', out]], params);
   if ('momentum' in spec) checkDisjoint(fn, [['runningMean', spec.runningMean], ['runningVar', spec.runningVar]], [['x', x], ['weight', spec.weight], ['bias', spec.bias]]);
+  if ('momentum' in spec) checkDisjoint(fn, [['runningMean', spec.runningMean], ['runningVar', spec.runningVar]], [['residual', spec.residual ?? null]]);
   if ('momentum' in spec && spec.runningMean && spec.runningVar) {
     checkNoOverlap(fn, 'runningMean', spec.runningMean, 'runningVar', spec.runningVar, false);
   }
@@ -95,8 +114,13 @@ export function checkOutputs(spec: TrainingSpec | InferenceSpec | BackwardSpec):
 /** Every array of the call, by the user's name for it. */
 export function arraysOf(spec: TrainingSpec | InferenceSpec | BackwardSpec): Array<readonly [string, FloatArray | null]> {
   const common = [['x', spec.x], ['out', spec.out], ['weight', spec.weight]] as const;
-  if ('dy' in spec) return [...common, ['dy', spec.dy], ['runningVar', spec.runningVar], ['gradWeight', spec.gradWeight], ['gradBias', spec.gradBias]];
-  return [...common, ['bias', spec.bias], ['runningMean', spec.runningMean], ['runningVar', spec.runningVar]];
+  if ('dy' in spec) {
+    return [
+      ...common, ['dy', spec.dy], ['runningVar', spec.runningVar], ['gradWeight', spec.gradWeight], ['gradBias', spec.gradBias],
+      ['y', spec.y ?? null], ['residualGrad', spec.residualGrad ?? null],
+    ];
+  }
+  return [...common, ['bias', spec.bias], ['runningMean', spec.runningMean], ['runningVar', spec.runningVar], ['residual', spec.residual ?? null]];
 }
 
 /** What an async call checks beyond a sync one. */
@@ -122,6 +146,7 @@ export function trainingCall(spec: TrainingSpec): { call: OpCall; result: Traini
     fn: spec.fn, x: spec.x, out: result.y, ...shapeFields(spec), weight: spec.weight, bias: spec.bias,
     saveMean: result.saveMean, saveInvstd: result.saveInvstd, batchMean: result.batchMean, batchInvstd: result.batchInvstd,
     runningMean: spec.runningMean, runningVar: spec.runningVar, eps: spec.eps, momentum: spec.momentum,
+    activation: spec.activation ?? null, residual: spec.residual ?? null,
   };
   return { result, call: { op: 'forwardTraining', args } };
 }
@@ -131,6 +156,7 @@ export function inferenceCall(spec: InferenceSpec): { call: OpCall; y: FloatArra
   const args = {
     fn: spec.fn, x: spec.x, out: y, ...shapeFields(spec), weight: spec.weight, bias: spec.bias,
     runningMean: spec.runningMean, runningVar: spec.runningVar, eps: spec.eps,
+    activation: spec.activation ?? null, residual: spec.residual ?? null,
   };
   return { y, call: { op: 'forwardInference', args } };
 }
@@ -146,6 +172,7 @@ export function backwardCall(spec: BackwardSpec): { call: OpCall; result: Backwa
     fn: spec.fn, x: spec.x, dy: spec.dy, out: result.dx, ...shapeFields(spec), weight: spec.weight,
     training: spec.training, mean: spec.mean, invstd: spec.invstd, runningVar: spec.runningVar, eps: spec.eps,
     gradWeight: result.gradWeight, gradBias: result.gradBias, accumulate: spec.accumulate,
+    activation: spec.activation ?? null, y: spec.y ?? null, residualGrad: spec.residualGrad ?? null,
   };
   return { result, call: { op: 'backward', args } };
 }

@@ -167,6 +167,13 @@ bool CallObject::boolean(const char* key) const {
   return b;
 }
 
+bool CallObject::relu_activation(const char* key) const {
+  const Napi::Value v = get(key);
+  if (v.IsNull() || v.IsUndefined()) return false;
+  if (v.IsString() && v.As<Napi::String>().Utf8Value() == "relu") return true;
+  throw_error(env_, ErrorKind::kRange, "ERR_BN_ACTIVATION", where(key) + " must be 'relu' or null, received " + describe(v));
+}
+
 bn::Shape CallObject::shape() const {
   bn::Shape s;
   s.n = dim("n");

@@ -50,6 +50,8 @@ class CallObject {
   const ArrayArg& check(const ArrayArg& a, DType d, size_t length) const;
   double number(const char* key) const;
   bool boolean(const char* key) const;
+  // The fused activation: null / undefined (none) or "relu".
+  bool relu_activation(const char* key) const;
   // n, c, s and channelsLast.
   bn::Shape shape() const;
 

@@ -41,6 +41,25 @@ void check_outputs_disjoint(const CallObject& call, std::initializer_list<const 
   }
 }
 
+// The forward's fused activation: activation "relu", with the residual z of kAddRelu (x's dtype
+// and length; y may be z itself, as frameworks reuse the residual's buffer, or disjoint from it).
+struct ForwardEpilogue {
+  bn::Epilogue e = bn::Epilogue::kNone;
+  ArrayArg residual;
+};
+ForwardEpilogue forward_epilogue(const CallObject& call, DType d, size_t total, const ArrayArg& y) {
+  ForwardEpilogue f;
+  const bool relu = call.relu_activation("activation");
+  f.residual = call.array_of("residual", d, total, true);
+  if (f.residual.present && !relu) {
+    throw_error(call.env(), ErrorKind::kRange, "ERR_BN_ACTIVATION",
+                call.fn() + ": residual is added before the fused ReLU: it needs activation 'relu'");
+  }
+  f.e = !relu ? bn::Epilogue::kNone : f.residual.present ? bn::Epilogue::kAddRelu : bn::Epilogue::kRelu;
+  check_inplace_or_disjoint(call, y, f.residual);
+  return f;
+}
+
 template <typename T> bn::Status run_core(const bn::ForwardTrainingArgs<T>& a) { return bn::forward_training(a); }
 template <typename T> bn::Status run_core(const bn::ForwardInferenceArgs<T>& a) { return bn::forward_inference(a); }
 template <typename T> bn::Status run_core(const bn::BackwardArgs<T>& a) { return bn::backward(a); }
@@ -79,6 +98,8 @@ std::unique_ptr<Job> forward_training_job(const CallObject& call, const ArrayArg
   check_inplace_or_disjoint(call, y, x);
   check_outputs_disjoint(call, {&sm, &si, &bm, &bi, &rm, &rv}, {&x, &y, &w, &b});
   check_outputs_disjoint(call, {&y}, {&w, &b});
+  const ForwardEpilogue ep = forward_epilogue(call, d, total, y);
+  check_outputs_disjoint(call, {&sm, &si, &bm, &bi, &rm, &rv}, {&ep.residual});
   auto job = std::make_unique<CoreJob<bn::ForwardTrainingArgs<T>>>();
   bn::ForwardTrainingArgs<T>& a = job->a;
   a.shape = s;
@@ -94,7 +115,9 @@ std::unique_ptr<Job> forward_training_job(const CallObject& call, const ArrayArg
   a.running_var = rv.ptr<T>();
   a.eps = call.number("eps");
   a.momentum_factor = call.number("momentum");
-  keep(*job, {&x, &y, &w, &b, &sm, &si, &bm, &bi, &rm, &rv});
+  a.epilogue = ep.e;
+  a.residual = ep.residual.ptr<T>();
+  keep(*job, {&x, &y, &w, &b, &sm, &si, &bm, &bi, &rm, &rv, &ep.residual});
   return job;
 }
 
@@ -109,6 +132,7 @@ std::unique_ptr<Job> forward_inference_job(const CallObject& call, const ArrayAr
   const ArrayArg var = call.array_of("runningVar", d, C, false);
   check_inplace_or_disjoint(call, y, x);
   check_outputs_disjoint(call, {&y}, {&w, &b, &mean, &var});
+  const ForwardEpilogue ep = forward_epilogue(call, d, total, y);
   auto job = std::make_unique<CoreJob<bn::ForwardInferenceArgs<T>>>();
   bn::ForwardInferenceArgs<T>& a = job->a;
   a.shape = s;
@@ -119,7 +143,9 @@ std::unique_ptr<Job> forward_inference_job(const CallObject& call, const ArrayAr
   a.mean = mean.ptr<T>();
   a.var = var.ptr<T>();
   a.eps = call.number("eps");
-  keep(*job, {&x, &y, &w, &b, &mean, &var});
+  a.epilogue = ep.e;
+  a.residual = ep.residual.ptr<T>();
+  keep(*job, {&x, &y, &w, &b, &mean, &var, &ep.residual});
   return job;
 }
 
@@ -140,6 +166,26 @@ std::unique_ptr<Job> backward_job(const CallObject& call, const ArrayArg& x, DTy
   check_inplace_or_disjoint(call, dx, dy);
   check_outputs_disjoint(call, {&dx}, {&x});
   check_outputs_disjoint(call, {&gw, &gb}, {&x, &dy, &dx, &w, &mean, &invstd});  // runningVar is read whole first
+  // Through the forward's fused ReLU: its output y (the mask; dx may be y itself) and, after a
+  // residual, residualGrad (dL/dz, its own memory: written beside dx from dy and y).
+  const bool relu = call.relu_activation("activation");
+  const ArrayArg fy = call.array_of("y", d, total, true);
+  const ArrayArg dz = call.array_of("residualGrad", d, total, true);
+  if (relu && !fy.present) {
+    throw_error(call.env(), ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE",
+                call.fn() + ": y (the forward's output) is needed to differentiate the fused ReLU");
+  }
+  if (!relu && (fy.present || dz.present)) {
+    throw_error(call.env(), ErrorKind::kRange, "ERR_BN_ACTIVATION",
+                call.fn() + ": " + (fy.present ? "y" : "residualGrad") + " is for a backward through activation 'relu'");
+  }
+  if (dz.present && !dx.present) {
+    throw_error(call.env(), ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE",
+                call.fn() + ": residualGrad is written in the dx pass: out (dx) is needed with it");
+  }
+  check_inplace_or_disjoint(call, dx, fy);
+  check_outputs_disjoint(call, {&dz}, {&x, &dy, &fy, &dx, &w, &mean, &invstd, &var, &gw, &gb});
+  check_outputs_disjoint(call, {&gw, &gb}, {&fy});
   auto job = std::make_unique<CoreJob<bn::BackwardArgs<T>>>();
   bn::BackwardArgs<T>& a = job->a;
   a.shape = s;
@@ -155,7 +201,10 @@ std::unique_ptr<Job> backward_job(const CallObject& call, const ArrayArg& x, DTy
   a.grad_bias = gb.ptr<T>();
   a.use_batch_stats = training;
   a.accumulate = call.boolean("accumulate");
-  keep(*job, {&x, &dy, &dx, &w, &mean, &invstd, &var, &gw, &gb});
+  a.epilogue = !relu ? bn::Epilogue::kNone : dz.present ? bn::Epilogue::kAddRelu : bn::Epilogue::kRelu;
+  a.y = fy.ptr<T>();
+  a.residual_grad = dz.ptr<T>();
+  keep(*job, {&x, &dy, &dx, &w, &mean, &invstd, &var, &gw, &gb, &fy, &dz});
   return job;
 }
 
@@ -184,14 +233,15 @@ template <typename T> struct MakeBW { static std::unique_ptr<Job> make(const Cal
 
 std::unique_ptr<Job> parse_forward_training(const Napi::CallbackInfo& info) {
   return parse<MakeFT>(info, "forwardTraining", {BN_CALL_BASE, "out", "weight", "bias", "saveMean", "saveInvstd", "batchMean", "batchInvstd",
-                              "runningMean", "runningVar", "eps", "momentum"});
+                              "runningMean", "runningVar", "eps", "momentum", "activation", "residual"});
 }
 std::unique_ptr<Job> parse_forward_inference(const Napi::CallbackInfo& info) {
-  return parse<MakeFI>(info, "forwardInference", {BN_CALL_BASE, "out", "weight", "bias", "runningMean", "runningVar", "eps"});
+  return parse<MakeFI>(info, "forwardInference", {BN_CALL_BASE, "out", "weight", "bias", "runningMean", "runningVar", "eps",
+                              "activation", "residual"});
 }
 std::unique_ptr<Job> parse_backward(const Napi::CallbackInfo& info) {
   return parse<MakeBW>(info, "backward", {BN_CALL_BASE, "dy", "out", "weight", "training", "mean", "invstd", "runningVar", "eps",
-                              "gradWeight", "gradBias", "accumulate"});
+                              "gradWeight", "gradBias", "accumulate", "activation", "y", "residualGrad"});
 }
 
 bn::Status run_with_budget(Job& job) {

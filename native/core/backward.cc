@@ -2,7 +2,8 @@
 // dx (second pass). The walk is the schedule's (schedule.h), the geometry the planner's (plan.h).
 // dx may alias dy or x: each channel is fully reduced before its dx is written. Evaluation mode
 // writes dx = dy * k1 through the affine writers, without reading x (an infinite x would give
-// 0 * inf = NaN in the dx formula).
+// 0 * inf = NaN in the dx formula). Through a fused ReLU (args.epilogue), the masked kernels take
+// the forward's y as the prologue of both passes, and the dx pass writes residual_grad.
 #include <new>
 #include <vector>
 
@@ -25,13 +26,19 @@ struct BackwardSums {
   const BackwardArgs<T>& a;
   const KernelTable<T>& k;
   const ElementwiseKernels<T>& w;  // kNone: a forward epilogue is undone on dy, before these sums
+  const MaskedBackwardKernels<T>& mk;  // that undoing: the kernels with the ReLU's prologue
+  const bool masked;                   // the forward ended with a ReLU: dy is gated by a.y
   PartialSums sums;                 // Σ dy, Σ dy * (x - c)
   DxCoefs<T> dxc;
   explicit BackwardSums(const BackwardArgs<T>& args)
-      : a(args), k(active_table<T>()), w(k.writers(Epilogue::kNone)), sums(args.shape.c, reduction_chunks(args.shape)),
+      : a(args), k(active_table<T>()), w(k.writers(Epilogue::kNone)), mk(k.relu_bwd),
+        masked(args.epilogue != Epilogue::kNone), sums(args.shape.c, reduction_chunks(args.shape)),
         dxc(args.shape.c) {
     for (int64_t c = 0; c < args.shape.c; ++c) dxc.c[c] = compute_t<T>(args.mean[c]);
   }
+
+  // residual_grad at offset off (null: not wanted).
+  T* dres(int64_t off) const { return a.residual_grad ? a.residual_grad + off : nullptr; }
 
   // Channel ch's gradients (written or accumulated) and dx coefficients.
   void finish(int64_t ch) {
@@ -42,7 +49,7 @@ struct BackwardSums {
     if (!backward_needs_exact<T>(g, p, invstd)) {
       dweight = invstd * (p - (mean - double(dxc.c[ch])) * g);
     } else {  // sums in T overflowed, or inf / NaN in x or dy
-      const ExactBackwardSums ex = exact_backward_sums(a.shape, a.x, a.dy, ch, mean);
+      const ExactBackwardSums ex = exact_backward_sums(a.shape, a.x, a.dy, ch, mean, masked ? a.y : nullptr);
       g = ex.sum_dy;
       // invstd = 0 (var + eps == 0, or a float64 variance beyond float64): xhat = 0, so dweight = 0
       // even where dy * (x - mean) overflows.
@@ -67,6 +74,11 @@ struct BackwardRowsStages : BackwardSums<T> {
   using BackwardSums<T>::BackwardSums;
   void reduce_rows(int64_t lo, int64_t rows, double* s0, double* s1) {
     const int64_t C = this->a.shape.c;
+    if (this->masked) {
+      this->mk.bwd_reduce_rows(this->a.x + lo * C, this->a.dy + lo * C, this->a.y + lo * C, size_t(rows), size_t(C),
+                               this->dxc.c.data(), s0, s1);
+      return;
+    }
     this->k.bwd_reduce_rows(this->a.x + lo * C, this->a.dy + lo * C, size_t(rows), size_t(C), this->dxc.c.data(), s0,
                             s1);
   }
@@ -74,6 +86,17 @@ struct BackwardRowsStages : BackwardSums<T> {
   void write_rows(int64_t lo, int64_t rows) {
     const int64_t C = this->a.shape.c;
     const DxCoefs<T>& d = this->dxc;
+    if (this->masked) {
+      T* dres = this->dres(lo * C);
+      if (!this->a.use_batch_stats) {
+        this->mk.bwd_scale_rows(this->a.dy + lo * C, this->a.y + lo * C, this->a.dx + lo * C, dres, size_t(rows),
+                                size_t(C), d.k1.data());
+        return;
+      }
+      this->mk.bwd_dx_rows(this->a.x + lo * C, this->a.dy + lo * C, this->a.y + lo * C, this->a.dx + lo * C, dres,
+                           size_t(rows), size_t(C), d.c.data(), d.k1.data(), d.k2.data(), d.k3.data());
+      return;
+    }
     if (!this->a.use_batch_stats) {  // dx = dy * k1 (k3 = 0 as c and b)
       this->w.affine_rows(this->a.dy + lo * C, this->a.dx + lo * C, nullptr, size_t(rows), size_t(C), d.k3.data(),
                           d.k1.data(), d.k3.data());
@@ -94,6 +117,17 @@ struct BackwardChannelStages : BackwardSums<T> {
 
   void start(int64_t) {}
   void reduce(int64_t c, int64_t slot, int64_t off, int64_t rows, int64_t n) {
+    if (this->masked) {
+      if (pt.group_sums) {
+        this->mk.bwd_reduce_group(this->a.x + off, this->a.dy + off, this->a.y + off, size_t(rows), stride, 1,
+                                  size_t(n), &this->dxc.c[c], &this->sums.first[slot], &this->sums.second[slot]);
+        return;
+      }
+      this->mk.bwd_reduce_run(this->a.x + off, this->a.dy + off, this->a.y + off, size_t(rows), size_t(n),
+                              chunk_stride(this->a.shape, off, rows, n), this->dxc.c[c], &this->sums.first[slot],
+                              &this->sums.second[slot]);
+      return;
+    }
     if (pt.group_sums) {  // the group kernel one run wide: the sums a group of channels gets
       this->k.bwd_reduce_group(this->a.x + off, this->a.dy + off, size_t(rows), stride, 1, size_t(n), &this->dxc.c[c],
                                &this->sums.first[slot], &this->sums.second[slot]);
@@ -108,6 +142,12 @@ struct BackwardChannelStages : BackwardSums<T> {
     if (cold) {
       prefetch_group(s, this->a.x + off, G);
       prefetch_group(s, this->a.dy + off, G);
+      if (this->masked) prefetch_group(s, this->a.y + off, G);
+    }
+    if (this->masked) {
+      this->mk.bwd_reduce_group(this->a.x + off, this->a.dy + off, this->a.y + off, size_t(rows), stride, size_t(G),
+                                size_t(s.s), &this->dxc.c[c0], &this->sums.first[slot], &this->sums.second[slot]);
+      return;
     }
     this->k.bwd_reduce_group(this->a.x + off, this->a.dy + off, size_t(rows), stride, size_t(G), size_t(s.s),
                              &this->dxc.c[c0], &this->sums.first[slot], &this->sums.second[slot]);
@@ -115,6 +155,16 @@ struct BackwardChannelStages : BackwardSums<T> {
   void write(int64_t c, int64_t off, int64_t rows, int64_t n, size_t next) {
     if (this->a.dx == nullptr) return;
     const DxCoefs<T>& d = this->dxc;
+    if (this->masked) {
+      if (!this->a.use_batch_stats) {
+        this->mk.bwd_scale_run(this->a.dy + off, this->a.y + off, this->a.dx + off, this->dres(off), size_t(rows),
+                               size_t(n), stride, d.k1[c], pt.stream, next);
+        return;
+      }
+      this->mk.bwd_dx_run(this->a.x + off, this->a.dy + off, this->a.y + off, this->a.dx + off, this->dres(off),
+                          size_t(rows), size_t(n), stride, d.c[c], d.k1[c], d.k2[c], d.k3[c], pt.stream, next);
+      return;
+    }
     if (!this->a.use_batch_stats) {  // dx = dy * k1, as in the rows layout
       this->w.affine_run(this->a.dy + off, this->a.dx + off, nullptr, size_t(rows), size_t(n), stride, 0, d.k1[c], 0,
                          pt.stream, next);
@@ -126,6 +176,17 @@ struct BackwardChannelStages : BackwardSums<T> {
   void write_group(int64_t c0, int64_t G, int64_t off, size_t next) {
     if (this->a.dx == nullptr) return;
     const DxCoefs<T>& d = this->dxc;
+    if (this->masked) {
+      const size_t S = size_t(this->a.shape.s);
+      if (!this->a.use_batch_stats) {
+        this->mk.bwd_scale_group(this->a.dy + off, this->a.y + off, this->a.dx + off, this->dres(off), size_t(G), S,
+                                 &d.k1[c0], pt.stream_spans, next);
+        return;
+      }
+      this->mk.bwd_dx_group(this->a.x + off, this->a.dy + off, this->a.y + off, this->a.dx + off, this->dres(off),
+                            size_t(G), S, &d.c[c0], &d.k1[c0], &d.k2[c0], &d.k3[c0], pt.stream_spans, next);
+      return;
+    }
     if (!this->a.use_batch_stats) {  // dx = dy * k1, as in the rows layout
       this->w.affine_group(this->a.dy + off, this->a.dx + off, nullptr, size_t(G), size_t(this->a.shape.s), &d.k3[c0],
                            &d.k1[c0], &d.k3[c0], pt.stream_spans, next);
@@ -148,7 +209,7 @@ void run(const BackwardArgs<T>& a) {
   in.l2_bytes = facts.l2_bytes;
   in.op = OpKind::kBackward;
   // dx aliasing x or dy: its lines were just read, plain stores are better (as in place forward).
-  in.stream_out = !s.rows_layout() && a.dx != nullptr && a.dx != a.x && a.dx != a.dy &&
+  in.stream_out = !s.rows_layout() && a.dx != nullptr && a.dx != a.x && a.dx != a.dy && a.dx != a.y &&
                   stream_output(facts, a.dx, int64_t(sizeof(T)) * s.n * s.c * s.s);
   const Plan pt = plan_op(in);
   if (pt.path == Path::kRows) {

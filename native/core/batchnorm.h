@@ -58,11 +58,11 @@ struct Shape {
   int64_t rows() const { return n * s; }
 };
 
-// What the forward ops do to each output value after normalizing it. Only kNone exists today; the
-// fused activation adds kRelu (max(y, 0)) and kAddRelu (max(y + residual, 0)), whose residual is a
-// tensor of x's shape and layout given in the args.
-enum class Epilogue : int { kNone = 0 };
-constexpr int kEpilogueCount = 1;
+// What the forward ops do to each output value after normalizing it: nothing, the fused ReLU
+// (kRelu: y < 0 ? 0 : y, so NaN and -0 pass), or the residual added before it (kAddRelu:
+// relu(y + residual), the residual a tensor of x's shape, layout and dtype given in the args).
+enum class Epilogue : int { kNone = 0, kRelu = 1, kAddRelu = 2 };
+constexpr int kEpilogueCount = 3;
 
 // Threads a call on this shape can use when `requested` are available: 1 below the size where a
 // parallel region costs more than it saves. (Callers that budget threads lease this many.)
@@ -95,7 +95,7 @@ struct ForwardTrainingArgs {
   double momentum_factor = 0.1;
   int num_threads = 1;
   Epilogue epilogue = Epilogue::kNone;
-  const T* residual = nullptr;  // the epilogue's second operand (none takes one yet: must be null)
+  const T* residual = nullptr;  // kAddRelu's second operand (required there, null for the others)
 };
 
 // ----- Forward, inference mode ------------------------------------------------------------
@@ -126,6 +126,11 @@ struct ForwardInferenceArgs {
 // dx may be null (not wanted). grad_weight/grad_bias may be null; when given, the gradients are
 // ADDED to them (accumulate = true) or written (accumulate = false).
 // dx may alias dy or x (each channel is fully reduced before its dx is written).
+// Through a fused activation (epilogue = the forward's kRelu or kAddRelu): y is the forward's
+// output, kept unchanged since; dy is masked where y <= 0 (PyTorch's threshold_backward: the
+// gradient at exactly 0 is 0, NaN in y passes dy) before everything, and kAddRelu writes the
+// masked dy, dL/dresidual, into residual_grad (may be null: not wanted; needs dx) in the dx pass.
+// residual_grad must not overlap x, dy, y or dx; dx may alias dy, x or y.
 template <typename T>
 struct BackwardArgs {
   Shape shape;
@@ -142,6 +147,9 @@ struct BackwardArgs {
   bool use_batch_stats = true;
   bool accumulate = true;
   int num_threads = 1;
+  Epilogue epilogue = Epilogue::kNone;  // the forward's
+  const T* y = nullptr;                 // the forward's output: kRelu, kAddRelu
+  T* residual_grad = nullptr;           // kAddRelu only
 };
 
 template <typename T> Status forward_training(const ForwardTrainingArgs<T>& args);

@@ -68,12 +68,13 @@ ExactMoments exact_moments(const Shape& s, const T* x, int64_t c) {
 }
 
 template <typename T>
-ExactBackwardSums exact_backward_sums(const Shape& s, const T* x, const T* dy, int64_t c, double mean) {
+ExactBackwardSums exact_backward_sums(const Shape& s, const T* x, const T* dy, int64_t c, double mean, const T* y) {
   ExactBackwardSums r;
   Range range;
   for_each_in_channel(s, c, [&](int64_t i) {
-    r.sum_dy += double(dy[i]);
-    r.sum_dy_xmu += double(dy[i]) * (double(x[i]) - mean);
+    const double g = y != nullptr && double(y[i]) <= 0.0 ? 0.0 : double(dy[i]);
+    r.sum_dy += g;
+    r.sum_dy_xmu += g * (double(x[i]) - mean);
     range.add(double(x[i]));
   });
   range.finish(&r.min, &r.max);
@@ -91,8 +92,10 @@ T safe_center(double mean, double min, double max) {
 
 template ExactMoments exact_moments<float>(const Shape&, const float*, int64_t);
 template ExactMoments exact_moments<double>(const Shape&, const double*, int64_t);
-template ExactBackwardSums exact_backward_sums<float>(const Shape&, const float*, const float*, int64_t, double);
-template ExactBackwardSums exact_backward_sums<double>(const Shape&, const double*, const double*, int64_t, double);
+template ExactBackwardSums exact_backward_sums<float>(const Shape&, const float*, const float*, int64_t, double,
+                                                      const float*);
+template ExactBackwardSums exact_backward_sums<double>(const Shape&, const double*, const double*, int64_t, double,
+                                                       const double*);
 template float safe_center<float>(double, double, double);
 template double safe_center<double>(double, double, double);
 

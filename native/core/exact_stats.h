@@ -49,8 +49,10 @@ struct ExactBackwardSums {
   double min = 0.0, max = 0.0;  // of x over the channel
 };
 
+// y: the forward's output through a fused ReLU (dy gated by it, as the kernels' prologue), or null.
 template <typename T>
-ExactBackwardSums exact_backward_sums(const Shape& shape, const T* x, const T* dy, int64_t c, double mean);
+ExactBackwardSums exact_backward_sums(const Shape& shape, const T* x, const T* dy, int64_t c, double mean,
+                                      const T* y = nullptr);
 
 // The centre c (in T) the elementwise kernels subtract, (x - c) in T: the mean rounded to T,
 // moved just enough that x - c cannot overflow T for any x in [min, max] (possible when the

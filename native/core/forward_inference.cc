@@ -97,7 +97,8 @@ void run(const ForwardInferenceArgs<T>& a) {
   in.op = OpKind::kForwardInference;
   // In place, the lines were just read and are in cache: plain stores write them back without a
   // read for ownership, while streaming stores would evict them first.
-  in.stream_out = !s.rows_layout() && a.y != a.x && stream_output(facts, a.y, int64_t(sizeof(T)) * s.n * s.c * s.s);
+  in.stream_out = !s.rows_layout() && a.y != a.x && a.y != a.residual &&
+                  stream_output(facts, a.y, int64_t(sizeof(T)) * s.n * s.c * s.s);
   apply(a, af, plan_op(in));
 }
 

@@ -129,7 +129,8 @@ void run(const ForwardTrainingArgs<T>& a) {
   in.l2_bytes = facts.l2_bytes;
   in.op = OpKind::kForwardTraining;
   // Only the NCHW walk streams; in place, the lines were just read and plain stores are better.
-  in.stream_out = !s.rows_layout() && a.y != a.x && stream_output(facts, a.y, int64_t(sizeof(T)) * s.n * s.c * s.s);
+  in.stream_out = !s.rows_layout() && a.y != a.x && a.y != a.residual &&
+                  stream_output(facts, a.y, int64_t(sizeof(T)) * s.n * s.c * s.s);
   const Plan pt = plan_op(in);
   if (pt.path == Path::kRows) {
     TrainingRowsStages<T> st(a);

@@ -76,6 +76,33 @@ struct ElementwiseKernels {
                       const C* k1, const C* k2, const C* k3);
 };
 
+// Backward through a fused ReLU (the forward's Epilogue kRelu / kAddRelu): backward's reductions
+// and dx writers with a prologue, dy -> g = (y <= 0 ? 0 : dy), y the forward's output (PyTorch's
+// threshold_backward: 0 at exactly 0, NaN in y passes dy), and the dx writers also store g to
+// `dres` (kAddRelu's dL/dresidual; null: not wanted). The scale writers are evaluation mode's
+// dx = g * k1 (x not read). Arguments otherwise as the unmasked kernels'.
+template <typename S>
+struct MaskedBackwardKernels {
+  using C = compute_t<S>;
+  void (*bwd_reduce_run)(const S* x, const S* dy, const S* y, size_t rows, size_t n, size_t stride, C c,
+                         double* sum_dy, double* sum_dyxc);
+  void (*bwd_reduce_group)(const S* x, const S* dy, const S* y, size_t rows, size_t stride, size_t runs, size_t n,
+                           const C* c, double* sum_dy, double* sum_dyxc);
+  void (*bwd_reduce_rows)(const S* x, const S* dy, const S* y, size_t rows, size_t ch, const C* c, double* sum_dy,
+                          double* sum_dyxc);
+  void (*bwd_dx_run)(const S* x, const S* dy, const S* y, S* dx, S* dres, size_t rows, size_t n, size_t stride, C c,
+                     C k1, C k2, C k3, bool stream, size_t next);
+  void (*bwd_dx_group)(const S* x, const S* dy, const S* y, S* dx, S* dres, size_t runs, size_t n, const C* c,
+                       const C* k1, const C* k2, const C* k3, bool stream, size_t next);
+  void (*bwd_dx_rows)(const S* x, const S* dy, const S* y, S* dx, S* dres, size_t rows, size_t ch, const C* c,
+                      const C* k1, const C* k2, const C* k3);
+  void (*bwd_scale_run)(const S* dy, const S* y, S* dx, S* dres, size_t rows, size_t n, size_t stride, C k1,
+                        bool stream, size_t next);
+  void (*bwd_scale_group)(const S* dy, const S* y, S* dx, S* dres, size_t runs, size_t n, const C* k1, bool stream,
+                          size_t next);
+  void (*bwd_scale_rows)(const S* dy, const S* y, S* dx, S* dres, size_t rows, size_t ch, const C* k1);
+};
+
 template <typename S>
 struct KernelTable {
   using C = compute_t<S>;
@@ -99,6 +126,8 @@ struct KernelTable {
   ElementwiseKernels<S> write[kEpilogueCount];
 
   const ElementwiseKernels<S>& writers(Epilogue e) const { return write[int(e)]; }
+  // Backward through the ReLU of kRelu and kAddRelu.
+  MaskedBackwardKernels<S> relu_bwd;
 };
 
 struct KernelSet {

@@ -84,6 +84,16 @@ struct Avx2F64 {
   static double acc_sum(Acc acc) { return Avx2F32::hsum(acc); }
 };
 
+// The fused ReLU's lane operations (kernels_body.inl). max(0, v) returns v when v is NaN (the
+// second operand), and v = -0 (0 > -0 is false): v < 0 ? 0 : v. The gate keeps g where
+// !(y <= 0), NaN included (_CMP_NLE_UQ: true when unordered).
+inline __m256 relu_lanes(__m256 v) { return _mm256_max_ps(_mm256_setzero_ps(), v); }
+inline __m256d relu_lanes(__m256d v) { return _mm256_max_pd(_mm256_setzero_pd(), v); }
+inline __m256 gate_lanes(__m256 g, __m256 y) { return _mm256_and_ps(_mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_NLE_UQ), g); }
+inline __m256d gate_lanes(__m256d g, __m256d y) {
+  return _mm256_and_pd(_mm256_cmp_pd(y, _mm256_setzero_pd(), _CMP_NLE_UQ), g);
+}
+
 #include "kernels_body.inl"
 
 constexpr KernelSet kAvx2{"avx2", Kernels<Avx2F32>::table(), Kernels<Avx2F64>::table()};

@@ -71,6 +71,17 @@ struct Avx512F64 {
   static double acc_sum(Acc acc) { return _mm512_reduce_add_pd(acc); }
 };
 
+// The fused ReLU's lane operations (kernels_body.inl), as in kernels_avx2.cc: max(0, v) returns v
+// when v is NaN or -0; the gate keeps g where !(y <= 0), NaN included.
+inline __m512 relu_lanes(__m512 v) { return _mm512_max_ps(_mm512_setzero_ps(), v); }
+inline __m512d relu_lanes(__m512d v) { return _mm512_max_pd(_mm512_setzero_pd(), v); }
+inline __m512 gate_lanes(__m512 g, __m512 y) {
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_NLE_UQ), g);
+}
+inline __m512d gate_lanes(__m512d g, __m512d y) {
+  return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(y, _mm512_setzero_pd(), _CMP_NLE_UQ), g);
+}
+
 #include "kernels_body.inl"
 
 constexpr KernelSet kAvx512{"avx512", Kernels<Avx512F32>::table(), Kernels<Avx512F64>::table()};

@@ -63,21 +63,56 @@ static void with_store_and_prefetch(bool stream, size_t next, Loop&& loop) {
 
 // The epilogue of the writers: what happens to cnt lanes (cnt == W: a whole vector) of an affine
 // or dx result before the store; `res` points at the epilogue's operand for those lanes (the
-// residual of kAddRelu). A compile-time choice, so kNone is the bare store.
+// residual of kAddRelu). A compile-time choice, so kNone is the bare store. The ReLU is
+// relu_lanes (v < 0 ? 0 : v: NaN and -0 pass), from the ISA's file, the residual added first in
+// the compute type (one rounding into the storage type, at the store).
 template <Epilogue E>
 static Vec epilogue(Vec v, const T* res, size_t cnt) {
-  static_assert(E == Epilogue::kNone, "an epilogue without a case here");
-  (void)res;
-  (void)cnt;
-  return v;
+  if constexpr (E == Epilogue::kNone) {
+    (void)res;
+    (void)cnt;
+    return v;
+  } else if constexpr (E == Epilogue::kRelu) {
+    (void)res;
+    (void)cnt;
+    return relu_lanes(v);
+  } else {
+    static_assert(E == Epilogue::kAddRelu, "an epilogue without a case here");
+    return relu_lanes(V::add(v, cnt == W ? V::load(res) : V::load_tail(res, cnt, C(0))));
+  }
 }
 // The same on one value, for the rows writers (plain loops the compiler vectorizes).
+static C relu1(C v) { return v < C(0) ? C(0) : v; }
 template <Epilogue E>
 static C epilogue1(C v, const T* res) {
-  static_assert(E == Epilogue::kNone, "an epilogue without a case here");
-  (void)res;
-  return v;
+  if constexpr (E == Epilogue::kNone) {
+    (void)res;
+    return v;
+  } else if constexpr (E == Epilogue::kRelu) {
+    (void)res;
+    return relu1(v);
+  } else {
+    static_assert(E == Epilogue::kAddRelu, "an epilogue without a case here");
+    return relu1(v + C(*res));
+  }
 }
+
+// The backward prologue through a fused ReLU: dy gated by the forward's output y, dy where
+// !(y <= 0) else 0 (PyTorch's threshold_backward: 0 at exactly 0, NaN in y passes dy); gate_lanes
+// is the ISA file's. kMask false: dy as it is, m unused. Tail lanes of y load 0, so they gate to 0.
+template <bool kMask>
+static Vec load_dy(const T* p, const T* m) {
+  if constexpr (kMask) return gate_lanes(V::load(p), V::load(m));
+  (void)m;
+  return V::load(p);
+}
+template <bool kMask>
+static Vec load_dy_tail(const T* p, const T* m, size_t cnt, C fill) {
+  if constexpr (kMask) return gate_lanes(V::load_tail(p, cnt, fill), V::load_tail(m, cnt, C(0)));
+  (void)m;
+  return V::load_tail(p, cnt, fill);
+}
+static C gate1(C g, C y) { return y <= C(0) ? C(0) : g; }
 // The operand pointer `i` values on, or null (kNone has none).
 static const T* at(const T* res, size_t i) { return res == nullptr ? nullptr : res + i; }
 
@@ -102,6 +137,26 @@ struct BwdStep {
 // dx of one vector: dy * k1 + ((x - c) * k2 + k3)
 static Vec dx_vec(Vec xv, Vec gv, Vec vc, Vec v1, Vec v2, Vec v3) {
   return mul_add(gv, v1, mul_add(V::sub(xv, vc), v2, v3));
+}
+
+// dx of cnt lanes (cnt == W: a whole vector) at xp, gp: dy through the prologue (kMask: gated by
+// the y at mp, the gated dy also stored at dp unless null), then dy * k1 + ((x - c) * k2 + k3), or
+// without kX (evaluation mode) dy * k1, x not read (an infinite x would give 0 * inf = NaN).
+template <bool kMask, bool kX>
+static Vec dx_lanes(const T* xp, const T* gp, const T* mp, T* dp, size_t cnt, C c, Vec vc, Vec v1, Vec v2, Vec v3) {
+  const Vec g = cnt == W ? load_dy<kMask>(gp, mp) : load_dy_tail<kMask>(gp, mp, cnt, C(0));
+  if constexpr (kMask) {
+    if (dp != nullptr) {
+      if (cnt == W) V::store(dp, g); else V::store_tail(dp, g, cnt);
+    }
+  }
+  (void)dp;
+  if constexpr (!kX) {
+    (void)xp, (void)c, (void)vc, (void)v2, (void)v3;
+    return V::mul(g, v1);
+  } else {
+    return dx_vec(cnt == W ? V::load(xp) : V::load_tail(xp, cnt, c), g, vc, v1, v2, v3);
+  }
 }
 
 // Partial sums take at most kPartial vectors per lane before they are widened into float64.

@@ -27,7 +27,11 @@
 // the additions differs between ISAs.
 //
 // The families, one file each, all members of Kernels<V>:
-//   kernels_base.inl   helpers: alignment, prefetch, store selection, epilogue, the reduction steps
+//   kernels_base.inl   helpers: alignment, prefetch, store selection, epilogue, backward prologue, the
+//                      reduction steps
+// The fused ReLU's lane operations come from the ISA file, as free functions of Vec (so a traits
+// class of another storage type with the same Vec has them): relu_lanes(v) = v < 0 ? 0 : v and
+// gate_lanes(g, y) = y <= 0 ? 0 : g, lane by lane (NaN in v or y: v or g).
 //   kernels_run.inl    run kernels (one channel's runs, stride apart) and the run reduction loop
 //   kernels_group.inl  group kernels (short maps: several channels' runs of one sample)
 //   kernels_rows.inl   rows kernels (channel fastest)
@@ -50,11 +54,17 @@ struct Kernels {
                                  bwd_dx_group<E>, affine_rows<E>,      bwd_dx_rows<E>};
   }
 
+  static constexpr MaskedBackwardKernels<T> relu_bwd() {
+    return MaskedBackwardKernels<T>{bwd_reduce_relu_run, bwd_reduce_relu_group, bwd_reduce_relu_rows,
+                                    bwd_dx_relu_run,     bwd_dx_relu_group,     bwd_dx_relu_rows,
+                                    bwd_scale_relu_run,  bwd_scale_relu_group,  bwd_scale_relu_rows};
+  }
+
   // Every epilogue's writers, in Epilogue order: a new epilogue needs no line here.
   template <size_t... E>
   static constexpr KernelTable<T> table(std::index_sequence<E...>) {
     return KernelTable<T>{stats_run, bwd_reduce_run, stats_group, bwd_reduce_group, stats_rows, bwd_reduce_rows,
-                          {writers<Epilogue(E)>()...}};
+                          {writers<Epilogue(E)>()...}, relu_bwd()};
   }
   static constexpr KernelTable<T> table() { return table(std::make_index_sequence<kEpilogueCount>()); }
 };

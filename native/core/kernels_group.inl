@@ -7,10 +7,11 @@
 // walk it channel by channel across the samples, with the channel's sums in registers: a short
 // run (a 7x7 map is 49 values) costs a few vector adds, the partial sums span several runs
 // (still at most kPartial terms per lane), and the horizontal reduction happens once per channel.
-// kTwo: as in reduce_runs (a = dy, b = x); lanes past n add 0 (a loads the shift or 0, b the shift).
-template <bool kTwo, class F>
+// kTwo, kMask: as in reduce_runs (a = dy, b = x, m = y); lanes past n add 0 (a loads the shift or 0,
+// b the shift).
+template <bool kTwo, bool kMask = false, class F>
 static void reduce_group(const T* a, const T* b, size_t rows, size_t stride, size_t runs, size_t n, const C* shift,
-                         double* out_s, double* out_q, F&& f) {
+                         double* out_s, double* out_q, F&& f, const T* m = nullptr) {
   // A run adds at most `per` terms per lane to each of the two partials (see below).
   const size_t per = ((n + W - 1) / W + 1) / 2;
   const Ahead ah(n, stride);
@@ -19,9 +20,10 @@ static void reduce_group(const T* a, const T* b, size_t rows, size_t stride, siz
     const C k = shift[j], fill_a = kTwo ? C(0) : k;
     const T* pa = a + j * n;
     const T* pb = b + j * n;
+    const T* pm = at(m, j * n);
     typename V::Acc s = V::acc_zero(), q = V::acc_zero();
     if (per > kPartial) {  // long runs: widened within each run
-      for (size_t r = 0; r < rows; ++r) reduce_run_from<kTwo>(pa, pb, ah, r, stride, 0, n, k, fill_a, k, s, q, f);
+      for (size_t r = 0; r < rows; ++r) reduce_run_from<kTwo, kMask>(pa, pb, ah, r, stride, 0, n, k, fill_a, k, s, q, f, pm);
     } else {
       const size_t every = kPartial / per;  // runs per widening
       const Vec vs = V::set1(k);
@@ -34,7 +36,7 @@ static void reduce_group(const T* a, const T* b, size_t rows, size_t stride, siz
       size_t since = 0;
       // scalar math: that of f over run r of channel j, one vector per call (in add_rest)
       for (size_t r = 0; r < rows; ++r) {
-        add_rest<kTwo, false>(pa, pb, ah, r, stride, 0, n, vs, fill_a, k, ps0, pq0, ps1, pq1, f);
+        add_rest<kTwo, false, kMask>(pa, pb, ah, r, stride, 0, n, vs, fill_a, k, ps0, pq0, ps1, pq1, f, pm);
         if (++since == every) {
           flush();
           since = 0;
@@ -102,25 +104,38 @@ static void affine_group(const T* x, T* y, const T* res, size_t runs, size_t n, 
 template <Epilogue E>
 static void bwd_dx_group(const T* x, const T* dy, T* dx, const T* res, size_t runs, size_t n, const C* c,
                          const C* k1, const C* k2, const C* k3, bool stream, size_t next) {
+  dx_group<E, false, true>(x, dy, nullptr, dx, res, nullptr, runs, n, c, k1, k2, k3, stream, next);
+}
+
+// bwd_dx_group with the backward prologue and formula of dx_runs (kMask, kX; without kX, x may be
+// null and the values of c, k2, k3 are not used).
+template <Epilogue E, bool kMask, bool kX>
+static void dx_group(const T* x, const T* dy, const T* y, T* dx, const T* res, T* dres, size_t runs, size_t n,
+                     const C* c, const C* k1, const C* k2, const C* k3, bool stream, size_t next) {
   if (n < W || !stream) {
     for (size_t j = 0; j < runs; ++j) {
-      bwd_dx_run<E>(x + j * n, dy + j * n, dx + j * n, at(res, j * n), 1, n, n, c[j], k1[j], k2[j], k3[j], false,
-                    next);
+      dx_runs<E, kMask, kX>(at(x, j * n), dy + j * n, at(y, j * n), dx + j * n, at(res, j * n),
+                            dres == nullptr ? nullptr : dres + j * n, 1, n, n, c[j], k1[j], k2[j],
+                            k3[j], false, next);
     }
     return;
   }
   const size_t total = runs * n;
+  auto lanes = [&](size_t i, size_t cnt, C cj, Vec vc, Vec v1, Vec v2, Vec v3) {
+    return dx_lanes<kMask, kX>(at(x, i), dy + i, at(y, i), dres == nullptr ? nullptr : dres + i, cnt, cj, vc, v1, v2,
+                               v3);
+  };
   // Head and tail as masked partial vectors, as in affine_group.
   auto part = [&](size_t at_, size_t cnt, size_t jj) {
-    const Vec v = dx_vec(V::load_tail(x + at_, cnt, c[jj]), V::load_tail(dy + at_, cnt, C(0)), V::set1(c[jj]),
-                         V::set1(k1[jj]), V::set1(k2[jj]), V::set1(k3[jj]));
+    const Vec v = lanes(at_, cnt, c[jj], V::set1(c[jj]), V::set1(k1[jj]), V::set1(k2[jj]),
+                        V::set1(k3[jj]));
     V::store_tail(dx + at_, epilogue<E>(v, at(res, at_), cnt), cnt);
   };
   size_t i = head_to_align(dx, total);
   if (i) part(0, i, 0);
   size_t j = 0, off = i;  // run and offset in it of position i
   with_store_and_prefetch(true, next, [&](auto store, auto pf) {
-    // scalar math: dx[i] = dy[i] * k1[run(i)] + ((x[i] - c[run(i)]) * k2[run(i)] + k3[run(i)])
+    // scalar math: dx[i] = g * k1[run(i)] + ((x[i] - c[run(i)]) * k2[run(i)] + k3[run(i)]), g as in dx_runs
     for (; i + W <= total; i += W) {
       const size_t k = n - off;  // lanes left in run j
       Vec vc = V::set1(c[j]), v1 = V::set1(k1[j]), v2 = V::set1(k2[j]), v3 = V::set1(k3[j]);
@@ -132,12 +147,30 @@ static void bwd_dx_group(const T* x, const T* dy, T* dx, const T* res, size_t ru
       }
       // Both tensors here (unlike bwd_dx_run): with short runs the reduction pass is bound by
       // its per-run work, not by memory, and reading dy from memory would only slow it.
-      pf(x + i);
+      if (kX) pf(x + i);
       pf(dy + i);
-      store(dx + i, epilogue<E>(dx_vec(V::load(x + i), V::load(dy + i), vc, v1, v2, v3), at(res, i), W));
+      if (kMask) pf(y + i);
+      store(dx + i, epilogue<E>(lanes(i, W, C(0), vc, v1, v2, v3), at(res, i), W));
       off += W;
       if (off >= n) off -= n, ++j;
     }
   });
   if (i < total) part(i, total - i, runs - 1);
+}
+
+// Backward through a fused ReLU (MaskedBackwardKernels), group layout.
+static void bwd_reduce_relu_group(const T* x, const T* dy, const T* y, size_t rows, size_t stride, size_t runs,
+                                  size_t n, const C* c, double* sum_dy, double* sum_dyxc) {
+  reduce_group<true, true>(dy, x, rows, stride, runs, n, c, sum_dy, sum_dyxc, BwdStep(), y);
+}
+
+static void bwd_dx_relu_group(const T* x, const T* dy, const T* y, T* dx, T* dres, size_t runs, size_t n, const C* c,
+                              const C* k1, const C* k2, const C* k3, bool stream, size_t next) {
+  dx_group<Epilogue::kNone, true, true>(x, dy, y, dx, nullptr, dres, runs, n, c, k1, k2, k3, stream, next);
+}
+
+static void bwd_scale_relu_group(const T* dy, const T* y, T* dx, T* dres, size_t runs, size_t n, const C* k1,
+                                 bool stream, size_t next) {
+  // k1 stands in for c, k2, k3: without kX their values are not read.
+  dx_group<Epilogue::kNone, true, false>(nullptr, dy, y, dx, nullptr, dres, runs, n, k1, k1, k1, k1, stream, next);
 }

@@ -87,6 +87,13 @@ struct NeonF64 : NeonStackLanes<NeonF64, double, float64x2_t, 2> {
   static double acc_sum(Acc acc) { return vaddvq_f64(acc); }
 };
 
+// The fused ReLU's lane operations (kernels_body.inl) by compare and select, not vmaxq (which
+// turns max(0, -0) into +0): v < 0 ? 0 : v, and y <= 0 ? 0 : g (false for NaN: NaN passes).
+inline float32x4_t relu_lanes(float32x4_t v) { return vbslq_f32(vcltzq_f32(v), vdupq_n_f32(0.0f), v); }
+inline float64x2_t relu_lanes(float64x2_t v) { return vbslq_f64(vcltzq_f64(v), vdupq_n_f64(0.0), v); }
+inline float32x4_t gate_lanes(float32x4_t g, float32x4_t y) { return vbslq_f32(vclezq_f32(y), vdupq_n_f32(0.0f), g); }
+inline float64x2_t gate_lanes(float64x2_t g, float64x2_t y) { return vbslq_f64(vclezq_f64(y), vdupq_n_f64(0.0), g); }
+
 #include "kernels_body.inl"
 
 constexpr KernelSet kNeon{"neon", Kernels<NeonF32>::table(), Kernels<NeonF64>::table()};

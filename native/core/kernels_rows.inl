@@ -22,10 +22,10 @@ static void add_lanes(double* out, Vec v, size_t cnt) {
 }
 
 // f(ps, pq, va, vb, vshift): adds one vector of channels of a (and b) into the partials. Lanes
-// past ch load 0 (shift too) and must add 0.
-template <bool kTwo, class F>
+// past ch load 0 (shift too) and must add 0. kMask: a (dy) gated by m (y), as in reduce_runs.
+template <bool kTwo, bool kMask = false, class F>
 static void reduce_rows(const T* a, const T* b, size_t rows, size_t ch, const C* shift, double* out_s, double* out_q,
-                        F&& f) {
+                        F&& f, const T* m = nullptr) {
   for (size_t r0 = 0; r0 < rows; r0 += kPartial) {
     const size_t r1 = rows - r0 < kPartial ? rows : r0 + kPartial;
     for (size_t j0 = 0; j0 < ch; j0 += kRowBlock * W) {
@@ -44,7 +44,7 @@ static void reduce_rows(const T* a, const T* b, size_t rows, size_t ch, const C*
 #pragma GCC unroll 8
           for (size_t u = 0; u < kRowBlock; ++u) {
             const size_t q = r * ch + j0 + u * W;
-            f(ps[u], pq[u], V::load(a + q), kTwo ? V::load(b + q) : Vec(), sh[u]);
+            f(ps[u], pq[u], load_dy<kMask>(a + q, at(m, q)), kTwo ? V::load(b + q) : Vec(), sh[u]);
           }
         }
       } else {
@@ -52,7 +52,8 @@ static void reduce_rows(const T* a, const T* b, size_t rows, size_t ch, const C*
         for (size_t r = r0; r < r1; ++r) {
           for (size_t u = 0; u < kRowBlock; ++u) {
             const size_t q = r * ch + j0 + u * W;
-            f(ps[u], pq[u], V::load_tail(a + q, cnt[u], C(0)), kTwo ? V::load_tail(b + q, cnt[u], C(0)) : Vec(), sh[u]);
+            f(ps[u], pq[u], load_dy_tail<kMask>(a + q, at(m, q), cnt[u], C(0)),
+              kTwo ? V::load_tail(b + q, cnt[u], C(0)) : Vec(), sh[u]);
           }
         }
       }
@@ -91,4 +92,44 @@ static void bwd_dx_rows(const T* x, const T* dy, T* dx, const T* res, size_t row
       dx[j] = T(epilogue1<E>(mul_add1(C(dy[j]), k1[j], mul_add1(C(x[j]) - c[j], k2[j], k3[j])), at(res, j)));
     }
   }
+}
+
+// Backward through a fused ReLU (MaskedBackwardKernels), rows layout: g = y <= 0 ? 0 : dy, written
+// to dres unless null, then dx from g as bwd_dx_rows (kX), or dx = g * k1 (evaluation mode).
+template <bool kX>
+static void dx_relu_rows(const T* x, const T* dy, const T* y, T* dx, T* dres, size_t rows, size_t ch, const C* c,
+                         const C* k1, const C* k2, const C* k3) {
+  for (size_t r = 0; r < rows; ++r) {
+    const size_t o = r * ch;
+    auto dx_of = [&](size_t j, C g) {
+      if constexpr (kX) return mul_add1(g, k1[j], mul_add1(C(x[o + j]) - c[j], k2[j], k3[j]));
+      return g * k1[j];
+    };
+    if (dres != nullptr) {
+      // scalar math: g = gate(dy, y); dres[j] = g; dx[j] = g * k1[j] + ((x[j] - c[j]) * k2[j] + k3[j])
+      for (size_t j = 0; j < ch; ++j) {
+        const C g = gate1(C(dy[o + j]), C(y[o + j]));
+        dres[o + j] = T(g);
+        dx[o + j] = T(dx_of(j, g));
+      }
+    } else {
+      // scalar math: the same without dres
+      for (size_t j = 0; j < ch; ++j) dx[o + j] = T(dx_of(j, gate1(C(dy[o + j]), C(y[o + j]))));
+    }
+  }
+}
+
+static void bwd_reduce_relu_rows(const T* x, const T* dy, const T* y, size_t rows, size_t ch, const C* c,
+                                 double* sum_dy, double* sum_dyxc) {
+  reduce_rows<true, true>(dy, x, rows, ch, c, sum_dy, sum_dyxc, BwdStep(), y);
+}
+
+static void bwd_dx_relu_rows(const T* x, const T* dy, const T* y, T* dx, T* dres, size_t rows, size_t ch, const C* c,
+                             const C* k1, const C* k2, const C* k3) {
+  dx_relu_rows<true>(x, dy, y, dx, dres, rows, ch, c, k1, k2, k3);
+}
+
+static void bwd_scale_relu_rows(const T* dy, const T* y, T* dx, T* dres, size_t rows, size_t ch, const C* k1) {
+  // k1 stands in for c, k2, k3: without kX their values are not read.
+  dx_relu_rows<false>(nullptr, dy, y, dx, dres, rows, ch, k1, k1, k1, k1);
 }

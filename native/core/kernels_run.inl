@@ -8,23 +8,28 @@
 // Every kPartial vectors, and at the end of each run, the partials are widened into the float64
 // accumulators (s, q). Lanes past n load the fills.
 // kTwo: b is another tensor, prefetched too (a template parameter: no branch near a prefetch).
-template <bool kTwo, class F>
+// kMask: a (dy) goes through the backward prologue, gated by m (the forward's y, laid out as a).
+template <bool kTwo, bool kMask = false, class F>
 static void reduce_runs(const T* a, const T* b, size_t rows, size_t n, size_t stride, C shift, C fill_a, C fill_b,
-                        typename V::Acc& s, typename V::Acc& q, F&& f) {
+                        typename V::Acc& s, typename V::Acc& q, F&& f, const T* m = nullptr) {
   const Ahead ah(n, stride);
-  for (size_t r = 0; r < rows; ++r) reduce_run_from<kTwo>(a, b, ah, r, stride, 0, n, shift, fill_a, fill_b, s, q, f);
+  for (size_t r = 0; r < rows; ++r) {
+    reduce_run_from<kTwo, kMask>(a, b, ah, r, stride, 0, n, shift, fill_a, fill_b, s, q, f, m);
+  }
 }
 
 // Run r of reduce_runs from position i (a multiple of kBlock) on: the blocks before i were
 // added by the caller in the same order (see affine_stats_run), so the sums do not depend on
 // which kernel read the run.
-template <bool kTwo, class F>
+template <bool kTwo, bool kMask = false, class F>
 static void reduce_run_from(const T* a, const T* b, const Ahead& ah, size_t r, size_t stride, size_t i, size_t n,
-                            C shift, C fill_a, C fill_b, typename V::Acc& s, typename V::Acc& q, F& f) {
+                            C shift, C fill_a, C fill_b, typename V::Acc& s, typename V::Acc& q, F& f,
+                            const T* m = nullptr) {
   const Vec vs = V::set1(shift);
   const Vec z = V::set1(C(0));
   const T* pa = a + r * stride;
   const T* pb = b + r * stride;
+  const T* pm = at(m, r * stride);
   Vec ps0 = z, pq0 = z, ps1 = z, pq1 = z;
   auto flush = [&] {
     V::acc_add(s, V::add(ps0, ps1));
@@ -36,12 +41,13 @@ static void reduce_run_from(const T* a, const T* b, const Ahead& ah, size_t r, s
     for (size_t u = 0; u < kBlock; u += 2 * W) {
       prefetch_ahead(a, ah, r, i + u, n, stride);
       if (kTwo) prefetch_ahead(b, ah, r, i + u, n, stride);
-      f(ps0, pq0, V::load(pa + i + u), V::load(pb + i + u), vs);
-      f(ps1, pq1, V::load(pa + i + u + W), V::load(pb + i + u + W), vs);
+      if (kMask) prefetch_ahead(m, ah, r, i + u, n, stride);
+      f(ps0, pq0, load_dy<kMask>(pa + i + u, at(pm, i + u)), V::load(pb + i + u), vs);
+      f(ps1, pq1, load_dy<kMask>(pa + i + u + W, at(pm, i + u + W)), V::load(pb + i + u + W), vs);
     }
     flush();
   }
-  add_rest<kTwo, true>(a, b, ah, r, stride, i, n, vs, fill_a, fill_b, ps0, pq0, ps1, pq1, f);
+  add_rest<kTwo, true, kMask>(a, b, ah, r, stride, i, n, vs, fill_a, fill_b, ps0, pq0, ps1, pq1, f, m);
   flush();
 }
 
@@ -49,23 +55,25 @@ static void reduce_run_from(const T* a, const T* b, const Ahead& ah, size_t r, s
 // of partials, then one vector, then the masked tail (lanes past n load the fills). Adds to the
 // partials without widening them. kPf: prefetch ahead as it goes (runs read from memory;
 // the group reductions read from L2).
-template <bool kTwo, bool kPf, class F>
+template <bool kTwo, bool kPf, bool kMask = false, class F>
 static void add_rest(const T* a, const T* b, const Ahead& ah, size_t r, size_t stride, size_t i, size_t n, Vec vs,
-                     C fill_a, C fill_b, Vec& ps0, Vec& pq0, Vec& ps1, Vec& pq1, F& f) {
+                     C fill_a, C fill_b, Vec& ps0, Vec& pq0, Vec& ps1, Vec& pq1, F& f, const T* m = nullptr) {
   const T* pa = a + r * stride;
   const T* pb = b + r * stride;
+  const T* pm = at(m, r * stride);  // kMask: the gate of a
   // scalar math: that of f, one vector per call
   for (; i + 2 * W <= n; i += 2 * W) {
     if (kPf) prefetch_ahead(a, ah, r, i, n, stride);
     if (kPf && kTwo) prefetch_ahead(b, ah, r, i, n, stride);
-    f(ps0, pq0, V::load(pa + i), V::load(pb + i), vs);
-    f(ps1, pq1, V::load(pa + i + W), V::load(pb + i + W), vs);
+    if (kPf && kMask) prefetch_ahead(m, ah, r, i, n, stride);
+    f(ps0, pq0, load_dy<kMask>(pa + i, at(pm, i)), V::load(pb + i), vs);
+    f(ps1, pq1, load_dy<kMask>(pa + i + W, at(pm, i + W)), V::load(pb + i + W), vs);
   }
   if (i + W <= n) {
-    f(ps0, pq0, V::load(pa + i), V::load(pb + i), vs);
+    f(ps0, pq0, load_dy<kMask>(pa + i, at(pm, i)), V::load(pb + i), vs);
     i += W;
   }
-  if (i < n) f(ps1, pq1, V::load_tail(pa + i, n - i, fill_a), V::load_tail(pb + i, n - i, fill_b), vs);
+  if (i < n) f(ps1, pq1, load_dy_tail<kMask>(pa + i, at(pm, i), n - i, fill_a), V::load_tail(pb + i, n - i, fill_b), vs);
 }
 
 // Lanes past n load k, so they add 0.
@@ -170,34 +178,61 @@ static void affine_stats_run(const T* x, T* y, const T* res, size_t rows, size_t
 template <Epilogue E>
 static void bwd_dx_run(const T* x, const T* dy, T* dx, const T* res, size_t rows, size_t n, size_t stride, C c,
                        C k1, C k2, C k3, bool stream, size_t next) {
+  dx_runs<E, false, true>(x, dy, nullptr, dx, res, nullptr, rows, n, stride, c, k1, k2, k3, stream, next);
+}
+
+// The dx pass over runs, with the backward prologue (kMask: dy gated by y, the gated dy written to
+// dres unless null) and the training formula (kX) or evaluation mode's dy * k1 (x may be null).
+template <Epilogue E, bool kMask, bool kX>
+static void dx_runs(const T* x, const T* dy, const T* y, T* dx, const T* res, T* dres, size_t rows, size_t n,
+                    size_t stride, C c, C k1, C k2, C k3, bool stream, size_t next) {
   const Vec vc = V::set1(c), v1 = V::set1(k1), v2 = V::set1(k2), v3 = V::set1(k3);
   for (size_t r = 0; r < rows; ++r) {
-    const T* xp = x + r * stride;
+    const T* xp = at(x, r * stride);
     const T* gp = dy + r * stride;
+    const T* mp = at(y, r * stride);
+    T* dp = dres == nullptr ? nullptr : dres + r * stride;
     T* o = dx + r * stride;
     const T* e = at(res, r * stride);
+    auto lanes = [&](size_t j, size_t cnt) {
+      return dx_lanes<kMask, kX>(at(xp, j), gp + j, at(mp, j), dp == nullptr ? nullptr : dp + j, cnt, c, vc, v1, v2,
+                                 v3);
+    };
     size_t i = 0;
     if (stream) {
       i = head_to_align(o, n);
-      if (i) {
-        V::store_tail(o, epilogue<E>(dx_vec(V::load_tail(xp, i, c), V::load_tail(gp, i, C(0)), vc, v1, v2, v3), e, i),
-                      i);
-      }
+      if (i) V::store_tail(o, epilogue<E>(lanes(0, i), e, i), i);
     }
     with_store_and_prefetch(stream, next, [&](auto store, auto pf) {
-      // scalar math: dx[i] = dy[i] * k1 + ((x[i] - c) * k2 + k3)
+      // scalar math: dx[i] = g * k1 + ((x[i] - c) * k2 + k3), g = dy[i] (kMask: y[i] <= 0 ? 0 : dy[i])
       for (; i + W <= n; i += W) {
         // The next piece's x only: leaving its dy to the reduction pass spreads the memory
         // traffic over both passes (bench/notes-from-code.md).
-        pf(xp + i);
-        store(o + i, epilogue<E>(dx_vec(V::load(xp + i), V::load(gp + i), vc, v1, v2, v3), at(e, i), W));
+        pf(kX ? xp + i : gp + i);
+        store(o + i, epilogue<E>(lanes(i, W), at(e, i), W));
       }
     });
-    if (i < n) {
-      V::store_tail(o + i,
-                    epilogue<E>(dx_vec(V::load_tail(xp + i, n - i, c), V::load_tail(gp + i, n - i, C(0)), vc, v1, v2, v3),
-                                at(e, i), n - i),
-                    n - i);
-    }
+    if (i < n) V::store_tail(o + i, epilogue<E>(lanes(i, n - i), at(e, i), n - i), n - i);
   }
+}
+
+// Backward through a fused ReLU (MaskedBackwardKernels): the prologue's reductions and dx passes.
+// Lanes past n: dy = 0 (and y = 0, gating to 0) and x = c.
+static void bwd_reduce_relu_run(const T* x, const T* dy, const T* y, size_t rows, size_t n, size_t stride, C c,
+                                double* sum_dy, double* sum_dyxc) {
+  typename V::Acc g = V::acc_zero(), p = V::acc_zero();
+  reduce_runs<true, true>(dy, x, rows, n, stride, c, C(0), c, g, p, BwdStep(), y);
+  *sum_dy += V::acc_sum(g);
+  *sum_dyxc += V::acc_sum(p);
+}
+
+static void bwd_dx_relu_run(const T* x, const T* dy, const T* y, T* dx, T* dres, size_t rows, size_t n,
+                            size_t stride, C c, C k1, C k2, C k3, bool stream, size_t next) {
+  dx_runs<Epilogue::kNone, true, true>(x, dy, y, dx, nullptr, dres, rows, n, stride, c, k1, k2, k3, stream, next);
+}
+
+static void bwd_scale_relu_run(const T* dy, const T* y, T* dx, T* dres, size_t rows, size_t n, size_t stride, C k1,
+                               bool stream, size_t next) {
+  dx_runs<Epilogue::kNone, true, false>(nullptr, dy, y, dx, nullptr, dres, rows, n, stride, C(0), k1, C(0), C(0),
+                                        stream, next);
 }

@@ -33,6 +33,12 @@ struct ScalarTraits {
   static double acc_sum(Acc acc) { return acc; }
 };
 
+// The fused ReLU's lane operations (kernels_body.inl); compared so that NaN passes as in the vector ISAs.
+inline float relu_lanes(float v) { return v < 0.0f ? 0.0f : v; }
+inline double relu_lanes(double v) { return v < 0.0 ? 0.0 : v; }
+inline float gate_lanes(float g, float y) { return y <= 0.0f ? 0.0f : g; }
+inline double gate_lanes(double g, double y) { return y <= 0.0 ? 0.0 : g; }
+
 #include "kernels_body.inl"
 
 constexpr KernelSet kScalar{"scalar", Kernels<ScalarTraits<float>>::table(),

@@ -20,11 +20,28 @@ inline Status check_common(const Shape& shape, const void* x, const void* y, int
   return Status::kOk;
 }
 
-// The epilogue is one the core knows, with the operand it takes (none takes a residual yet).
+// The epilogue is one the core knows, with the operand it takes (kAddRelu's residual).
 template <typename T>
 Status check_epilogue(Epilogue e, const T* residual) {
   switch (e) {
-    case Epilogue::kNone: return residual == nullptr ? Status::kOk : Status::kBadEpilogue;
+    case Epilogue::kNone:
+    case Epilogue::kRelu: return residual == nullptr ? Status::kOk : Status::kBadEpilogue;
+    case Epilogue::kAddRelu: return residual == nullptr ? Status::kNullPointer : Status::kOk;
+  }
+  return Status::kBadEpilogue;  // a value outside the enum
+}
+
+// Backward through the forward's epilogue: the ReLU's need y; only kAddRelu has a residual_grad,
+// which is written in the dx pass (so it needs dx).
+template <typename T>
+Status check_backward_epilogue(Epilogue e, const T* y, const T* residual_grad, const T* dx) {
+  switch (e) {
+    case Epilogue::kNone: return y == nullptr && residual_grad == nullptr ? Status::kOk : Status::kBadEpilogue;
+    case Epilogue::kRelu:
+      if (residual_grad != nullptr) return Status::kBadEpilogue;
+      return y == nullptr ? Status::kNullPointer : Status::kOk;
+    case Epilogue::kAddRelu:
+      return y == nullptr || (residual_grad != nullptr && dx == nullptr) ? Status::kNullPointer : Status::kOk;
   }
   return Status::kBadEpilogue;  // a value outside the enum
 }
@@ -61,7 +78,7 @@ inline Status check_args(const BackwardArgs<T>& a) {
   const bool from_var = invstd_from_var(a);
   if (a.mean == nullptr || (a.invstd == nullptr && !from_var)) return Status::kNullPointer;
   if (from_var && !validate_detail::finite_nonneg(a.eps)) return Status::kBadEps;
-  return Status::kOk;
+  return validate_detail::check_backward_epilogue(a.epilogue, a.y, a.residual_grad, a.dx);
 }
 
 }  // namespace bn

@@ -9,6 +9,8 @@ export const repoRoot = path.resolve(__dirname, '..', '..', '..');
 export const fixturesDir = path.join(repoRoot, 'test', 'fixtures', 'pytorch');
 /** The shared master copy the repo copy was taken from (absent on a clean clone / CI). */
 export const sharedFixturesDir = path.resolve(repoRoot, '..', 'shared', 'fixtures');
+/** The fused-activation fixtures (SECOND_SET.md, copied from ../shared/fixtures/fused). */
+export const fusedFixturesDir = path.join(repoRoot, 'test', 'fixtures', 'fused');
 
 export type StData = Float32Array | Float64Array | BigInt64Array;
 
@@ -96,8 +98,8 @@ export function fixtureNames(): string[] {
   return fs.readdirSync(fixturesDir).filter((f) => f.endsWith('.safetensors')).map((f) => f.slice(0, -'.safetensors'.length)).sort();
 }
 
-export function loadFixture(name: string): Fixture {
-  const file = readSt(path.join(fixturesDir, `${name}.safetensors`));
+export function loadFixture(name: string, dir: string = fixturesDir): Fixture {
+  const file = readSt(path.join(dir, `${name}.safetensors`));
   const m = file.meta;
   const need = (k: string): string => {
     if (typeof m[k] !== 'string') throw new Error(`fixture ${name}: metadata ${k} missing`);

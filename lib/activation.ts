@@ -1,0 +1,45 @@
+// The fused activation's user arguments (issue 13): y = relu(BN(x)) or relu(BN(x) + residual), in
+// one pass, and its backward (dy masked where y <= 0, dL/dresidual written beside dx). Shared by the
+// layer and the functional API; the one place that words these messages.
+import { DType, FloatArray } from './arrays';
+import { BatchNormRangeError, describe } from './errors';
+import { checkArray } from './validate';
+
+export type Activation = 'relu' | null;
+
+/** The activation option: 'relu', or none (undefined / null). */
+export function checkActivation(fn: string, v: unknown): Activation {
+  if (v === undefined || v === null) return null;
+  if (v !== 'relu') {
+    throw new BatchNormRangeError('ERR_BN_ACTIVATION', `${fn}: activation must be 'relu' or null, received ${describe(v)}`);
+  }
+  return v;
+}
+
+/** A residual (added before the ReLU): x's dtype and length, and only with activation 'relu'. */
+export function checkResidual(fn: string, v: unknown, activation: Activation, dtype: DType, total: number): FloatArray | null {
+  if (v === undefined || v === null) return null;
+  if (activation !== 'relu') {
+    throw new BatchNormRangeError(
+      'ERR_BN_ACTIVATION',
+      `${fn}: residual is added before the fused ReLU, so it needs activation 'relu' (this call has none), received ${describe(v)}`,
+    );
+  }
+  return checkArray(fn, 'residual', v, dtype, total);
+}
+
+/** Backward's residualGrad: required after a forward with a residual (dL/dresidual is written
+ * there, never dropped), refused after one without. */
+export function checkResidualGrad(fn: string, v: unknown, hadResidual: boolean, dtype: DType, total: number): FloatArray | null {
+  const given = v !== undefined && v !== null;
+  if (hadResidual && !given) {
+    throw new BatchNormRangeError(
+      'ERR_BN_ACTIVATION',
+      `${fn}: the forward added a residual, so backward needs residualGrad (a new ${dtype} array of ${total} elements) to write dL/dresidual into`,
+    );
+  }
+  if (!hadResidual && given) {
+    throw new BatchNormRangeError('ERR_BN_ACTIVATION', `${fn}: residualGrad is for a forward with a residual, and this one had none; received ${describe(v)}`);
+  }
+  return given ? checkArray(fn, 'residualGrad', v, dtype, total) : null;
+}
