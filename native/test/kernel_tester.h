@@ -74,5 +74,7 @@ using FamilyTest = void (*)(const char* isa, const bn::KernelSet& ks, size_t w32
 void test_run_kernels(const char* isa, const bn::KernelSet& ks, size_t w32, size_t w64, Rng& rng);
 void test_group_kernels(const char* isa, const bn::KernelSet& ks, size_t w32, size_t w64, Rng& rng);
 void test_rows_kernels(const char* isa, const bn::KernelSet& ks, size_t w32, size_t w64, Rng& rng);
+// The fused activation's writers (kRelu, kAddRelu) and masked backward kernels, every family.
+void test_relu_kernels(const char* isa, const bn::KernelSet& ks, size_t w32, size_t w64, Rng& rng);
 
 }  // namespace bntest

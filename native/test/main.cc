@@ -49,6 +49,9 @@ int main() {
   test_numerics_f64();
   std::printf("drivers: %.2f s\n", seconds_since(t));
   t = std::chrono::steady_clock::now();
+  test_relu_drivers();
+  std::printf("relu drivers: %.2f s\n", seconds_since(t));
+  t = std::chrono::steady_clock::now();
   test_determinism();
   std::printf("determinism: %.2f s\n", seconds_since(t));
   t = std::chrono::steady_clock::now();

@@ -27,7 +27,7 @@ std::vector<TableEntry> all_tables() {
 }  // namespace
 
 void test_microkernels() {
-  const FamilyTest families[] = {test_run_kernels, test_group_kernels, test_rows_kernels};
+  const FamilyTest families[] = {test_run_kernels, test_group_kernels, test_rows_kernels, test_relu_kernels};
   Rng rng(0x5EED0001);
   for (const TableEntry& e : all_tables()) {
     // The getter itself runs no vector instruction; the kernels only run if the CPU has the ISA.

@@ -228,6 +228,7 @@ void test_offset_accuracy();         // drivers_test.cc
 void test_numerics_f32();            // numerics_test.cc
 void test_numerics_f64();            // numerics_test.cc
 void test_determinism();             // determinism_test.cc
+void test_relu_drivers();            // relu_drivers_test.cc (the fused activation)
 void test_errors_f32();              // errors_test.cc
 void test_errors_f64();              // errors_test.cc
 
