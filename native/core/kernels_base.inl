@@ -140,16 +140,21 @@ static Vec dx_vec(Vec xv, Vec gv, Vec vc, Vec v1, Vec v2, Vec v3) {
 }
 
 // dx of cnt lanes (cnt == W: a whole vector) at xp, gp: dy through the prologue (kMask: gated by
-// the y at mp, the gated dy also stored at dp unless null), then dy * k1 + ((x - c) * k2 + k3), or
-// without kX (evaluation mode) dy * k1, x not read (an infinite x would give 0 * inf = NaN).
+// the y at mp, the gated dy also stored at dp unless null, a whole vector streamed when nt_res),
+// then dy * k1 + ((x - c) * k2 + k3), or without kX (evaluation mode) dy * k1, x not read (an
+// infinite x would give 0 * inf = NaN).
 template <bool kMask, bool kX>
-static Vec dx_lanes(const T* xp, const T* gp, const T* mp, T* dp, size_t cnt, C c, Vec vc, Vec v1, Vec v2, Vec v3) {
+static Vec dx_lanes(const T* xp, const T* gp, const T* mp, T* dp, size_t cnt, C c, Vec vc, Vec v1, Vec v2, Vec v3,
+                    bool nt_res = false) {
   const Vec g = cnt == W ? load_dy<kMask>(gp, mp) : load_dy_tail<kMask>(gp, mp, cnt, C(0));
   if constexpr (kMask) {
     if (dp != nullptr) {
-      if (cnt == W) V::store(dp, g); else V::store_tail(dp, g, cnt);
+      if (cnt != W) V::store_tail(dp, g, cnt);
+      else if (nt_res) V::stream(dp, g);
+      else V::store(dp, g);
     }
   }
+  (void)nt_res;
   (void)dp;
   if constexpr (!kX) {
     (void)xp, (void)c, (void)vc, (void)v2, (void)v3;

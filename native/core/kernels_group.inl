@@ -121,9 +121,12 @@ static void dx_group(const T* x, const T* dy, const T* y, T* dx, const T* res, T
     return;
   }
   const size_t total = runs * n;
+  // dres streams with dx when their alignments agree (as in dx_runs).
+  const bool nt_res = dres != nullptr &&
+                      (reinterpret_cast<uintptr_t>(dres) - reinterpret_cast<uintptr_t>(dx)) % V::kStreamAlign == 0;
   auto lanes = [&](size_t i, size_t cnt, C cj, Vec vc, Vec v1, Vec v2, Vec v3) {
     return dx_lanes<kMask, kX>(at(x, i), dy + i, at(y, i), dres == nullptr ? nullptr : dres + i, cnt, cj, vc, v1, v2,
-                               v3);
+                               v3, nt_res);
   };
   // Head and tail as masked partial vectors, as in affine_group.
   auto part = [&](size_t at_, size_t cnt, size_t jj) {

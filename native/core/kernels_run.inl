@@ -93,10 +93,26 @@ static void bwd_reduce_run(const T* x, const T* dy, size_t rows, size_t n, size_
   *sum_dyxc += V::acc_sum(p);
 }
 
+// kAddRelu's residual is read only by the writers, run by run (stride apart): short runs give the
+// hardware prefetcher too little to follow, so the writers request it kPrefetch values ahead in
+// the walk over the runs, one line per vector, as the reductions do for their inputs.
+template <Epilogue E>
+static void prefetch_residual(const T* res, const Ahead& ah, size_t r, size_t i, size_t n, size_t stride) {
+  if constexpr (E == Epilogue::kAddRelu) {
+    const size_t j = i + ah.cols;
+    const size_t wrap = j >= n ? 1 : 0;
+    V::prefetch(reinterpret_cast<const T*>(reinterpret_cast<uintptr_t>(res) +
+                                           ((r + ah.rows + wrap) * stride + j - wrap * n) * sizeof(T)));
+  } else {
+    (void)res, (void)ah, (void)r, (void)i, (void)n, (void)stride;
+  }
+}
+
 template <Epilogue E>
 static void affine_run(const T* x, T* y, const T* res, size_t rows, size_t n, size_t stride, C c, C a, C b,
                        bool stream, size_t next) {
   const Vec vc = V::set1(c), va = V::set1(a), vb = V::set1(b);
+  const Ahead ah(n, stride);
   for (size_t r = 0; r < rows; ++r) {
     const T* p = x + r * stride;
     T* q = y + r * stride;
@@ -110,6 +126,7 @@ static void affine_run(const T* x, T* y, const T* res, size_t rows, size_t n, si
       // scalar math: y[i] = (x[i] - c) * a + b
       for (; i + W <= n; i += W) {
         pf(p + i);
+        prefetch_residual<E>(res, ah, r, i, n, stride);
         store(q + i, epilogue<E>(mul_add(V::sub(V::load(p + i), vc), va, vb), at(e, i), W));
       }
     });
@@ -150,6 +167,7 @@ static void affine_stats_run(const T* x, T* y, const T* res, size_t rows, size_t
         for (size_t u = 0; u < kBlock; u += 2 * W) {
           const size_t j = h + i + u;
           pf(p + j);
+          prefetch_residual<E>(res, ah, r, j, n, stride);
           store(q + j, epilogue<E>(mul_add(V::sub(V::load(p + j), vc), va, vb), at(e, j), W));
           store(q + j + W, epilogue<E>(mul_add(V::sub(V::load(p + j + W), vc), va, vb), at(e, j + W), W));
           f(ps0, pq0, V::load(pn + i + u), z, vk);
@@ -160,6 +178,7 @@ static void affine_stats_run(const T* x, T* y, const T* res, size_t rows, size_t
       }
       // scalar math: y[j] = (x[j] - c) * a + b
       for (size_t j = h + i; j + W <= n; j += W) {
+        prefetch_residual<E>(res, ah, r, j, n, stride);
         store(q + j, epilogue<E>(mul_add(V::sub(V::load(p + j), vc), va, vb), at(e, j), W));
       }
     });
@@ -194,9 +213,13 @@ static void dx_runs(const T* x, const T* dy, const T* y, T* dx, const T* res, T*
     T* dp = dres == nullptr ? nullptr : dres + r * stride;
     T* o = dx + r * stride;
     const T* e = at(res, r * stride);
+    // dres streams with dx when their addresses agree modulo the streaming alignment (then dres is
+    // aligned wherever dx is); otherwise plain stores.
+    const bool nt_res = stream && dp != nullptr &&
+                        (reinterpret_cast<uintptr_t>(dp) - reinterpret_cast<uintptr_t>(o)) % V::kStreamAlign == 0;
     auto lanes = [&](size_t j, size_t cnt) {
       return dx_lanes<kMask, kX>(at(xp, j), gp + j, at(mp, j), dp == nullptr ? nullptr : dp + j, cnt, c, vc, v1, v2,
-                                 v3);
+                                 v3, nt_res);
     };
     size_t i = 0;
     if (stream) {
