@@ -1,6 +1,7 @@
 // Forward, training mode: batch statistics (first pass), then normalize (second pass), with the
 // running statistics updated in between. The walk is the schedule's (schedule.h), the geometry
 // the planner's (plan.h), the loops the active ISA's kernels (kernels.h).
+#include <algorithm>
 #include <new>
 #include <vector>
 
@@ -17,6 +18,10 @@
 
 namespace bn {
 namespace {
+
+// How far ahead of the group writes kAddRelu's residual is requested (bench/RESULTS.md, "Fused
+// activation").
+constexpr size_t kResidualAheadBytes = 16384;
 
 // What both layouts share: the shifts, the partial sums, and finishing a channel.
 template <typename T>
@@ -107,6 +112,17 @@ struct TrainingChannelStages : TrainingStats<T> {
   }
   void write_group(int64_t c0, int64_t G, int64_t off, size_t next) {
     const Affine<T>& af = this->affine;
+    // kAddRelu: the residual is read only here, one sample's span of G runs at a time, C * S apart;
+    // the span `ahead` samples on is requested now (all of them up to it for the first sample), so
+    // that enough of its lines are in flight while this span is written.
+    const Shape& s = this->a.shape;
+    if (this->a.residual != nullptr) {
+      const int64_t step = s.c * s.s, span = G * s.s, total = s.n * step;
+      const int64_t ahead = std::max<int64_t>(1, int64_t(kResidualAheadBytes / sizeof(T)) / span);
+      for (int64_t k = off < step ? 1 : ahead; k <= ahead && off + k * step < total; ++k) {
+        prefetch_span(this->a.residual + off + k * step, size_t(span));
+      }
+    }
     this->w.affine_group(this->a.x + off, this->a.y + off, this->res(off), size_t(G), size_t(this->a.shape.s), &af.c[c0],
                          &af.a[c0], &af.b[c0], pt.stream_spans, next);
   }
