@@ -12,14 +12,15 @@ import { checkTooFewValues } from './functional';
 import { freshOutput, OpCall, runAsync, runSync } from './native-call';
 import { backwardCall, checkOutputs, inferenceCall, trainingCall } from './ops';
 import {
-  BatchNormStateDict, LoadStateDictOptions, loadSafetensorsInto, loadStateDictInto, saveSafetensorsOf, stateDictOf,
+  BatchNormStateDict, LoadStateDictOptions, loadSafetensorsInto, loadStateDictInto, SaveSafetensorsOptions, saveSafetensorsOf,
+  stateDictOf,
 } from './state-dict';
 import {
   checkBoolean, checkDType, checkEps, checkFixedLength, checkMomentum, checkOptionalBoolean, checkTensor, ParsedShape,
   parseShape, readOptions,
 } from './validate';
 
-export type { BatchNormStateDict, LoadStateDictOptions } from './state-dict';
+export type { BatchNormStateDict, LoadStateDictOptions, SaveSafetensorsOptions } from './state-dict';
 
 export interface BatchNormOptions {
   /** Added to the variance. Default 1e-5. */
@@ -492,9 +493,10 @@ export class BatchNorm {
     loadStateDictInto(fn, this, dict, options);
   }
 
-  /** Writes stateDict() as a safetensors file (PyTorch key names, F32/F64 and I64). */
-  saveSafetensors(path: string, metadata: Record<string, string> = {}): void {
-    saveSafetensorsOf(methodName(this, 'saveSafetensors'), this, path, metadata);
+  /** Writes stateDict() as a safetensors file (PyTorch key names, F32/F64 and I64; a 16-bit layer
+   * writes F32 parameters, PyTorch's mixed-type layout, unless options.dtype asks for 'BF16' / 'F16'). */
+  saveSafetensors(path: string, metadata: Record<string, string> = {}, options: SaveSafetensorsOptions = {}): void {
+    saveSafetensorsOf(methodName(this, 'saveSafetensors'), this, path, metadata, options);
   }
 
   /** Reads a safetensors checkpoint (e.g. from PyTorch's state_dict) into the layer. An optional

@@ -109,3 +109,71 @@ describe('16-bit storage: reduced fixtures through the layer', () => {
     });
   }
 });
+
+describe('16-bit storage: layers and checkpoints', () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const os = require('os') as typeof import('os');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const lib = require('../lib') as typeof import('../lib');
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bn-half-'));
+  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const KEYS = ['weight', 'bias', 'running_mean', 'running_var'] as const;
+
+  it('a bfloat16 / float16 layer loads the F32 parameters of a reduced fixture (loadCheckpoint, prefix "")', () => {
+    for (const name of NAMES) {
+      const k = load(name);
+      const bn = new (layerClass(k.shape.length))(k.shape[1], { dtype: k.dtype });
+      lib.loadCheckpoint(path.join(reducedDir, `${name}.safetensors`)).loadInto(bn, '', { strict: false });
+      expect(Array.from(bn.weight!)).to.deep.equal(Array.from(k.t.weight.data as Float32Array));
+      expect(Array.from(bn.runningVar!)).to.deep.equal(Array.from(k.t.running_var.data as Float32Array));
+    }
+  });
+
+  for (const dtype of ['bfloat16', 'float16'] as const) {
+    it(`${dtype} layer: saves PyTorch's mixed-type layout (F32 + I64) by default, BF16 / F16 on request, and loads them back`, () => {
+      const bn = new BatchNorm2d(3, { dtype });
+      bn.weight!.set([1.5, 0.1, -2]);
+      bn.bias!.set([0.25, 1 / 3, 7]);
+      bn.runningMean!.set([0.1, 0.2, 0.3]);
+      bn.runningVar!.set([1, 2, 1e-3]);
+      bn.numBatchesTracked = 5;
+      const f32file = path.join(tmp, `${dtype}-f32.safetensors`);
+      bn.saveSafetensors(f32file);
+      const a = lib.readSafetensorsFile(f32file);
+      for (const key of KEYS) expect(a.tensors[key].dtype, key).to.equal('F32');
+      expect(a.tensors.num_batches_tracked.dtype).to.equal('I64');
+      expect(Array.from(a.tensors.bias.data as Float32Array)).to.deep.equal(Array.from(bn.bias!));
+
+      const half = dtype === 'bfloat16' ? 'BF16' : 'F16';
+      const hfile = path.join(tmp, `${dtype}-half.safetensors`);
+      bn.saveSafetensors(hfile, { note: 'x' }, { dtype: half });
+      const h = lib.readSafetensorsFile(hfile);
+      const round = dtype === 'bfloat16' ? lib.toBFloat16 : lib.toFloat16;
+      const widen = dtype === 'bfloat16' ? lib.fromBFloat16 : lib.fromFloat16;
+      for (const key of KEYS) {
+        const layerArray = { weight: bn.weight, bias: bn.bias, running_mean: bn.runningMean, running_var: bn.runningVar }[key] as Float32Array;
+        expect(h.tensors[key].dtype, key).to.equal(half);
+        expect(Array.from(h.tensors[key].data as Uint16Array), key).to.deep.equal(Array.from(round(layerArray)));
+      }
+      expect(h.metadata.note).to.equal('x');
+      // Loading: the float32 file exactly, the 16-bit file widened exactly (its rounded values).
+      const back = new BatchNorm2d(3, { dtype });
+      back.loadSafetensors(hfile);
+      expect(Array.from(back.bias!)).to.deep.equal(Array.from(widen(round(bn.bias! as Float32Array))));
+      expect(back.numBatchesTracked).to.equal(5);
+      const f32layer = new BatchNorm2d(3);
+      f32layer.loadSafetensors(hfile);
+      expect(Array.from(f32layer.runningVar!)).to.deep.equal(Array.from(widen(round(bn.runningVar! as Float32Array))));
+      back.loadSafetensors(f32file);
+      expect(Array.from(back.bias!)).to.deep.equal(Array.from(bn.bias!));
+    });
+  }
+
+  it('saveSafetensors refuses an unknown file dtype, and BF16 from float64 parameters (double rounding)', () => {
+    const bn = new BatchNorm2d(2, { dtype: 'float64' });
+    const file = path.join(tmp, 'never.safetensors');
+    expect(() => bn.saveSafetensors(file, {}, { dtype: 'BF16' })).to.throw(lib.BatchNormTypeError).with.property('code', 'ERR_BN_DTYPE_MISMATCH');
+    expect(() => bn.saveSafetensors(file, {}, { dtype: 'I8' as 'F32' })).to.throw(lib.BatchNormTypeError).with.property('code', 'ERR_BN_INVALID_ARG_TYPE');
+    expect(fs.existsSync(file)).to.equal(false);
+  });
+});
