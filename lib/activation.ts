@@ -1,9 +1,9 @@
 // The fused activation's user arguments (issue 13): y = relu(BN(x)) or relu(BN(x) + residual), in
 // one pass, and its backward (dy masked where y <= 0, dL/dresidual written beside dx). Shared by the
 // layer and the functional API; the one place that words these messages.
-import { DType, FloatArray } from './arrays';
+import { DType, TensorArray } from './arrays';
 import { BatchNormRangeError, describe } from './errors';
-import { checkArray } from './validate';
+import { checkTensor } from './validate';
 
 export type Activation = 'relu' | null;
 
@@ -17,7 +17,7 @@ export function checkActivation(fn: string, v: unknown): Activation {
 }
 
 /** A residual (added before the ReLU): x's dtype and length, and only with activation 'relu'. */
-export function checkResidual(fn: string, v: unknown, activation: Activation, dtype: DType, total: number): FloatArray | null {
+export function checkResidual(fn: string, v: unknown, activation: Activation, dtype: DType, total: number): TensorArray | null {
   if (v === undefined || v === null) return null;
   if (activation !== 'relu') {
     throw new BatchNormRangeError(
@@ -25,12 +25,12 @@ export function checkResidual(fn: string, v: unknown, activation: Activation, dt
       `${fn}: residual is added before the fused ReLU, so it needs activation 'relu' (this call has none), received ${describe(v)}`,
     );
   }
-  return checkArray(fn, 'residual', v, dtype, total);
+  return checkTensor(fn, 'residual', v, dtype, total);
 }
 
 /** Backward's residualGrad: required after a forward with a residual (dL/dresidual is written
  * there, never dropped), refused after one without. */
-export function checkResidualGrad(fn: string, v: unknown, hadResidual: boolean, dtype: DType, total: number): FloatArray | null {
+export function checkResidualGrad(fn: string, v: unknown, hadResidual: boolean, dtype: DType, total: number): TensorArray | null {
   const given = v !== undefined && v !== null;
   if (hadResidual && !given) {
     throw new BatchNormRangeError(
@@ -41,5 +41,5 @@ export function checkResidualGrad(fn: string, v: unknown, hadResidual: boolean, 
   if (!hadResidual && given) {
     throw new BatchNormRangeError('ERR_BN_ACTIVATION', `${fn}: residualGrad is for a forward with a residual, and this one had none; received ${describe(v)}`);
   }
-  return given ? checkArray(fn, 'residualGrad', v, dtype, total) : null;
+  return given ? checkTensor(fn, 'residualGrad', v, dtype, total) : null;
 }

@@ -13,6 +13,8 @@ import type { BatchNormError, BatchNormRangeError, BatchNormTypeError } from './
 import type { OutputPoolStats } from './output-pool';
 
 export type FloatArray = Float32Array | Float64Array;
+/** x, out, dy: float arrays, or raw 16-bit values (Uint16Array) with the call's `dtype`. */
+export type TensorArray = FloatArray | Uint16Array;
 
 export type SimdLevelName = 'scalar' | 'avx2' | 'avx512' | 'neon';
 
@@ -20,32 +22,35 @@ export type SimdLevelName = 'scalar' | 'avx2' | 'avx512' | 'neon';
 export interface CallBase {
   /** The user-facing function, for messages ("BatchNorm2d.forwardAsync"). */
   fn: string;
-  x: FloatArray;
+  x: TensorArray;
   n: number;
   c: number;
   s: number;
   channelsLast: boolean;
+  /** Present for 16-bit storage: the format of the Uint16Arrays x, out and dy (parameters and
+   * statistics are then Float32Array). Absent for float arrays. */
+  dtype?: 'bfloat16' | 'float16';
 }
 
 /** The fused activation of a forward: y = relu(BN(x)), or relu(BN(x) + residual) when a residual
  * (x's dtype, length and layout; out may be that very array) is given. null or absent: none. */
 export interface FusedActivation {
   activation?: 'relu' | null;
-  residual?: FloatArray | null;
+  residual?: TensorArray | null;
 }
 
 /** Backward through a forward's fused ReLU: y is that forward's output (the mask: dy where y > 0;
  * out may be y itself); residualGrad receives dL/dresidual (its own memory), with a residual. */
 export interface BackwardActivation {
   activation?: 'relu' | null;
-  y?: FloatArray | null;
-  residualGrad?: FloatArray | null;
+  y?: TensorArray | null;
+  residualGrad?: TensorArray | null;
 }
 
 /** Training forward: batch statistics, normalize, affine, save stats, update running stats. */
 export interface ForwardTrainingCall extends CallBase, FusedActivation {
   /** y; may be x itself (in place). */
-  out: FloatArray;
+  out: TensorArray;
   weight: FloatArray | null;
   bias: FloatArray | null;
   saveMean: FloatArray;
@@ -62,7 +67,7 @@ export interface ForwardTrainingCall extends CallBase, FusedActivation {
 
 /** Inference forward with given statistics: y = (x - mean) * invstd(var, eps) * weight + bias. */
 export interface ForwardInferenceCall extends CallBase, FusedActivation {
-  out: FloatArray;
+  out: TensorArray;
   weight: FloatArray | null;
   bias: FloatArray | null;
   runningMean: FloatArray;
@@ -73,9 +78,9 @@ export interface ForwardInferenceCall extends CallBase, FusedActivation {
 /** Backward. Training: mean and invstd are the forward's batch statistics. Evaluation: mean is the
  * running mean (widened) and the core computes invstd from runningVar and eps. */
 export interface BackwardCall extends CallBase, BackwardActivation {
-  dy: FloatArray;
+  dy: TensorArray;
   /** dx; may be dy itself; null when only the parameter gradients are wanted. */
-  out: FloatArray | null;
+  out: TensorArray | null;
   weight: FloatArray | null;
   training: boolean;
   mean: Float64Array;
@@ -168,7 +173,7 @@ export interface NativeBinding {
   threadCounters(reset: boolean): { inUse: number; peak: number };
 
   /** Linux: madvise(MADV_HUGEPAGE) on the whole 2 MiB pages inside a new output; true if taken. */
-  adviseHugePages(a: FloatArray): boolean;
+  adviseHugePages(a: TensorArray): boolean;
 
   /** An ArrayBuffer of exactly `bytes` from this environment's output pool, or undefined (too
    * small, pool off or full): native/addon/output_pool.h. */

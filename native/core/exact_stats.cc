@@ -96,6 +96,11 @@ template ExactBackwardSums exact_backward_sums<float>(const Shape&, const float*
                                                       const float*);
 template ExactBackwardSums exact_backward_sums<double>(const Shape&, const double*, const double*, int64_t, double,
                                                        const double*);
+template ExactMoments exact_moments<bf16>(const Shape&, const bf16*, int64_t);
+template ExactMoments exact_moments<f16>(const Shape&, const f16*, int64_t);
+template ExactBackwardSums exact_backward_sums<bf16>(const Shape&, const bf16*, const bf16*, int64_t, double,
+                                                     const bf16*);
+template ExactBackwardSums exact_backward_sums<f16>(const Shape&, const f16*, const f16*, int64_t, double, const f16*);
 template float safe_center<float>(double, double, double);
 template double safe_center<double>(double, double, double);
 
