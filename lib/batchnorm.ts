@@ -48,7 +48,7 @@ export interface ForwardOptions {
   channelsLast?: boolean;
   /** With activation 'relu': added before the ReLU (layer dtype, x's length and layout); out may be
    * this very array. */
-  residual?: FloatArray;
+  residual?: TensorArray;
 }
 
 /** Per-call options of backward (the second argument may also be just the output array). */
