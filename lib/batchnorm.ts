@@ -36,7 +36,8 @@ export interface BatchNormOptions {
    * Uint16Arrays, with float32 parameters, statistics and gradients: PyTorch's mixed type). */
   dtype?: DType;
   /** Fused activation after the normalization: 'relu' (y = relu(BN(x)), or relu(BN(x) + residual)
-   * with forward's residual), in the same pass. Default null (none). */
+   * with forward's residual), in the same pass. Default null (none). Backward masks dy with the y
+   * the forward returned (no extra memory): keep that y unchanged until its backward. */
   activation?: Activation;
 }
 
