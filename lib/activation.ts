@@ -43,3 +43,17 @@ export function checkResidualGrad(fn: string, v: unknown, hadResidual: boolean, 
   }
   return given ? checkTensor(fn, 'residualGrad', v, dtype, total) : null;
 }
+
+// Backward through the fused ReLU masks dy with the forward's y, which the caller owns: 17 values
+// spread over it are compared before backward, a cheap check that catches a reused output buffer
+// (not every change: a full comparison would cost a copy of y).
+const SPOT_VALUES = 17;
+export function spotSample(y: TensorArray): number[] {
+  const n = y.length;
+  if (n === 0) return [];
+  const k = Math.min(SPOT_VALUES, n);
+  return Array.from({ length: k }, (_, i) => y[Math.floor((i * (n - 1)) / Math.max(1, k - 1))]);
+}
+export function sameValues(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
+}

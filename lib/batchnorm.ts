@@ -5,7 +5,7 @@
 // (copied), the options. Async calls run in call order on one layer, so running statistics,
 // numBatchesTracked and the gradients change in the order of the calls, exactly as the same
 // sequence of sync calls would. Only the data arrays (x, out, dy) stay live until the call settles.
-import { Activation, checkActivation, checkResidual, checkResidualGrad } from './activation';
+import { Activation, checkActivation, checkResidual, checkResidualGrad, sameValues, spotSample } from './activation';
 import { arrayName, arrayType, DType, FloatArray, isTensorArray, paramDType, SameKind, TensorArray } from './arrays';
 import { BatchNormError, BatchNormRangeError, BatchNormTypeError, describe } from './errors';
 import { computeScaleShift, ConvFoldOptions, foldConv, foldLinear, FoldedLayer } from './fold';
@@ -79,6 +79,7 @@ interface ForwardRecord {
   weight: FloatArray | null; // a copy, as the forward used it
   inPlace: boolean;
   y: TensorArray; // the output: the fused ReLU's mask in backward (y > 0), so it must stay unchanged
+  ySample: number[] | null; // with an activation: spotSample(y) when the forward finished
 }
 
 /** One forward call: its record once it has run, or why it has not. */
@@ -277,7 +278,7 @@ export class BatchNorm {
             if (updating) this.batches = n;
             ticket.record = {
               x: xa, sh, channelsLast, training: true, mean: p.result.batchMean, invstd: p.result.batchInvstd,
-              runningVar: null, weight, inPlace: y === xa, y,
+              runningVar: null, weight, inPlace: y === xa, y, ySample: this.activation ? spotSample(y) : null,
             };
           },
         };
@@ -290,7 +291,7 @@ export class BatchNorm {
         commit: () => {
           ticket.record = {
             x: xa, sh, channelsLast, training: false, mean: Float64Array.from(runningMean), invstd: null,
-            runningVar, weight, inPlace: y === xa, y,
+            runningVar, weight, inPlace: y === xa, y, ySample: this.activation ? spotSample(y) : null,
           };
         },
       };
@@ -422,6 +423,13 @@ export class BatchNorm {
         throw new BatchNormError(
           'ERR_BN_INPUT_OVERWRITTEN',
           `${fn}: the last forward wrote its output over x (out === x), so x is gone; run forward with a separate output to train`,
+        );
+      }
+      if (r.ySample && !sameValues(r.ySample, spotSample(r.y))) {
+        throw new BatchNormError(
+          'ERR_BN_INPUT_OVERWRITTEN',
+          `${fn}: the forward's output y changed since the forward (a spot check of ${r.ySample.length} values), and the fused ReLU's ` +
+            'gradient is masked by it; keep y unchanged until backward (pass another array as the next call\'s out)',
         );
       }
       const sp = {

@@ -95,6 +95,21 @@ describe('fused activation: hostile input to the layer', () => {
     expect(Array.from(dz)).to.deep.equal(dyCopy.map((v, i) => (yCopy[i] > 0 ? Math.fround(v) : 0)));
   });
 
+  it("the forward's y changed before backward (its buffer reused): ERR_BN_INPUT_OVERWRITTEN, nothing changed", () => {
+    const l = new BatchNorm(3, { activation: 'relu' });
+    const y = l.forward(xs(), SHAPE);
+    const before = snapshot(l);
+    const saved = y.slice();
+    y.fill(1); // e.g. the array passed as another call's out
+    const out = filled(TOTAL, 7);
+    expectCode(() => l.backward(filled(TOTAL, 1), { out }), 'ERR_BN_INPUT_OVERWRITTEN', /y changed since the forward/);
+    expect(snapshot(l)).to.deep.equal(before);
+    expect(Array.from(out)).to.deep.equal(Array.from(filled(TOTAL, 7)));
+    y.set(saved);
+    l.backward(filled(TOTAL, 1), { out });
+    expect(Array.from(out).some((v) => v === 7)).to.equal(false);
+  });
+
   it('residualGrad after a forward without residual is refused', () => {
     const l = new BatchNorm(3, { activation: 'relu' });
     l.forward(xs(), SHAPE);
