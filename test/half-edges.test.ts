@@ -140,6 +140,35 @@ describe('16-bit storage: sync, async and functional agree bit for bit', () => {
   }
 });
 
+describe('16-bit storage: the same bits for any thread count', () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const lib = require('../lib') as typeof import('../lib');
+  const threads0 = lib.getNumThreads();
+  after(() => lib.setNumThreads(threads0));
+  // Shapes on the waves (long runs in pieces), groups (7x7), pipelined and rows paths.
+  const SHAPES = [[2, 3, 100, 100], [8, 256, 7, 7], [64, 4, 196], [4096, 37]];
+  for (const dtype of HALVES) {
+    it(`${dtype}: forward training, inference and backward with 1, 2, 3 and 7 threads`, () => {
+      for (const shape of SHAPES) {
+        const n = shape.reduce((p, q) => p * q, 1);
+        const enc = (v: number) => encodeHalf(FORMATS[dtype], v);
+        const x = Uint16Array.from({ length: n }, (_, i) => enc(Math.sin(i * 0.37) * 3 + (i % 7)));
+        const dy = Uint16Array.from({ length: n }, (_, i) => enc(Math.cos(i * 0.11)));
+        let first: string | null = null;
+        for (const t of [1, 2, 3, 7]) {
+          lib.setNumThreads(t);
+          const r = batchNormTraining(x, shape, { dtype });
+          const y = batchNormInference(x, shape, { dtype, runningMean: r.saveMean, runningVar: r.saveInvstd });
+          const g = batchNormBackward(x, dy, shape, { dtype, training: true, mean: r.batchMean, invstd: r.batchInvstd });
+          const bits = JSON.stringify([Array.from(r.y), Array.from(r.batchMean), Array.from(y), Array.from(g.dx), Array.from(g.gradWeight)]);
+          if (first === null) first = bits;
+          else expect(bits === first, `${dtype} [${shape}] with ${t} threads differs from 1 thread`).to.equal(true);
+        }
+      }
+    });
+  }
+});
+
 type Loose = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 function expectCoded(fn: () => unknown, code: string, ...words: string[]): void {
