@@ -30,8 +30,13 @@ using Clock = std::chrono::steady_clock;
   std::exit(2);
 }
 
-// Median of `reps` timed calls after one warm-up call.
-double median_time(const std::function<void()>& fn, int reps) {
+struct Time {
+  double median, min;
+};
+
+// Median and min of `reps` timed calls after one warm-up call. On a shared machine the min is
+// the time least disturbed by other processes.
+Time time_of(const std::function<void()>& fn, int reps) {
   fn();
   std::vector<double> t;
   for (int i = 0; i < reps; ++i) {
@@ -40,7 +45,7 @@ double median_time(const std::function<void()>& fn, int reps) {
     t.push_back(std::chrono::duration<double>(Clock::now() - a).count());
   }
   std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return {t[t.size() / 2], t[0]};
 }
 
 double median(std::vector<double> v) {
@@ -136,7 +141,9 @@ int main(int argc, char** argv) {
   const bnbench::CopyIsa isa = bnbench::best_copy_isa();
   std::printf("bn_bench_half: simd %s, copy kernels %s, %d thread(s), %d rounds of %d reps; ratio = copy of the op's bytes / op time\n",
               bn::simd_level_name(bn::active_simd_level()), bnbench::copy_isa_name(isa), threads, rounds, reps);
-  std::printf("%-16s %-10s %10s %10s %10s   %s\n", "shape", "op", "f32", "bf16", "f16", "(median ratio over rounds; ms per call f32 / bf16 / f16)");
+  std::printf("%-16s %-10s %10s %10s %10s   %-17s   %s\n", "shape", "op", "f32", "bf16", "f16", "same from mins",
+              "min ms per call f32 / bf16 / f16");
+  std::printf("(ratios: median over rounds of copy time / op time, from medians of the reps, then from their mins)\n");
   for (const std::string& name : split(shapes, ',')) {
     const bn::Shape sh = parse_shape(name);
     const size_t total = size_t(sh.n * sh.c * sh.s);
@@ -146,33 +153,36 @@ int main(int argc, char** argv) {
     std::vector<float> src(total + total / 2 + 1, 1.0f), dst(src.size(), 0.0f);
     // The faster of a plain and a streaming copy of n floats (8 n bytes of traffic).
     auto copy_time = [&](size_t n) {
-      double best = median_time([&] { bnbench::bench_copy(src.data(), dst.data(), n, false, threads, isa); }, reps);
+      Time best = time_of([&] { bnbench::bench_copy(src.data(), dst.data(), n, false, threads, isa); }, reps);
       if (bnbench::streaming_copy_supported()) {
-        best = std::min(best, median_time([&] { bnbench::bench_copy(src.data(), dst.data(), n, true, threads, isa); }, reps));
+        const Time nt = time_of([&] { bnbench::bench_copy(src.data(), dst.data(), n, true, threads, isa); }, reps);
+        best = {std::min(best.median, nt.median), std::min(best.min, nt.min)};
       }
       return best;
     };
     const char* ops[3] = {"fwd-train", "fwd-infer", "backward"};
-    std::vector<double> ratio[3][3], ms[3][3];  // [op][dtype]
+    std::vector<double> ratio[3][3], ratio_min[3][3], ms[3][3];  // [op][dtype]
     for (int r = 0; r < rounds; ++r) {
       // Copies of each op's bytes: forward f32 8 B/elem = total floats, 16-bit 4 B/elem = total / 2;
       // backward f32 12 B/elem = 1.5 total floats, 16-bit 6 B/elem = 0.75 total.
-      const double c8 = copy_time(total), c4 = copy_time(total / 2), c12 = copy_time(total + total / 2), c6 = copy_time(3 * total / 4);
+      const Time c8 = copy_time(total), c4 = copy_time(total / 2), c12 = copy_time(total + total / 2), c6 = copy_time(3 * total / 4);
       const std::function<void()> run[3][3] = {{[&] { f32.train(); }, [&] { b16.train(); }, [&] { h16.train(); }},
                                                {[&] { f32.infer(); }, [&] { b16.infer(); }, [&] { h16.infer(); }},
                                                {[&] { f32.backward(); }, [&] { b16.backward(); }, [&] { h16.backward(); }}};
       for (int op = 0; op < 3; ++op) {
         for (int d = 0; d < 3; ++d) {
-          const double t = median_time(run[op][d], reps);
-          const double copy = op < 2 ? (d == 0 ? c8 : c4) : (d == 0 ? c12 : c6);
-          ratio[op][d].push_back(copy / t);
-          ms[op][d].push_back(t * 1e3);
+          const Time t = time_of(run[op][d], reps);
+          const Time copy = op < 2 ? (d == 0 ? c8 : c4) : (d == 0 ? c12 : c6);
+          ratio[op][d].push_back(copy.median / t.median);
+          ratio_min[op][d].push_back(copy.min / t.min);
+          ms[op][d].push_back(t.min * 1e3);
         }
       }
     }
     for (int op = 0; op < 3; ++op) {
-      std::printf("%-16s %-10s %10.2f %10.2f %10.2f   %.2f / %.2f / %.2f ms\n", name.c_str(), ops[op], median(ratio[op][0]),
-                  median(ratio[op][1]), median(ratio[op][2]), median(ms[op][0]), median(ms[op][1]), median(ms[op][2]));
+      std::printf("%-16s %-10s %10.2f %10.2f %10.2f   %5.2f %5.2f %5.2f   %.2f / %.2f / %.2f ms\n", name.c_str(), ops[op],
+                  median(ratio[op][0]), median(ratio[op][1]), median(ratio[op][2]), median(ratio_min[op][0]),
+                  median(ratio_min[op][1]), median(ratio_min[op][2]), median(ms[op][0]), median(ms[op][1]), median(ms[op][2]));
       std::fflush(stdout);
     }
   }
