@@ -8,8 +8,9 @@ import {
   BatchNorm, BatchNorm2d, batchNormBackward, batchNormBackwardAsync, batchNormInference, batchNormInferenceAsync,
   batchNormTraining, batchNormTrainingAsync, BatchNormTypeError, setSimdLevel, simdLevel, supportedSimdLevels,
 } from '../lib';
-import { FORMATS, HalfName } from './helpers/half-check';
-import { encodeHalf, f32FromBits } from './helpers/half-reference';
+import { expectWithinUlp, FORMATS, HalfName } from './helpers/half-check';
+import * as ref from './helpers/reference';
+import { decodeHalf, encodeHalf, f32FromBits } from './helpers/half-reference';
 import { native } from '../lib/load';
 
 const HALVES: HalfName[] = ['bfloat16', 'float16'];
@@ -88,6 +89,45 @@ describe('16-bit storage: special values', () => {
         expect(Array.from(y), `1 * ${w}`).to.deep.equal(new Array(19).fill(want));
       }
     });
+  }
+});
+
+describe('16-bit storage: float32 compute limits (exact statistics fallback, invstd rule)', () => {
+  const original = simdLevel();
+  after(() => setSimdLevel(original));
+  for (const level of supportedSimdLevels()) {
+    it(`${level} bfloat16: values near float32's range take the exact float64 statistics`, () => {
+      setSimdLevel(level);
+      const f = FORMATS.bfloat16;
+      // Channel 0: +-3e38 (x - mean squared overflows float32's partial sums); channel 1: ordinary.
+      const shape = [6, 2, 5];
+      const vals = Array.from({ length: 60 }, (_, i) => (Math.floor(i / 5) % 2 === 0 ? (i % 3 === 0 ? -3e38 : 3e38) : (i % 7) - 3));
+      const x = Uint16Array.from(vals, (v) => encodeHalf(f, v));
+      const xv = Float64Array.from(x, (h) => widen('bfloat16', h));
+      const r = batchNormTraining(x, shape, { dtype: 'bfloat16', eps: 1e-5 });
+      const d = ref.dimsOf(shape);
+      const want = ref.forwardTraining(xv, d, null, null, 1e-5);
+      for (let c = 0; c < 2; c++) {
+        // channel 0 exact (float64 two-pass), channel 1 the fast float path
+        expect(r.batchMean[c], `mean ${c}`).to.be.closeTo(want.mean[c], c === 0 ? 1e-12 * Math.abs(want.mean[c]) : 1e-6);
+        expect(r.batchInvstd[c] / want.invstd[c], `invstd ${c}`).to.be.closeTo(1, 1e-6);
+      }
+      expectWithinUlp('y', f, r.y as Uint16Array, want.y, Float64Array.from(want.y, (v) => 2 ** -20 * (Math.abs(v) + 1)));
+    });
+
+    for (const dtype of HALVES) {
+      it(`${level} ${dtype}: a constant channel with eps 0 gives invstd 0, y = bias and finite gradients`, () => {
+        setSimdLevel(level);
+        const f = FORMATS[dtype];
+        const x = new Uint16Array(24).fill(encodeHalf(f, 1.5));
+        const r = batchNormTraining(x, [4, 2, 3], { dtype, eps: 0, weight: Float32Array.of(2, 3), bias: Float32Array.of(0.25, -4) });
+        expect(Array.from(r.batchInvstd)).to.deep.equal([0, 0]);
+        for (let i = 0; i < 24; i++) expect(r.y[i]).to.equal(encodeHalf(f, Math.floor(i / 3) % 2 ? -4 : 0.25));
+        const g = batchNormBackward(x, x, [4, 2, 3], { dtype, training: true, mean: r.batchMean, invstd: r.batchInvstd, weight: Float32Array.of(2, 3) });
+        expect(Array.from(g.gradWeight)).to.deep.equal([0, 0]);
+        expect(Array.from(g.dx).every((h) => decodeHalf(f, h) === 0)).to.equal(true);
+      });
+    }
   }
 });
 
