@@ -53,6 +53,9 @@ SLICE=(
   dist/test/numerics.test.js            # overflow, eps = 0, infinities: the same bits at scalar and neon
   dist/test/convert.test.js             # float32 <-> bfloat16/float16 at scalar and neon vs the IEEE reference
   dist/test/checkpoint.test.js          # BF16/F16 checkpoints (reduced fixtures), loadCheckpoint
+  dist/test/half-fixtures.test.js       # batch norm on bf16/f16 storage: the reduced fixtures at scalar and neon
+  dist/test/half-ops.test.js            # 16-bit ops vs float64: tails, layouts, streaming, at scalar and neon
+  dist/test/half-edges.test.js          # 16-bit NaN/inf/subnormal, float16 overflow, hostile arguments
 )
 
 # Official Node.js 20 (the engines floor's major line) for linux-arm64, and its npm integrity.

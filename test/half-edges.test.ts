@@ -3,12 +3,14 @@
 // async and functional entry points agreeing bit for bit, and hostile arguments refused with a
 // coded error that names the argument, the layer unchanged.
 import { expect } from 'chai';
+import { createHash } from 'crypto';
 import {
   BatchNorm, BatchNorm2d, batchNormBackward, batchNormBackwardAsync, batchNormInference, batchNormInferenceAsync,
   batchNormTraining, batchNormTrainingAsync, BatchNormTypeError, setSimdLevel, simdLevel, supportedSimdLevels,
 } from '../lib';
-import { FORMATS, HalfName } from './helpers/half-check';
-import { encodeHalf, f32FromBits } from './helpers/half-reference';
+import { expectWithinUlp, FORMATS, HalfName } from './helpers/half-check';
+import * as ref from './helpers/reference';
+import { decodeHalf, encodeHalf, f32FromBits } from './helpers/half-reference';
 import { native } from '../lib/load';
 
 const HALVES: HalfName[] = ['bfloat16', 'float16'];
@@ -90,6 +92,45 @@ describe('16-bit storage: special values', () => {
   }
 });
 
+describe('16-bit storage: float32 compute limits (exact statistics fallback, invstd rule)', () => {
+  const original = simdLevel();
+  after(() => setSimdLevel(original));
+  for (const level of supportedSimdLevels()) {
+    it(`${level} bfloat16: values near float32's range take the exact float64 statistics`, () => {
+      setSimdLevel(level);
+      const f = FORMATS.bfloat16;
+      // Channel 0: +-3e38 (x - mean squared overflows float32's partial sums); channel 1: ordinary.
+      const shape = [6, 2, 5];
+      const vals = Array.from({ length: 60 }, (_, i) => (Math.floor(i / 5) % 2 === 0 ? (i % 3 === 0 ? -3e38 : 3e38) : (i % 7) - 3));
+      const x = Uint16Array.from(vals, (v) => encodeHalf(f, v));
+      const xv = Float64Array.from(x, (h) => widen('bfloat16', h));
+      const r = batchNormTraining(x, shape, { dtype: 'bfloat16', eps: 1e-5 });
+      const d = ref.dimsOf(shape);
+      const want = ref.forwardTraining(xv, d, null, null, 1e-5);
+      for (let c = 0; c < 2; c++) {
+        // channel 0 exact (float64 two-pass), channel 1 the fast float path
+        expect(r.batchMean[c], `mean ${c}`).to.be.closeTo(want.mean[c], c === 0 ? 1e-12 * Math.abs(want.mean[c]) : 1e-6);
+        expect(r.batchInvstd[c] / want.invstd[c], `invstd ${c}`).to.be.closeTo(1, 1e-6);
+      }
+      expectWithinUlp('y', f, r.y as Uint16Array, want.y, Float64Array.from(want.y, (v) => 2 ** -20 * (Math.abs(v) + 1)));
+    });
+
+    for (const dtype of HALVES) {
+      it(`${level} ${dtype}: a constant channel with eps 0 gives invstd 0, y = bias and finite gradients`, () => {
+        setSimdLevel(level);
+        const f = FORMATS[dtype];
+        const x = new Uint16Array(24).fill(encodeHalf(f, 1.5));
+        const r = batchNormTraining(x, [4, 2, 3], { dtype, eps: 0, weight: Float32Array.of(2, 3), bias: Float32Array.of(0.25, -4) });
+        expect(Array.from(r.batchInvstd)).to.deep.equal([0, 0]);
+        for (let i = 0; i < 24; i++) expect(r.y[i]).to.equal(encodeHalf(f, Math.floor(i / 3) % 2 ? -4 : 0.25));
+        const g = batchNormBackward(x, x, [4, 2, 3], { dtype, training: true, mean: r.batchMean, invstd: r.batchInvstd, weight: Float32Array.of(2, 3) });
+        expect(Array.from(g.gradWeight)).to.deep.equal([0, 0]);
+        expect(Array.from(g.dx).every((h) => decodeHalf(f, h) === 0)).to.equal(true);
+      });
+    }
+  }
+});
+
 function sample(dtype: HalfName): { x: Uint16Array; dy: Uint16Array; shape: number[] } {
   const shape = [3, 5, 6, 7];
   const n = 630;
@@ -137,6 +178,57 @@ describe('16-bit storage: sync, async and functional agree bit for bit', () => {
         expect(Array.from(await batchNormInferenceAsync(x, shape, opts))).to.deep.equal(Array.from(ye));
       });
     }
+  }
+});
+
+describe('16-bit storage: large fresh outputs', () => {
+  it('a 4.9 MB fresh Uint16Array output (output pool, huge-page advice) equals a provided one', async () => {
+    const shape = [2, 8, 512, 300];
+    const n = 2 * 8 * 512 * 300;
+    const x = Uint16Array.from({ length: n }, (_, i) => 0x3f00 + (i % 251));
+    const a = new BatchNorm2d(8, { dtype: 'bfloat16' });
+    const b = new BatchNorm2d(8, { dtype: 'bfloat16' });
+    const fresh = await a.forwardAsync(x, shape);
+    const provided = new Uint16Array(n);
+    b.forward(x, shape, provided);
+    expect(fresh).to.be.instanceOf(Uint16Array);
+    expect(fresh.length).to.equal(n);
+    expect(Buffer.from(fresh.buffer, fresh.byteOffset, fresh.byteLength).equals(Buffer.from(provided.buffer))).to.equal(true);
+    const dx = a.backward(x);
+    const dxp = new Uint16Array(n);
+    b.backward(x, dxp);
+    expect(Buffer.from(dx.buffer, dx.byteOffset, dx.byteLength).equals(Buffer.from(dxp.buffer))).to.equal(true);
+  });
+});
+
+describe('16-bit storage: the same bits for any thread count', () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const lib = require('../lib') as typeof import('../lib');
+  const threads0 = lib.getNumThreads();
+  after(() => lib.setNumThreads(threads0));
+  // Shapes on the waves (long runs in pieces), groups (7x7), pipelined and rows paths.
+  const SHAPES = [[2, 3, 100, 100], [8, 256, 7, 7], [64, 4, 196], [4096, 37]];
+  for (const dtype of HALVES) {
+    it(`${dtype}: forward training, inference and backward with 1, 2, 3 and 7 threads`, () => {
+      for (const shape of SHAPES) {
+        const n = shape.reduce((p, q) => p * q, 1);
+        const enc = (v: number) => encodeHalf(FORMATS[dtype], v);
+        const x = Uint16Array.from({ length: n }, (_, i) => enc(Math.sin(i * 0.37) * 3 + (i % 7)));
+        const dy = Uint16Array.from({ length: n }, (_, i) => enc(Math.cos(i * 0.11)));
+        let first: string | null = null;
+        for (const t of [1, 2, 3, 7]) {
+          lib.setNumThreads(t);
+          const r = batchNormTraining(x, shape, { dtype });
+          const y = batchNormInference(x, shape, { dtype, runningMean: r.saveMean, runningVar: r.saveInvstd });
+          const g = batchNormBackward(x, dy, shape, { dtype, training: true, mean: r.batchMean, invstd: r.batchInvstd });
+          const h = createHash('sha256');
+          for (const a of [r.y, r.batchMean, y, g.dx, g.gradWeight]) h.update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+          const bits = h.digest('hex');
+          if (first === null) first = bits;
+          else expect(bits === first, `${dtype} [${shape}] with ${t} threads differs from 1 thread`).to.equal(true);
+        }
+      }
+    });
   }
 });
 

@@ -169,6 +169,24 @@ describe('16-bit storage: layers and checkpoints', () => {
     });
   }
 
+  it('scaleShift and folding of a 16-bit layer: float32 coefficients, those of a float32 layer with the same state', () => {
+    for (const dtype of ['bfloat16', 'float16'] as const) {
+      const half = new BatchNorm2d(3, { dtype });
+      const f32 = new BatchNorm2d(3);
+      for (const l of [half, f32]) {
+        l.weight!.set([1.5, 0.1, -2]);
+        l.runningMean!.set([0.1, 0.2, 0.3]);
+        l.runningVar!.set([1, 2, 1e-3]);
+      }
+      const a = half.scaleShift();
+      expect(a.scale).to.be.instanceOf(Float32Array);
+      expect(Array.from(a.scale)).to.deep.equal(Array.from(f32.scaleShift().scale));
+      expect(Array.from(a.shift)).to.deep.equal(Array.from(f32.scaleShift().shift));
+      const w = Float32Array.from({ length: 3 * 2 }, (_, i) => i - 2);
+      expect(Array.from(half.foldIntoLinear(w).weight)).to.deep.equal(Array.from(f32.foldIntoLinear(w).weight));
+    }
+  });
+
   it('saveSafetensors refuses an unknown file dtype, and BF16 from float64 parameters (double rounding)', () => {
     const bn = new BatchNorm2d(2, { dtype: 'float64' });
     const file = path.join(tmp, 'never.safetensors');

@@ -41,18 +41,31 @@ static inline __m128i cvt_f32_to_f16_avx2(__m256 v) {
 // 16-bit memory: 8 values, or the first n < 8 (the other lanes read as 0, never touched in memory).
 static inline __m128i load_u16x8_avx2(const uint16_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
 
+// Tails in registers (no stack buffer: a narrow store then a wide load stalls store forwarding,
+// which cost short maps as much as their arithmetic): the first n / 2 pairs of values by a masked
+// 32-bit move, which never touches memory past them, and an odd last value on its own.
+// Sliding windows: from kPairWindow + 8 - k, k active 32-bit lanes; kLaneWindow + 15 - j, 16-bit lane j.
+alignas(64) static const int32_t kPairWindow[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+alignas(64) static const int16_t kLaneWindow[31] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -1,
+                                                    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+
 static inline __m128i load_u16x8_tail_avx2(const uint16_t* p, size_t n) {
-  alignas(16) uint16_t buf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  std::memcpy(buf, p, n * sizeof(uint16_t));
-  return _mm_load_si128(reinterpret_cast<const __m128i*>(buf));
+  const __m128i pairs_mask = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kPairWindow + 8 - n / 2));
+  const __m128i pairs = _mm_maskload_epi32(reinterpret_cast<const int*>(p), pairs_mask);
+  if ((n & 1) == 0) return pairs;
+  const __m128i lane = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kLaneWindow + 15 - (n - 1)));
+  return _mm_blendv_epi8(pairs, _mm_set1_epi16(int16_t(p[n - 1])), lane);
 }
 
 static inline void store_u16x8_avx2(uint16_t* p, __m128i h) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), h); }
 
 static inline void store_u16x8_tail_avx2(uint16_t* p, __m128i h, size_t n) {
-  alignas(16) uint16_t buf[8];
-  _mm_store_si128(reinterpret_cast<__m128i*>(buf), h);
-  std::memcpy(p, buf, n * sizeof(uint16_t));
+  const __m128i pairs_mask = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kPairWindow + 8 - n / 2));
+  _mm_maskstore_epi32(reinterpret_cast<int*>(p), pairs_mask, h);
+  if ((n & 1) == 0) return;
+  // Value n - 1 (n - 1 even) is the low half of 32-bit lane (n - 1) / 2: move that lane to 0.
+  const __m128 at = _mm_permutevar_ps(_mm_castsi128_ps(h), _mm_cvtsi32_si128(int((n - 1) / 2)));
+  p[n - 1] = uint16_t(_mm_cvtsi128_si32(_mm_castps_si128(at)));
 }
 
 // float32 memory, first n < 8 lanes (the others 0): AVX masked moves, which never fault past n.

@@ -46,18 +46,30 @@ static inline __m256i cvt_f32_to_f16_avx512(__m512 v) {
 // 16-bit masked moves would need AVX512BW).
 static inline __m256i load_u16x16_avx512(const uint16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 
+// Tails in registers, as in convert_avx2.h (AVX2 moves; AVX-512F implies AVX2): the first n / 2
+// pairs by a masked 32-bit move, an odd last value on its own. Windows: kPairWindow512 + 8 - k,
+// k active 32-bit lanes; kLaneWindow512 + 15 - j, 16-bit lane j.
+alignas(64) static const int32_t kPairWindow512[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+alignas(64) static const int16_t kLaneWindow512[31] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -1,
+                                                       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+
 static inline __m256i load_u16x16_tail_avx512(const uint16_t* p, size_t n) {
-  alignas(32) uint16_t buf[16] = {0};
-  std::memcpy(buf, p, n * sizeof(uint16_t));
-  return _mm256_load_si256(reinterpret_cast<const __m256i*>(buf));
+  const __m256i pairs_mask = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kPairWindow512 + 8 - n / 2));
+  const __m256i pairs = _mm256_maskload_epi32(reinterpret_cast<const int*>(p), pairs_mask);
+  if ((n & 1) == 0) return pairs;
+  const __m256i lane = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kLaneWindow512 + 15 - (n - 1)));
+  return _mm256_blendv_epi8(pairs, _mm256_set1_epi16(int16_t(p[n - 1])), lane);
 }
 
 static inline void store_u16x16_avx512(uint16_t* p, __m256i h) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), h); }
 
 static inline void store_u16x16_tail_avx512(uint16_t* p, __m256i h, size_t n) {
-  alignas(32) uint16_t buf[16];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(buf), h);
-  std::memcpy(p, buf, n * sizeof(uint16_t));
+  const __m256i pairs_mask = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kPairWindow512 + 8 - n / 2));
+  _mm256_maskstore_epi32(reinterpret_cast<int*>(p), pairs_mask, h);
+  if ((n & 1) == 0) return;
+  // Value n - 1 (n - 1 even) is the low half of 32-bit lane (n - 1) / 2: move that lane to 0.
+  const __m256i at = _mm256_permutevar8x32_epi32(h, _mm256_set1_epi32(int32_t((n - 1) / 2)));
+  p[n - 1] = uint16_t(_mm256_cvtsi256_si32(at));
 }
 
 // float32 memory, first n < 16 lanes (masked: never faults past n).

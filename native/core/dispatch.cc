@@ -37,10 +37,7 @@ KernelSet adapted(const KernelSet& base, bool avx512) {
   KernelSet s = base;
   static const CpuFeatures f = probe_cpu_features();
   if (!f.f16c) s.f16 = kernels_scalar()->f16;
-#if defined(BN_HAVE_AVX512BF16)
-  if (avx512 && cpu_has_avx512_bf16()) s.bf16 = *bf16_table_avx512bf16();
-#endif
-  (void)avx512;
+  if (avx512 && cpu_has_avx512_bf16() && bf16_table_avx512bf16() != nullptr) s.bf16 = *bf16_table_avx512bf16();
   return s;
 }
 
@@ -141,6 +138,10 @@ Status set_simd_level(SimdLevel level) {
 }
 
 const KernelSet& active_kernels() { return *active().table.load(); }
+
+#if !defined(BN_HAVE_AVX512BF16)
+const KernelTable<bf16>* bf16_table_avx512bf16() { return nullptr; }
+#endif
 
 int default_num_threads() { return machine_facts().default_threads; }
 

@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include "batchnorm.h"
@@ -172,8 +173,8 @@ const KernelSet* kernels_scalar();
 const KernelSet* kernels_avx2();
 const KernelSet* kernels_avx512();
 const KernelSet* kernels_neon();
-// The AVX-512 bfloat16 table with VCVTNEPS2BF16 stores (kernels_avx512bf16.cc, BN_HAVE_AVX512BF16
-// builds); dispatch.cc puts it in the AVX-512 set when the CPU has AVX512_BF16.
+// The AVX-512 bfloat16 table with VCVTNEPS2BF16 stores (kernels_avx512bf16.cc; null in builds
+// without that unit); dispatch.cc puts it in the AVX-512 set when the CPU has AVX512_BF16.
 const KernelTable<bf16>* bf16_table_avx512bf16();
 
 // The set chosen by the dispatcher (never null), and its table of storage type S.

@@ -29,12 +29,12 @@
 // The families, one file each, all members of Kernels<V>:
 //   kernels_base.inl   helpers: alignment, prefetch, store selection, epilogue, backward prologue, the
 //                      reduction steps
-// The fused ReLU's lane operations come from the ISA file, as free functions of Vec (so a traits
-// class of another storage type with the same Vec has them): relu_lanes(v) = v < 0 ? 0 : v and
-// gate_lanes(g, y) = y <= 0 ? 0 : g, lane by lane (NaN in v or y: v or g).
 //   kernels_run.inl    run kernels (one channel's runs, stride apart) and the run reduction loop
 //   kernels_group.inl  group kernels (short maps: several channels' runs of one sample)
 //   kernels_rows.inl   rows kernels (channel fastest)
+// The fused ReLU's lane operations come from the ISA file, as free functions of Vec (so a traits
+// class of another storage type with the same Vec has them): relu_lanes(v) = v < 0 ? 0 : v and
+// gate_lanes(g, y) = y <= 0 ? 0 : g, lane by lane (NaN in v or y: v or g).
 
 template <class V>
 struct Kernels {

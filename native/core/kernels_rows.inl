@@ -77,6 +77,7 @@ static void bwd_reduce_rows(const T* x, const T* dy, size_t rows, size_t ch, con
 
 template <Epilogue E>
 static void affine_rows(const T* x, T* y, const T* res, size_t rows, size_t ch, const C* c, const C* a, const C* b) {
+  if constexpr (!std::is_same<T, C>::value) return affine_rows_narrow<E>(x, y, res, rows, ch, c, a, b);
   for (size_t r = 0; r < rows; ++r, x += ch, y += ch, res = at(res, ch)) {
     // scalar math: y[j] = (x[j] - c[j]) * a[j] + b[j] (the compiler vectorizes this loop itself)
     for (size_t j = 0; j < ch; ++j) y[j] = T(epilogue1<E>(mul_add1(C(x[j]) - c[j], a[j], b[j]), at(res, j)));
@@ -86,10 +87,51 @@ static void affine_rows(const T* x, T* y, const T* res, size_t rows, size_t ch, 
 template <Epilogue E>
 static void bwd_dx_rows(const T* x, const T* dy, T* dx, const T* res, size_t rows, size_t ch, const C* c,
                         const C* k1, const C* k2, const C* k3) {
+  if constexpr (!std::is_same<T, C>::value) return bwd_dx_rows_narrow<E>(x, dy, dx, res, rows, ch, c, k1, k2, k3);
   for (size_t r = 0; r < rows; ++r, x += ch, dy += ch, dx += ch, res = at(res, ch)) {
     // scalar math: dx[j] = dy[j] * k1[j] + ((x[j] - c[j]) * k2[j] + k3[j]) (vectorized by the compiler)
     for (size_t j = 0; j < ch; ++j) {
       dx[j] = T(epilogue1<E>(mul_add1(C(dy[j]), k1[j], mul_add1(C(x[j]) - c[j], k2[j], k3[j])), at(res, j)));
+    }
+  }
+}
+
+// 16-bit storage: the rows writers through the traits' converting loads and stores (the compiler
+// does not vectorize the scalar conversion rule); the same formula, so the same bits at every level.
+template <Epilogue E>
+static void affine_rows_narrow(const T* x, T* y, const T* res, size_t rows, size_t ch, const C* c, const C* a,
+                               const C* b) {
+  for (size_t r = 0; r < rows; ++r, x += ch, y += ch, res = at(res, ch)) {
+    size_t j = 0;
+    // scalar math: y[j] = (x[j] - c[j]) * a[j] + b[j]
+    for (; j + W <= ch; j += W) {
+      const Vec v = mul_add(V::sub(V::load(x + j), V::load(c + j)), V::load(a + j), V::load(b + j));
+      V::store(y + j, epilogue<E>(v, at(res, j), W));
+    }
+    if (j < ch) {
+      const size_t n = ch - j;
+      const Vec v = mul_add(V::sub(V::load_tail(x + j, n, C(0)), V::load_tail(c + j, n, C(0))), V::load_tail(a + j, n, C(0)),
+                            V::load_tail(b + j, n, C(0)));
+      V::store_tail(y + j, epilogue<E>(v, at(res, j), n), n);
+    }
+  }
+}
+
+template <Epilogue E>
+static void bwd_dx_rows_narrow(const T* x, const T* dy, T* dx, const T* res, size_t rows, size_t ch, const C* c,
+                               const C* k1, const C* k2, const C* k3) {
+  for (size_t r = 0; r < rows; ++r, x += ch, dy += ch, dx += ch, res = at(res, ch)) {
+    size_t j = 0;
+    // scalar math: dx[j] = dy[j] * k1[j] + ((x[j] - c[j]) * k2[j] + k3[j])
+    for (; j + W <= ch; j += W) {
+      const Vec v = dx_vec(V::load(x + j), V::load(dy + j), V::load(c + j), V::load(k1 + j), V::load(k2 + j), V::load(k3 + j));
+      V::store(dx + j, epilogue<E>(v, at(res, j), W));
+    }
+    if (j < ch) {
+      const size_t n = ch - j;
+      const Vec v = dx_vec(V::load_tail(x + j, n, C(0)), V::load_tail(dy + j, n, C(0)), V::load_tail(c + j, n, C(0)),
+                           V::load_tail(k1 + j, n, C(0)), V::load_tail(k2 + j, n, C(0)), V::load_tail(k3 + j, n, C(0)));
+      V::store_tail(dx + j, epilogue<E>(v, at(res, j), n), n);
     }
   }
 }

@@ -40,6 +40,7 @@ int main() {
   std::printf("planner: %.2f s\n", seconds_since(t));
   t = std::chrono::steady_clock::now();
   test_microkernels();
+  test_half_kernels();
   std::printf("microkernels: %.2f s\n", seconds_since(t));
   t = std::chrono::steady_clock::now();
   test_drivers_f32();

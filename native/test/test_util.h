@@ -113,6 +113,26 @@ struct TI<double> {
   }
 };
 
+// 16-bit storage (raw bits): only the name and the poison; their arithmetic is float's (TI<float>).
+template <>
+struct TI<bn::bf16> {
+  static constexpr const char* name = "bf16";
+  static bn::bf16 poison() {
+    bn::bf16 v;
+    v.bits = 0x7FBE;  // a NaN the rule never writes (its NaN is 0x7FC0)
+    return v;
+  }
+};
+template <>
+struct TI<bn::f16> {
+  static constexpr const char* name = "f16";
+  static bn::f16 poison() {
+    bn::f16 v;
+    v.bits = 0x7DBE;  // a NaN the rule never writes (its NaN is 0x7E00)
+    return v;
+  }
+};
+
 template <typename T>
 bool is_poison(T v) {
   const T p = TI<T>::poison();
@@ -231,5 +251,6 @@ void test_determinism();             // determinism_test.cc
 void test_relu_drivers();            // relu_drivers_test.cc (the fused activation)
 void test_errors_f32();              // errors_test.cc
 void test_errors_f64();              // errors_test.cc
+void test_half_kernels();            // half_kernels_test.cc (bf16 / f16 tables of every ISA)
 
 }  // namespace bntest

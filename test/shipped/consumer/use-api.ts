@@ -12,7 +12,7 @@ import {
 } from 'node-batchnorm';
 import type {
   BackwardResult, BatchNormErrorCode, BatchNormOptions, BatchNormStateDict, DType, FloatArray, SafetensorsFile,
-  ScaleShift, SimdLevelName, TrainingOptions, TrainingResult, TensorDType,
+  ScaleShift, SimdLevelName, TrainingOptions, TrainingResult, TensorArray, TensorDType,
 } from 'node-batchnorm';
 import * as api from 'node-batchnorm';
 
@@ -40,17 +40,24 @@ export type Checks = [
   Expect<Equal<ReturnType<typeof supportedSimdLevels>, SimdLevelName[]>>,
   Expect<Equal<Parameters<typeof setSimdLevel>[0], SimdLevelName>>,
   Expect<Equal<FloatArray, Float32Array | Float64Array>>,
-  Expect<Equal<DType, 'float32' | 'float64'>>,
+  Expect<Equal<DType, 'float32' | 'float64' | 'bfloat16' | 'float16'>>,
+  Expect<Equal<TensorArray, Float32Array | Float64Array | Uint16Array>>,
   Expect<Equal<ReturnType<typeof runtimeInfo>['simdLevel'], SimdLevelName>>,
   Expect<Equal<ReturnType<typeof bindingInfo>['skipped'], string[]>>,
   Expect<Equal<ReturnType<typeof batchNormTraining>, TrainingResult>>,
   Expect<Equal<TrainingResult['batchMean'], Float64Array>>,
-  Expect<Equal<ReturnType<typeof batchNormInference>, FloatArray>>,
-  Expect<Equal<ReturnType<typeof batchNormInferenceAsync>, Promise<FloatArray>>>,
+  // Results are the kind of array given: a Float32Array for a Float32Array, a Uint16Array (16-bit
+  // storage) for a Uint16Array, any of them for the union.
+  Expect<Equal<ReturnType<typeof batchNormInference<Float32Array>>, Float32Array>>,
+  Expect<Equal<ReturnType<typeof batchNormInference<Uint16Array>>, Uint16Array>>,
+  Expect<Equal<ReturnType<typeof batchNormInference<FloatArray>>, FloatArray>>,
+  Expect<Equal<ReturnType<typeof batchNormInferenceAsync<Float64Array>>, Promise<Float64Array>>>,
+  Expect<Equal<ReturnType<typeof batchNormTraining<Uint16Array>>['y'], Uint16Array>>,
+  Expect<Equal<ReturnType<typeof batchNormTraining<Uint16Array>>['saveMean'], FloatArray>>,
   Expect<Equal<ReturnType<typeof batchNormBackward>, BackwardResult>>,
   Expect<Equal<ReturnType<typeof computeScaleShift>, ScaleShift>>,
   Expect<Equal<ReturnType<typeof parseSafetensors>, SafetensorsFile>>,
-  Expect<Equal<ReturnType<BatchNorm2d['forward']>, FloatArray>>,
+  Expect<Equal<ReturnType<BatchNorm2d['forward']>, TensorArray>>,
   Expect<Equal<ReturnType<BatchNorm2d['stateDict']>, BatchNormStateDict>>,
   Expect<Equal<BatchNormError['code'], BatchNormErrorCode>>,
   Expect<Equal<IsAny<BatchNormOptions>, false>>,
@@ -80,6 +87,10 @@ export function useApi(): number {
   const bn: BatchNorm = new BatchNorm2d(3, { momentum: 0.1, eps: 1e-5 });
   const y: FloatArray = bn.train().forward(x, [2, 3, 2, 2]);
   const dx: FloatArray = bn.backward(new Float32Array(y.length));
+  const half = new BatchNorm2d(3, { dtype: 'bfloat16' });
+  const yh: Uint16Array = half.forward(new Uint16Array(12), [1, 3, 2, 2]);
+  // @ts-expect-error: 16-bit storage in, 16-bit storage out (not a FloatArray)
+  const notFloat: FloatArray = half.forward(new Uint16Array(12), [1, 3, 2, 2]);
   const t: TrainingResult = batchNormTraining(x, [2, 3, 4], { momentum: 0.1 });
   const b = batchNormBackward(x, y, [2, 3, 4], { training: true, mean: t.batchMean, invstd: t.batchInvstd });
   const file = parseSafetensors(serializeSafetensors({ w: { shape: [3], data: new Float32Array(3) }, h: { dtype: 'BF16', shape: [3], data: toBFloat16(x.subarray(0, 3)) } }));
@@ -95,5 +106,5 @@ export function useApi(): number {
     }
   }
   const info = runtimeInfo();
-  return threads + dx.length + b.dx.length + Object.keys(file.tensors).length + info.numThreads + wrong + widened.length + fromBFloat16(new Uint16Array(1)).length;
+  return threads + dx.length + yh.length + notFloat.length + b.dx.length + Object.keys(file.tensors).length + info.numThreads + wrong + widened.length + fromBFloat16(new Uint16Array(1)).length;
 }
