@@ -50,6 +50,7 @@ struct Options {
   bool json = false;
   std::vector<bool> layouts{false};  // channels_last per pass
   bool train = true, infer = true, backward = true, fresh = true;
+  size_t out_offset = 0;  // floats
 };
 
 struct Stat {
@@ -119,13 +120,14 @@ Options parse(int argc, char** argv) {
         else die("--ops: train, infer, backward");
       }
     } else if (a == "--no-fresh") o.fresh = false;
+    else if (a == "--out-offset") o.out_offset = size_t(std::atol(value().c_str()));
     else if (a == "--threads") {
       o.threads.clear();
       for (const std::string& t : split(value(), ',')) o.threads.push_back(std::atoi(t.c_str()));
       for (int t : o.threads) if (t < 1) die("--threads: positive integers, e.g. 1,2");
     } else if (a == "--help" || a == "-h") {
       std::printf("bn_bench_core [--quick] [--shapes NxCxHxW,...] [--threads 1,2] [--layout nchw,nhwc]\n"
-                  "              [--ops train,infer,backward] [--no-fresh] [--time SECONDS] [--json]\n");
+                  "              [--ops train,infer,backward] [--no-fresh] [--out-offset FLOATS] [--time SECONDS] [--json]\n");
       std::exit(0);
     } else die("unknown option " + a);
   }
@@ -224,11 +226,15 @@ int main(int argc, char** argv) {
     for (size_t i = 2; i < dims.size(); ++i) sh.s *= dims[i];
     const size_t total = size_t(sh.n * sh.c * sh.s), C = size_t(sh.c);
     const std::string name = shape_str(dims) + (cl ? "-cl" : "");
-    std::vector<float> x(total), y(total), dy(total), dx(total);
+    // --out-offset K: the outputs start K floats into their buffers (their distance to x mod 4 KiB
+    // changes: loads that alias a recent store's low 12 address bits wait for it).
+    std::vector<float> x(total), y_buf(total + o.out_offset), dy(total), dx_buf(total + o.out_offset);
+    float* const y_out = y_buf.data() + o.out_offset;
+    float* const dx_out = dx_buf.data() + o.out_offset;
     fill(x, 1, 4.0f, 0.5f);
     fill(dy, 2, 2.0f, 0.0f);
-    std::fill(y.begin(), y.end(), 0.0f);
-    std::fill(dx.begin(), dx.end(), 0.0f);
+    std::fill(y_buf.begin(), y_buf.end(), 0.0f);
+    std::fill(dx_buf.begin(), dx_buf.end(), 0.0f);
     std::vector<float> w(C), b(C), rm(C), rv(C), smean(C), sinv(C), gw(C), gb(C), imean(C, 0.0f), ivar(C, 1.0f);
     std::vector<float> ones(C, 1.0f), zeros(C, 0.0f);
     fill(w, 3, 1.0f, 1.0f);
@@ -320,14 +326,14 @@ int main(int argc, char** argv) {
         if (o.train) emit({name, "fwd-train", out, t, fwd_bytes, measure([&] {
                 with_out([&](float* p) {
                   auto a = ft;
-                  a.y = p ? p : y.data();
+                  a.y = p ? p : y_out;
                   check(bn::forward_training(a), "forward_training");
                 });
               }, o.seconds, o.min_reps), best_fwd});
         if (o.infer) emit({name, "fwd-infer", out, t, fwd_bytes, measure([&] {
                 with_out([&](float* p) {
                   auto a = fi;
-                  a.y = p ? p : y.data();
+                  a.y = p ? p : y_out;
                   check(bn::forward_inference(a), "forward_inference");
                 });
               }, o.seconds, o.min_reps), best_fwd});
@@ -337,15 +343,15 @@ int main(int argc, char** argv) {
                   auto a = fi;  // weight 1, bias 0, mean 0, var 1: values stay put over the reps
                   a.weight = ones.data();
                   a.bias = zeros.data();
-                  a.x = y.data();
-                  a.y = y.data();
+                  a.x = y_out;
+                  a.y = y_out;
                   check(bn::forward_inference(a), "forward_inference in place");
                 }, o.seconds, o.min_reps), best_fwd});
         }
         if (o.backward) emit({name, "backward", out, t, bwd_bytes, measure([&] {
                 with_out([&](float* p) {
                   auto a = bw;
-                  a.dx = p ? p : dx.data();
+                  a.dx = p ? p : dx_out;
                   check(bn::backward(a), "backward");
                 });
               }, o.seconds, o.min_reps), best_bwd});

@@ -48,18 +48,18 @@ const PlanRow kPlanTable[] = {
   {32, 2048,    49, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1, 83,  1,  N,   Y,   Y,  N,  N},
   { 1,  256,  3136, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kChannels, 2, 1,  1,  1,  1,  Y,   Y,   Y,  N,  Y},
   {64,    3, 50176, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kWaves,    2, 2,  1,  1,  1,  Y,   Y,   N,  N,  Y},
-  {256, 1024,    1, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kRows,     2, 2,  1,  1,  1,  N,   N,   N,  N,  N},
+  {256, 1024,    1, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kRows,     2, 2,  1,  1,  1,  Y,   N,   N,  N,  N},
   {32,   64, 12544, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kWaves,    2, 2,  1,  1,  1,  Y,   Y,   N,  N,  N},
   {32,  256,  3136, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kChannels, 2, 1,  1,  1,  1,  Y,   Y,   Y,  N,  N},
   {32, 1024,   196, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kGroups,   2, 1,  1, 10,  1,  Y,   Y,   Y,  N,  N},
   {32, 2048,    49, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kGroups,   2, 1,  1, 41,  1,  N,   Y,   Y,  N,  N},
   { 1,  256,  3136, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kChannels, 2, 1,  1,  1,  1,  Y,   Y,   Y,  N,  N},
   {64,    3, 50176, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kWaves,    2, 2,  1,  1,  1,  Y,   Y,   N,  Y,  N},
-  {256, 1024,    1, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kRows,     2, 2,  1,  1,  1,  N,   N,   N,  N,  N},
+  {256, 1024,    1, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kRows,     2, 2,  1,  1,  1,  Y,   N,   N,  N,  N},
   {32,   64, 12544, N, 4, 2, 2 * MiB, kInfer, Y,  Path::kRuns,     2, 1,  1,  1,  1,  Y,   Y,   N,  N,  N},
   {32, 1024,   196, N, 4, 2, 2 * MiB, kInfer, Y,  Path::kSpans,    2, 1,  1, 668, 1,  Y,   Y,   N,  N,  N},
   {32, 2048,    49, N, 4, 2, 2 * MiB, kInfer, Y,  Path::kSpans,    2, 1,  1, 2048, 1, Y,   Y,   N,  N,  N},
-  {256, 1024,    1, N, 4, 2, 2 * MiB, kInfer, Y,  Path::kRows,     2, 2,  1,  1,  1,  N,   N,   N,  N,  N},
+  {256, 1024,    1, N, 4, 2, 2 * MiB, kInfer, Y,  Path::kRows,     2, 2,  1,  1,  1,  Y,   N,   N,  N,  N},
   // One thread: whole channels; backward's 3.2 MB channel does not stay in L2, so reversed; a
   // training piece that fits L2 once but not twice is not pipelined.
   {32,   64, 12544, N, 4, 1, 2 * MiB, kBack,  Y,  Path::kChannels, 1, 1,  1,  1,  1,  Y,   Y,   N,  Y,  N},
@@ -81,7 +81,7 @@ const PlanRow kPlanTable[] = {
   { 4,    3,     5, N, 4, 8, 2 * MiB, kTrain, N,  Path::kGroups,   1, 1,  1,  3,  1,  N,   N,   Y,  N,  N},
   { 1,    3, 50176, N, 4, 2, 2 * MiB, kInfer, Y,  Path::kRuns,     2, 1,  1,  1,  3,  Y,   Y,   N,  N,  N},
   // Channel-fastest layouts go by rows whatever the op: at most one range of rows per thread.
-  {32,  256,  3136, Y, 4, 2, 2 * MiB, kTrain, Y,  Path::kRows,     2, 2,  1,  1,  1,  N,   N,   N,  N,  N},
+  {32,  256,  3136, Y, 4, 2, 2 * MiB, kTrain, Y,  Path::kRows,     2, 2,  1,  1,  1,  Y,   N,   N,  N,  N},
   { 2,    7,     3, Y, 4, 2, 2 * MiB, kBack,  N,  Path::kRows,     1, 1,  1,  1,  1,  N,   N,   N,  N,  N},
 };
 // clang-format on
