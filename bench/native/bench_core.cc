@@ -312,6 +312,11 @@ int main(int argc, char** argv) {
       bw.use_batch_stats = true;
       bw.accumulate = false;
       bw.num_threads = t;
+      {  // backward's mean and invstd are the batch statistics of a forward (--ops without train too)
+        auto a = ft;
+        a.y = y_out;
+        check(bn::forward_training(a), "forward_training");
+      }
 
       for (bool fresh : {false, true}) {
         if (fresh && !o.fresh) continue;

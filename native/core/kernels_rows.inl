@@ -92,15 +92,17 @@ static void bwd_reduce_rows(const T* x, const T* dy, size_t rows, size_t ch, con
   reduce_rows<true>(dy, x, rows, ch, c, sum_dy, sum_dyxc, BwdStep());
 }
 
-// The writers walk blocks of kWriteRows rows: per vector of channels, its coefficients are loaded
-// once for the block's rows (not once per row), and each load of x (dy) requests the line
-// `ahead` values on. Streaming stores when asked and every row has the same alignment (ch a
-// multiple of the streaming alignment): the columns are then cut at y's alignment, so the full
-// vectors stream whole lines and the head and the tail of each row are masked plain stores.
+// The writers walk tiles of kWriteRows rows by kWriteCols vectors of channels: a tile's
+// coefficients are loaded once for its rows (not once per row), each row of a tile is a
+// contiguous run of kWriteCols vectors, and each load of x (dy) requests the line `ahead` values
+// on. Streaming stores when asked and every row has the same alignment (ch a multiple of the
+// streaming alignment): the columns are then cut at y's alignment, so the full vectors stream
+// whole lines and the head and the tail of each row are masked plain stores.
 static constexpr size_t kWriteRows = 4;
+static constexpr size_t kWriteCols = 4;
 
-// loop(j, cnt, r0, r1, store, pf): channels [j, j + cnt) (cnt <= W; cnt < W: masked, plain) over
-// rows [r0, r1); the block walk shared by the rows writers.
+// loop(j, cnt, r0, r1, store, pf): channels [j, j + cnt) over rows [r0, r1), cnt being
+// kWriteCols * W (a tile), W, or less (masked, plain stores); the walk shared by the rows writers.
 template <class Loop>
 static void write_rows_blocks(const T* y, size_t rows, size_t ch, bool stream, Loop&& loop) {
   const size_t ahead = rows_ahead(kWriteRows * ch);
@@ -112,7 +114,11 @@ static void write_rows_blocks(const T* y, size_t rows, size_t ch, bool stream, L
   for (size_t r0 = 0; r0 < rows; r0 += kWriteRows) {
     const size_t r1 = rows - r0 < kWriteRows ? rows : r0 + kWriteRows;
     if (h) loop(size_t(0), h, r0, r1, plain, pf);
-    for (size_t j = h; j < ch; j += W) {
+    size_t j = h;
+    for (; j + kWriteCols * W <= ch; j += kWriteCols * W) {
+      if (st) loop(j, kWriteCols * W, r0, r1, nt, pf); else loop(j, kWriteCols * W, r0, r1, plain, pf);
+    }
+    for (; j < ch; j += W) {
       const size_t cnt = ch - j < W ? ch - j : W;
       if (st && cnt == W) loop(j, cnt, r0, r1, nt, pf); else loop(j, cnt, r0, r1, plain, pf);
     }
@@ -123,9 +129,28 @@ template <Epilogue E>
 static void affine_rows(const T* x, T* y, const T* res, size_t rows, size_t ch, const C* c, const C* a, const C* b,
                         bool stream) {
   write_rows_blocks(y, rows, ch, stream, [&](size_t j, size_t cnt, size_t r0, size_t r1, auto store, auto pf) {
+    if (cnt == kWriteCols * W) {
+      Vec vc[kWriteCols], va[kWriteCols], vb[kWriteCols];
+#pragma GCC unroll 8
+      for (size_t u = 0; u < kWriteCols; ++u) {
+        vc[u] = V::load(c + j + u * W);
+        va[u] = V::load(a + j + u * W);
+        vb[u] = V::load(b + j + u * W);
+      }
+      // scalar math: y[r][j] = (x[r][j] - c[j]) * a[j] + b[j]
+      for (size_t r = r0; r < r1; ++r) {
+#pragma GCC unroll 8
+        for (size_t u = 0; u < kWriteCols; ++u) {
+          const size_t q = r * ch + j + u * W;
+          pf(x + q);
+          store(y + q, epilogue<E>(mul_add(V::sub(V::load(x + q), vc[u]), va[u], vb[u]), at(res, q), W));
+        }
+      }
+      return;
+    }
     if (cnt == W) {
       const Vec vc = V::load(c + j), va = V::load(a + j), vb = V::load(b + j);
-      // scalar math: y[r][j] = (x[r][j] - c[j]) * a[j] + b[j]
+      // scalar math: the same, one vector
       for (size_t r = r0; r < r1; ++r) {
         const size_t q = r * ch + j;
         pf(x + q);
@@ -148,9 +173,30 @@ template <Epilogue E>
 static void bwd_dx_rows(const T* x, const T* dy, T* dx, const T* res, size_t rows, size_t ch, const C* c,
                         const C* k1, const C* k2, const C* k3, bool stream) {
   write_rows_blocks(dx, rows, ch, stream, [&](size_t j, size_t cnt, size_t r0, size_t r1, auto store, auto pf) {
+    if (cnt == kWriteCols * W) {
+      Vec vc[kWriteCols], v1[kWriteCols], v2[kWriteCols], v3[kWriteCols];
+#pragma GCC unroll 8
+      for (size_t u = 0; u < kWriteCols; ++u) {
+        vc[u] = V::load(c + j + u * W);
+        v1[u] = V::load(k1 + j + u * W);
+        v2[u] = V::load(k2 + j + u * W);
+        v3[u] = V::load(k3 + j + u * W);
+      }
+      // scalar math: dx[r][j] = dy[r][j] * k1[j] + ((x[r][j] - c[j]) * k2[j] + k3[j])
+      for (size_t r = r0; r < r1; ++r) {
+#pragma GCC unroll 8
+        for (size_t u = 0; u < kWriteCols; ++u) {
+          const size_t q = r * ch + j + u * W;
+          pf(x + q);
+          pf(dy + q);
+          store(dx + q, epilogue<E>(dx_vec(V::load(x + q), V::load(dy + q), vc[u], v1[u], v2[u], v3[u]), at(res, q), W));
+        }
+      }
+      return;
+    }
     if (cnt == W) {
       const Vec vc = V::load(c + j), v1 = V::load(k1 + j), v2 = V::load(k2 + j), v3 = V::load(k3 + j);
-      // scalar math: dx[r][j] = dy[r][j] * k1[j] + ((x[r][j] - c[j]) * k2[j] + k3[j])
+      // scalar math: the same, one vector
       for (size_t r = r0; r < r1; ++r) {
         const size_t q = r * ch + j;
         pf(x + q);
