@@ -100,6 +100,7 @@ static void bwd_reduce_rows(const T* x, const T* dy, size_t rows, size_t ch, con
 // whole lines and the head and the tail of each row are masked plain stores.
 static constexpr size_t kWriteRows = 4;
 static constexpr size_t kWriteCols = 4;
+static constexpr size_t kStreamRowBytes = 2048;  // misaligned rows stream from this length
 
 // loop(j, cnt, r0, r1, store, pf): channels [j, j + cnt) over rows [r0, r1), cnt being
 // kWriteCols * W (a tile), W, or less (masked, plain stores); the walk shared by the rows writers.
@@ -109,7 +110,11 @@ static void write_rows_blocks(const T* y, size_t rows, size_t ch, bool stream, L
   auto plain = [](T* d, Vec v) { V::store(d, v); };
   auto nt = [](T* d, Vec v) { V::stream(d, v); };
   auto pf = [ahead](const T* p) { prefetch_next(p, ahead); };
-  const bool st = stream && (ch * sizeof(T)) % V::kStreamAlign == 0;
+  // A misaligned y leaves two partial lines per row written by plain masked stores; mixed with
+  // streamed lines they cost more than streaming saves unless rows are long: plain stores then
+  // (bench/notes-from-code.md).
+  const bool aligned = head_to_align(y, ch) == 0;
+  const bool st = stream && (ch * sizeof(T)) % V::kStreamAlign == 0 && (aligned || ch * sizeof(T) >= kStreamRowBytes);
   const size_t h = st ? head_to_align(y, ch) : 0;  // the same for every row
   for (size_t r0 = 0; r0 < rows; r0 += kWriteRows) {
     const size_t r1 = rows - r0 < kWriteRows ? rows : r0 + kWriteRows;

@@ -182,7 +182,9 @@ struct RowsKernelTester : KernelTesterBase<T> {
   // writers take one sample's runs as one span. 17 samples cross several widenings of the
 
   void run_all(size_t w) {
-    for (size_t n : sweep_sizes(w)) {
+    std::vector<size_t> sizes = sweep_sizes(w);
+    sizes.push_back(512);  // rows of 2 KiB and more: the writers stream them even when misaligned
+    for (size_t n : sizes) {
       for (size_t off : {size_t(0), size_t(1)}) {  // aligned and offset by one
         for (int regime : {0, 1}) {
           // Around the writers' blocks of 4 rows and the reductions' strips of 8.
