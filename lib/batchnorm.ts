@@ -5,21 +5,22 @@
 // (copied), the options. Async calls run in call order on one layer, so running statistics,
 // numBatchesTracked and the gradients change in the order of the calls, exactly as the same
 // sequence of sync calls would. Only the data arrays (x, out, dy) stay live until the call settles.
-import { arrayName, arrayType, DType, FloatArray, isFloatArray } from './arrays';
+import { arrayName, arrayType, DType, FloatArray, isTensorArray, paramDType, SameKind, TensorArray } from './arrays';
 import { BatchNormError, BatchNormRangeError, BatchNormTypeError, describe } from './errors';
 import { computeScaleShift, ConvFoldOptions, foldConv, foldLinear, FoldedLayer } from './fold';
 import { checkTooFewValues } from './functional';
 import { freshOutput, OpCall, runAsync, runSync } from './native-call';
 import { backwardCall, checkOutputs, inferenceCall, trainingCall } from './ops';
 import {
-  BatchNormStateDict, LoadStateDictOptions, loadSafetensorsInto, loadStateDictInto, saveSafetensorsOf, stateDictOf,
+  BatchNormStateDict, LoadStateDictOptions, loadSafetensorsInto, loadStateDictInto, SaveSafetensorsOptions, saveSafetensorsOf,
+  stateDictOf,
 } from './state-dict';
 import {
-  checkArray, checkBoolean, checkDType, checkEps, checkFixedLength, checkMomentum, checkOptionalBoolean, ParsedShape,
+  checkBoolean, checkDType, checkEps, checkFixedLength, checkMomentum, checkOptionalBoolean, checkTensor, ParsedShape,
   parseShape, readOptions,
 } from './validate';
 
-export type { BatchNormStateDict, LoadStateDictOptions } from './state-dict';
+export type { BatchNormStateDict, LoadStateDictOptions, SaveSafetensorsOptions } from './state-dict';
 
 export interface BatchNormOptions {
   /** Added to the variance. Default 1e-5. */
@@ -30,13 +31,15 @@ export interface BatchNormOptions {
   affine?: boolean;
   /** Keep running statistics; without them evaluation mode uses batch statistics. Default true. */
   trackRunningStats?: boolean;
+  /** Storage of x, y, dy, dx: 'float32' (default), 'float64', or 'bfloat16' / 'float16' (raw bits in
+   * Uint16Arrays, with float32 parameters, statistics and gradients: PyTorch's mixed type). */
   dtype?: DType;
 }
 
 /** Per-call options of forward (the third argument may also be just the output array). */
 export interface ForwardOptions {
   /** Output (layer dtype, x's length); may be x itself (in place). */
-  out?: FloatArray;
+  out?: TensorArray;
   /** x is stored channels-last ([N, ...spatial, C], e.g. NHWC); shape stays logical [N, C, ...spatial]. */
   channelsLast?: boolean;
 }
@@ -44,9 +47,9 @@ export interface ForwardOptions {
 /** Per-call options of backward (the second argument may also be just the output array). */
 export interface BackwardCallOptions {
   /** dx (layer dtype, x's length); may be dy itself. Default: a new array. */
-  out?: FloatArray;
+  out?: TensorArray;
   /** The y returned by the forward to differentiate. Default: the last forward. */
-  output?: FloatArray;
+  output?: TensorArray;
 }
 
 const LAYER_KEYS = ['eps', 'momentum', 'affine', 'trackRunningStats', 'dtype'] as const;
@@ -55,7 +58,7 @@ const BACKWARD_KEYS = ['out', 'output'] as const;
 
 /** What backward needs from the forward it differentiates. */
 interface ForwardRecord {
-  x: FloatArray;
+  x: TensorArray;
   sh: ParsedShape;
   channelsLast: boolean;
   training: boolean; // batch statistics (their invstd) or fixed ones (running variance and eps)
@@ -99,6 +102,8 @@ export class BatchNorm {
   readonly momentum: number | null;
   readonly affine: boolean;
   readonly trackRunningStats: boolean;
+  /** Storage of x, y, dy, dx; the parameters, statistics and gradients below are paramDType(dtype)
+   * (float32 for the 16-bit dtypes). */
   readonly dtype: DType;
 
   /** gamma [C], or null without affine. Mutable in place. */
@@ -116,7 +121,7 @@ export class BatchNorm {
   private isTraining = true;
   private batches = 0;
   private last: Ticket | null = null;
-  private byOutput = new WeakMap<FloatArray, Ticket>();
+  private byOutput = new WeakMap<TensorArray, Ticket>();
   private inFlight = new Set<Ticket>();
   private sinceBackward: Ticket[] = [];
   private pending = 0;
@@ -134,7 +139,7 @@ export class BatchNorm {
     this.affine = checkOptionalBoolean(fn, 'affine', o.affine, true);
     this.trackRunningStats = checkOptionalBoolean(fn, 'trackRunningStats', o.trackRunningStats, true);
     this.dtype = checkDType(fn, o.dtype ?? 'float32');
-    const T = arrayType(this.dtype);
+    const T = arrayType(paramDType(this.dtype));
     this.weight = this.affine ? new T(numFeatures).fill(1) : null;
     this.bias = this.affine ? new T(numFeatures) : null;
     this.gradWeight = this.affine ? new T(numFeatures) : null;
@@ -196,9 +201,9 @@ export class BatchNorm {
     }
   }
 
-  private forwardOptions(fn: string, v: unknown): { out: FloatArray | null; channelsLast: boolean } {
+  private forwardOptions(fn: string, v: unknown): { out: TensorArray | null; channelsLast: boolean } {
     if (v === undefined || v === null) return { out: null, channelsLast: false };
-    if (isFloatArray(v)) return { out: checkArray(fn, 'out', v, this.dtype), channelsLast: false };
+    if (isTensorArray(v)) return { out: checkTensor(fn, 'out', v, this.dtype), channelsLast: false };
     if (ArrayBuffer.isView(v) || Array.isArray(v)) {
       throw new BatchNormTypeError(
         'ERR_BN_INVALID_ARG_TYPE',
@@ -207,7 +212,7 @@ export class BatchNorm {
     }
     const o = readOptions(fn, v, FORWARD_KEYS);
     return {
-      out: o.out === undefined || o.out === null ? null : checkArray(fn, 'out', o.out, this.dtype),
+      out: o.out === undefined || o.out === null ? null : checkTensor(fn, 'out', o.out, this.dtype),
       channelsLast: checkOptionalBoolean(fn, 'channelsLast', o.channelsLast, false),
     };
   }
@@ -223,8 +228,8 @@ export class BatchNorm {
     if (sh.c !== this.numFeatures) {
       throw new BatchNormRangeError('ERR_BN_BAD_SHAPE', `${fn}: shape[1] must be ${this.numFeatures} (numFeatures), received shape [${sh.dims.join(', ')}]`);
     }
-    const xa = checkArray(fn, 'x', x, this.dtype, sh.total);
-    if (out) checkArray(fn, 'out', out, this.dtype, sh.total);
+    const xa = checkTensor(fn, 'x', x, this.dtype, sh.total);
+    if (out) checkTensor(fn, 'out', out, this.dtype, sh.total);
     const useBatchStats = this.isTraining || !this.trackRunningStats;
     const updating = this.isTraining && this.trackRunningStats;
     if (useBatchStats) checkTooFewValues(fn, sh);
@@ -274,7 +279,7 @@ export class BatchNorm {
     return { ticket, y, bind };
   }
 
-  private remember(ticket: Ticket, y: FloatArray): void {
+  private remember(ticket: Ticket, y: TensorArray): void {
     this.last = ticket;
     this.sinceBackward.push(ticket);
     this.byOutput.set(y, ticket);
@@ -286,7 +291,7 @@ export class BatchNorm {
    * statistics; in evaluation mode uses the running statistics. The third argument is the output
    * array (same dtype and length; may be x itself, in place) or { out, channelsLast }.
    */
-  forward(x: FloatArray, shape: readonly number[], out?: FloatArray | ForwardOptions): FloatArray {
+  forward<X extends TensorArray>(x: X, shape: readonly number[], out?: TensorArray | ForwardOptions): SameKind<X> {
     const fn = methodName(this, 'forward');
     this.assertIdle(fn);
     const { ticket, y, bind } = this.planForward(fn, x, shape, out);
@@ -294,7 +299,7 @@ export class BatchNorm {
     runSync(b.call);
     b.commit();
     this.remember(ticket, y);
-    return y;
+    return y as SameKind<X>;
   }
 
   /** Runs `op` after every earlier async call on this layer has settled (whatever their outcome). */
@@ -311,7 +316,7 @@ export class BatchNorm {
   }
 
   /** As forward, on libuv's thread pool; calls on one layer run in call order. */
-  forwardAsync(x: FloatArray, shape: readonly number[], out?: FloatArray | ForwardOptions): Promise<FloatArray> {
+  forwardAsync<X extends TensorArray>(x: X, shape: readonly number[], out?: TensorArray | ForwardOptions): Promise<SameKind<X>> {
     return rejecting(() => {
       const fn = methodName(this, 'forwardAsync');
       const { ticket, y, bind } = this.planForward(fn, x, shape, out);
@@ -325,7 +330,7 @@ export class BatchNorm {
           const b = bind();
           await runAsync(b.call);
           b.commit();
-          return y;
+          return y as SameKind<X>;
         } catch (e) {
           this.forget(ticket, y, previous); // a failed forward leaves the layer as it was
           throw e;
@@ -336,15 +341,15 @@ export class BatchNorm {
     });
   }
 
-  private forget(ticket: Ticket, y: FloatArray, previous: Ticket | null): void {
+  private forget(ticket: Ticket, y: TensorArray, previous: Ticket | null): void {
     if (this.last === ticket) this.last = previous;
     if (this.byOutput.get(y) === ticket) this.byOutput.delete(y);
     this.sinceBackward = this.sinceBackward.filter((t) => t !== ticket);
   }
 
-  private backwardOptions(fn: string, v: unknown): { out: FloatArray | null; output: FloatArray | null } {
+  private backwardOptions(fn: string, v: unknown): { out: TensorArray | null; output: TensorArray | null } {
     if (v === undefined || v === null) return { out: null, output: null };
-    if (isFloatArray(v)) return { out: checkArray(fn, 'out', v, this.dtype), output: null };
+    if (isTensorArray(v)) return { out: checkTensor(fn, 'out', v, this.dtype), output: null };
     if (ArrayBuffer.isView(v) || Array.isArray(v)) {
       throw new BatchNormTypeError(
         'ERR_BN_INVALID_ARG_TYPE',
@@ -353,13 +358,13 @@ export class BatchNorm {
     }
     const o = readOptions(fn, v, BACKWARD_KEYS);
     return {
-      out: o.out === undefined || o.out === null ? null : checkArray(fn, 'out', o.out, this.dtype),
-      output: o.output === undefined || o.output === null ? null : checkArray(fn, 'output', o.output, this.dtype),
+      out: o.out === undefined || o.out === null ? null : checkTensor(fn, 'out', o.out, this.dtype),
+      output: o.output === undefined || o.output === null ? null : checkTensor(fn, 'output', o.output, this.dtype),
     };
   }
 
   /** The forward a backward differentiates: named by its output, or the last one. */
-  private ticketFor(fn: string, output: FloatArray | null): Ticket {
+  private ticketFor(fn: string, output: TensorArray | null): Ticket {
     const t = output ? this.byOutput.get(output) : this.last;
     if (!t) {
       throw new BatchNormError(
@@ -385,8 +390,8 @@ export class BatchNorm {
           '{ output: y } (the y it returned)',
       );
     }
-    const dya = checkArray(fn, 'dy', dy, this.dtype, ticket.sh.total);
-    if (out) checkArray(fn, 'out', out, this.dtype, ticket.sh.total);
+    const dya = checkTensor(fn, 'dy', dy, this.dtype, ticket.sh.total);
+    if (out) checkTensor(fn, 'out', out, this.dtype, ticket.sh.total);
     const spec = () => {
       const r = ticket.record;
       if (!r) {
@@ -408,7 +413,7 @@ export class BatchNorm {
     };
     const checked = ticket.record ? spec() : null; // a forward that has run: everything can be checked now
     this.sinceBackward = [];
-    return (): { call: OpCall; dx: FloatArray } => {
+    return (): { call: OpCall; dx: TensorArray } => {
       const p = backwardCall(checked ?? spec());
       return { call: p.call, dx: p.result.dx };
     };
@@ -416,25 +421,25 @@ export class BatchNorm {
 
   /** dL/dx for the input of a forward (the last one, or { output: y }); adds dL/dweight, dL/dbias
    * into gradWeight, gradBias. The second argument is dx's array or { out, output }. */
-  backward(dy: FloatArray, out?: FloatArray | BackwardCallOptions): FloatArray {
+  backward<D extends TensorArray>(dy: D, out?: TensorArray | BackwardCallOptions): SameKind<D> {
     const fn = methodName(this, 'backward');
     this.assertIdle(fn);
     const b = this.planBackward(fn, dy, out, false)();
     runSync(b.call);
-    return b.dx;
+    return b.dx as SameKind<D>;
   }
 
   /** As backward, on libuv's thread pool, after every earlier async call on this layer. With
    * interleaved async forwards, name the forward: { output: y }. */
-  backwardAsync(dy: FloatArray, out?: FloatArray | BackwardCallOptions): Promise<FloatArray> {
+  backwardAsync<D extends TensorArray>(dy: D, out?: TensorArray | BackwardCallOptions): Promise<SameKind<D>> {
     return rejecting(() => {
       const fn = methodName(this, 'backwardAsync');
       const bind = this.planBackward(fn, dy, out, true);
-      checkFixedLength(fn, [['dy', dy], ['out', isFloatArray(out) ? out : (out?.out ?? null)]]);
+      checkFixedLength(fn, [['dy', dy], ['out', isTensorArray(out) ? out : (out?.out ?? null)]]);
       return this.enqueue(async () => {
         const b = bind();
         await runAsync(b.call);
-        return b.dx;
+        return b.dx as SameKind<D>;
       });
     });
   }
@@ -446,11 +451,12 @@ export class BatchNorm {
     return { rm: this.runningMean, rv: this.runningVar };
   }
 
-  /** Inference-mode BN as y = x * scale + shift per channel (float64 maths, layer dtype). */
+  /** Inference-mode BN as y = x * scale + shift per channel (float64 maths, in the parameters'
+   * dtype: float32 for the 16-bit layers). */
   scaleShift(): { scale: FloatArray; shift: FloatArray } {
     const { rm, rv } = this.requireRunningStats(methodName(this, 'scaleShift'));
     const ss = computeScaleShift(rm, rv, this.eps, this.weight, this.bias);
-    const T = arrayType(this.dtype);
+    const T = arrayType(paramDType(this.dtype));
     return { scale: T.from(ss.scale), shift: T.from(ss.shift) };
   }
 
@@ -487,9 +493,10 @@ export class BatchNorm {
     loadStateDictInto(fn, this, dict, options);
   }
 
-  /** Writes stateDict() as a safetensors file (PyTorch key names, F32/F64 and I64). */
-  saveSafetensors(path: string, metadata: Record<string, string> = {}): void {
-    saveSafetensorsOf(methodName(this, 'saveSafetensors'), this, path, metadata);
+  /** Writes stateDict() as a safetensors file (PyTorch key names, F32/F64 and I64; a 16-bit layer
+   * writes F32 parameters, PyTorch's mixed-type layout, unless options.dtype asks for 'BF16' / 'F16'). */
+  saveSafetensors(path: string, metadata: Record<string, string> = {}, options: SaveSafetensorsOptions = {}): void {
+    saveSafetensorsOf(methodName(this, 'saveSafetensors'), this, path, metadata, options);
   }
 
   /** Reads a safetensors checkpoint (e.g. from PyTorch's state_dict) into the layer. An optional

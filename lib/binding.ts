@@ -13,6 +13,8 @@ import type { BatchNormError, BatchNormRangeError, BatchNormTypeError } from './
 import type { OutputPoolStats } from './output-pool';
 
 export type FloatArray = Float32Array | Float64Array;
+/** x, out, dy: float arrays, or raw 16-bit values (Uint16Array) with the call's `dtype`. */
+export type TensorArray = FloatArray | Uint16Array;
 
 export type SimdLevelName = 'scalar' | 'avx2' | 'avx512' | 'neon';
 
@@ -20,17 +22,20 @@ export type SimdLevelName = 'scalar' | 'avx2' | 'avx512' | 'neon';
 export interface CallBase {
   /** The user-facing function, for messages ("BatchNorm2d.forwardAsync"). */
   fn: string;
-  x: FloatArray;
+  x: TensorArray;
   n: number;
   c: number;
   s: number;
   channelsLast: boolean;
+  /** Present for 16-bit storage: the format of the Uint16Arrays x, out and dy (parameters and
+   * statistics are then Float32Array). Absent for float arrays. */
+  dtype?: 'bfloat16' | 'float16';
 }
 
 /** Training forward: batch statistics, normalize, affine, save stats, update running stats. */
 export interface ForwardTrainingCall extends CallBase {
   /** y; may be x itself (in place). */
-  out: FloatArray;
+  out: TensorArray;
   weight: FloatArray | null;
   bias: FloatArray | null;
   saveMean: FloatArray;
@@ -47,7 +52,7 @@ export interface ForwardTrainingCall extends CallBase {
 
 /** Inference forward with given statistics: y = (x - mean) * invstd(var, eps) * weight + bias. */
 export interface ForwardInferenceCall extends CallBase {
-  out: FloatArray;
+  out: TensorArray;
   weight: FloatArray | null;
   bias: FloatArray | null;
   runningMean: FloatArray;
@@ -58,9 +63,9 @@ export interface ForwardInferenceCall extends CallBase {
 /** Backward. Training: mean and invstd are the forward's batch statistics. Evaluation: mean is the
  * running mean (widened) and the core computes invstd from runningVar and eps. */
 export interface BackwardCall extends CallBase {
-  dy: FloatArray;
+  dy: TensorArray;
   /** dx; may be dy itself; null when only the parameter gradients are wanted. */
-  out: FloatArray | null;
+  out: TensorArray | null;
   weight: FloatArray | null;
   training: boolean;
   mean: Float64Array;
@@ -153,7 +158,7 @@ export interface NativeBinding {
   threadCounters(reset: boolean): { inUse: number; peak: number };
 
   /** Linux: madvise(MADV_HUGEPAGE) on the whole 2 MiB pages inside a new output; true if taken. */
-  adviseHugePages(a: FloatArray): boolean;
+  adviseHugePages(a: TensorArray): boolean;
 
   /** An ArrayBuffer of exactly `bytes` from this environment's output pool, or undefined (too
    * small, pool off or full): native/addon/output_pool.h. */

@@ -6,7 +6,8 @@ import { lengthOf, typedArrayKind } from './arrays';
 export type BatchNormErrorCode =
   | 'ERR_BN_INVALID_ARG_TYPE' // wrong JS type (not a typed array, not a number, ...)
   | 'ERR_BN_UNKNOWN_OPTION' // an options object has a key the function does not know
-  | 'ERR_BN_DTYPE_MISMATCH' // a Float64Array where the layer is float32, or the reverse
+  | 'ERR_BN_DTYPE_MISMATCH' // a Float64Array where the layer is float32, a Float32Array where it is bfloat16, ...
+  | 'ERR_BN_DTYPE_REQUIRED' // a Uint16Array given to a function without the dtype that says its format
   | 'ERR_BN_BAD_SHAPE' // shape not an array of positive integers, wrong rank, wrong channel count
   | 'ERR_BN_BAD_LENGTH' // an array's length does not match the shape or the channel count
   | 'ERR_BN_OUT_OF_RANGE' // eps, momentum, thread count, SIMD level name outside their range

@@ -2,7 +2,7 @@
 // be merged into the convolution or linear layer before it. Everything is computed in float64
 // and cast once to the output dtype.
 import { BatchNormRangeError, BatchNormTypeError, describe } from './errors';
-import { arrayType, DType, dtypeOf, FloatArray, isFloatArray } from './arrays';
+import { arrayType, dtypeOf, FloatArray, FloatDType, isFloatArray } from './arrays';
 import { checkArray } from './validate';
 
 export interface ScaleShift {
@@ -14,7 +14,7 @@ const DTYPE_MAX = { float32: 3.4028234663852886e38, float64: Number.MAX_VALUE } 
 
 /** The core's invstd rule (native/core/invstd.h, mirrored for the float64 folding maths): 0 when
  * var + eps == 0, else 1 / sqrt(var + eps) capped at the dtype's largest finite value. */
-export function invstdOf(variance: number, eps: number, dtype: DType): number {
+export function invstdOf(variance: number, eps: number, dtype: FloatDType): number {
   const d = variance + eps;
   if (d === 0) return 0;
   const r = 1 / Math.sqrt(d);

@@ -5,7 +5,7 @@ import { checkOptionalBoolean, readOptions } from './validate';
 import type { SimdLevelName } from './binding';
 
 export { BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d } from './batchnorm';
-export type { BatchNormOptions, BatchNormStateDict, ForwardOptions, LoadStateDictOptions } from './batchnorm';
+export type { BatchNormOptions, BatchNormStateDict, ForwardOptions, LoadStateDictOptions, SaveSafetensorsOptions } from './batchnorm';
 export {
   batchNormTraining, batchNormInference, batchNormBackward,
   batchNormTrainingAsync, batchNormInferenceAsync, batchNormBackwardAsync,
@@ -21,7 +21,7 @@ export { toBFloat16, fromBFloat16, toFloat16, fromFloat16 } from './convert';
 export type { ConvertOut } from './convert';
 export { BatchNormError, BatchNormRangeError, BatchNormTypeError } from './errors';
 export type { BatchNormErrorCode } from './errors';
-export type { DType, FloatArray } from './arrays';
+export type { DType, FloatArray, FloatDType, HalfDType, SameKind, TensorArray } from './arrays';
 export type { SimdLevelName } from './binding';
 export { bindingInfo } from './load';
 export { outputPoolStats, setOutputPool } from './output-pool';

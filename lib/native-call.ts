@@ -1,7 +1,7 @@
 // From validated arguments to the addon's named calls (lib/binding.ts), and their execution.
 // Nothing here validates user input: callers (lib/functional.ts, lib/batchnorm.ts) have.
 import { Buffer, constants as bufferConstants } from 'buffer';
-import { arrayType, DType, FloatArray } from './arrays';
+import { DType, TensorArray, tensorArrayType } from './arrays';
 import type { BackwardCall, ForwardInferenceCall, ForwardTrainingCall, NativeBinding } from './binding';
 import { BatchNormRangeError } from './errors';
 import { native } from './load';
@@ -20,10 +20,10 @@ const hugePageAdvice = process.env.BATCHNORM_HUGEPAGES !== '0';
 /** A new output that the kernels fill completely: not zero-filled (the fill would cost as much as
  * the op's own write), with its own ArrayBuffer (aligned): from the output pool when it can
  * (lib/output-pool.ts), huge pages advised when large. */
-export function freshOutput(dtype: DType, total: number): FloatArray {
-  const T = arrayType(dtype);
+export function freshOutput(dtype: DType, total: number): TensorArray {
+  const T = tensorArrayType(dtype);
   const bytes = total * T.BYTES_PER_ELEMENT;
-  let a: FloatArray;
+  let a: TensorArray;
   try {
     const pooled = bytes <= bufferConstants.MAX_LENGTH ? takePooled(bytes) : null;
     a = pooled ? new T(pooled, 0, total)

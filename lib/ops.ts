@@ -1,17 +1,18 @@
 // The three ops as validated specs, their output-aliasing rules, and the addon calls built from
 // them. Shared by the functional API and the layer, which validate user arguments first.
-import { arrayType, DType, FloatArray } from './arrays';
+import { arrayType, DType, FloatArray, isHalf, paramDType, TensorArray } from './arrays';
 import { freshOutput, OpCall } from './native-call';
 import { checkFixedLength, checkNoOverlap, ParsedShape } from './validate';
 
 interface SpecBase {
   fn: string;
-  x: FloatArray;
+  x: TensorArray;
+  /** The storage dtype of x, out and dy; parameters and statistics are paramDType(dtype). */
   dtype: DType;
   sh: ParsedShape;
   channelsLast: boolean;
   /** null: a fresh output. */
-  out: FloatArray | null;
+  out: TensorArray | null;
 }
 
 export interface TrainingSpec extends SpecBase {
@@ -32,7 +33,7 @@ export interface InferenceSpec extends SpecBase {
 }
 
 export interface BackwardSpec extends SpecBase {
-  dy: FloatArray;
+  dy: TensorArray;
   weight: FloatArray | null;
   training: boolean;
   mean: Float64Array;
@@ -44,9 +45,10 @@ export interface BackwardSpec extends SpecBase {
   accumulate: boolean;
 }
 
-export interface TrainingResult {
-  y: FloatArray;
-  /** Batch mean and 1/sqrt(biased var + eps), in x's dtype (PyTorch's save_mean / save_invstd). */
+export interface TrainingResult<Y extends TensorArray = TensorArray> {
+  y: Y;
+  /** Batch mean and 1/sqrt(biased var + eps), in the parameters' dtype (PyTorch's save_mean /
+   * save_invstd): x's dtype, float32 for 16-bit x. */
   saveMean: FloatArray;
   saveInvstd: FloatArray;
   /** The same in float64: pass these to batchNormBackward for the most exact gradients. */
@@ -54,13 +56,13 @@ export interface TrainingResult {
   batchInvstd: Float64Array;
 }
 
-export interface BackwardResult {
-  dx: FloatArray;
+export interface BackwardResult<D extends TensorArray = TensorArray> {
+  dx: D;
   gradWeight: FloatArray;
   gradBias: FloatArray;
 }
 
-type Named = ReadonlyArray<readonly [string, FloatArray | null]>;
+type Named = ReadonlyArray<readonly [string, TensorArray | null]>;
 
 function checkDisjoint(fn: string, outs: Named, ins: Named): void {
   for (const [oname, o] of outs) {
@@ -93,7 +95,7 @@ export function checkOutputs(spec: TrainingSpec | InferenceSpec | BackwardSpec):
 }
 
 /** Every array of the call, by the user's name for it. */
-export function arraysOf(spec: TrainingSpec | InferenceSpec | BackwardSpec): Array<readonly [string, FloatArray | null]> {
+export function arraysOf(spec: TrainingSpec | InferenceSpec | BackwardSpec): Array<readonly [string, TensorArray | null]> {
   const common = [['x', spec.x], ['out', spec.out], ['weight', spec.weight]] as const;
   if ('dy' in spec) return [...common, ['dy', spec.dy], ['runningVar', spec.runningVar], ['gradWeight', spec.gradWeight], ['gradBias', spec.gradBias]];
   return [...common, ['bias', spec.bias], ['runningMean', spec.runningMean], ['runningVar', spec.runningVar]];
@@ -105,12 +107,17 @@ export function checkAsync(spec: TrainingSpec | InferenceSpec | BackwardSpec): v
 }
 
 function shapeFields(spec: SpecBase) {
-  return { n: spec.sh.n, c: spec.sh.c, s: spec.sh.s, channelsLast: spec.channelsLast };
+  return { n: spec.sh.n, c: spec.sh.c, s: spec.sh.s, channelsLast: spec.channelsLast, ...dtypeField(spec.dtype) };
+}
+
+/** The call's dtype key: a Uint16Array does not say which 16-bit format it holds. */
+function dtypeField(dtype: DType): { dtype?: 'bfloat16' | 'float16' } {
+  return isHalf(dtype) ? { dtype } : {};
 }
 
 export function trainingCall(spec: TrainingSpec): { call: OpCall; result: TrainingResult } {
   const C = spec.sh.c;
-  const T = arrayType(spec.dtype);
+  const T = arrayType(paramDType(spec.dtype));
   const result: TrainingResult = {
     y: spec.out ?? freshOutput(spec.dtype, spec.sh.total),
     saveMean: new T(C),
@@ -126,7 +133,7 @@ export function trainingCall(spec: TrainingSpec): { call: OpCall; result: Traini
   return { result, call: { op: 'forwardTraining', args } };
 }
 
-export function inferenceCall(spec: InferenceSpec): { call: OpCall; y: FloatArray } {
+export function inferenceCall(spec: InferenceSpec): { call: OpCall; y: TensorArray } {
   const y = spec.out ?? freshOutput(spec.dtype, spec.sh.total);
   const args = {
     fn: spec.fn, x: spec.x, out: y, ...shapeFields(spec), weight: spec.weight, bias: spec.bias,
@@ -136,7 +143,7 @@ export function inferenceCall(spec: InferenceSpec): { call: OpCall; y: FloatArra
 }
 
 export function backwardCall(spec: BackwardSpec): { call: OpCall; result: BackwardResult } {
-  const T = arrayType(spec.dtype);
+  const T = arrayType(paramDType(spec.dtype));
   const result: BackwardResult = {
     dx: spec.out ?? freshOutput(spec.dtype, spec.sh.total),
     gradWeight: spec.gradWeight ?? new T(spec.sh.c),

@@ -1,8 +1,8 @@
 // A layer's state under PyTorch's state_dict keys: copies out, checked loads in, safetensors files.
 import { FloatArray, isFloatArray, lengthOf, sharesMemory, typedArrayKind } from './arrays';
 import { BatchNormRangeError, BatchNormTypeError, describe } from './errors';
-import { fromBFloat16, fromFloat16 } from './convert';
-import { readSafetensorsFile, Tensor, TensorData, writeSafetensorsFile } from './safetensors';
+import { fromBFloat16, fromFloat16, toBFloat16, toFloat16 } from './convert';
+import { readSafetensorsFile, Tensor, TensorData, TensorDType, writeSafetensorsFile } from './safetensors';
 import { checkBoolean, readOptions } from './validate';
 
 /** PyTorch's state_dict keys. num_batches_tracked is a 1-element BigInt64Array (an int64 scalar). */
@@ -119,13 +119,43 @@ export function widened(t: Tensor): TensorData {
   return t.data;
 }
 
-export function saveSafetensorsOf(fn: string, layer: StatefulLayer, path: unknown, metadata: unknown): void {
+export interface SaveSafetensorsOptions {
+  /** The file dtype of weight, bias and the running statistics. Default: the layer's parameter
+   * dtype (F32 for the 16-bit layers: PyTorch's mixed-type layout, a float32 module on bf16
+   * activations). 'BF16' / 'F16': what `model.to(torch.bfloat16 | torch.float16).state_dict()`
+   * holds, float32 parameters rounded once (a float64 layer cannot: it would round twice). */
+  dtype?: 'F32' | 'F64' | 'BF16' | 'F16';
+}
+
+const PARAM_FILE_DTYPES = ['F32', 'F64', 'BF16', 'F16'] as const;
+
+/** A layer's float parameter array as the file dtype `to` stores it. */
+function asFileDType(fn: string, v: FloatArray, to: TensorDType): TensorData {
+  if (to === 'F32') return Float32Array.from(v);
+  if (to === 'F64') return Float64Array.from(v);
+  if (typedArrayKind(v) !== 'Float32Array') {
+    throw new BatchNormTypeError('ERR_BN_DTYPE_MISMATCH', `${fn}: dtype '${to}' needs float32 parameters (a float64 layer would round twice); save F64 or F32`);
+  }
+  return to === 'BF16' ? toBFloat16(v as Float32Array) : toFloat16(v as Float32Array);
+}
+
+export function saveSafetensorsOf(fn: string, layer: StatefulLayer, path: unknown, metadata: unknown, options?: unknown): void {
   if (typeof path !== 'string' || path.length === 0) {
     throw new BatchNormTypeError('ERR_BN_INVALID_ARG_TYPE', `${fn}: path must be a non-empty string, received ${describe(path)}`);
   }
-  const tensors: Record<string, { shape: number[]; data: TensorData }> = {};
+  const o = readOptions(fn, options, ['dtype'] as const);
+  const to = o.dtype;
+  if (to !== undefined && !(PARAM_FILE_DTYPES as readonly unknown[]).includes(to)) {
+    throw new BatchNormTypeError('ERR_BN_INVALID_ARG_TYPE', `${fn}: dtype must be one of ${PARAM_FILE_DTYPES.join(', ')}, received ${describe(to)}`);
+  }
+  const tensors: Record<string, { shape: number[]; data: TensorData; dtype?: TensorDType }> = {};
   for (const [k, v] of Object.entries(stateDictOf(layer))) {
-    tensors[k] = { shape: k === 'num_batches_tracked' ? [] : [layer.numFeatures], data: v as TensorData };
+    if (k === 'num_batches_tracked') {
+      tensors[k] = { shape: [], data: v as TensorData };
+      continue;
+    }
+    const data = to === undefined ? (v as TensorData) : asFileDType(fn, v as FloatArray, to as TensorDType);
+    tensors[k] = { shape: [layer.numFeatures], data, ...(to === 'BF16' || to === 'F16' ? { dtype: to } : {}) };
   }
   writeSafetensorsFile(path, tensors, metadata as Record<string, string>);
 }

@@ -2,24 +2,61 @@
 // messages. Each check reads a user value exactly once (a getter or Proxy cannot answer twice)
 // and throws a BatchNorm*Error naming the function, the argument, what was expected and what was
 // received.
-import { arrayName, dtypeOf, DType, FloatArray, isFloatArray, isResizable, lengthOf, sameView, sharesMemory } from './arrays';
+import {
+  arrayName, dtypeOf, DType, FloatArray, FloatDType, isFloatArray, isHalf, isResizable, isUint16Array, lengthOf, sameView,
+  sharesMemory, TensorArray,
+} from './arrays';
 import { BatchNormRangeError, BatchNormTypeError, describe } from './errors';
 
-export type { DType, FloatArray } from './arrays';
+export type { DType, FloatArray, FloatDType, TensorArray } from './arrays';
 
 export function checkDType(fn: string, dtype: unknown): DType {
-  if (dtype !== 'float32' && dtype !== 'float64') {
-    throw new BatchNormTypeError('ERR_BN_INVALID_ARG_TYPE', `${fn}: dtype must be 'float32' or 'float64', received ${describe(dtype)}`);
+  if (dtype !== 'float32' && dtype !== 'float64' && dtype !== 'bfloat16' && dtype !== 'float16') {
+    throw new BatchNormTypeError(
+      'ERR_BN_INVALID_ARG_TYPE',
+      `${fn}: dtype must be 'float32' or 'float64' (or 'bfloat16' / 'float16': 16-bit storage), received ${describe(dtype)}`,
+    );
   }
   return dtype;
 }
 
-function detachedNote(a: FloatArray): string {
+const HALF_HELPER = { bfloat16: 'toBFloat16', float16: 'toFloat16' } as const;
+
+/** A tensor (x, out, dy) of storage dtype `dtype`: a float typed array of that dtype, or for the
+ * 16-bit dtypes a Uint16Array of raw bits; of exactly `length` elements if given. */
+export function checkTensor(fn: string, name: string, v: unknown, dtype: DType, length?: number): TensorArray {
+  if (!isHalf(dtype)) {
+    if (isUint16Array(v)) {
+      throw new BatchNormTypeError(
+        'ERR_BN_DTYPE_MISMATCH',
+        `${fn}: ${name} must be a ${arrayName(dtype)} (dtype ${dtype}), received ${describe(v)}; 16-bit values need a layer or ` +
+          "call with dtype 'bfloat16' or 'float16'",
+      );
+    }
+    return checkArray(fn, name, v, dtype, length);
+  }
+  if (!isUint16Array(v)) {
+    const code = isFloatArray(v) ? 'ERR_BN_DTYPE_MISMATCH' : 'ERR_BN_INVALID_ARG_TYPE';
+    const hint = isFloatArray(v) ? `; convert it with ${HALF_HELPER[dtype]}()` : '';
+    throw new BatchNormTypeError(code, `${fn}: ${name} must be a Uint16Array of ${dtype} bits (dtype ${dtype}), received ${describe(v)}${hint}`);
+  }
+  if (length !== undefined && lengthOf(v) !== length) {
+    throw new BatchNormRangeError('ERR_BN_BAD_LENGTH', `${fn}: ${name} must have ${length} elements, received ${describe(v)}${detachedNote(v)}`);
+  }
+  return v;
+}
+
+export function checkOptionalTensor(fn: string, name: string, v: unknown, dtype: DType, length: number): TensorArray | null {
+  if (v === undefined || v === null) return null;
+  return checkTensor(fn, name, v, dtype, length);
+}
+
+function detachedNote(a: ArrayBufferView): string {
   return lengthOf(a) === 0 ? ' (its buffer is detached, empty or shrunk)' : '';
 }
 
 /** A Float32Array/Float64Array of the given dtype, and of exactly `length` elements if given. */
-export function checkArray(fn: string, name: string, v: unknown, dtype: DType, length?: number): FloatArray {
+export function checkArray(fn: string, name: string, v: unknown, dtype: FloatDType, length?: number): FloatArray {
   if (!isFloatArray(v)) {
     throw new BatchNormTypeError('ERR_BN_INVALID_ARG_TYPE', `${fn}: ${name} must be a ${arrayName(dtype)}, received ${describe(v)}`);
   }
@@ -35,13 +72,13 @@ export function checkArray(fn: string, name: string, v: unknown, dtype: DType, l
   return v;
 }
 
-export function checkOptionalArray(fn: string, name: string, v: unknown, dtype: DType, length: number): FloatArray | null {
+export function checkOptionalArray(fn: string, name: string, v: unknown, dtype: FloatDType, length: number): FloatArray | null {
   if (v === undefined || v === null) return null;
   return checkArray(fn, name, v, dtype, length);
 }
 
 /** `out` may be `input` itself (in place) only when `inPlaceOk`; otherwise no shared memory. */
-export function checkNoOverlap(fn: string, outName: string, out: FloatArray, inName: string, input: FloatArray, inPlaceOk: boolean): void {
+export function checkNoOverlap(fn: string, outName: string, out: TensorArray, inName: string, input: TensorArray, inPlaceOk: boolean): void {
   if (!sharesMemory(out, input)) return;
   if (inPlaceOk && sameView(out, input)) return;
   throw new BatchNormRangeError(
@@ -53,7 +90,7 @@ export function checkNoOverlap(fn: string, outName: string, out: FloatArray, inN
 
 /** An async call runs on another thread while JavaScript goes on: no array of it may be a view of
  * a resizable ArrayBuffer (growable SharedArrayBuffers never shrink and are fine). */
-export function checkFixedLength(fn: string, arrays: ReadonlyArray<readonly [string, FloatArray | null]>): void {
+export function checkFixedLength(fn: string, arrays: ReadonlyArray<readonly [string, TensorArray | null]>): void {
   for (const [name, a] of arrays) {
     if (a && isResizable(a)) {
       throw new BatchNormTypeError(

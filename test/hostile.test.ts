@@ -237,7 +237,7 @@ describe('hostile inputs: a hand-written table', function () {
       ['numFeatures 1.5', () => new bn.BatchNorm2d(1.5), bn.BatchNormRangeError, 'ERR_BN_OUT_OF_RANGE', ['BatchNorm2d: numFeatures', '1.5']],
       ['numFeatures a string', () => new bn.BatchNorm('3' as Loose), bn.BatchNormRangeError, 'ERR_BN_OUT_OF_RANGE', ['numFeatures', 'received the string']],
       ['numFeatures 2^40', () => new bn.BatchNorm(2 ** 40), bn.BatchNormRangeError, 'ERR_BN_OUT_OF_RANGE', ['numFeatures', '1099511627776']],
-      ['dtype float16', () => new bn.BatchNorm(3, { dtype: 'float16' as Loose }), bn.BatchNormTypeError, 'ERR_BN_INVALID_ARG_TYPE', ["dtype must be 'float32' or 'float64'", 'received the string "float16"']],
+      ['dtype float8', () => new bn.BatchNorm(3, { dtype: 'float8' as Loose }), bn.BatchNormTypeError, 'ERR_BN_INVALID_ARG_TYPE', ["dtype must be 'float32' or 'float64'", 'received the string "float8"']],
       ['affine a number', () => new bn.BatchNorm(3, { affine: 1 as Loose }), bn.BatchNormTypeError, 'ERR_BN_INVALID_ARG_TYPE', ['affine must be a boolean', 'received the number 1']],
       ['options a string', () => new bn.BatchNorm(3, 'eps' as Loose), bn.BatchNormTypeError, 'ERR_BN_INVALID_ARG_TYPE', ['options must be an object', 'received the string']],
     ];

@@ -422,7 +422,7 @@ describe('BatchNorm layer: constructor arguments', () => {
     expectBnError(() => new BatchNorm(2.5), BatchNormRangeError, 'ERR_BN_OUT_OF_RANGE', /numFeatures/, /2\.5/);
     expectBnError(() => new BatchNorm(3, { affine: 1 as unknown as boolean }), BatchNormTypeError, 'ERR_BN_INVALID_ARG_TYPE', /\baffine\b/, /the number 1/);
     expectBnError(() => new BatchNorm(3, { trackRunningStats: 'yes' as unknown as boolean }), BatchNormTypeError, 'ERR_BN_INVALID_ARG_TYPE', /trackRunningStats/, /"yes"/);
-    expectBnError(() => new BatchNorm(3, { dtype: 'float16' as unknown as 'float32' }), BatchNormTypeError, 'ERR_BN_INVALID_ARG_TYPE', /\bdtype\b/, /"float16"/);
+    expectBnError(() => new BatchNorm(3, { dtype: 'float8' as unknown as 'float32' }), BatchNormTypeError, 'ERR_BN_INVALID_ARG_TYPE', /\bdtype\b/, /"float8"/);
     expectBnError(() => new BatchNorm(3, 5 as unknown as object), BatchNormTypeError, 'ERR_BN_INVALID_ARG_TYPE', /options/, /the number 5/);
     expectBnError(() => new BatchNorm(3).train('no' as unknown as boolean), BatchNormTypeError, 'ERR_BN_INVALID_ARG_TYPE', /mode/, /"no"/);
   });

@@ -10,7 +10,7 @@
 //
 // A world of one rank, evaluation mode with running statistics, and backward of such a forward
 // run the local BatchNorm and communicate nothing (PyTorch's SyncBatchNorm does the same).
-import { FloatArray, isFloatArray } from '../arrays';
+import { FloatArray, FloatDType, isFloatArray, SameKind, TensorArray } from '../arrays';
 import { BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, BatchNormOptions, BackwardCallOptions, ForwardOptions } from '../batchnorm';
 import type { SyncBackwardDxCall, SyncBackwardReduceCall, SyncMomentsCall, SyncNormalizeCall } from '../binding';
 import { BatchNormError, BatchNormRangeError, BatchNormTypeError, describe } from '../errors';
@@ -121,6 +121,7 @@ function syncMethod(self: unknown, method: string): string {
 }
 
 export class SyncBatchNorm extends BatchNorm {
+  declare readonly dtype: FloatDType; // layerOptions refuses the 16-bit dtypes
   readonly group: SyncGroup;
   private lastSync: SyncRecord | null = null;
   private syncByOutput = new WeakMap<FloatArray, SyncRecord>();
@@ -145,6 +146,9 @@ export class SyncBatchNorm extends BatchNorm {
       throw new BatchNormTypeError('ERR_BN_INVALID_ARG_TYPE', `${fn}: options must be an object with a group, received ${describe(options)}`);
     }
     const o = readOptions(fn, options, ['group', 'eps', 'momentum', 'affine', 'trackRunningStats', 'dtype'] as const);
+    if (o.dtype === 'bfloat16' || o.dtype === 'float16') {
+      throw new BatchNormTypeError('ERR_BN_DTYPE_MISMATCH', `${fn}: synchronized batch norm takes dtype 'float32' or 'float64', received '${o.dtype}'`);
+    }
     const rest: Record<string, unknown> = {};
     for (const k of ['eps', 'momentum', 'affine', 'trackRunningStats', 'dtype'] as const) if (k in o) rest[k] = o[k];
     return rest as BatchNormOptions;
@@ -250,7 +254,7 @@ export class SyncBatchNorm extends BatchNorm {
           `(this rank: input of shape [${sh.dims.join(', ')}])`,
       );
     }
-    const y = out ?? freshOutput(this.dtype, sh.total);
+    const y = out ?? (freshOutput(this.dtype, sh.total) as FloatArray);
     // The core computes invstd (its one rule, also on a rank without data: a 0-sample call).
     const invstd = new Float64Array(C);
     yield {
@@ -277,7 +281,7 @@ export class SyncBatchNorm extends BatchNorm {
 
   /** Training: synchronized over the group (blocks this thread until every rank has called it:
    * use it in workers, or forwardAsync). Evaluation with running statistics: the local forward. */
-  forward(x: FloatArray, shape: readonly number[], out?: FloatArray | ForwardOptions): FloatArray {
+  forward<X extends TensorArray>(x: X, shape: readonly number[], out?: TensorArray | ForwardOptions): SameKind<X> {
     const fn = syncMethod(this, 'forward');
     this.assertSyncIdle(fn);
     if (!this.synchronizes()) {
@@ -286,10 +290,10 @@ export class SyncBatchNorm extends BatchNorm {
       return y;
     }
     const a = this.forwardArgs(fn, x, shape, out);
-    return runStepsSync(this.group, this.forwardSteps(fn, a));
+    return runStepsSync(this.group, this.forwardSteps(fn, a)) as SameKind<X>;
   }
 
-  forwardAsync(x: FloatArray, shape: readonly number[], out?: FloatArray | ForwardOptions): Promise<FloatArray> {
+  forwardAsync<X extends TensorArray>(x: X, shape: readonly number[], out?: TensorArray | ForwardOptions): Promise<SameKind<X>> {
     let fn: string;
     try {
       fn = syncMethod(this, 'forwardAsync');
@@ -306,7 +310,7 @@ export class SyncBatchNorm extends BatchNorm {
     try {
       const a = this.forwardArgs(fn, x, shape, out);
       checkFixedLength(fn, [['x', a.xa], ['out', a.out]]);
-      return this.enqueueSync(() => runStepsAsync(this.group, this.forwardSteps(fn, a)));
+      return this.enqueueSync(async () => (await runStepsAsync(this.group, this.forwardSteps(fn, a))) as SameKind<X>);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -348,7 +352,7 @@ export class SyncBatchNorm extends BatchNorm {
     payload.set(sumDyXmu, C);
     const parts = (yield { kind: 'collective', fn, op: CollectiveOp.BackwardSums, channels: C, dtype: this.dtype, payload }) as Float64Array[];
     const total = sumInRankOrder(parts, 2 * C);
-    const dx = out ?? freshOutput(this.dtype, sh.total);
+    const dx = out ?? (freshOutput(this.dtype, sh.total) as FloatArray);
     yield {
       kind: 'bwdDx',
       call: { ...base, dy, out: dx, weight: rec.weight, mean: rec.mean, invstd: rec.invstd, sumDy: total.subarray(0, C), sumDyXmu: total.subarray(C), count: rec.count },
@@ -368,22 +372,22 @@ export class SyncBatchNorm extends BatchNorm {
   /** dL/dx of the last (or named) forward; adds this rank's share into gradWeight and gradBias.
    * After a synchronized forward it blocks until every rank has called it (use backwardAsync on
    * a thread that must stay responsive). */
-  backward(dy: FloatArray, out?: FloatArray | BackwardCallOptions): FloatArray {
+  backward<D extends TensorArray>(dy: D, out?: TensorArray | BackwardCallOptions): SameKind<D> {
     const fn = syncMethod(this, 'backward');
     this.assertSyncIdle(fn);
     const a = this.backwardArgs(fn, dy, out);
     if (!a.rec) return super.backward(dy, out);
-    return runStepsSync(this.group, this.backwardSteps(fn, a.rec, a.dya as FloatArray, a.out));
+    return runStepsSync(this.group, this.backwardSteps(fn, a.rec, a.dya as FloatArray, a.out)) as SameKind<D>;
   }
 
-  backwardAsync(dy: FloatArray, out?: FloatArray | BackwardCallOptions): Promise<FloatArray> {
+  backwardAsync<D extends TensorArray>(dy: D, out?: TensorArray | BackwardCallOptions): Promise<SameKind<D>> {
     try {
       const fn = syncMethod(this, 'backwardAsync');
       const a = this.backwardArgs(fn, dy, out);
       if (!a.rec) return this.enqueueSync(() => super.backwardAsync(dy, out));
       const rec = a.rec;
       checkFixedLength(fn, [['dy', a.dya], ['out', a.out]]);
-      return this.enqueueSync(() => runStepsAsync(this.group, this.backwardSteps(fn, rec, a.dya as FloatArray, a.out)));
+      return this.enqueueSync(async () => (await runStepsAsync(this.group, this.backwardSteps(fn, rec, a.dya as FloatArray, a.out))) as SameKind<D>);
     } catch (e) {
       return Promise.reject(e);
     }

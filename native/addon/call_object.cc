@@ -28,6 +28,7 @@ std::string describe(const Napi::Value& v) {
     switch (v.As<Napi::TypedArray>().TypedArrayType()) {
       case napi_float32_array: return "a Float32Array";
       case napi_float64_array: return "a Float64Array";
+      case napi_uint16_array: return "a Uint16Array";
       default: return "a typed array of another kind";
     }
   }
@@ -40,6 +41,8 @@ const char* dtype_array_name(DType d) {
   switch (d) {
     case DType::kF32: return "Float32Array";
     case DType::kF64: return "Float64Array";
+    case DType::kBF16: return "Uint16Array (bfloat16)";
+    case DType::kF16: return "Uint16Array (float16)";
   }
   return "?";
 }
@@ -48,8 +51,20 @@ size_t dtype_bytes(DType d) {
   switch (d) {
     case DType::kF32: return 4;
     case DType::kF64: return 8;
+    case DType::kBF16: return 2;
+    case DType::kF16: return 2;
   }
   return 0;
+}
+
+DType param_dtype(DType d) {
+  switch (d) {
+    case DType::kF32: return DType::kF32;
+    case DType::kF64: return DType::kF64;
+    case DType::kBF16: return DType::kF32;
+    case DType::kF16: return DType::kF32;
+  }
+  return d;
 }
 
 CallObject::CallObject(const Napi::CallbackInfo& info, const char* op, std::initializer_list<const char*> known)
@@ -67,6 +82,16 @@ CallObject::CallObject(const Napi::CallbackInfo& info, const char* op, std::init
   if (st == nullptr || st->checked_ops.find(std::string_view(op)) == st->checked_ops.end()) {
     check_keys(known);
     if (st != nullptr) st->checked_ops.emplace(op, true);
+  }
+  const Napi::Value dt = get("dtype");
+  if (!dt.IsUndefined()) {
+    const std::string name = dt.IsString() ? dt.As<Napi::String>().Utf8Value() : "";
+    if (name != "bfloat16" && name != "float16") {
+      throw_error(env_, ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE",
+                  fn_ + ": the native call's dtype must be 'bfloat16' or 'float16' (or absent), received " + describe(dt));
+    }
+    has_half_ = true;
+    half_ = name == "bfloat16" ? DType::kBF16 : DType::kF16;
   }
 }
 
@@ -106,17 +131,25 @@ ArrayArg CallObject::array(const char* key, bool optional) const {
   void* data = nullptr;
   // One call answers "is it a typed array" (napi_invalid_arg if not) and gives the first element's
   // address for ArrayBuffer- and SharedArrayBuffer-backed views alike, and the true length.
-  if (napi_get_typedarray_info(env_, v, &t, &length, &data, nullptr, nullptr) == napi_ok &&
-      (t == napi_float32_array || t == napi_float64_array)) {
+  const bool typed = napi_get_typedarray_info(env_, v, &t, &length, &data, nullptr, nullptr) == napi_ok;
+  if (typed && (t == napi_float32_array || t == napi_float64_array)) {
     a.present = true;
     a.dtype = t == napi_float32_array ? DType::kF32 : DType::kF64;
     a.length = data ? length : 0;  // a detached buffer may report no data
     a.data = data;
     return a;
   }
+  if (typed && has_half_ && t == napi_uint16_array) {
+    a.present = true;
+    a.dtype = half_;
+    a.length = data ? length : 0;
+    a.data = data;
+    return a;
+  }
   if (optional && (v.IsNull() || v.IsUndefined())) return a;
   throw_error(env_, ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE",
-              where(key) + " must be a Float32Array or Float64Array, received " + describe(v));
+              where(key) + " must be a Float32Array or Float64Array (or a Uint16Array with the call's dtype), received " +
+                  describe(v));
 }
 
 ArrayArg CallObject::array_of(const char* key, DType d, size_t length, bool optional) const {

@@ -15,10 +15,15 @@
 namespace bnaddon {
 
 // Every storage dtype an array of a call can have; switches over it are exhaustive.
-enum class DType { kF32, kF64 };
+// kBF16 / kF16: raw 16-bit values in a Uint16Array, which does not say its format: the call's
+// `dtype` key ('bfloat16' | 'float16') does.
+enum class DType { kF32, kF64, kBF16, kF16 };
 
-const char* dtype_array_name(DType d);  // "Float32Array" / "Float64Array"
+const char* dtype_array_name(DType d);  // "Float32Array" / "Float64Array" / "Uint16Array (bfloat16)" ...
 size_t dtype_bytes(DType d);
+// The dtype of the per-channel parameters and statistics of a call on storage dtype d (float32
+// for the 16-bit types: bn::param_t).
+DType param_dtype(DType d);
 
 // A Float32Array or Float64Array field, or an absent one (null, when optional).
 struct ArrayArg {
@@ -42,8 +47,14 @@ class CallObject {
 
   Napi::Env env() const { return env_; }
   const std::string& fn() const { return fn_; }
-  // Any float typed array (its dtype decides the call's).
+  // Any float typed array (its dtype decides the call's), or a Uint16Array when the call has a
+  // 16-bit dtype.
   ArrayArg array(const char* key, bool optional) const;
+  // The call's `dtype` key: bfloat16 or float16 storage (false when absent: float arrays only).
+  bool half(DType* d) const {
+    if (has_half_) *d = half_;
+    return has_half_;
+  }
   // A float typed array of dtype `d` and exactly `length` elements.
   ArrayArg array_of(const char* key, DType d, size_t length, bool optional) const;
   // `a` (read by array()) checked as array_of checks.
@@ -61,6 +72,8 @@ class CallObject {
   Napi::Env env_;
   Napi::Object obj_;
   std::string fn_;
+  bool has_half_ = false;
+  DType half_ = DType::kBF16;
 };
 
 }  // namespace bnaddon

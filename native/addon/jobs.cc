@@ -67,15 +67,16 @@ template <typename T>
 std::unique_ptr<Job> forward_training_job(const CallObject& call, const ArrayArg& x, DType d, const bn::Shape& s) {
   const size_t total = size_t(s.n) * size_t(s.c) * size_t(s.s), C = size_t(s.c);
   call.check(x, d, total);
+  const DType p = param_dtype(d);
   const ArrayArg y = call.array_of("out", d, total, false);
-  const ArrayArg w = call.array_of("weight", d, C, true);
-  const ArrayArg b = call.array_of("bias", d, C, true);
-  const ArrayArg sm = call.array_of("saveMean", d, C, false);
-  const ArrayArg si = call.array_of("saveInvstd", d, C, false);
+  const ArrayArg w = call.array_of("weight", p, C, true);
+  const ArrayArg b = call.array_of("bias", p, C, true);
+  const ArrayArg sm = call.array_of("saveMean", p, C, false);
+  const ArrayArg si = call.array_of("saveInvstd", p, C, false);
   const ArrayArg bm = call.array_of("batchMean", DType::kF64, C, false);
   const ArrayArg bi = call.array_of("batchInvstd", DType::kF64, C, false);
-  const ArrayArg rm = call.array_of("runningMean", d, C, true);
-  const ArrayArg rv = call.array_of("runningVar", d, C, true);
+  const ArrayArg rm = call.array_of("runningMean", p, C, true);
+  const ArrayArg rv = call.array_of("runningVar", p, C, true);
   check_inplace_or_disjoint(call, y, x);
   check_outputs_disjoint(call, {&sm, &si, &bm, &bi, &rm, &rv}, {&x, &y, &w, &b});
   check_outputs_disjoint(call, {&y}, {&w, &b});
@@ -84,14 +85,14 @@ std::unique_ptr<Job> forward_training_job(const CallObject& call, const ArrayArg
   a.shape = s;
   a.x = x.ptr<T>();
   a.y = y.ptr<T>();
-  a.weight = w.ptr<T>();
-  a.bias = b.ptr<T>();
-  a.save_mean = sm.ptr<T>();
-  a.save_invstd = si.ptr<T>();
+  a.weight = w.ptr<bn::param_t<T>>();
+  a.bias = b.ptr<bn::param_t<T>>();
+  a.save_mean = sm.ptr<bn::param_t<T>>();
+  a.save_invstd = si.ptr<bn::param_t<T>>();
   a.batch_mean = bm.ptr<double>();
   a.batch_invstd = bi.ptr<double>();
-  a.running_mean = rm.ptr<T>();
-  a.running_var = rv.ptr<T>();
+  a.running_mean = rm.ptr<bn::param_t<T>>();
+  a.running_var = rv.ptr<bn::param_t<T>>();
   a.eps = call.number("eps");
   a.momentum_factor = call.number("momentum");
   keep(*job, {&x, &y, &w, &b, &sm, &si, &bm, &bi, &rm, &rv});
@@ -102,11 +103,12 @@ template <typename T>
 std::unique_ptr<Job> forward_inference_job(const CallObject& call, const ArrayArg& x, DType d, const bn::Shape& s) {
   const size_t total = size_t(s.n) * size_t(s.c) * size_t(s.s), C = size_t(s.c);
   call.check(x, d, total);
+  const DType p = param_dtype(d);
   const ArrayArg y = call.array_of("out", d, total, false);
-  const ArrayArg w = call.array_of("weight", d, C, true);
-  const ArrayArg b = call.array_of("bias", d, C, true);
-  const ArrayArg mean = call.array_of("runningMean", d, C, false);
-  const ArrayArg var = call.array_of("runningVar", d, C, false);
+  const ArrayArg w = call.array_of("weight", p, C, true);
+  const ArrayArg b = call.array_of("bias", p, C, true);
+  const ArrayArg mean = call.array_of("runningMean", p, C, false);
+  const ArrayArg var = call.array_of("runningVar", p, C, false);
   check_inplace_or_disjoint(call, y, x);
   check_outputs_disjoint(call, {&y}, {&w, &b, &mean, &var});
   auto job = std::make_unique<CoreJob<bn::ForwardInferenceArgs<T>>>();
@@ -114,10 +116,10 @@ std::unique_ptr<Job> forward_inference_job(const CallObject& call, const ArrayAr
   a.shape = s;
   a.x = x.ptr<T>();
   a.y = y.ptr<T>();
-  a.weight = w.ptr<T>();
-  a.bias = b.ptr<T>();
-  a.mean = mean.ptr<T>();
-  a.var = var.ptr<T>();
+  a.weight = w.ptr<bn::param_t<T>>();
+  a.bias = b.ptr<bn::param_t<T>>();
+  a.mean = mean.ptr<bn::param_t<T>>();
+  a.var = var.ptr<bn::param_t<T>>();
   a.eps = call.number("eps");
   keep(*job, {&x, &y, &w, &b, &mean, &var});
   return job;
@@ -130,12 +132,13 @@ std::unique_ptr<Job> backward_job(const CallObject& call, const ArrayArg& x, DTy
   call.check(x, d, total);
   const ArrayArg dy = call.array_of("dy", d, total, false);
   const ArrayArg dx = call.array_of("out", d, total, true);
-  const ArrayArg w = call.array_of("weight", d, C, true);
+  const DType p = param_dtype(d);
+  const ArrayArg w = call.array_of("weight", p, C, true);
   const ArrayArg mean = call.array_of("mean", DType::kF64, C, false);
   const ArrayArg invstd = call.array_of("invstd", DType::kF64, C, !training);
-  const ArrayArg var = call.array_of("runningVar", d, C, training);
-  const ArrayArg gw = call.array_of("gradWeight", d, C, true);
-  const ArrayArg gb = call.array_of("gradBias", d, C, true);
+  const ArrayArg var = call.array_of("runningVar", p, C, training);
+  const ArrayArg gw = call.array_of("gradWeight", p, C, true);
+  const ArrayArg gb = call.array_of("gradBias", p, C, true);
   const double eps = call.number("eps");
   check_inplace_or_disjoint(call, dx, dy);
   check_outputs_disjoint(call, {&dx}, {&x});
@@ -146,13 +149,13 @@ std::unique_ptr<Job> backward_job(const CallObject& call, const ArrayArg& x, DTy
   a.x = x.ptr<T>();
   a.dy = dy.ptr<T>();
   a.dx = dx.ptr<T>();
-  a.weight = w.ptr<T>();
+  a.weight = w.ptr<bn::param_t<T>>();
   a.mean = mean.ptr<double>();
   a.invstd = invstd.ptr<double>();  // training; evaluation: the core's invstd from runningVar and eps
-  a.running_var = var.ptr<T>();
+  a.running_var = var.ptr<bn::param_t<T>>();
   a.eps = eps;
-  a.grad_weight = gw.ptr<T>();
-  a.grad_bias = gb.ptr<T>();
+  a.grad_weight = gw.ptr<bn::param_t<T>>();
+  a.grad_bias = gb.ptr<bn::param_t<T>>();
   a.use_batch_stats = training;
   a.accumulate = call.boolean("accumulate");
   keep(*job, {&x, &dy, &dx, &w, &mean, &invstd, &var, &gw, &gb});
@@ -165,10 +168,17 @@ std::unique_ptr<Job> parse(const Napi::CallbackInfo& info, const char* op, std::
   const CallObject call(info, op, known);
   const bn::Shape s = call.shape();
   const ArrayArg x = call.array("x", false);
+  DType half = DType::kBF16;
+  if (call.half(&half) && x.dtype != half) {  // a dtype key names the storage of x, y, dy and dx
+    throw_error(call.env(), ErrorKind::kType, "ERR_BN_DTYPE_MISMATCH",
+                call.fn() + ": x must be a " + dtype_array_name(half) + " (the call's dtype), received a " + dtype_array_name(x.dtype));
+  }
   std::unique_ptr<Job> job;
   switch (x.dtype) {
     case DType::kF32: job = Make<float>::make(call, x, x.dtype, s); break;
     case DType::kF64: job = Make<double>::make(call, x, x.dtype, s); break;
+    case DType::kBF16: job = Make<bn::bf16>::make(call, x, x.dtype, s); break;
+    case DType::kF16: job = Make<bn::f16>::make(call, x, x.dtype, s); break;
   }
   job->fn = call.fn();
   return job;
@@ -178,7 +188,7 @@ template <typename T> struct MakeFT { static std::unique_ptr<Job> make(const Cal
 template <typename T> struct MakeFI { static std::unique_ptr<Job> make(const CallObject& c, const ArrayArg& x, DType d, const bn::Shape& s) { return forward_inference_job<T>(c, x, d, s); } };
 template <typename T> struct MakeBW { static std::unique_ptr<Job> make(const CallObject& c, const ArrayArg& x, DType d, const bn::Shape& s) { return backward_job<T>(c, x, d, s); } };
 
-#define BN_CALL_BASE "x", "n", "c", "s", "channelsLast"
+#define BN_CALL_BASE "x", "n", "c", "s", "channelsLast", "dtype"
 
 }  // namespace
 

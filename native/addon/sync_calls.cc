@@ -168,6 +168,9 @@ std::unique_ptr<Job> parse(const Napi::CallbackInfo& info, const char* op, std::
   switch (x.dtype) {
     case DType::kF32: job = Make<float>::make(call, x, x.dtype, s); break;
     case DType::kF64: job = Make<double>::make(call, x, x.dtype, s); break;
+    case DType::kBF16:
+    case DType::kF16:  // unreachable: the sync ops' calls have no dtype key, so no Uint16Array is read
+      throw_error(call.env(), ErrorKind::kType, "ERR_BN_DTYPE_MISMATCH", call.fn() + ": synchronized batch norm takes float32 or float64");
   }
   job->fn = call.fn();
   return job;

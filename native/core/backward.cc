@@ -40,7 +40,7 @@ struct BackwardSums {
     sums.fold(ch, &g, &p);
     const double mean = a.mean[ch], invstd = a.invstd[ch];
     double dweight;  // Σ dy * (x - mean) * invstd
-    if (!backward_needs_exact<T>(g, p, invstd)) {
+    if (!backward_needs_exact<compute_t<T>>(g, p, invstd)) {
       dweight = invstd * (p - (mean - double(dxc.c[ch])) * g);
     } else {  // sums in T overflowed, or inf / NaN in x or dy
       const ExactBackwardSums ex = exact_backward_sums(a.shape, a.x, a.dy, ch, mean);
@@ -48,11 +48,11 @@ struct BackwardSums {
       // invstd = 0 (var + eps == 0, or a float64 variance beyond float64): xhat = 0, so dweight = 0
       // even where dy * (x - mean) overflows.
       dweight = invstd == 0.0 ? 0.0 : invstd * ex.sum_dy_xmu;
-      dxc.c[ch] = safe_center<T>(mean, ex.min, ex.max);
+      dxc.c[ch] = safe_center<compute_t<T>>(mean, ex.min, ex.max);
     }
     const double dbias = g;
-    if (a.grad_bias) a.grad_bias[ch] = T(a.accumulate ? double(a.grad_bias[ch]) + dbias : dbias);
-    if (a.grad_weight) a.grad_weight[ch] = T(a.accumulate ? double(a.grad_weight[ch]) + dweight : dweight);
+    if (a.grad_bias) a.grad_bias[ch] = compute_t<T>(a.accumulate ? double(a.grad_bias[ch]) + dbias : dbias);
+    if (a.grad_weight) a.grad_weight[ch] = compute_t<T>(a.accumulate ? double(a.grad_weight[ch]) + dweight : dweight);
     const double m = double(a.shape.n) * double(a.shape.s);
     const double wt = a.weight ? double(a.weight[ch]) : 1.0;
     const DxChannel r = dx_coefficients(dbias, dweight, mean - double(dxc.c[ch]), invstd, wt, a.use_batch_stats, m);
@@ -173,7 +173,7 @@ Status backward(const BackwardArgs<T>& args) {
     std::vector<double> invstd;  // evaluation mode from running_var: the rule forward_inference uses
     if (invstd_from_var(a)) {
       invstd.resize(size_t(a.shape.c));
-      for (int64_t c = 0; c < a.shape.c; ++c) invstd[size_t(c)] = invstd_of<T>(double(a.running_var[c]), a.eps);
+      for (int64_t c = 0; c < a.shape.c; ++c) invstd[size_t(c)] = invstd_of<compute_t<T>>(double(a.running_var[c]), a.eps);
       a.invstd = invstd.data();
     }
     run(a);
@@ -185,5 +185,7 @@ Status backward(const BackwardArgs<T>& args) {
 
 template Status backward<float>(const BackwardArgs<float>&);
 template Status backward<double>(const BackwardArgs<double>&);
+template Status backward<bf16>(const BackwardArgs<bf16>&);
+template Status backward<f16>(const BackwardArgs<f16>&);
 
 }  // namespace bn

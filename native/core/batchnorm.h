@@ -12,6 +12,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "dtypes.h"
+
 namespace bn {
 
 enum class Status : int {
@@ -82,9 +84,17 @@ int useful_threads(const Shape& shape, int requested);
 // Checks n, c, s >= 1 and that n*c*s fits in int64 (and in size_t). Returns kBadShape otherwise.
 Status validate_shape(const Shape& shape);
 
+// The type of the per-channel parameters and statistics (weight, bias, running and saved
+// statistics, gradients) of a tensor stored as T: T itself, and float for the 16-bit storage
+// types (PyTorch's mixed type: bf16 activations, float32 parameters). Also their compute type.
+template <typename T> struct ParamOf { using type = T; };
+template <> struct ParamOf<bf16> { using type = float; };
+template <> struct ParamOf<f16> { using type = float; };
+template <typename T> using param_t = typename ParamOf<T>::type;
+
 // ----- Forward, training mode ----------------------------------------------------------------
 // Inputs: x; weight/bias may be null (affine = false: weight 1, bias 0).
-// Outputs: y (may equal x: in place); optional per-channel outputs: save_mean / save_invstd in T
+// Outputs: y (may equal x: in place); optional per-channel outputs: save_mean / save_invstd in param_t<T>
 // (PyTorch's saved statistics) and batch_mean / batch_invstd in float64 (what backward should be
 // given: the float64 mean keeps dweight exact when |mean| >> std).
 // Running statistics: if running_mean and running_var are non-null they are updated with factor f
@@ -94,14 +104,14 @@ struct ForwardTrainingArgs {
   Shape shape;
   const T* x = nullptr;
   T* y = nullptr;
-  const T* weight = nullptr;
-  const T* bias = nullptr;
-  T* save_mean = nullptr;
-  T* save_invstd = nullptr;
+  const param_t<T>* weight = nullptr;
+  const param_t<T>* bias = nullptr;
+  param_t<T>* save_mean = nullptr;
+  param_t<T>* save_invstd = nullptr;
   double* batch_mean = nullptr;
   double* batch_invstd = nullptr;
-  T* running_mean = nullptr;
-  T* running_var = nullptr;
+  param_t<T>* running_mean = nullptr;
+  param_t<T>* running_var = nullptr;
   double eps = 1e-5;
   double momentum_factor = 0.1;
   int num_threads = 1;
@@ -117,10 +127,10 @@ struct ForwardInferenceArgs {
   Shape shape;
   const T* x = nullptr;
   T* y = nullptr;
-  const T* weight = nullptr;
-  const T* bias = nullptr;
-  const T* mean = nullptr;
-  const T* var = nullptr;
+  const param_t<T>* weight = nullptr;
+  const param_t<T>* bias = nullptr;
+  const param_t<T>* mean = nullptr;
+  const param_t<T>* var = nullptr;
   double eps = 1e-5;
   int num_threads = 1;
   Epilogue epilogue = Epilogue::kNone;
@@ -132,7 +142,7 @@ struct ForwardInferenceArgs {
 // (batch_mean/batch_invstd, or save_mean/save_invstd widened).
 // Evaluation mode (use_batch_stats = false): mean/invstd describe the constant statistics
 // (running_mean and 1 / sqrt(running_var + eps)). Both in float64, [C]. Or, in evaluation mode,
-// give running_var (in T, [C]) and eps instead of invstd: the core then computes invstd with the
+// give running_var (in param_t<T>, [C]) and eps instead of invstd: the core then computes invstd with the
 // rule forward_inference uses (invstd_of in invstd.h), and invstd may be null.
 // dx may be null (not wanted). grad_weight/grad_bias may be null; when given, the gradients are
 // ADDED to them (accumulate = true) or written (accumulate = false).
@@ -143,12 +153,12 @@ struct BackwardArgs {
   const T* x = nullptr;
   const T* dy = nullptr;
   T* dx = nullptr;
-  const T* weight = nullptr;
+  const param_t<T>* weight = nullptr;
   const double* mean = nullptr;
   const double* invstd = nullptr;
-  T* grad_weight = nullptr;
-  T* grad_bias = nullptr;
-  const T* running_var = nullptr;  // evaluation mode only, instead of invstd
+  param_t<T>* grad_weight = nullptr;
+  param_t<T>* grad_bias = nullptr;
+  const param_t<T>* running_var = nullptr;  // evaluation mode only, instead of invstd
   double eps = 1e-5;               // with running_var
   bool use_batch_stats = true;
   bool accumulate = true;
@@ -165,5 +175,11 @@ extern template Status forward_inference<float>(const ForwardInferenceArgs<float
 extern template Status forward_inference<double>(const ForwardInferenceArgs<double>&);
 extern template Status backward<float>(const BackwardArgs<float>&);
 extern template Status backward<double>(const BackwardArgs<double>&);
+extern template Status forward_training<bf16>(const ForwardTrainingArgs<bf16>&);
+extern template Status forward_training<f16>(const ForwardTrainingArgs<f16>&);
+extern template Status forward_inference<bf16>(const ForwardInferenceArgs<bf16>&);
+extern template Status forward_inference<f16>(const ForwardInferenceArgs<f16>&);
+extern template Status backward<bf16>(const BackwardArgs<bf16>&);
+extern template Status backward<f16>(const BackwardArgs<f16>&);
 
 }  // namespace bn

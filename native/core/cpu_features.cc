@@ -28,6 +28,7 @@ CpuFeatures probe_cpu_features() {
   const bool osxsave = ecx & (1u << 27);
   const bool avx = ecx & (1u << 28);
   const bool fma = ecx & (1u << 12);
+  f.f16c = (ecx & (1u << 29)) != 0;
   if (!osxsave || !avx) return f;
   const uint64_t xcr0 = read_xcr0();
   const bool ymm_state = (xcr0 & 0x6) == 0x6;            // SSE + AVX state

@@ -6,6 +6,7 @@
 #include <initializer_list>
 
 #include "batchnorm.h"
+#include "convert_kernels.h"
 #include "cpu_features.h"
 #include "kernels.h"
 #include "machine.h"
@@ -26,6 +27,38 @@ const KernelSet* table_for(SimdLevel level) {
     case SimdLevel::kNeon: return kernels_neon();
 #endif
     default: return nullptr;
+  }
+}
+
+// A level's set as this CPU runs it: at the AVX-512 level the bfloat16 table of AVX512_BF16 where
+// the CPU has it; without F16C (a hypervisor may hide it) the scalar float16 table at the x86
+// levels. Built once per level, from pointers only (no vector instruction runs here).
+KernelSet adapted(const KernelSet& base, bool avx512) {
+  KernelSet s = base;
+  static const CpuFeatures f = probe_cpu_features();
+  if (!f.f16c) s.f16 = kernels_scalar()->f16;
+#if defined(BN_HAVE_AVX512BF16)
+  if (avx512 && cpu_has_avx512_bf16()) s.bf16 = *bf16_table_avx512bf16();
+#endif
+  (void)avx512;
+  return s;
+}
+
+const KernelSet* set_for(SimdLevel level) {
+  switch (level) {
+#if defined(BN_HAVE_AVX2)
+    case SimdLevel::kAvx2: {
+      static const KernelSet s = adapted(*kernels_avx2(), false);
+      return &s;
+    }
+#endif
+#if defined(BN_HAVE_AVX512)
+    case SimdLevel::kAvx512: {
+      static const KernelSet s = adapted(*kernels_avx512(), true);
+      return &s;
+    }
+#endif
+    default: return table_for(level);
   }
 }
 
@@ -72,7 +105,7 @@ struct Active {
   Active() {
     const SimdLevel l = initial_level();
     level.store(l);
-    table.store(table_for(l));
+    table.store(set_for(l));
   }
 };
 
@@ -102,7 +135,7 @@ SimdLevel active_simd_level() { return active().level.load(); }
 Status set_simd_level(SimdLevel level) {
   if (!simd_level_supported(level)) return Status::kUnsupported;
   Active& a = active();
-  a.table.store(table_for(level));
+  a.table.store(set_for(level));
   a.level.store(level);
   return Status::kOk;
 }

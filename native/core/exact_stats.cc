@@ -93,6 +93,10 @@ template ExactMoments exact_moments<float>(const Shape&, const float*, int64_t);
 template ExactMoments exact_moments<double>(const Shape&, const double*, int64_t);
 template ExactBackwardSums exact_backward_sums<float>(const Shape&, const float*, const float*, int64_t, double);
 template ExactBackwardSums exact_backward_sums<double>(const Shape&, const double*, const double*, int64_t, double);
+template ExactMoments exact_moments<bf16>(const Shape&, const bf16*, int64_t);
+template ExactMoments exact_moments<f16>(const Shape&, const f16*, int64_t);
+template ExactBackwardSums exact_backward_sums<bf16>(const Shape&, const bf16*, const bf16*, int64_t, double);
+template ExactBackwardSums exact_backward_sums<f16>(const Shape&, const f16*, const f16*, int64_t, double);
 template float safe_center<float>(double, double, double);
 template double safe_center<double>(double, double, double);
 

@@ -19,7 +19,7 @@ namespace {
 template <typename T>
 void inference_affine(const ForwardInferenceArgs<T>& a, Affine<T>& af) {
   for (int64_t c = 0; c < a.shape.c; ++c) {
-    const double invstd = invstd_of<T>(double(a.var[c]), a.eps);
+    const double invstd = invstd_of<compute_t<T>>(double(a.var[c]), a.eps);
     const double w = a.weight ? double(a.weight[c]) : 1.0;
     const double b = a.bias ? double(a.bias[c]) : 0.0;
     af.set(c, double(a.mean[c]), w * invstd, b);
@@ -119,5 +119,7 @@ Status forward_inference(const ForwardInferenceArgs<T>& args) {
 
 template Status forward_inference<float>(const ForwardInferenceArgs<float>&);
 template Status forward_inference<double>(const ForwardInferenceArgs<double>&);
+template Status forward_inference<bf16>(const ForwardInferenceArgs<bf16>&);
+template Status forward_inference<f16>(const ForwardInferenceArgs<f16>&);
 
 }  // namespace bn

@@ -2,6 +2,7 @@
 // running statistics updated in between. The walk is the schedule's (schedule.h), the geometry
 // the planner's (plan.h), the loops the active ISA's kernels (kernels.h).
 #include <new>
+#include <type_traits>
 #include <vector>
 
 #include "batchnorm.h"
@@ -22,6 +23,7 @@ namespace {
 template <typename T>
 struct TrainingStats {
   using C = compute_t<T>;
+  static_assert(std::is_same<C, param_t<T>>::value, "parameters and statistics are kept in the compute type");
   const ForwardTrainingArgs<T>& a;
   const KernelTable<T>& k;
   const ElementwiseKernels<T>& w;
@@ -42,15 +44,15 @@ struct TrainingStats {
     const ChannelMoments mo = channel_moments(sums, c, double(shift[c]), m);
     double mean = mo.mean, var = mo.var;
     C center = C(mean);
-    if (forward_needs_exact<T>(mo.sum, mo.sumsq)) {  // sums in T overflowed (at some level), or inf / NaN in x
+    if (forward_needs_exact<C>(mo.sum, mo.sumsq)) {  // sums in T overflowed (at some level), or inf / NaN in x
       const ExactMoments ex = exact_moments(a.shape, a.x, c);
       mean = ex.mean;
       var = ex.var;
-      center = safe_center<T>(mean, ex.min, ex.max);
+      center = safe_center<C>(mean, ex.min, ex.max);
     }
-    const double invstd = invstd_of<T>(var, a.eps);
-    if (a.save_mean) a.save_mean[c] = T(mean);
-    if (a.save_invstd) a.save_invstd[c] = T(invstd);
+    const double invstd = invstd_of<C>(var, a.eps);
+    if (a.save_mean) a.save_mean[c] = C(mean);
+    if (a.save_invstd) a.save_invstd[c] = C(invstd);
     if (a.batch_mean) a.batch_mean[c] = mean;
     if (a.batch_invstd) a.batch_invstd[c] = invstd;
     if (a.running_mean) update_running(a.running_mean, a.running_var, c, a.momentum_factor, mean, var, m);
@@ -161,5 +163,7 @@ Status forward_training(const ForwardTrainingArgs<T>& args) {
 
 template Status forward_training<float>(const ForwardTrainingArgs<float>&);
 template Status forward_training<double>(const ForwardTrainingArgs<double>&);
+template Status forward_training<bf16>(const ForwardTrainingArgs<bf16>&);
+template Status forward_training<f16>(const ForwardTrainingArgs<f16>&);
 
 }  // namespace bn

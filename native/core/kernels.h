@@ -36,6 +36,10 @@ template <>
 struct OpMath<float> { using type = float; };
 template <>
 struct OpMath<double> { using type = double; };
+template <>
+struct OpMath<bf16> { using type = float; };
+template <>
+struct OpMath<f16> { using type = float; };
 template <typename S>
 using compute_t = typename OpMath<S>::type;
 
@@ -106,6 +110,8 @@ struct KernelSet {
   const char* isa;  // "scalar", "avx2", "avx512", "neon": the __<isa> suffix of every kernel name
   KernelTable<float> f32;
   KernelTable<double> f64;
+  KernelTable<bn::bf16> bf16;  // 16-bit storage: loads widen to float lanes, stores round (convert_rule.h)
+  KernelTable<bn::f16> f16;
 };
 
 // The table of storage type S in a set. Only the supported dtypes have one (exhaustive by
@@ -116,6 +122,10 @@ template <>
 inline const KernelTable<float>& table_of<float>(const KernelSet& set) { return set.f32; }
 template <>
 inline const KernelTable<double>& table_of<double>(const KernelSet& set) { return set.f64; }
+template <>
+inline const KernelTable<bf16>& table_of<bf16>(const KernelSet& set) { return set.bf16; }
+template <>
+inline const KernelTable<f16>& table_of<f16>(const KernelSet& set) { return set.f16; }
 
 template <typename S>
 constexpr const char* dtype_name();
@@ -123,6 +133,10 @@ template <>
 constexpr const char* dtype_name<float>() { return "f32"; }
 template <>
 constexpr const char* dtype_name<double>() { return "f64"; }
+template <>
+constexpr const char* dtype_name<bf16>() { return "bf16"; }
+template <>
+constexpr const char* dtype_name<f16>() { return "f16"; }
 
 // One getter per ISA translation unit. A getter of an ISA the build does not include is absent;
 // dispatch.cc knows which exist from the BN_HAVE_* macros.
@@ -130,6 +144,9 @@ const KernelSet* kernels_scalar();
 const KernelSet* kernels_avx2();
 const KernelSet* kernels_avx512();
 const KernelSet* kernels_neon();
+// The AVX-512 bfloat16 table with VCVTNEPS2BF16 stores (kernels_avx512bf16.cc, BN_HAVE_AVX512BF16
+// builds); dispatch.cc puts it in the AVX-512 set when the CPU has AVX512_BF16.
+const KernelTable<bf16>* bf16_table_avx512bf16();
 
 // The set chosen by the dispatcher (never null), and its table of storage type S.
 const KernelSet& active_kernels();

@@ -2,6 +2,7 @@
 // but the table getter, which executes no AVX instruction.
 #include <immintrin.h>
 
+#include "convert_avx2.h"
 #include "kernels.h"
 
 namespace bn {
@@ -85,8 +86,30 @@ struct Avx2F64 {
 };
 
 #include "kernels_body.inl"
+#include "kernels_half.inl"
 
-constexpr KernelSet kAvx2{"avx2", Kernels<Avx2F32>::table(), Kernels<Avx2F64>::table()};
+// 16-bit storage through convert_avx2.h (F16C for float16). Non-temporal stores of the 16 bytes.
+struct Bf16Avx2 {
+  using Storage = bf16;
+  static constexpr size_t kStreamAlign = 16;
+  static __m256 load(const uint16_t* p) { return load_bf16_as_f32_avx2(p); }
+  static __m256 load_tail(const uint16_t* p, size_t n) { return load_bf16_as_f32_tail_avx2(p, n); }
+  static void store(uint16_t* p, __m256 v) { store_f32_as_bf16_avx2(p, v); }
+  static void store_tail(uint16_t* p, __m256 v, size_t n) { store_f32_as_bf16_tail_avx2(p, v, n); }
+  static void stream(uint16_t* p, __m256 v) { _mm_stream_si128(reinterpret_cast<__m128i*>(p), cvt_f32_to_bf16_avx2(v)); }
+};
+struct F16Avx2 {
+  using Storage = f16;
+  static constexpr size_t kStreamAlign = 16;
+  static __m256 load(const uint16_t* p) { return load_f16_as_f32_avx2(p); }
+  static __m256 load_tail(const uint16_t* p, size_t n) { return load_f16_as_f32_tail_avx2(p, n); }
+  static void store(uint16_t* p, __m256 v) { store_f32_as_f16_avx2(p, v); }
+  static void store_tail(uint16_t* p, __m256 v, size_t n) { store_f32_as_f16_tail_avx2(p, v, n); }
+  static void stream(uint16_t* p, __m256 v) { _mm_stream_si128(reinterpret_cast<__m128i*>(p), cvt_f32_to_f16_avx2(v)); }
+};
+
+constexpr KernelSet kAvx2{"avx2", Kernels<Avx2F32>::table(), Kernels<Avx2F64>::table(),
+                          Kernels<HalfTraits<Avx2F32, Bf16Avx2>>::table(), Kernels<HalfTraits<Avx2F32, F16Avx2>>::table()};
 
 }  // namespace
 

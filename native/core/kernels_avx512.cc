@@ -2,7 +2,11 @@
 // linkage but the table getter, which executes no AVX-512 instruction.
 #include <immintrin.h>
 
+#include "convert_avx512.h"
 #include "kernels.h"
+#if defined(BN_KERNELS_AVX512BF16_UNIT)
+#include "convert_avx512bf16.h"
+#endif
 
 namespace bn {
 namespace {
@@ -72,11 +76,51 @@ struct Avx512F64 {
 };
 
 #include "kernels_body.inl"
+#include "kernels_half.inl"
 
-constexpr KernelSet kAvx512{"avx512", Kernels<Avx512F32>::table(), Kernels<Avx512F64>::table()};
+// 16-bit storage through convert_avx512.h. Non-temporal stores of the 32 bytes.
+struct Bf16Avx512 {
+  using Storage = bf16;
+  static constexpr size_t kStreamAlign = 32;
+  static __m512 load(const uint16_t* p) { return load_bf16_as_f32_avx512(p); }
+  static __m512 load_tail(const uint16_t* p, size_t n) { return load_bf16_as_f32_tail_avx512(p, n); }
+  static void store(uint16_t* p, __m512 v) { store_f32_as_bf16_avx512(p, v); }
+  static void store_tail(uint16_t* p, __m512 v, size_t n) { store_f32_as_bf16_tail_avx512(p, v, n); }
+  static void stream(uint16_t* p, __m512 v) { _mm256_stream_si256(reinterpret_cast<__m256i*>(p), cvt_f32_to_bf16_avx512(v)); }
+};
+
+#if !defined(BN_KERNELS_AVX512BF16_UNIT)
+struct F16Avx512 {
+  using Storage = f16;
+  static constexpr size_t kStreamAlign = 32;
+  static __m512 load(const uint16_t* p) { return load_f16_as_f32_avx512(p); }
+  static __m512 load_tail(const uint16_t* p, size_t n) { return load_f16_as_f32_tail_avx512(p, n); }
+  static void store(uint16_t* p, __m512 v) { store_f32_as_f16_avx512(p, v); }
+  static void store_tail(uint16_t* p, __m512 v, size_t n) { store_f32_as_f16_tail_avx512(p, v, n); }
+  static void stream(uint16_t* p, __m512 v) { _mm256_stream_si256(reinterpret_cast<__m256i*>(p), cvt_f32_to_f16_avx512(v)); }
+};
+
+constexpr KernelSet kAvx512{"avx512", Kernels<Avx512F32>::table(), Kernels<Avx512F64>::table(),
+                            Kernels<HalfTraits<Avx512F32, Bf16Avx512>>::table(),
+                            Kernels<HalfTraits<Avx512F32, F16Avx512>>::table()};
 
 }  // namespace
 
 const KernelSet* kernels_avx512() { return &kAvx512; }
+#else
+// kernels_avx512bf16.cc: the bfloat16 table alone, rounding with VCVTNEPS2BF16 where it follows
+// the rule (convert_avx512bf16.h bypasses it for vectors with a subnormal or NaN lane).
+struct Bf16Avx512Ne : Bf16Avx512 {
+  static void store(uint16_t* p, __m512 v) { store_f32_as_bf16_avx512bf16(p, v); }
+  static void store_tail(uint16_t* p, __m512 v, size_t n) { store_f32_as_bf16_tail_avx512bf16(p, v, n); }
+  static void stream(uint16_t* p, __m512 v) { _mm256_stream_si256(reinterpret_cast<__m256i*>(p), cvt_f32_to_bf16_avx512bf16(v)); }
+};
+
+constexpr KernelTable<bf16> kBf16Ne = Kernels<HalfTraits<Avx512F32, Bf16Avx512Ne>>::table();
+
+}  // namespace
+
+const KernelTable<bf16>* bf16_table_avx512bf16() { return &kBf16Ne; }
+#endif
 
 }  // namespace bn

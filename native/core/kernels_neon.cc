@@ -2,6 +2,7 @@
 // Everything here has internal linkage but the table getter.
 #include <arm_neon.h>
 
+#include "convert_neon.h"
 #include "kernels.h"
 
 namespace bn {
@@ -88,8 +89,30 @@ struct NeonF64 : NeonStackLanes<NeonF64, double, float64x2_t, 2> {
 };
 
 #include "kernels_body.inl"
+#include "kernels_half.inl"
 
-constexpr KernelSet kNeon{"neon", Kernels<NeonF32>::table(), Kernels<NeonF64>::table()};
+// 16-bit storage through convert_neon.h (native FCVTL/FCVTN for float16).
+struct Bf16Neon {
+  using Storage = bf16;
+  static constexpr size_t kStreamAlign = 8;
+  static float32x4_t load(const uint16_t* p) { return load_bf16_as_f32_neon(p); }
+  static float32x4_t load_tail(const uint16_t* p, size_t n) { return load_bf16_as_f32_tail_neon(p, n); }
+  static void store(uint16_t* p, float32x4_t v) { store_f32_as_bf16_neon(p, v); }
+  static void store_tail(uint16_t* p, float32x4_t v, size_t n) { store_f32_as_bf16_tail_neon(p, v, n); }
+  static void stream(uint16_t* p, float32x4_t v) { store_f32_as_bf16_neon(p, v); }  // no NT store in ACLE
+};
+struct F16Neon {
+  using Storage = f16;
+  static constexpr size_t kStreamAlign = 8;
+  static float32x4_t load(const uint16_t* p) { return load_f16_as_f32_neon(p); }
+  static float32x4_t load_tail(const uint16_t* p, size_t n) { return load_f16_as_f32_tail_neon(p, n); }
+  static void store(uint16_t* p, float32x4_t v) { store_f32_as_f16_neon(p, v); }
+  static void store_tail(uint16_t* p, float32x4_t v, size_t n) { store_f32_as_f16_tail_neon(p, v, n); }
+  static void stream(uint16_t* p, float32x4_t v) { store_f32_as_f16_neon(p, v); }  // no NT store in ACLE
+};
+
+constexpr KernelSet kNeon{"neon", Kernels<NeonF32>::table(), Kernels<NeonF64>::table(),
+                          Kernels<HalfTraits<NeonF32, Bf16Neon>>::table(), Kernels<HalfTraits<NeonF32, F16Neon>>::table()};
 
 }  // namespace
 

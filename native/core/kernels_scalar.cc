@@ -34,9 +34,27 @@ struct ScalarTraits {
 };
 
 #include "kernels_body.inl"
+#include "kernels_half.inl"
+
+// 16-bit storage one value at a time, by the rule itself (convert_rule.h).
+template <typename S, float (*kWiden)(uint16_t), uint16_t (*kRound)(float)>
+struct ScalarHalf {
+  using Storage = S;
+  static constexpr size_t kStreamAlign = sizeof(S);
+  static float load(const uint16_t* p) { return kWiden(*p); }
+  static float load_tail(const uint16_t* p, size_t n) { return n ? kWiden(*p) : 0.0f; }
+  static void store(uint16_t* p, float v) { *p = kRound(v); }
+  static void store_tail(uint16_t* p, float v, size_t n) {
+    if (n) *p = kRound(v);
+  }
+  static void stream(uint16_t* p, float v) { *p = kRound(v); }
+};
+using ScalarBf16 = HalfTraits<ScalarTraits<float>, ScalarHalf<bf16, bf16_to_f32, f32_to_bf16_rne>>;
+using ScalarF16 = HalfTraits<ScalarTraits<float>, ScalarHalf<f16, f16_to_f32, f32_to_f16_rne>>;
 
 constexpr KernelSet kScalar{"scalar", Kernels<ScalarTraits<float>>::table(),
-                            Kernels<ScalarTraits<double>>::table()};
+                            Kernels<ScalarTraits<double>>::table(), Kernels<ScalarBf16>::table(),
+                            Kernels<ScalarF16>::table()};
 
 }  // namespace
 

@@ -10,10 +10,10 @@ export const fixturesDir = path.join(repoRoot, 'test', 'fixtures', 'pytorch');
 /** The shared master copy the repo copy was taken from (absent on a clean clone / CI). */
 export const sharedFixturesDir = path.resolve(repoRoot, '..', 'shared', 'fixtures');
 
-export type StData = Float32Array | Float64Array | BigInt64Array;
+export type StData = Float32Array | Float64Array | BigInt64Array | Uint16Array;
 
 export interface StTensor {
-  dtype: 'F32' | 'F64' | 'I64';
+  dtype: 'F32' | 'F64' | 'I64' | 'BF16' | 'F16';
   shape: number[];
   data: StData;
 }
@@ -23,7 +23,7 @@ export interface StFile {
   tensors: Record<string, StTensor>;
 }
 
-const ITEM = { F32: 4, F64: 8, I64: 8 } as const;
+const ITEM = { F32: 4, F64: 8, I64: 8, BF16: 2, F16: 2 } as const;
 
 /** Parses safetensors bytes: u64 LE header length, JSON header, raw little-endian data. */
 export function parseSt(buf: Buffer): StFile {
@@ -35,14 +35,15 @@ export function parseSt(buf: Buffer): StFile {
   const tensors: Record<string, StTensor> = {};
   const dataLen = buf.length - 8 - h;
   for (const [name, raw] of Object.entries(header)) {
-    const { dtype, shape, data_offsets: [b, e] } = raw as { dtype: 'F32' | 'F64' | 'I64'; shape: number[]; data_offsets: [number, number] };
+    const { dtype, shape, data_offsets: [b, e] } = raw as { dtype: StTensor['dtype']; shape: number[]; data_offsets: [number, number] };
     const count = shape.reduce((p, d) => p * d, 1);
     if (!(dtype in ITEM)) throw new Error(`safetensors: tensor ${name} has unsupported dtype ${dtype}`);
     if (e - b !== count * ITEM[dtype] || e > dataLen) throw new Error(`safetensors: tensor ${name} has bad offsets [${b}, ${e}]`);
     // Copy the bytes: a Buffer may sit at an unaligned offset of its pool.
     const bytes = new Uint8Array(e - b);
     buf.copy(bytes, 0, 8 + h + b, 8 + h + e);
-    const data = dtype === 'F32' ? new Float32Array(bytes.buffer) : dtype === 'F64' ? new Float64Array(bytes.buffer) : new BigInt64Array(bytes.buffer);
+    const data = dtype === 'F32' ? new Float32Array(bytes.buffer) : dtype === 'F64' ? new Float64Array(bytes.buffer)
+      : dtype === 'I64' ? new BigInt64Array(bytes.buffer) : new Uint16Array(bytes.buffer); // BF16 / F16: raw bits
     tensors[name] = { dtype, shape, data };
   }
   return { meta, tensors };
