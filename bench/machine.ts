@@ -2,6 +2,7 @@
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
+import * as bn from '../lib';
 
 export interface MachineInfo {
   date: string;
@@ -16,6 +17,8 @@ export interface MachineInfo {
   node: string;
   platform: string;
   commit: string;
+  /** what the core sizes its pieces from (coreCaches()) */
+  coreCaches?: string;
 }
 
 function cpuModel(): string {
@@ -66,6 +69,7 @@ export function machineInfo(): MachineInfo {
     node: process.version,
     platform: `${process.platform}-${process.arch}`,
     commit: gitCommit(),
+    coreCaches: coreCaches(),
   };
 }
 
@@ -90,7 +94,13 @@ export function cacheFacts(): { text: string } {
     const kib = (b: number) => (b ? `${b / 1024} KiB` : '?');
     parts.push(`sysconf: L1d ${kib(get('LEVEL1_DCACHE_SIZE'))}, L2 ${kib(get('LEVEL2_CACHE_SIZE'))}, L3 ${kib(get('LEVEL3_CACHE_SIZE'))}`);
   } catch { parts.push('sysconf: getconf not available'); }
-  return { text: `sysfs (cpu0): ${parts.join('; ')}` };
+  return { text: `sysfs (cpu0): ${parts.join('; ')}; ${coreCaches()}` };
+}
+
+/** The cache sizes the core sizes its pieces from (its machine facts, read at load). */
+export function coreCaches(): string {
+  const c = bn.runtimeInfo().caches;
+  return `core sizes its pieces for L2 ${mib(c.l2Bytes)}, L3 ${c.l3Bytes ? mib(c.l3Bytes) : '?'} shared by ${c.l3Sharing} CPUs (from ${c.source})`;
 }
 
 export function mib(bytes: number): string {

@@ -265,7 +265,8 @@ export function replaceNetworkSection(doc: string, net: string, section: string)
 /** Every network section of a RESULTS.md, so that the main benchmark's --write keeps them. */
 export function networkSections(doc: string): string {
   const out: string[] = [];
-  const re = /<!-- network:([\w-]+):begin[^>]*-->[\s\S]*?<!-- network:\1:end -->\n?/g;
+  // Also the hand-kept sections of the core A/B runs (<!-- ab:NAME:begin --> ... end).
+  const re = /<!-- (network|ab):([\w-]+):begin[^>]*-->[\s\S]*?<!-- \1:\2:end -->\n?/g;
   for (const m of doc.matchAll(re)) out.push(m[0].trimEnd());
   return out.length ? `\n${out.join('\n\n')}\n` : '';
 }

@@ -183,7 +183,8 @@ export interface NativeBinding {
   /** Frees the idle blocks once the pool served nothing for its idle time; true while it holds blocks. */
   outputPoolTrim(): boolean;
 
-  buildInfo(): { arch: string; openmp?: number; compiler: string; defaultNumThreads: number };
+  /** l2Bytes, l3Bytes, l3Sharing, cacheSource: the caches the core sizes its pieces from (read at load). */
+  buildInfo(): { arch: string; openmp?: number; compiler: string; defaultNumThreads: number; l2Bytes: number; l3Bytes: number; l3Sharing: number; cacheSource: string };
 
   /** float32 <-> 16-bit storage (raw bits in a Uint16Array): src and out of equal length, no shared memory. */
   convertF32ToBF16(call: ConvertCall<Float32Array, Uint16Array>): void;

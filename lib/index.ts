@@ -78,10 +78,12 @@ export function getNumThreads(): number {
 }
 
 /** Build and load facts: where the addon came from, its architecture, OpenMP version, SIMD level. */
-export function runtimeInfo(): { binding: { file: string; kind: string }; arch: string; openmp?: number; compiler: string; simdLevel: SimdLevelName; numThreads: number } {
+export function runtimeInfo(): { binding: { file: string; kind: string }; arch: string; openmp?: number; compiler: string; simdLevel: SimdLevelName; numThreads: number; caches: { l2Bytes: number; l3Bytes: number; l3Sharing: number; source: string } } {
   const b = native();
   const info = b.buildInfo();
-  return { binding: bindingInfo(), arch: info.arch, openmp: info.openmp, compiler: info.compiler, simdLevel: b.simdLevel(), numThreads: b.getNumThreads() };
+  // The caches the core sizes its pieces from (sysfs first, sysconf as fallback; read at load).
+  const caches = { l2Bytes: info.l2Bytes, l3Bytes: info.l3Bytes, l3Sharing: info.l3Sharing, source: info.cacheSource };
+  return { binding: bindingInfo(), arch: info.arch, openmp: info.openmp, compiler: info.compiler, simdLevel: b.simdLevel(), numThreads: b.getNumThreads(), caches };
 }
 export { SyncGroup, ThreadGroup, GlooGroup, initProcessGroup, SyncBatchNorm, SyncBatchNorm1d, SyncBatchNorm2d, SyncBatchNorm3d } from './sync';
 export type { SyncBackend, ThreadGroupHandle, ThreadGroupOptions, SyncBatchNormOptions, ProcessGroupOptions } from './sync';

@@ -7,7 +7,10 @@
 //   cmake -S . -B build-bench -DBN_BUILD_NATIVE_TESTS=ON -DCMAKE_BUILD_TYPE=Release
 //   cmake --build build-bench --target bn_bench_core
 //   build-bench/bn_bench_core [--quick] [--shapes 32x64x112x112,256x1024] [--threads 1,2]
-//                              [--time SECONDS] [--json]
+//                              [--layout nchw,nhwc] [--ops train,infer,backward] [--time SECONDS] [--json]
+//
+// --layout nhwc runs the same shapes channels-last (shape named NxCxHxW-cl; the copies are the
+// same bytes); --ops keeps only some ops (the copies and reads always run).
 //
 // For every shape and thread count: a plain and a streaming copy of the op's byte count, a read of
 // x (4 bytes per element: the statistics pass's traffic) and of x and dy (8: backward's
@@ -45,6 +48,9 @@ struct Options {
   int min_reps = 5;
   bool quick = false;
   bool json = false;
+  std::vector<bool> layouts{false};  // channels_last per pass
+  bool train = true, infer = true, backward = true, fresh = true;
+  size_t out_offset = 0;  // floats
 };
 
 struct Stat {
@@ -99,12 +105,29 @@ Options parse(int argc, char** argv) {
     else if (a == "--json") o.json = true;
     else if (a == "--shapes") shapes = value();
     else if (a == "--time") o.seconds = std::atof(value().c_str());
+    else if (a == "--layout") {
+      o.layouts.clear();
+      for (const std::string& l : split(value(), ',')) {
+        if (l != "nchw" && l != "nhwc") die("--layout: nchw and/or nhwc");
+        o.layouts.push_back(l == "nhwc");
+      }
+    } else if (a == "--ops") {
+      o.train = o.infer = o.backward = false;
+      for (const std::string& l : split(value(), ',')) {
+        if (l == "train") o.train = true;
+        else if (l == "infer") o.infer = true;
+        else if (l == "backward") o.backward = true;
+        else die("--ops: train, infer, backward");
+      }
+    } else if (a == "--no-fresh") o.fresh = false;
+    else if (a == "--out-offset") o.out_offset = size_t(std::atol(value().c_str()));
     else if (a == "--threads") {
       o.threads.clear();
       for (const std::string& t : split(value(), ',')) o.threads.push_back(std::atoi(t.c_str()));
       for (int t : o.threads) if (t < 1) die("--threads: positive integers, e.g. 1,2");
     } else if (a == "--help" || a == "-h") {
-      std::printf("bn_bench_core [--quick] [--shapes NxCxHxW,...] [--threads 1,2] [--time SECONDS] [--json]\n");
+      std::printf("bn_bench_core [--quick] [--shapes NxCxHxW,...] [--threads 1,2] [--layout nchw,nhwc]\n"
+                  "              [--ops train,infer,backward] [--no-fresh] [--out-offset FLOATS] [--time SECONDS] [--json]\n");
       std::exit(0);
     } else die("unknown option " + a);
   }
@@ -175,9 +198,12 @@ int main(int argc, char** argv) {
   std::vector<Row> rows;
 
   if (!o.json) {
-    std::printf("bn_bench_core: simd %s, copy kernels %s, time/case %.2fs\n",
-                bn::simd_level_name(bn::active_simd_level()), bnbench::copy_isa_name(isa), o.seconds);
-    std::printf("%-16s %-14s %-8s %3s %10s %10s %8s %6s\n", "shape", "op", "output", "thr", "median ms", "min ms", "GB/s", "ratio");
+    const bn::CacheSizes cs = bn::cache_sizes();
+    std::printf("bn_bench_core: simd %s, copy kernels %s, time/case %.2fs; core sizes pieces for L2 %lld KiB, L3 %lld KiB "
+                "shared by %d CPUs (from %s)\n",
+                bn::simd_level_name(bn::active_simd_level()), bnbench::copy_isa_name(isa), o.seconds,
+                (long long)(cs.l2_bytes >> 10), (long long)(cs.l3_bytes >> 10), cs.l3_sharing, cs.source);
+    std::printf("%-18s %-14s %-8s %3s %10s %10s %8s %6s\n", "shape", "op", "output", "thr", "median ms", "min ms", "GB/s", "ratio");
   }
   auto emit = [&](const Row& r) {
     rows.push_back(r);
@@ -185,24 +211,30 @@ int main(int argc, char** argv) {
     const double gbs = r.bytes / r.st.median / 1e9;
     char ratio[16] = "";
     if (!std::isnan(r.copy_best_gbs)) std::snprintf(ratio, sizeof ratio, "%.2f", gbs / r.copy_best_gbs);
-    std::printf("%-16s %-14s %-8s %3d %10.3f %10.3f %8.2f %6s\n", r.shape.c_str(), r.op.c_str(), r.output.c_str(),
+    std::printf("%-18s %-14s %-8s %3d %10.3f %10.3f %8.2f %6s\n", r.shape.c_str(), r.op.c_str(), r.output.c_str(),
                 r.threads, r.st.median * 1e3, r.st.min * 1e3, gbs, ratio);
     std::fflush(stdout);
   };
 
-  for (const auto& dims : o.shapes) {
+  for (const auto& dims : o.shapes)
+  for (const bool cl : o.layouts) {
     bn::Shape sh;
+    sh.channels_last = cl;
     sh.n = dims[0];
     sh.c = dims[1];
     sh.s = 1;
     for (size_t i = 2; i < dims.size(); ++i) sh.s *= dims[i];
     const size_t total = size_t(sh.n * sh.c * sh.s), C = size_t(sh.c);
-    const std::string name = shape_str(dims);
-    std::vector<float> x(total), y(total), dy(total), dx(total);
+    const std::string name = shape_str(dims) + (cl ? "-cl" : "");
+    // --out-offset K: the outputs start K floats into their buffers (their distance to x mod 4 KiB
+    // changes: loads that alias a recent store's low 12 address bits wait for it).
+    std::vector<float> x(total), y_buf(total + o.out_offset), dy(total), dx_buf(total + o.out_offset);
+    float* const y_out = y_buf.data() + o.out_offset;
+    float* const dx_out = dx_buf.data() + o.out_offset;
     fill(x, 1, 4.0f, 0.5f);
     fill(dy, 2, 2.0f, 0.0f);
-    std::fill(y.begin(), y.end(), 0.0f);
-    std::fill(dx.begin(), dx.end(), 0.0f);
+    std::fill(y_buf.begin(), y_buf.end(), 0.0f);
+    std::fill(dx_buf.begin(), dx_buf.end(), 0.0f);
     std::vector<float> w(C), b(C), rm(C), rv(C), smean(C), sinv(C), gw(C), gb(C), imean(C, 0.0f), ivar(C, 1.0f);
     std::vector<float> ones(C, 1.0f), zeros(C, 0.0f);
     fill(w, 3, 1.0f, 1.0f);
@@ -280,8 +312,14 @@ int main(int argc, char** argv) {
       bw.use_batch_stats = true;
       bw.accumulate = false;
       bw.num_threads = t;
+      {  // backward's mean and invstd are the batch statistics of a forward (--ops without train too)
+        auto a = ft;
+        a.y = y_out;
+        check(bn::forward_training(a), "forward_training");
+      }
 
       for (bool fresh : {false, true}) {
+        if (fresh && !o.fresh) continue;
         const char* out = fresh ? "fresh" : "provided";
         auto with_out = [&](auto body) {
           if (!fresh) return body(fresh ? nullptr : (float*)nullptr);
@@ -290,35 +328,35 @@ int main(int argc, char** argv) {
           body(p);
           std::free(p);
         };
-        emit({name, "fwd-train", out, t, fwd_bytes, measure([&] {
+        if (o.train) emit({name, "fwd-train", out, t, fwd_bytes, measure([&] {
                 with_out([&](float* p) {
                   auto a = ft;
-                  a.y = p ? p : y.data();
+                  a.y = p ? p : y_out;
                   check(bn::forward_training(a), "forward_training");
                 });
               }, o.seconds, o.min_reps), best_fwd});
-        emit({name, "fwd-infer", out, t, fwd_bytes, measure([&] {
+        if (o.infer) emit({name, "fwd-infer", out, t, fwd_bytes, measure([&] {
                 with_out([&](float* p) {
                   auto a = fi;
-                  a.y = p ? p : y.data();
+                  a.y = p ? p : y_out;
                   check(bn::forward_inference(a), "forward_inference");
                 });
               }, o.seconds, o.min_reps), best_fwd});
-        if (!fresh) {
+        if (!fresh && o.infer) {
           // In place on y (a scratch buffer), not on x.
           emit({name, "fwd-infer", "inplace", t, fwd_bytes, measure([&] {
                   auto a = fi;  // weight 1, bias 0, mean 0, var 1: values stay put over the reps
                   a.weight = ones.data();
                   a.bias = zeros.data();
-                  a.x = y.data();
-                  a.y = y.data();
+                  a.x = y_out;
+                  a.y = y_out;
                   check(bn::forward_inference(a), "forward_inference in place");
                 }, o.seconds, o.min_reps), best_fwd});
         }
-        emit({name, "backward", out, t, bwd_bytes, measure([&] {
+        if (o.backward) emit({name, "backward", out, t, bwd_bytes, measure([&] {
                 with_out([&](float* p) {
                   auto a = bw;
-                  a.dx = p ? p : dx.data();
+                  a.dx = p ? p : dx_out;
                   check(bn::backward(a), "backward");
                 });
               }, o.seconds, o.min_reps), best_bwd});
@@ -349,8 +387,11 @@ int main(int argc, char** argv) {
   }
 
   if (o.json) {
-    std::printf("{\"simd\":\"%s\",\"copyIsa\":\"%s\",\"rows\":[", bn::simd_level_name(bn::active_simd_level()),
-                bnbench::copy_isa_name(isa));
+    const bn::CacheSizes cs = bn::cache_sizes();
+    std::printf("{\"simd\":\"%s\",\"copyIsa\":\"%s\",\"l2Bytes\":%lld,\"l3Bytes\":%lld,\"l3Sharing\":%d,"
+                "\"cacheSource\":\"%s\",\"rows\":[",
+                bn::simd_level_name(bn::active_simd_level()), bnbench::copy_isa_name(isa), (long long)cs.l2_bytes,
+                (long long)cs.l3_bytes, cs.l3_sharing, cs.source);
     for (size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];
       std::printf("%s{\"shape\":\"%s\",\"op\":\"%s\",\"output\":\"%s\",\"threads\":%d,\"bytes\":%.0f,"

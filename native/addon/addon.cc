@@ -128,6 +128,11 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
 #endif
   o.Set("compiler", __VERSION__);
   o.Set("defaultNumThreads", bn::default_num_threads());
+  const bn::CacheSizes cs = bn::cache_sizes();
+  o.Set("l2Bytes", double(cs.l2_bytes));
+  o.Set("l3Bytes", double(cs.l3_bytes));
+  o.Set("l3Sharing", cs.l3_sharing);
+  o.Set("cacheSource", cs.source);
   return o;
 }
 

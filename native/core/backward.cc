@@ -30,9 +30,10 @@ struct BackwardSums {
   const bool masked;                   // the forward ended with a ReLU: dy is gated by a.y
   PartialSums sums;                 // Σ dy, Σ dy * (x - c)
   DxCoefs<T> dxc;
-  explicit BackwardSums(const BackwardArgs<T>& args)
+  // zeroed: as in TrainingStats (the rows schedule zeroes each chunk's partial sums itself).
+  BackwardSums(const BackwardArgs<T>& args, bool zeroed)
       : a(args), k(active_table<T>()), w(k.writers(Epilogue::kNone)), mk(k.relu_bwd),
-        masked(args.epilogue != Epilogue::kNone), sums(args.shape.c, reduction_chunks(args.shape)),
+        masked(args.epilogue != Epilogue::kNone), sums(args.shape.c, reduction_chunks(args.shape), zeroed),
         dxc(args.shape.c) {
     for (int64_t c = 0; c < args.shape.c; ++c) dxc.c[c] = compute_t<T>(args.mean[c]);
   }
@@ -71,7 +72,8 @@ struct BackwardSums {
 // Rows layout: stages of run_rows_two_pass.
 template <typename T>
 struct BackwardRowsStages : BackwardSums<T> {
-  using BackwardSums<T>::BackwardSums;
+  const bool stream;
+  BackwardRowsStages(const BackwardArgs<T>& args, const Plan& plan) : BackwardSums<T>(args, false), stream(plan.stream) {}
   void reduce_rows(int64_t lo, int64_t rows, double* s0, double* s1) {
     const int64_t C = this->a.shape.c;
     if (this->masked) {
@@ -99,11 +101,11 @@ struct BackwardRowsStages : BackwardSums<T> {
     }
     if (!this->a.use_batch_stats) {  // dx = dy * k1 (k3 = 0 as c and b)
       this->w.affine_rows(this->a.dy + lo * C, this->a.dx + lo * C, nullptr, size_t(rows), size_t(C), d.k3.data(),
-                          d.k1.data(), d.k3.data());
+                          d.k1.data(), d.k3.data(), stream);
       return;
     }
     this->w.bwd_dx_rows(this->a.x + lo * C, this->a.dy + lo * C, this->a.dx + lo * C, nullptr, size_t(rows),
-                        size_t(C), d.c.data(), d.k1.data(), d.k2.data(), d.k3.data());
+                        size_t(C), d.c.data(), d.k1.data(), d.k2.data(), d.k3.data(), stream);
   }
 };
 
@@ -113,7 +115,7 @@ struct BackwardChannelStages : BackwardSums<T> {
   const Plan& pt;
   const size_t stride;
   BackwardChannelStages(const BackwardArgs<T>& args, const Plan& plan)
-      : BackwardSums<T>(args), pt(plan), stride(size_t(args.shape.c * args.shape.s)) {}
+      : BackwardSums<T>(args, true), pt(plan), stride(size_t(args.shape.c * args.shape.s)) {}
 
   void start(int64_t) {}
   void reduce(int64_t c, int64_t slot, int64_t off, int64_t rows, int64_t n) {
@@ -209,11 +211,11 @@ void run(const BackwardArgs<T>& a) {
   in.l2_bytes = facts.l2_bytes;
   in.op = OpKind::kBackward;
   // dx aliasing x or dy: its lines were just read, plain stores are better (as in place forward).
-  in.stream_out = !s.rows_layout() && a.dx != nullptr && a.dx != a.x && a.dx != a.dy && a.dx != a.y &&
+  in.stream_out = a.dx != nullptr && a.dx != a.x && a.dx != a.dy && a.dx != a.y &&
                   stream_output(facts, a.dx, int64_t(sizeof(T)) * s.n * s.c * s.s);
   const Plan pt = plan_op(in);
   if (pt.path == Path::kRows) {
-    BackwardRowsStages<T> st(a);
+    BackwardRowsStages<T> st(a, pt);
     run_rows_two_pass(s, pt, st);
   } else {
     BackwardChannelStages<T> st(a, pt);

@@ -48,6 +48,17 @@ bool simd_level_supported(SimdLevel level);
 // Defaults to OMP_NUM_THREADS if set and valid, else the number of online processors.
 int default_num_threads();
 
+// The caches the core sizes its pieces from, read once at load (sysfs first, sysconf as
+// fallback): L2 per core, the L3 one core sees (0: unknown), how many CPUs share that L3, and
+// where the sizes came from ("sysfs", "sysconf" or "default").
+struct CacheSizes {
+  int64_t l2_bytes;
+  int64_t l3_bytes;
+  int l3_sharing;
+  const char* source;
+};
+CacheSizes cache_sizes();
+
 // Geometry of one activation tensor: x[n][c][s] contiguous (NCHW-style), or x[n][s][c] when
 // channels_last (NHWC-style, channel fastest).
 struct Shape {

@@ -46,7 +46,8 @@ void apply(const ForwardInferenceArgs<T>& a, const Affine<T>& af, const Plan& pt
       int64_t lo, hi;
       part_range(s.rows(), p, P, &lo, &hi);
       w.affine_rows(x + lo * s.c, y + lo * s.c, at(a.residual, lo * s.c), size_t(hi - lo), size_t(s.c), af.c.data(), af.a.data(),
-                    af.b.data());
+                    af.b.data(), pt.stream);
+      if (pt.stream) store_fence();
     }
     return;
   }
@@ -97,7 +98,7 @@ void run(const ForwardInferenceArgs<T>& a) {
   in.op = OpKind::kForwardInference;
   // In place, the lines were just read and are in cache: plain stores write them back without a
   // read for ownership, while streaming stores would evict them first.
-  in.stream_out = !s.rows_layout() && a.y != a.x && a.y != a.residual &&
+  in.stream_out = a.y != a.x && a.y != a.residual &&
                   stream_output(facts, a.y, int64_t(sizeof(T)) * s.n * s.c * s.s);
   apply(a, af, plan_op(in));
 }

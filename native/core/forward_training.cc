@@ -35,9 +35,10 @@ struct TrainingStats {
   std::vector<C> shift;  // k per channel
   PartialSums sums;      // of x - k, and (x - k)²
   Affine<T> affine;
-  explicit TrainingStats(const ForwardTrainingArgs<T>& args)
+  // zeroed: whether the partial sums start at 0 (the rows schedule zeroes each chunk's itself).
+  TrainingStats(const ForwardTrainingArgs<T>& args, bool zeroed)
       : a(args), k(active_table<T>()), w(k.writers(args.epilogue)), shift(size_t(args.shape.c)),
-        sums(args.shape.c, reduction_chunks(args.shape)), affine(args.shape.c) {}
+        sums(args.shape.c, reduction_chunks(args.shape), zeroed), affine(args.shape.c) {}
 
   // The epilogue's operand at offset off (null when it takes none).
   const T* res(int64_t off) const { return a.residual ? a.residual + off : nullptr; }
@@ -69,7 +70,9 @@ struct TrainingStats {
 // Rows layout: stages of run_rows_two_pass.
 template <typename T>
 struct TrainingRowsStages : TrainingStats<T> {
-  using TrainingStats<T>::TrainingStats;
+  const bool stream;
+  TrainingRowsStages(const ForwardTrainingArgs<T>& args, const Plan& plan)
+      : TrainingStats<T>(args, false), stream(plan.stream) {}
   void reduce_rows(int64_t lo, int64_t rows, double* s0, double* s1) {
     const int64_t C = this->a.shape.c;
     this->k.stats_rows(this->a.x + lo * C, size_t(rows), size_t(C), this->shift.data(), s0, s1);
@@ -79,7 +82,7 @@ struct TrainingRowsStages : TrainingStats<T> {
     const int64_t C = this->a.shape.c;
     const Affine<T>& af = this->affine;
     this->w.affine_rows(this->a.x + lo * C, this->a.y + lo * C, this->res(lo * C), size_t(rows), size_t(C), af.c.data(),
-                        af.a.data(), af.b.data());
+                        af.a.data(), af.b.data(), stream);
   }
 };
 
@@ -89,7 +92,7 @@ struct TrainingChannelStages : TrainingStats<T> {
   const Plan& pt;
   const size_t stride;
   TrainingChannelStages(const ForwardTrainingArgs<T>& args, const Plan& plan)
-      : TrainingStats<T>(args), pt(plan), stride(size_t(args.shape.c * args.shape.s)) {}
+      : TrainingStats<T>(args, true), pt(plan), stride(size_t(args.shape.c * args.shape.s)) {}
 
   void start(int64_t c) { this->shift[c] = channel_shift(this->a.shape, this->a.x, c); }
   void reduce(int64_t c, int64_t slot, int64_t off, int64_t rows, int64_t n) {
@@ -146,12 +149,12 @@ void run(const ForwardTrainingArgs<T>& a) {
   in.threads = a.num_threads;
   in.l2_bytes = facts.l2_bytes;
   in.op = OpKind::kForwardTraining;
-  // Only the NCHW walk streams; in place, the lines were just read and plain stores are better.
-  in.stream_out = !s.rows_layout() && a.y != a.x && a.y != a.residual &&
+  // In place, the lines were just read and plain stores are better.
+  in.stream_out = a.y != a.x && a.y != a.residual &&
                   stream_output(facts, a.y, int64_t(sizeof(T)) * s.n * s.c * s.s);
   const Plan pt = plan_op(in);
   if (pt.path == Path::kRows) {
-    TrainingRowsStages<T> st(a);
+    TrainingRowsStages<T> st(a, pt);
     rows_shifts(s, a.x, st.shift.data());
     run_rows_two_pass(s, pt, st);
   } else {

@@ -74,11 +74,12 @@ struct ElementwiseKernels {
                        const C* b, bool stream, size_t next);
   void (*bwd_dx_group)(const S* x, const S* dy, S* dx, const S* res, size_t runs, size_t n, const C* c,
                        const C* k1, const C* k2, const C* k3, bool stream, size_t next);
-  // Rows writers: per-channel arrays of length ch.
+  // Rows writers: per-channel arrays of length ch. `stream`: non-temporal stores when the rows
+  // allow them (ch a multiple of the vector, y aligned), plain ones otherwise.
   void (*affine_rows)(const S* x, S* y, const S* res, size_t rows, size_t ch, const C* c, const C* a,
-                      const C* b);
+                      const C* b, bool stream);
   void (*bwd_dx_rows)(const S* x, const S* dy, S* dx, const S* res, size_t rows, size_t ch, const C* c,
-                      const C* k1, const C* k2, const C* k3);
+                      const C* k1, const C* k2, const C* k3, bool stream);
 };
 
 // Backward through a fused ReLU (the forward's Epilogue kRelu / kAddRelu): backward's reductions

@@ -61,11 +61,13 @@ static void bwd_reduce_group(const T* x, const T* dy, size_t rows, size_t stride
 
 // The group's runs are one contiguous span: written as such, full vectors may straddle two runs
 // (the first k lanes take run j's coefficients, the rest run j + 1's), so the output can be
-// streamed in whole lines. Runs shorter than a vector go run by run, without streaming.
+// streamed in whole lines, and short runs (a 7x7 map is 3 vectors and a 1-lane tail) cost no
+// per-run tail. Plain stores walk the span the same way, from its first value. Runs shorter
+// than a vector go run by run, without streaming.
 template <Epilogue E>
 static void affine_group(const T* x, T* y, const T* res, size_t runs, size_t n, const C* c, const C* a, const C* b,
                          bool stream, size_t next) {
-  if (n < W || !stream) {
+  if (n < W) {
     for (size_t j = 0; j < runs; ++j) {
       affine_run<E>(x + j * n, y + j * n, at(res, j * n), 1, n, n, c[j], a[j], b[j], false, next);
     }
@@ -78,10 +80,10 @@ static void affine_group(const T* x, T* y, const T* res, size_t runs, size_t n, 
     const Vec v = mul_add(V::sub(V::load_tail(x + at_, cnt, c[jj]), V::set1(c[jj])), V::set1(a[jj]), V::set1(b[jj]));
     V::store_tail(y + at_, epilogue<E>(v, at(res, at_), cnt), cnt);
   };
-  size_t i = head_to_align(y, total);
+  size_t i = stream ? head_to_align(y, total) : 0;
   if (i) part(0, i, 0);
   size_t j = 0, off = i;  // run and offset in it of position i
-  with_store_and_prefetch(true, next, [&](auto store, auto pf) {
+  with_store_and_prefetch(stream, next, [&](auto store, auto pf) {
     // scalar math: y[i] = (x[i] - c[run(i)]) * a[run(i)] + b[run(i)]
     for (; i + W <= total; i += W) {
       const size_t k = n - off;  // lanes left in run j
@@ -112,7 +114,7 @@ static void bwd_dx_group(const T* x, const T* dy, T* dx, const T* res, size_t ru
 template <Epilogue E, bool kMask, bool kX>
 static void dx_group(const T* x, const T* dy, const T* y, T* dx, const T* res, T* dres, size_t runs, size_t n,
                      const C* c, const C* k1, const C* k2, const C* k3, bool stream, size_t next) {
-  if (n < W || !stream) {
+  if (n < W) {
     for (size_t j = 0; j < runs; ++j) {
       dx_runs<E, kMask, kX>(at(x, j * n), dy + j * n, at(y, j * n), dx + j * n, at(res, j * n),
                             dres == nullptr ? nullptr : dres + j * n, 1, n, n, c[j], k1[j], k2[j],
@@ -121,8 +123,8 @@ static void dx_group(const T* x, const T* dy, const T* y, T* dx, const T* res, T
     return;
   }
   const size_t total = runs * n;
-  // dres streams with dx when their alignments agree (as in dx_runs).
-  const bool nt_res = dres != nullptr &&
+  // dres streams with dx when dx streams and their alignments agree (as in dx_runs).
+  const bool nt_res = stream && dres != nullptr &&
                       (reinterpret_cast<uintptr_t>(dres) - reinterpret_cast<uintptr_t>(dx)) % V::kStreamAlign == 0;
   auto lanes = [&](size_t i, size_t cnt, C cj, Vec vc, Vec v1, Vec v2, Vec v3) {
     return dx_lanes<kMask, kX>(at(x, i), dy + i, at(y, i), dres == nullptr ? nullptr : dres + i, cnt, cj, vc, v1, v2,
@@ -134,10 +136,10 @@ static void dx_group(const T* x, const T* dy, const T* y, T* dx, const T* res, T
                         V::set1(k3[jj]));
     V::store_tail(dx + at_, epilogue<E>(v, at(res, at_), cnt), cnt);
   };
-  size_t i = head_to_align(dx, total);
+  size_t i = stream ? head_to_align(dx, total) : 0;
   if (i) part(0, i, 0);
   size_t j = 0, off = i;  // run and offset in it of position i
-  with_store_and_prefetch(true, next, [&](auto store, auto pf) {
+  with_store_and_prefetch(stream, next, [&](auto store, auto pf) {
     // scalar math: dx[i] = g * k1[run(i)] + ((x[i] - c[run(i)]) * k2[run(i)] + k3[run(i)]), g as in dx_runs
     for (; i + W <= total; i += W) {
       const size_t k = n - off;  // lanes left in run j

@@ -1,10 +1,10 @@
 // Rows kernels: channel fastest, so the lanes of a vector are channels and nothing is reduced
 // across lanes. The reductions walk strips of kPartial rows; in a strip, each block of kRowBlock
 // vectors of channels keeps its partial sums in registers over the strip's rows, then adds them
-// into the float64 per-channel sums. Memory is walked row by row within a strip (a strip of a
-// [256, 1024] float32 tensor is 32 KiB). The writers (affine, dx) are plain loops the compiler
-// vectorizes with this TU's ISA; their scalar math is the loop body itself. Included inside
-// struct Kernels<V> (kernels_body.inl).
+// into the float64 per-channel sums (a channel's sums depend on the strips only, not on how the
+// columns are walked or on W). The writers hold a vector of channels' coefficients in registers
+// over a block of rows. Both prefetch the rows ahead. Included inside struct Kernels<V>
+// (kernels_body.inl).
 static constexpr size_t kRowBlock = 4;
 
 // Adds the partial sums v (lanes = channels j, j + 1, ...) into the float64 sums out[j...]:
@@ -21,47 +21,65 @@ static void add_lanes(double* out, Vec v, size_t cnt) {
   for (size_t l = 0; l < cnt; ++l) out[l] += double(lanes[l]);
 }
 
+// How far ahead (in values) a rows walk prefetches: at least kPrefetch values and a whole number of
+// blocks of `block` values, so that the targets of consecutive blocks tile the memory after them.
+static size_t rows_ahead(size_t block) {
+  return block == 0 ? kPrefetch : (kPrefetch + block - 1) / block * block;
+}
+
 // f(ps, pq, va, vb, vshift): adds one vector of channels of a (and b) into the partials. Lanes
-// past ch load 0 (shift too) and must add 0. kMask: a (dy) gated by m (y), as in reduce_runs.
+// past ch load 0 (shift too) and must add 0. A strip of kPartial rows is contiguous memory; each
+// load also requests the line `ahead` values on (strips ahead, same column), so the walk reads
+// memory as a stream although it goes column block by column block within a strip.
+// kTwo: b is another tensor, prefetched too. kMask: a (dy) gated by m (y), as in reduce_runs.
 template <bool kTwo, bool kMask = false, class F>
 static void reduce_rows(const T* a, const T* b, size_t rows, size_t ch, const C* shift, double* out_s, double* out_q,
                         F&& f, const T* m = nullptr) {
+  const size_t ahead = rows_ahead(kPartial * ch);
+  auto pf = [&](size_t q) {
+    prefetch_next(a + q, ahead);
+    if (kTwo) prefetch_next(b + q, ahead);
+    if (kMask) prefetch_next(m + q, ahead);
+  };
   for (size_t r0 = 0; r0 < rows; r0 += kPartial) {
     const size_t r1 = rows - r0 < kPartial ? rows : r0 + kPartial;
-    for (size_t j0 = 0; j0 < ch; j0 += kRowBlock * W) {
-      size_t cnt[kRowBlock];
+    size_t j0 = 0;
+    // Whole blocks of kRowBlock vectors: no lane count to carry.
+    for (; j0 + kRowBlock * W <= ch; j0 += kRowBlock * W) {
       Vec sh[kRowBlock], ps[kRowBlock], pq[kRowBlock];
 #pragma GCC unroll 8
       for (size_t u = 0; u < kRowBlock; ++u) {
-        const size_t at_ = j0 + u * W;
-        cnt[u] = at_ >= ch ? 0 : (ch - at_ < W ? ch - at_ : W);
-        sh[u] = V::load_tail(shift + at_, cnt[u], C(0));
+        sh[u] = V::load(shift + j0 + u * W);
         ps[u] = pq[u] = V::set1(C(0));
       }
-      if (j0 + kRowBlock * W <= ch) {
-        // scalar math: that of f for channels j0 + u * W + lane of row r
-        for (size_t r = r0; r < r1; ++r) {
+      // scalar math: that of f for channels j0 + u * W + lane of row r
+      for (size_t r = r0; r < r1; ++r) {
 #pragma GCC unroll 8
-          for (size_t u = 0; u < kRowBlock; ++u) {
-            const size_t q = r * ch + j0 + u * W;
-            f(ps[u], pq[u], load_dy<kMask>(a + q, at(m, q)), kTwo ? V::load(b + q) : Vec(), sh[u]);
-          }
-        }
-      } else {
-        // scalar math: the same, lanes past ch loading 0
-        for (size_t r = r0; r < r1; ++r) {
-          for (size_t u = 0; u < kRowBlock; ++u) {
-            const size_t q = r * ch + j0 + u * W;
-            f(ps[u], pq[u], load_dy_tail<kMask>(a + q, at(m, q), cnt[u], C(0)),
-              kTwo ? V::load_tail(b + q, cnt[u], C(0)) : Vec(), sh[u]);
-          }
+        for (size_t u = 0; u < kRowBlock; ++u) {
+          const size_t q = r * ch + j0 + u * W;
+          pf(q);
+          f(ps[u], pq[u], load_dy<kMask>(a + q, at(m, q)), kTwo ? V::load(b + q) : Vec(), sh[u]);
         }
       }
+#pragma GCC unroll 8
       for (size_t u = 0; u < kRowBlock; ++u) {
-        if (cnt[u] == 0) break;
-        add_lanes(out_s + j0 + u * W, ps[u], cnt[u]);
-        add_lanes(out_q + j0 + u * W, pq[u], cnt[u]);
+        add_lanes(out_s + j0 + u * W, ps[u], W);
+        add_lanes(out_q + j0 + u * W, pq[u], W);
       }
+    }
+    // The rest, a vector at a time (the last one partial, lanes past ch loading 0).
+    for (; j0 < ch; j0 += W) {
+      const size_t cnt = ch - j0 < W ? ch - j0 : W;
+      const Vec sh = V::load_tail(shift + j0, cnt, C(0));
+      Vec ps = V::set1(C(0)), pq = ps;
+      // scalar math: the same, lanes past ch loading 0
+      for (size_t r = r0; r < r1; ++r) {
+        const size_t q = r * ch + j0;
+        pf(q);
+        f(ps, pq, load_dy_tail<kMask>(a + q, at(m, q), cnt, C(0)), kTwo ? V::load_tail(b + q, cnt, C(0)) : Vec(), sh);
+      }
+      add_lanes(out_s + j0, ps, cnt);
+      add_lanes(out_q + j0, pq, cnt);
     }
   }
 }
@@ -75,65 +93,133 @@ static void bwd_reduce_rows(const T* x, const T* dy, size_t rows, size_t ch, con
   reduce_rows<true>(dy, x, rows, ch, c, sum_dy, sum_dyxc, BwdStep());
 }
 
-template <Epilogue E>
-static void affine_rows(const T* x, T* y, const T* res, size_t rows, size_t ch, const C* c, const C* a, const C* b) {
-  if constexpr (!std::is_same<T, C>::value) return affine_rows_narrow<E>(x, y, res, rows, ch, c, a, b);
-  for (size_t r = 0; r < rows; ++r, x += ch, y += ch, res = at(res, ch)) {
-    // scalar math: y[j] = (x[j] - c[j]) * a[j] + b[j] (the compiler vectorizes this loop itself)
-    for (size_t j = 0; j < ch; ++j) y[j] = T(epilogue1<E>(mul_add1(C(x[j]) - c[j], a[j], b[j]), at(res, j)));
+// The writers walk tiles of kWriteRows rows by kWriteCols vectors of channels: a tile's
+// coefficients are loaded once for its rows (not once per row), each row of a tile is a
+// contiguous run of kWriteCols vectors, and each load of x (dy) requests the line `ahead` values
+// on. Streaming stores when asked and every row has the same alignment (ch a multiple of the
+// streaming alignment): the columns are then cut at y's alignment, so the full vectors stream
+// whole lines and the head and the tail of each row are masked plain stores.
+static constexpr size_t kWriteRows = 4;
+static constexpr size_t kWriteCols = 4;
+static constexpr size_t kStreamRowBytes = 2048;  // misaligned rows stream from this length
+
+// loop(j, cnt, r0, r1, store, pf): channels [j, j + cnt) over rows [r0, r1), cnt being
+// kWriteCols * W (a tile), W, or less (masked, plain stores); the walk shared by the rows writers.
+template <class Loop>
+static void write_rows_blocks(const T* y, size_t rows, size_t ch, bool stream, Loop&& loop) {
+  const size_t ahead = rows_ahead(kWriteRows * ch);
+  auto plain = [](T* d, Vec v) { V::store(d, v); };
+  auto nt = [](T* d, Vec v) { V::stream(d, v); };
+  auto pf = [ahead](const T* p) { prefetch_next(p, ahead); };
+  // A misaligned y leaves two partial lines per row written by plain masked stores; mixed with
+  // streamed lines they cost more than streaming saves unless rows are long: plain stores then
+  // (bench/notes-from-code.md).
+  const bool aligned = head_to_align(y, ch) == 0;
+  const bool st = stream && (ch * sizeof(T)) % V::kStreamAlign == 0 && (aligned || ch * sizeof(T) >= kStreamRowBytes);
+  const size_t h = st ? head_to_align(y, ch) : 0;  // the same for every row
+  for (size_t r0 = 0; r0 < rows; r0 += kWriteRows) {
+    const size_t r1 = rows - r0 < kWriteRows ? rows : r0 + kWriteRows;
+    if (h) loop(size_t(0), h, r0, r1, plain, pf);
+    size_t j = h;
+    for (; j + kWriteCols * W <= ch; j += kWriteCols * W) {
+      if (st) loop(j, kWriteCols * W, r0, r1, nt, pf); else loop(j, kWriteCols * W, r0, r1, plain, pf);
+    }
+    for (; j < ch; j += W) {
+      const size_t cnt = ch - j < W ? ch - j : W;
+      if (st && cnt == W) loop(j, cnt, r0, r1, nt, pf); else loop(j, cnt, r0, r1, plain, pf);
+    }
   }
+}
+
+template <Epilogue E>
+static void affine_rows(const T* x, T* y, const T* res, size_t rows, size_t ch, const C* c, const C* a, const C* b,
+                        bool stream) {
+  write_rows_blocks(y, rows, ch, stream, [&](size_t j, size_t cnt, size_t r0, size_t r1, auto store, auto pf) {
+    if (cnt == kWriteCols * W) {
+      Vec vc[kWriteCols], va[kWriteCols], vb[kWriteCols];
+#pragma GCC unroll 8
+      for (size_t u = 0; u < kWriteCols; ++u) {
+        vc[u] = V::load(c + j + u * W);
+        va[u] = V::load(a + j + u * W);
+        vb[u] = V::load(b + j + u * W);
+      }
+      // scalar math: y[r][j] = (x[r][j] - c[j]) * a[j] + b[j]
+      for (size_t r = r0; r < r1; ++r) {
+#pragma GCC unroll 8
+        for (size_t u = 0; u < kWriteCols; ++u) {
+          const size_t q = r * ch + j + u * W;
+          pf(x + q);
+          store(y + q, epilogue<E>(mul_add(V::sub(V::load(x + q), vc[u]), va[u], vb[u]), at(res, q), W));
+        }
+      }
+      return;
+    }
+    if (cnt == W) {
+      const Vec vc = V::load(c + j), va = V::load(a + j), vb = V::load(b + j);
+      // scalar math: the same, one vector
+      for (size_t r = r0; r < r1; ++r) {
+        const size_t q = r * ch + j;
+        pf(x + q);
+        store(y + q, epilogue<E>(mul_add(V::sub(V::load(x + q), vc), va, vb), at(res, q), W));
+      }
+      return;
+    }
+    const Vec vc = V::load_tail(c + j, cnt, C(0)), va = V::load_tail(a + j, cnt, C(0)),
+              vb = V::load_tail(b + j, cnt, C(0));
+    // scalar math: the same on the last cnt channels (masked loads and stores)
+    for (size_t r = r0; r < r1; ++r) {
+      const size_t q = r * ch + j;
+      const Vec v = mul_add(V::sub(V::load_tail(x + q, cnt, C(0)), vc), va, vb);
+      V::store_tail(y + q, epilogue<E>(v, at(res, q), cnt), cnt);
+    }
+  });
 }
 
 template <Epilogue E>
 static void bwd_dx_rows(const T* x, const T* dy, T* dx, const T* res, size_t rows, size_t ch, const C* c,
-                        const C* k1, const C* k2, const C* k3) {
-  if constexpr (!std::is_same<T, C>::value) return bwd_dx_rows_narrow<E>(x, dy, dx, res, rows, ch, c, k1, k2, k3);
-  for (size_t r = 0; r < rows; ++r, x += ch, dy += ch, dx += ch, res = at(res, ch)) {
-    // scalar math: dx[j] = dy[j] * k1[j] + ((x[j] - c[j]) * k2[j] + k3[j]) (vectorized by the compiler)
-    for (size_t j = 0; j < ch; ++j) {
-      dx[j] = T(epilogue1<E>(mul_add1(C(dy[j]), k1[j], mul_add1(C(x[j]) - c[j], k2[j], k3[j])), at(res, j)));
+                        const C* k1, const C* k2, const C* k3, bool stream) {
+  write_rows_blocks(dx, rows, ch, stream, [&](size_t j, size_t cnt, size_t r0, size_t r1, auto store, auto pf) {
+    if (cnt == kWriteCols * W) {
+      Vec vc[kWriteCols], v1[kWriteCols], v2[kWriteCols], v3[kWriteCols];
+#pragma GCC unroll 8
+      for (size_t u = 0; u < kWriteCols; ++u) {
+        vc[u] = V::load(c + j + u * W);
+        v1[u] = V::load(k1 + j + u * W);
+        v2[u] = V::load(k2 + j + u * W);
+        v3[u] = V::load(k3 + j + u * W);
+      }
+      // scalar math: dx[r][j] = dy[r][j] * k1[j] + ((x[r][j] - c[j]) * k2[j] + k3[j])
+      for (size_t r = r0; r < r1; ++r) {
+#pragma GCC unroll 8
+        for (size_t u = 0; u < kWriteCols; ++u) {
+          const size_t q = r * ch + j + u * W;
+          pf(x + q);
+          pf(dy + q);
+          store(dx + q, epilogue<E>(dx_vec(V::load(x + q), V::load(dy + q), vc[u], v1[u], v2[u], v3[u]), at(res, q), W));
+        }
+      }
+      return;
     }
-  }
-}
-
-// 16-bit storage: the rows writers through the traits' converting loads and stores (the compiler
-// does not vectorize the scalar conversion rule); the same formula, so the same bits at every level.
-template <Epilogue E>
-static void affine_rows_narrow(const T* x, T* y, const T* res, size_t rows, size_t ch, const C* c, const C* a,
-                               const C* b) {
-  for (size_t r = 0; r < rows; ++r, x += ch, y += ch, res = at(res, ch)) {
-    size_t j = 0;
-    // scalar math: y[j] = (x[j] - c[j]) * a[j] + b[j]
-    for (; j + W <= ch; j += W) {
-      const Vec v = mul_add(V::sub(V::load(x + j), V::load(c + j)), V::load(a + j), V::load(b + j));
-      V::store(y + j, epilogue<E>(v, at(res, j), W));
+    if (cnt == W) {
+      const Vec vc = V::load(c + j), v1 = V::load(k1 + j), v2 = V::load(k2 + j), v3 = V::load(k3 + j);
+      // scalar math: the same, one vector
+      for (size_t r = r0; r < r1; ++r) {
+        const size_t q = r * ch + j;
+        pf(x + q);
+        pf(dy + q);
+        store(dx + q, epilogue<E>(dx_vec(V::load(x + q), V::load(dy + q), vc, v1, v2, v3), at(res, q), W));
+      }
+      return;
     }
-    if (j < ch) {
-      const size_t n = ch - j;
-      const Vec v = mul_add(V::sub(V::load_tail(x + j, n, C(0)), V::load_tail(c + j, n, C(0))), V::load_tail(a + j, n, C(0)),
-                            V::load_tail(b + j, n, C(0)));
-      V::store_tail(y + j, epilogue<E>(v, at(res, j), n), n);
+    const Vec vc = V::load_tail(c + j, cnt, C(0)), v1 = V::load_tail(k1 + j, cnt, C(0)),
+              v2 = V::load_tail(k2 + j, cnt, C(0)), v3 = V::load_tail(k3 + j, cnt, C(0));
+    // scalar math: the same on the last cnt channels (masked loads and stores)
+    for (size_t r = r0; r < r1; ++r) {
+      const size_t q = r * ch + j;
+      const Vec v = dx_vec(V::load_tail(x + q, cnt, C(0)), V::load_tail(dy + q, cnt, C(0)), vc, v1, v2, v3);
+      V::store_tail(dx + q, epilogue<E>(v, at(res, q), cnt), cnt);
     }
-  }
-}
-
-template <Epilogue E>
-static void bwd_dx_rows_narrow(const T* x, const T* dy, T* dx, const T* res, size_t rows, size_t ch, const C* c,
-                               const C* k1, const C* k2, const C* k3) {
-  for (size_t r = 0; r < rows; ++r, x += ch, dy += ch, dx += ch, res = at(res, ch)) {
-    size_t j = 0;
-    // scalar math: dx[j] = dy[j] * k1[j] + ((x[j] - c[j]) * k2[j] + k3[j])
-    for (; j + W <= ch; j += W) {
-      const Vec v = dx_vec(V::load(x + j), V::load(dy + j), V::load(c + j), V::load(k1 + j), V::load(k2 + j), V::load(k3 + j));
-      V::store(dx + j, epilogue<E>(v, at(res, j), W));
-    }
-    if (j < ch) {
-      const size_t n = ch - j;
-      const Vec v = dx_vec(V::load_tail(x + j, n, C(0)), V::load_tail(dy + j, n, C(0)), V::load_tail(c + j, n, C(0)),
-                           V::load_tail(k1 + j, n, C(0)), V::load_tail(k2 + j, n, C(0)), V::load_tail(k3 + j, n, C(0)));
-      V::store_tail(dx + j, epilogue<E>(v, at(res, j), n), n);
-    }
-  }
+  });
 }
 
 // Backward through a fused ReLU (MaskedBackwardKernels), rows layout: g = y <= 0 ? 0 : dy, written

@@ -69,6 +69,7 @@ inline int64_t l2_budget(int64_t l2) { return l2 / 8 * 7; }
 // reductions go by row chunks, blocks.h, whatever the ranges).
 inline Plan plan_rows(const PlanInput& in, Plan p) {
   p.path = Path::kRows;
+  p.stream = in.stream_out;  // the rows writers stream when the rows are aligned for it
   p.parts = std::max<int64_t>(1, std::min<int64_t>(p.nt, in.shape.rows()));
   return p;
 }

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <omp.h>
 #include <vector>
 
@@ -25,12 +26,63 @@ inline int64_t reduction_chunks(const Shape& s) {
 // Per-chunk sums of the first pass: two of them (sum, sumsq; sum_dy, sum_dyxc), K chunks per
 // channel; chunk k of channel c in slot k * C + c (a chunk of all channels is contiguous, as the
 // rows and group kernels write it).
+// zeroed = false: the slots start undefined and each chunk's are zeroed by the thread that reduces
+// it, just before (the rows schedule): no serial pass over all slots before the parallel region.
+// The slots live in a buffer of the calling thread kept from call to call (up to kKeepSlotBytes):
+// a fresh allocation of them faulted in new pages on every call.
+constexpr size_t kKeepSlotBytes = size_t(2) << 20;
 struct PartialSums {
   int64_t channels, chunks;
-  std::vector<double> first, second;
-  PartialSums(int64_t C, int64_t K) : channels(C), chunks(K), first(size_t(C * K)), second(size_t(C * K)) {}
+  double* first;
+  double* second;
+  PartialSums(int64_t C, int64_t K, bool zeroed = true) : channels(C), chunks(K) {
+    const size_t n = size_t(C * K);
+    first = slot_storage(2 * n);
+    second = first + n;
+    if (zeroed) std::fill_n(first, 2 * n, 0.0);
+  }
+  PartialSums(const PartialSums&) = delete;
+  PartialSums& operator=(const PartialSums&) = delete;
+  ~PartialSums() {
+    if (own_) delete[] first;
+    else kept().busy = false;
+  }
+
+ private:
+  struct Kept {
+    std::unique_ptr<double[]> buf;
+    size_t cap = 0;
+    bool busy = false;  // held by a PartialSums of this thread (never two at once, but be safe)
+  };
+  static Kept& kept() {
+    static thread_local Kept k;
+    return k;
+  }
+  bool own_ = false;
+  double* slot_storage(size_t n) {
+    Kept& k = kept();
+    if (k.busy || n * sizeof(double) > kKeepSlotBytes) {
+      own_ = true;
+      return new double[n];
+    }
+    if (k.cap < n) {
+      k.buf.reset();
+      k.cap = 0;
+      k.buf.reset(new double[n]);
+      k.cap = n;
+    }
+    k.busy = true;
+    return k.buf.get();
+  }
+
+ public:
   // Channel c's totals: a left fold in chunk order (the one order, whatever the threads).
   void fold(int64_t c, double* s0, double* s1) const {
+    if (folded_) {
+      *s0 = first[c];
+      *s1 = second[c];
+      return;
+    }
     double a = 0.0, b = 0.0;
     for (int64_t k = 0; k < chunks; ++k) {
       a += first[size_t(k * channels + c)];
@@ -39,6 +91,28 @@ struct PartialSums {
     *s0 = a;
     *s1 = b;
   }
+  // The same fold for channels [c0, c1) at once, into chunk 0's slots, chunk by chunk along the
+  // channels (contiguous; fold(c) walks one channel's slots C apart, which on many channels miss
+  // the cache at every step). Same additions in the same order as fold: the same bits. Every
+  // range folded, mark_folded() lets fold(c) read the totals.
+  void fold_range(int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      first[c] = 0.0 + first[c];
+      second[c] = 0.0 + second[c];
+    }
+    for (int64_t k = 1; k < chunks; ++k) {
+      const double* f = first + k * channels;
+      const double* s = second + k * channels;
+      for (int64_t c = c0; c < c1; ++c) {
+        first[c] += f[c];
+        second[c] += s[c];
+      }
+    }
+  }
+  void mark_folded() { folded_ = true; }
+
+ private:
+  bool folded_ = false;
 };
 
 // The stages of a channel-layout (NCHW) op, called by run_two_pass:
@@ -174,7 +248,8 @@ void run_two_pass(const Shape& s, const Plan& pt, Stages& st) {
 }
 
 // The stages of a rows-layout op ([N, C], channels-last), called by run_rows_two_pass:
-//   sums                               a PartialSums member with reduction_chunks(s) chunks
+//   sums                               a PartialSums member with reduction_chunks(s) chunks (zeroed
+//                                      or not: each chunk's slots are zeroed here before its reduction)
 //   reduce_rows(lo, rows, s0, s1)      first pass over rows [lo, lo + rows) into [C] sums s0, s1
 //   finish(c)                          channel c's partial sums into its coefficients
 //   writes()                           whether there is a second pass (backward without dx: none)
@@ -186,23 +261,46 @@ void run_rows_two_pass(const Shape& s, const Plan& pt, Stages& st) {
   const int nt = pt.nt;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    // Each chunk of rows into its own [C] slots (chunk-major, as the rows kernels write them).
-#pragma omp for schedule(static)
-    for (int64_t k = 0; k < ch.count; ++k) {
+    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+    // Each chunk of rows into its own [C] slots (chunk-major, as the rows kernels write them);
+    // thread t takes the chunks [k0, k1).
+    int64_t k0, k1;
+    part_range(ch.count, t, T, &k0, &k1);
+    for (int64_t k = k0; k < k1; ++k) {
       const int64_t lo = k * ch.runs;
+      std::fill_n(&st.sums.first[size_t(k * C)], C, 0.0);
+      std::fill_n(&st.sums.second[size_t(k * C)], C, 0.0);
       st.reduce_rows(lo, std::min(ch.runs, rows - lo), &st.sums.first[size_t(k * C)], &st.sums.second[size_t(k * C)]);
     }
     // Channels are independent from here on: shared out too (with many channels, finishing them
-    // on one thread costs more than the passes).
+    // on one thread costs more than the passes), in blocks folded at once (fold_range).
+    constexpr int64_t kFoldBlock = 256;
+#pragma omp single
+    st.sums.mark_folded();  // read only after the barrier that ends this construct
 #pragma omp for schedule(static)
-    for (int64_t c = 0; c < C; ++c) st.finish(c);
+    for (int64_t c0 = 0; c0 < C; c0 += kFoldBlock) {
+      const int64_t c1 = std::min(C, c0 + kFoldBlock);
+      st.sums.fold_range(c0, c1);
+      for (int64_t c = c0; c < c1; ++c) st.finish(c);
+    }
     if (st.writes()) {
+      if (ch.count >= T) {
+        // Every thread writes the chunks it read, the last read first: the end of what it read is
+        // still in the caches when the tensor is larger than them, so that much is not read from
+        // memory twice.
+        for (int64_t k = k1 - 1; k >= k0; --k) {
+          const int64_t lo = k * ch.runs;
+          st.write_rows(lo, std::min(ch.runs, rows - lo));
+        }
+      } else {
 #pragma omp for schedule(static)
-      for (int64_t p = 0; p < P; ++p) {
-        int64_t lo, hi;
-        part_range(rows, p, P, &lo, &hi);
-        st.write_rows(lo, hi - lo);
+        for (int64_t p = 0; p < P; ++p) {
+          int64_t lo, hi;
+          part_range(rows, p, P, &lo, &hi);
+          st.write_rows(lo, hi - lo);
+        }
       }
+      store_fence();  // after streaming stores (plan.stream)
     }
   }
 }

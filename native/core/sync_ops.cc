@@ -202,7 +202,7 @@ Status sync_normalize(const SyncNormalizeArgs<T>& a) {
           w.affine_run(a.x + off, a.y + off, nullptr, 1, size_t(s.s), size_t(s.s), c[j], sc[j], sh[j], stream, 0);
         },
         [&](int64_t r0, int64_t nr) {
-          w.affine_rows(a.x + r0 * s.c, a.y + r0 * s.c, nullptr, size_t(nr), size_t(s.c), c.data(), sc.data(), sh.data());
+          w.affine_rows(a.x + r0 * s.c, a.y + r0 * s.c, nullptr, size_t(nr), size_t(s.c), c.data(), sc.data(), sh.data(), false);
         });
   } catch (const std::bad_alloc&) {
     return Status::kOutOfMemory;
@@ -290,7 +290,7 @@ Status sync_backward_dx(const SyncBackwardDxArgs<T>& a) {
         [&](int64_t r0, int64_t nr) {
           const int64_t off = r0 * s.c;
           w.bwd_dx_rows(a.x + off, a.dy + off, a.dx + off, nullptr, size_t(nr), size_t(s.c), c.data(), k1.data(), k2.data(),
-                        k3.data());
+                        k3.data(), false);
         });
   } catch (const std::bad_alloc&) {
     return Status::kOutOfMemory;

@@ -3,6 +3,7 @@
 // bench/notes-from-code.md); a change of a threshold shows here as the shapes whose path moved.
 // Also: the pure parts of reading the machine facts, the memory policy's one system call, and the
 // block walk of a channel's parts.
+#include <cstring>
 #include <functional>
 
 #include "blocks.h"
@@ -47,18 +48,18 @@ const PlanRow kPlanTable[] = {
   {32, 2048,    49, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1, 83,  1,  N,   Y,   Y,  N,  N},
   { 1,  256,  3136, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kChannels, 2, 1,  1,  1,  1,  Y,   Y,   Y,  N,  Y},
   {64,    3, 50176, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kWaves,    2, 2,  1,  1,  1,  Y,   Y,   N,  N,  Y},
-  {256, 1024,    1, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kRows,     2, 2,  1,  1,  1,  N,   N,   N,  N,  N},
+  {256, 1024,    1, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kRows,     2, 2,  1,  1,  1,  Y,   N,   N,  N,  N},
   {32,   64, 12544, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kWaves,    2, 2,  1,  1,  1,  Y,   Y,   N,  N,  N},
   {32,  256,  3136, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kChannels, 2, 1,  1,  1,  1,  Y,   Y,   Y,  N,  N},
   {32, 1024,   196, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kGroups,   2, 1,  1, 10,  1,  Y,   Y,   Y,  N,  N},
   {32, 2048,    49, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kGroups,   2, 1,  1, 41,  1,  N,   Y,   Y,  N,  N},
   { 1,  256,  3136, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kChannels, 2, 1,  1,  1,  1,  Y,   Y,   Y,  N,  N},
   {64,    3, 50176, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kWaves,    2, 2,  1,  1,  1,  Y,   Y,   N,  Y,  N},
-  {256, 1024,    1, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kRows,     2, 2,  1,  1,  1,  N,   N,   N,  N,  N},
+  {256, 1024,    1, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kRows,     2, 2,  1,  1,  1,  Y,   N,   N,  N,  N},
   {32,   64, 12544, N, 4, 2, 2 * MiB, kInfer, Y,  Path::kRuns,     2, 1,  1,  1,  1,  Y,   Y,   N,  N,  N},
   {32, 1024,   196, N, 4, 2, 2 * MiB, kInfer, Y,  Path::kSpans,    2, 1,  1, 668, 1,  Y,   Y,   N,  N,  N},
   {32, 2048,    49, N, 4, 2, 2 * MiB, kInfer, Y,  Path::kSpans,    2, 1,  1, 2048, 1, Y,   Y,   N,  N,  N},
-  {256, 1024,    1, N, 4, 2, 2 * MiB, kInfer, Y,  Path::kRows,     2, 2,  1,  1,  1,  N,   N,   N,  N,  N},
+  {256, 1024,    1, N, 4, 2, 2 * MiB, kInfer, Y,  Path::kRows,     2, 2,  1,  1,  1,  Y,   N,   N,  N,  N},
   // One thread: whole channels; backward's 3.2 MB channel does not stay in L2, so reversed; a
   // training piece that fits L2 once but not twice is not pipelined.
   {32,   64, 12544, N, 4, 1, 2 * MiB, kBack,  Y,  Path::kChannels, 1, 1,  1,  1,  1,  Y,   Y,   N,  Y,  N},
@@ -80,7 +81,7 @@ const PlanRow kPlanTable[] = {
   { 4,    3,     5, N, 4, 8, 2 * MiB, kTrain, N,  Path::kGroups,   1, 1,  1,  3,  1,  N,   N,   Y,  N,  N},
   { 1,    3, 50176, N, 4, 2, 2 * MiB, kInfer, Y,  Path::kRuns,     2, 1,  1,  1,  3,  Y,   Y,   N,  N,  N},
   // Channel-fastest layouts go by rows whatever the op: at most one range of rows per thread.
-  {32,  256,  3136, Y, 4, 2, 2 * MiB, kTrain, Y,  Path::kRows,     2, 2,  1,  1,  1,  N,   N,   N,  N,  N},
+  {32,  256,  3136, Y, 4, 2, 2 * MiB, kTrain, Y,  Path::kRows,     2, 2,  1,  1,  1,  Y,   N,   N,  N,  N},
   { 2,    7,     3, Y, 4, 2, 2 * MiB, kBack,  N,  Path::kRows,     1, 1,  1,  1,  1,  N,   N,   N,  N,  N},
 };
 // clang-format on
@@ -203,6 +204,60 @@ void test_machine_facts() {
   check(bn::l2_bytes_from(100000) == 256 * KiB, "l2_bytes_from(100000) not clamped to 256 KiB");
   check(bn::l2_bytes_from(long(2 * MiB)) == 2 * MiB, "l2_bytes_from(2 MiB) != 2 MiB");
   check(bn::l2_bytes_from(long(64 * MiB)) == 4 * MiB, "l2_bytes_from(64 MiB) not clamped to 4 MiB");
+  struct SizeRow {
+    const char* text;
+    int64_t want;
+  };
+  const SizeRow size_rows[] = {{"48K", 48 * KiB}, {"1024K\n", MiB}, {"32768K", 32 * MiB}, {"2M", 2 * MiB},
+                               {"512", 512},      {"1G", 1024 * MiB}, {"", -1},           {"K", -1},
+                               {"12Q", -1},       {"-4K", -1},        {nullptr, -1},      {"99999999999G", -1}};
+  for (const SizeRow& r : size_rows) {
+    check(bn::sysfs_size_bytes(r.text) == r.want, "sysfs_size_bytes(%s) = %lld, expected %lld", r.text ? r.text : "null",
+          (long long)bn::sysfs_size_bytes(r.text), (long long)r.want);
+  }
+  struct ListRow {
+    const char* text;
+    int want;
+  };
+  const ListRow list_rows[] = {{"0", 1},     {"0-1\n", 2}, {"0,2-3", 3}, {"0-7,16-23", 16}, {"", -1},
+                               {"3-1", -1},  {"0-", -1},   {"a", -1},    {"0,,1", -1},      {nullptr, -1}};
+  for (const ListRow& r : list_rows) {
+    check(bn::cpu_list_count(r.text) == r.want, "cpu_list_count(%s) = %d, expected %d", r.text ? r.text : "null",
+          bn::cpu_list_count(r.text), r.want);
+  }
+  // cpu0's caches: sysfs first, sysconf per level when sysfs lacks it. This VM's case: sysfs says
+  // 1 MiB L2 and 32 MiB L3 shared by 2 CPUs, sysconf a 384 MiB L3.
+  const bn::SysfsCache vm[] = {{"1", "Data", "48K", "0"},
+                               {"1", "Instruction", "32K", "0"},
+                               {"2", "Unified", "1024K", "0"},
+                               {"3", "Unified", "32768K", "0-1"}};
+  const bn::SysfsCache no_l3[] = {{"1", "Data", "32K", "0"}, {"2", "Unified", "2048K", "0"}};
+  const bn::SysfsCache instr_only[] = {{"2", "Instruction", "512K", "0"}, {"3", "Unified", "bad", "0-3"}};
+  struct CacheRow {
+    const char* name;
+    const bn::SysfsCache* e;
+    int n;
+    long sc_l2, sc_l3;
+    int64_t l2, l3;
+    int sharing;
+    const char* source;
+  };
+  const CacheRow cache_rows[] = {
+      {"vm", vm, 4, long(MiB), long(384 * MiB), MiB, 32 * MiB, 2, "sysfs"},
+      {"vm without sysconf", vm, 4, 0, 0, MiB, 32 * MiB, 2, "sysfs"},
+      {"no L3 in sysfs", no_l3, 2, long(MiB), long(8 * MiB), 2 * MiB, 8 * MiB, 1, "sysfs"},
+      {"no sysfs", nullptr, 0, long(2 * MiB), long(260 * MiB), 2 * MiB, 260 * MiB, 1, "sysconf"},
+      {"instruction L2, bad L3 size", instr_only, 2, long(512 * KiB), 0, 512 * KiB, 0, 1, "sysconf"},
+      {"nothing", nullptr, 0, 0, -1, MiB, 0, 1, "default"},
+      {"huge L2 clamped", nullptr, 0, long(64 * MiB), 0, 4 * MiB, 0, 1, "sysconf"},
+  };
+  for (const CacheRow& r : cache_rows) {
+    const bn::CacheFacts f = bn::cache_facts_from(r.e, r.n, r.sc_l2, r.sc_l3);
+    check(f.l2_bytes == r.l2 && f.l3_bytes == r.l3 && f.l3_sharing == r.sharing && std::strcmp(f.source, r.source) == 0,
+          "cache_facts_from(%s) = L2 %lld, L3 %lld / %d, %s; expected L2 %lld, L3 %lld / %d, %s", r.name,
+          (long long)f.l2_bytes, (long long)f.l3_bytes, f.l3_sharing, f.source, (long long)r.l2, (long long)r.l3,
+          r.sharing, r.source);
+  }
   struct EnvRow {
     const char* env;
     int64_t want;
@@ -228,6 +283,10 @@ void test_machine_facts() {
   check(f.page_resident != nullptr, "machine facts without a residency probe");
   check(f.l2_bytes >= 256 * KiB && f.l2_bytes <= 4 * MiB, "machine facts: L2 %lld outside its clamp",
         (long long)f.l2_bytes);
+  const bn::CacheSizes cs = bn::cache_sizes();
+  check(cs.l2_bytes == f.l2_bytes && cs.l3_bytes == f.l3_bytes && cs.l3_bytes >= 0 && cs.l3_sharing >= 1 &&
+            cs.source != nullptr,
+        "cache_sizes() does not report the machine facts");
   check(f.default_threads >= 1 && bn::default_num_threads() == f.default_threads,
         "default_num_threads() is not the facts' default_threads");
   std::vector<char> touched(size_t(64 * KiB), 1);

@@ -1,6 +1,7 @@
 // Rows kernels (kernels_rows.inl): `rows` rows of `ch` channels, channel fastest, per-channel
 // arrays and accumulators of length ch with guard regions.
 #include "kernel_tester.h"
+#include "memory.h"
 
 namespace bntest {
 namespace {
@@ -9,9 +10,23 @@ template <typename T>
 struct RowsKernelTester : KernelTesterBase<T> {
   BN_TESTER_USES_BASE(T);
 
-  std::string ctx(const char* kernel, size_t n, size_t off, int regime, size_t rows) const {
-    return fmt("kernel %s rows=%zu ch=%zu off=%zu %s", kname(kernel).c_str(), rows, n, off,
-               regime ? "offset100/inplace" : "centered");
+  std::string ctx(const char* kernel, size_t n, size_t off, int regime, size_t rows, int stream = -1) const {
+    return fmt("kernel %s rows=%zu ch=%zu off=%zu %s%s", kname(kernel).c_str(), rows, n, off,
+               regime ? "offset100/inplace" : "centered", stream < 0 ? "" : (stream ? " stream" : ""));
+  }
+
+  // The partial sums of a channel depend on the strips of kPartial (8) rows only: per strip, the
+  // terms added in T in row order, then widened and added in float64 in strip order. Plain adds
+  // (the first sum of each reduction) are the same at every ISA, so they are checked bit for bit.
+  template <class Term>
+  static double strip_sum(double start, size_t rows, Term term) {
+    double acc = start;
+    for (size_t r0 = 0; r0 < rows; r0 += 8) {
+      T p = T(0);
+      for (size_t r = r0; r < rows && r < r0 + 8; ++r) p = T(p + term(r));
+      acc += double(p);
+    }
+    return acc;
   }
 
   void stats_rows(size_t rows, size_t ch, size_t off, int regime) {
@@ -27,6 +42,13 @@ struct RowsKernelTester : KernelTesterBase<T> {
       sq[j] = sq0[j] = r.uniform();
     }
     kt.stats_rows(x.data(), rows, ch, k.data(), sum.data(), sq.data());
+    for (size_t j = 0; j < ch; ++j) {
+      const double want = strip_sum(sum0[j], rows, [&](size_t i) { return T(x[i * ch + j] - k[j]); });
+      if (!(sum[j] == want)) {
+        check(false, "%s: sum[%zu] = %.17g, not the strips' sum %.17g (bit for bit)", c.c_str(), j, sum[j], want);
+        break;
+      }
+    }
     ElemCheck es, eq, ms, mq;
     for (size_t j = 0; j < ch; ++j) {
       KSum s1, s2, m1, m2;
@@ -54,8 +76,8 @@ struct RowsKernelTester : KernelTesterBase<T> {
     check(sum.guards_intact() && sq.guards_intact(), "%s: wrote outside sum/sumsq[0, ch)", c.c_str());
   }
 
-  void affine_rows(size_t rows, size_t ch, size_t off, int regime) {
-    const std::string c = ctx("affine_rows", ch, off, regime, rows);
+  void affine_rows(size_t rows, size_t ch, size_t off, int regime, bool stream) {
+    const std::string c = ctx("affine_rows", ch, off, regime, rows, stream);
     const double center = regime ? 100.0 : 0.0;
     Buf<T> x(rows * ch, off, 0), cc(ch, off, 0), a(ch, off, 0), b(ch, off, 0);
     fill(x, r, center, 2.0);
@@ -65,10 +87,11 @@ struct RowsKernelTester : KernelTesterBase<T> {
     Buf<T> y(rows * ch, kGuardPre + off, kGuardPost);
     if (regime == 1) {
       for (size_t i = 0; i < rows * ch; ++i) y[i] = x[i];
-      kw.affine_rows(y.data(), y.data(), nullptr, rows, ch, cc.data(), a.data(), b.data());
+      kw.affine_rows(y.data(), y.data(), nullptr, rows, ch, cc.data(), a.data(), b.data(), stream);
     } else {
-      kw.affine_rows(x.data(), y.data(), nullptr, rows, ch, cc.data(), a.data(), b.data());
+      kw.affine_rows(x.data(), y.data(), nullptr, rows, ch, cc.data(), a.data(), b.data(), stream);
     }
+    bn::store_fence();
     ElemCheck ec;
     for (size_t i = 0; i < rows; ++i) {
       for (size_t j = 0; j < ch; ++j) {
@@ -96,6 +119,13 @@ struct RowsKernelTester : KernelTesterBase<T> {
       p[j] = p0[j] = r.sym();
     }
     kt.bwd_reduce_rows(x.data(), dy.data(), rows, ch, cc.data(), g.data(), p.data());
+    for (size_t j = 0; j < ch; ++j) {
+      const double want = strip_sum(g0[j], rows, [&](size_t i) { return dy[i * ch + j]; });
+      if (!(g[j] == want)) {
+        check(false, "%s: sum_dy[%zu] = %.17g, not the strips' sum %.17g (bit for bit)", c.c_str(), j, g[j], want);
+        break;
+      }
+    }
     ElemCheck eg, ep, mp;
     for (size_t j = 0; j < ch; ++j) {
       KSum sg, sp, m;
@@ -120,8 +150,8 @@ struct RowsKernelTester : KernelTesterBase<T> {
           c.c_str());
   }
 
-  void bwd_dx_rows(size_t rows, size_t ch, size_t off, int regime) {
-    const std::string c = ctx("bwd_dx_rows", ch, off, regime, rows);
+  void bwd_dx_rows(size_t rows, size_t ch, size_t off, int regime, bool stream) {
+    const std::string c = ctx("bwd_dx_rows", ch, off, regime, rows, stream);
     const double center = regime ? 100.0 : 0.0;
     Buf<T> x(rows * ch, off, 0), dy(rows * ch, off, 0), cc(ch, off, 0), k1(ch, off, 0),
         k2(ch, off, 0), k3(ch, off, 0);
@@ -130,11 +160,12 @@ struct RowsKernelTester : KernelTesterBase<T> {
     if (regime == 1) {  // dx aliases dy
       for (size_t i = 0; i < rows * ch; ++i) dx[i] = dy[i];
       kw.bwd_dx_rows(x.data(), dx.data(), dx.data(), nullptr, rows, ch, cc.data(), k1.data(), k2.data(),
-                     k3.data());
+                     k3.data(), stream);
     } else {
       kw.bwd_dx_rows(x.data(), dy.data(), dx.data(), nullptr, rows, ch, cc.data(), k1.data(), k2.data(),
-                     k3.data());
+                     k3.data(), stream);
     }
+    bn::store_fence();
     ElemCheck ec;
     for (size_t i = 0; i < rows; ++i) {
       for (size_t j = 0; j < ch; ++j) {
@@ -151,14 +182,20 @@ struct RowsKernelTester : KernelTesterBase<T> {
   // writers take one sample's runs as one span. 17 samples cross several widenings of the
 
   void run_all(size_t w) {
-    for (size_t n : sweep_sizes(w)) {
+    std::vector<size_t> sizes = sweep_sizes(w);
+    sizes.push_back(512);  // rows of 2 KiB and more: the writers stream them even when misaligned
+    for (size_t n : sizes) {
       for (size_t off : {size_t(0), size_t(1)}) {  // aligned and offset by one
         for (int regime : {0, 1}) {
-          for (size_t rows : {size_t(1), size_t(3)}) {
+          // Around the writers' blocks of 4 rows and the reductions' strips of 8.
+          for (size_t rows : {size_t(1), size_t(3), size_t(4), size_t(5), size_t(8), size_t(9), size_t(17)}) {
+            if (n > 100 && rows > 5 && rows != 17) continue;  // the long rows: a few counts are enough
             stats_rows(rows, n, off, regime);
-            affine_rows(rows, n, off, regime);
             bwd_reduce_rows(rows, n, off, regime);
-            bwd_dx_rows(rows, n, off, regime);
+            for (bool stream : {false, true}) {  // streams only where aligned: off 0 and n a multiple of w
+              affine_rows(rows, n, off, regime, stream);
+              bwd_dx_rows(rows, n, off, regime, stream);
+            }
           }
         }
       }
