@@ -19,6 +19,8 @@ const SCENARIOS: Scenario[] = [
   { ...base, kind: '1d', C: 6, spatial: [], dtype: 'float32', channelsLast: false, batches: [0, 2, 5], useAsync: false },
   { ...base, kind: '3d', C: 4, spatial: [2, 3, 4], dtype: 'float64', channelsLast: false, batches: [1, 3, 0, 2], useAsync: true },
   { ...base, kind: '2d', C: 8, spatial: [3, 3], dtype: 'float32', channelsLast: true, batches: [2, 0, 1, 3, 1, 1, 0, 2], useAsync: true },
+  // 2C + 1 > 1023: the payload follows the header in a second Gloo all-gather
+  { ...base, kind: '2d', C: 600, spatial: [2, 2], dtype: 'float64', channelsLast: false, batches: [2, 0, 3], useAsync: false },
 ];
 
 describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', function () {
@@ -141,11 +143,14 @@ describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', fu
 
   it('mismatched channel counts across processes: ERR_BN_SYNC_MISMATCH on every rank, naming each rank\'s call', async () => {
     const t = { probe: 'forward-twice' as const, C: 3, shape: [2, 3, 4] };
-    const rs = await processProbe([t, { ...t, C: 5, shape: [2, 5, 4] }, t], { timeoutMs: 5000 });
-    for (const r of rs) {
-      expect(r.events[1].code, JSON.stringify(r.events)).to.equal('ERR_BN_SYNC_MISMATCH');
-      expect(r.events[1].message).to.match(/rank 1: SyncBatchNorm forward \(batch statistics\) of 5 float32 channels/);
-      expect(r.events[2].code).to.equal('ERR_BN_SYNC_BROKEN');
+    // 5 channels: the payload rides in the first all-gather; 700: it would follow in a second one
+    for (const C of [5, 700]) {
+      const rs = await processProbe([t, { ...t, C, shape: [2, C, 4] }, t], { timeoutMs: 5000 });
+      for (const r of rs) {
+        expect(r.events[1].code, JSON.stringify(r.events)).to.equal('ERR_BN_SYNC_MISMATCH');
+        expect(r.events[1].message).to.include(`rank 1: SyncBatchNorm forward (batch statistics) of ${C} float32 channels`);
+        expect(r.events[2].code).to.equal('ERR_BN_SYNC_BROKEN');
+      }
     }
   });
 
