@@ -166,6 +166,18 @@ describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', fu
     }
   });
 
+  it('allReduce of 1023 and 1024 values: the last payload carried in the fixed-size all-gather and the first that follows it, both exact', async () => {
+    const arrays = (r: number) => [1023, 1024].map((n) => Float64Array.from({ length: n }, (_, i) => (i + 1) * (r + 1) + i / 8));
+    const rs = await processProbe([0, 1].map((r) => ({ probe: 'allreduce' as const, arrays: arrays(r), useAsync: r === 1 })), { timeoutMs: 5000 });
+    for (const r of rs) {
+      expect(r.events[0].what, JSON.stringify(r.events).slice(0, 300)).to.equal('joined');
+      for (const [k, n] of [1023, 1024].entries()) {
+        const want = Array.from({ length: n }, (_, i) => ((i + 1) + i / 8) + ((i + 1) * 2 + i / 8));
+        expect(Array.from(r.events[1 + k].value as Float64Array), `${n} values`).to.deep.equal(want);
+      }
+    }
+  });
+
   it('a rank that never joins: the rendezvous gives ERR_BN_SYNC_TIMEOUT after timeoutMs', async () => {
     const port = await freePort();
     const t0 = Date.now();
