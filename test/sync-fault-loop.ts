@@ -25,12 +25,14 @@ const CODES = ['ERR_BN_SYNC_PEER_LOST', 'ERR_BN_SYNC_TIMEOUT', 'ERR_BN_SYNC_REND
 // How the surviving ranks ended ("joined PEER_LOST", "rendezvous TIMEOUT", ...), with one message each.
 const outcomes = new Map<string, { count: number; message: string }>();
 
-const step = (r: number): ProbeTask => ({ probe: 'steps', C: 3, shape: [2, 3, 4], useAsync: r % 2 === 1 });
+// 'header': 600 channels, so that the statistics (2C + 1 values) follow the header's all-gather.
+const C = variant === 'header' ? 600 : 3;
+const step = (r: number): ProbeTask => ({ probe: 'steps', C, shape: [2, C, 4], useAsync: r % 2 === 1 });
 
 function tasks(): ProbeTask[] {
   const ts = Array.from({ length: ranks }, (_, r) => step(r));
   if (variant === 'joined') ts[1] = { probe: 'hang' };
-  else if (variant === 'header' || variant === 'forward') ts[1] = { probe: 'die', dieAt: variant, C: 3, shape: [2, 3, 4] };
+  else if (variant === 'header' || variant === 'forward') ts[1] = { probe: 'die', dieAt: variant, C, shape: [2, C, 4] };
   return ts;
 }
 
@@ -53,6 +55,7 @@ function stacks(children: Map<number, ChildProcess>, iter: number): string {
 
 async function once(iter: number): Promise<string | null> {
   const children = new Map<number, ChildProcess>();
+  const ends = new Map<number, string>(); // how each process exited
   let killedAt = 0;
   const kill = (c: ChildProcess) => {
     killedAt = Date.now();
@@ -63,6 +66,7 @@ async function once(iter: number): Promise<string | null> {
     timeoutMs,
     onSpawn: (rank, child) => {
       children.set(rank, child);
+      child.once('exit', (code, signal) => ends.set(rank, signal ?? `code ${code}`));
       if (rank !== 1) return;
       if (variant === 'joined') child.once('message', () => kill(child));
       if (variant === 'random') child.once('message', () => setTimeout(() => kill(child), Math.random() * 40));
@@ -86,7 +90,7 @@ async function once(iter: number): Promise<string | null> {
     if (r === 1) continue;
     const ev = rs[r].events;
     const err = ev.find((e) => e.code !== undefined);
-    if (!err || !CODES.includes(err.code as string)) return `rank ${r}: no coded error: ${JSON.stringify(ev)}`;
+    if (!err || !CODES.includes(err.code as string)) return `rank ${r}: no coded error (the process ended by ${ends.get(r)}): ${JSON.stringify(ev)}`;
     const after = ev.find((e) => e.what === 'after');
     if (after && after.code !== 'ERR_BN_SYNC_BROKEN') return `rank ${r}: the group is not broken after the error: ${JSON.stringify(ev)}`;
     const kind = `${ev[0].what === 'joined' ? 'joined' : 'rendezvous'} ${(err.code as string).replace('ERR_BN_SYNC_', '')}`;

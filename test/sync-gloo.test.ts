@@ -61,22 +61,26 @@ describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', fu
     expect((err?.at as number) - killedAt, `ms from the kill to rank ${r.rank}'s error`).to.be.below(timeoutMs + 2500);
   }
 
-  const steps = (r: number) => ({ probe: 'steps' as const, C: 3, shape: [2, 3, 4], useAsync: r === 3 });
-  const KILLS: Array<{ when: string; task: ProbeTask }> = [
-    { when: 'right after its rendezvous', task: { probe: 'die', dieAt: 'joined', C: 3, shape: [2, 3, 4] } },
-    { when: 'between the header and the payload all-gathers of a forward', task: { probe: 'die', dieAt: 'header', C: 3, shape: [2, 3, 4] } },
-    { when: 'between forward and backward', task: { probe: 'die', dieAt: 'forward', C: 3, shape: [2, 3, 4] } },
+  const steps = (r: number, C = 3) => ({ probe: 'steps' as const, C, shape: [2, C, 4], useAsync: r === 3 });
+  // 'header': 600 channels, so that the statistics (2C + 1 values) follow the header's all-gather
+  const KILLS: Array<{ when: string; C: number; dieAt: ProbeTask['dieAt'] }> = [
+    { when: 'right after its rendezvous', C: 3, dieAt: 'joined' },
+    { when: 'between the header and the payload all-gathers of a forward', C: 600, dieAt: 'header' },
+    { when: 'between forward and backward', C: 3, dieAt: 'forward' },
   ];
   for (const k of KILLS) {
     it(`a rank killed ${k.when}: every other rank gets a coded error within the timeout, the layer unchanged, the group broken`, async () => {
       const timeoutMs = 2000;
       let killedAt = 0;
-      const rs = await processProbe([steps(0), k.task, steps(2), steps(3)], {
+      let signal: string | null = null;
+      const dying: ProbeTask = { probe: 'die', dieAt: k.dieAt, C: k.C, shape: [2, k.C, 4] };
+      const rs = await processProbe([steps(0, k.C), dying, steps(2, k.C), steps(3, k.C)], {
         timeoutMs,
         onSpawn: (rank, child) => {
-          if (rank === 1) child.once('exit', (_c, signal) => { killedAt = Date.now(); expect(signal).to.equal('SIGKILL'); });
+          if (rank === 1) child.once('exit', (_c, sig) => { killedAt = Date.now(); signal = sig; });
         },
       });
+      expect(signal, 'the rank died by its own SIGKILL where the test put it').to.equal('SIGKILL');
       for (const r of [rs[0], rs[2], rs[3]]) expectCodedEnd(r, killedAt, timeoutMs);
     });
   }

@@ -3,7 +3,8 @@
 import * as net from 'net';
 import { isMainThread, parentPort, workerData } from 'worker_threads';
 import * as bn from '../lib';
-import { loadGloo } from '../lib/sync/gloo';
+import { INLINE_PAYLOAD, loadGloo } from '../lib/sync/gloo';
+import { HEADER_LENGTH } from '../lib/sync/group';
 
 export interface ProbeTask {
   probe: 'absent' | 'forward-twice' | 'allreduce' | 'eval-only' | 'too-few' | 'hang' | 'steps' | 'die' | 'publish-only';
@@ -42,13 +43,16 @@ function caught(what: string, e: unknown, t0: number): ProbeEvent {
   return { what, code: (e as { code?: string }).code, message: (e as Error).message, ms: Date.now() - t0, at: Date.now() };
 }
 
-// The header a forward of C float32 channels sends first (lib/sync/group.ts), sent by hand so that
-// a rank can die between the header and the payload all-gathers.
+// The first all-gather of a forward of C float32 channels (lib/sync/gloo.ts), sent by hand so that a
+// rank can die between it and the payload's all-gather: C > 511, so that the payload (2C + 1 values)
+// does not ride in the first one.
 function dieAfterHeader(group: bn.SyncGroup, C: number): void {
+  if (2 * C + 1 <= INLINE_PAYLOAD) throw new Error(`dieAt 'header' needs more than ${(INLINE_PAYLOAD - 1) / 2} channels`);
   const g = loadGloo();
   const handle = (group as unknown as { handle: object }).handle;
-  const h = Float64Array.of(1, C, 0, 2 * C + 1);
-  g.allGather(handle, h, new Float64Array(h.length * group.worldSize));
+  const first = new Float64Array(HEADER_LENGTH + INLINE_PAYLOAD);
+  first.set([1, C, 0, 2 * C + 1]);
+  g.allGather(handle, first, new Float64Array(first.length * group.worldSize));
   process.kill(process.pid, 'SIGKILL');
 }
 

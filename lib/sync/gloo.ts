@@ -33,7 +33,7 @@ export interface ProcessGroupOptions {
 }
 
 // Payload values carried in the first (fixed-size) all-gather of an exchange: 8 KiB per rank.
-const INLINE_PAYLOAD = 1023;
+export const INLINE_PAYLOAD = 1023;
 
 const KEYS = ['backend', 'initMethod', 'rank', 'worldSize', 'timeoutMs', 'localAddress'] as const;
 const INSTALL = 'apt-get install -y libgloo-dev && BATCHNORM_BUILD_FROM_SOURCE=1 npm rebuild node-batchnorm';
