@@ -2,7 +2,7 @@
 // threads', the rendezvous (env://, tcp://, file://), and the faults: a killed rank, a rank that
 // never joins, a port in use, and a missing or unloadable Gloo addon.
 import { expect } from 'chai';
-import { execFileSync, spawnSync } from 'child_process';
+import { ChildProcess, execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as net from 'net';
 import * as os from 'os';
@@ -99,7 +99,7 @@ describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', fu
   });
 
   it('a rank that published its address but never connects: the others\' rendezvous ends with ERR_BN_SYNC_TIMEOUT at the timeout (Gloo alone waits 5x it), naming that rank', async () => {
-    const timeoutMs = 1500;
+    const timeoutMs = 3000;
     const t = { probe: 'forward-twice' as const, C: 3, shape: [2, 3, 4] };
     const rs = await processProbe([t, t, { probe: 'publish-only' }], { timeoutMs });
     expect(rs[2].events[0].what, JSON.stringify(rs[2].events)).to.equal('published');
@@ -132,15 +132,25 @@ describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', fu
 
   it('a rank that joined but never arrives at a collective: the others get ERR_BN_SYNC_TIMEOUT after the timeout', async () => {
     const t = { probe: 'forward-twice' as const, C: 3, shape: [2, 3, 4] };
+    // The timeout bounds the rendezvous too: long enough for 3 processes to start on a loaded
+    // machine. The hanging rank stays alive until the others have finished (no lost peer).
+    const timeoutMs = 2500;
+    const others: ChildProcess[] = [];
+    let hanging: ChildProcess | undefined;
     const rs = await processProbe([t, { probe: 'hang' }, { ...t, useAsync: true }], {
-      timeoutMs: 1000,
+      timeoutMs,
       onSpawn: (rank, child) => {
-        if (rank === 1) setTimeout(() => child.kill('SIGKILL'), 3000);
+        if (rank === 1) hanging = child;
+        else others.push(child);
+        child.once('close', () => {
+          if (others.length === 2 && others.every((c) => c.exitCode !== null || c.signalCode !== null)) hanging?.kill('SIGKILL');
+        });
       },
     });
     for (const r of [rs[0], rs[2]]) {
+      expect(r.events[0].what, JSON.stringify(r.events)).to.equal('joined');
       expect(r.events[1].code, JSON.stringify(r.events)).to.equal('ERR_BN_SYNC_TIMEOUT');
-      expect(r.events[1].ms as number, "ms from the start of the probe (after the rendezvous)").to.be.within(950, 5000);
+      expect(r.events[1].ms as number, "ms from the start of the probe (after the rendezvous)").to.be.within(timeoutMs - 50, timeoutMs + 3000);
       expect(r.events[2].code).to.equal('ERR_BN_SYNC_BROKEN');
     }
   });
