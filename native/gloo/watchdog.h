@@ -36,6 +36,7 @@ class Watchdog {
   std::condition_variable cv_;
   std::function<void()> fire_;
   Clock::time_point deadline_{};
+  Clock::time_point wakes_at_ = Clock::time_point::max();  // when the thread looks next (max: only when told)
   bool armed_ = false, fired_ = false, stop_ = false;
   std::thread thread_;
 };
