@@ -95,9 +95,9 @@ export interface BackwardCall extends CallBase, BackwardActivation {
 
 /** Synchronized BN, one rank's pieces (native/core/sync_ops.h). Statistics are float64 [C]. */
 export interface SyncMomentsCall extends CallBase {
-  /** Outputs: Σx/m and Σ(x - mean)² per channel, m = n * s. */
+  /** Outputs: Σx/m and Σ(x - mean)²/m per channel, m = n * s (the core's batch statistics, bit for bit). */
   mean: Float64Array;
-  m2: Float64Array;
+  variance: Float64Array;
 }
 export interface SyncNormalizeCall extends CallBase {
   /** y; may be x itself. */

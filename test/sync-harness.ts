@@ -98,7 +98,8 @@ function spawnRank<R extends { rank: number }>(script: string, rank: number, wor
   let got: R | undefined;
   child.on('message', (m: R) => { got = m; });
   child.on('error', fail);
-  child.on('exit', (code, signal) => {
+  // 'close', not 'exit': 'exit' can come before the last IPC message has been read.
+  child.on('close', (code, signal) => {
     if (got) done(got);
     else done({ rank, events: [{ what: 'exit', code: signal ?? String(code) }], exitCode: code } as unknown as R);
   });

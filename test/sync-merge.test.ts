@@ -9,12 +9,12 @@ import * as ref from './helpers/reference';
 
 type F = Float32Array | Float64Array;
 
-/** This rank's packed (count, mean, M2) from the native per-rank entry, [n, C, S] NCHW. */
+/** This rank's packed (count, mean, variance) from the native per-rank entry, [n, C, S] NCHW. */
 function rankMoments(x: F, n: number, C: number, S: number): Float64Array {
   const mean = new Float64Array(C);
-  const m2 = new Float64Array(C);
-  if (n > 0) native().syncMoments({ fn: 'test', x, n, c: C, s: S, channelsLast: false, mean, m2 });
-  return packMoments(n * S, mean, m2);
+  const variance = new Float64Array(C);
+  if (n > 0) native().syncMoments({ fn: 'test', x, n, c: C, s: S, channelsLast: false, mean, variance });
+  return packMoments(n * S, mean, variance);
 }
 
 /** Σx and Σx² per channel of one rank: what a sum/sum-of-squares exchange would send. */
@@ -156,11 +156,11 @@ describe('sync: native per-rank pieces (syncMoments, syncNormalize, syncBackward
           const d = { n, c: C, s: S };
           const base = { fn: 'test', x, n, c: C, s: S, channelsLast };
           const mean = new Float64Array(C);
-          const m2 = new Float64Array(C);
-          native().syncMoments({ ...base, mean, m2 });
+          const variance = new Float64Array(C);
+          native().syncMoments({ ...base, mean, variance });
           const want = ref.batchStats(nchw, d, 1e-5);
           ref.assertClose('mean', mean, want.mean, dtype === 'float32' ? 1e-6 : 1e-13);
-          ref.assertClose('M2 / m', Array.from(m2, (v) => v / (n * S)), want.variance, dtype === 'float32' ? 1e-5 : 1e-12);
+          ref.assertClose('variance', variance, want.variance, dtype === 'float32' ? 1e-5 : 1e-12);
           const weight = randn(rng, C, dtype, 1, 0.5);
           const bias = randn(rng, C, dtype);
           const y = new T(total).fill(NaN);
@@ -184,28 +184,67 @@ describe('sync: native per-rank pieces (syncMoments, syncNormalize, syncBackward
     }
   }
 
-  it('a rank\'s contribution is the same bits on 1 and 2 compute threads (fixed blocks, added in order)', () => {
-    const before = native().getNumThreads();
-    try {
-      for (const channelsLast of [false, true]) {
-        const rng = new Rng(3);
-        const [n, C, S] = channelsLast ? [4, 3, 40000] : [40, 300, 49];
-        const x = randn(rng, n * C * S, 'float32', 5, 2);
-        const dy = randn(rng, n * C * S, 'float32');
-        const run = (threads: number) => {
+  // Shapes that take each of the core's reduction layouts: short runs through the group kernels,
+  // whole runs per chunk, long runs cut into pieces, N = 1, rows ([N, C] and channels-last), and a
+  // channels-last tensor of one channel (one run). Mostly float64: float32 values often sum exactly
+  // in float64, in any order, so they would not show a wrong chunking.
+  const CORE_SHAPES: Array<{ n: number; C: number; S: number; channelsLast: boolean; dtype: 'float32' | 'float64' }> = [
+    { n: 8, C: 64, S: 49, channelsLast: false, dtype: 'float64' },
+    { n: 40, C: 300, S: 49, channelsLast: false, dtype: 'float32' },
+    { n: 6, C: 5, S: 3000, channelsLast: false, dtype: 'float64' },
+    { n: 2, C: 3, S: 70000, channelsLast: false, dtype: 'float64' },
+    { n: 1, C: 16, S: 9000, channelsLast: false, dtype: 'float64' },
+    { n: 700, C: 24, S: 1, channelsLast: false, dtype: 'float64' },
+    { n: 4, C: 5, S: 40000, channelsLast: true, dtype: 'float64' },
+    { n: 3, C: 1, S: 30000, channelsLast: true, dtype: 'float64' },
+    { n: 4, C: 5, S: 40000, channelsLast: true, dtype: 'float32' },
+  ];
+  for (const sh of CORE_SHAPES) {
+    it(`one rank's pieces are the local BatchNorm's bits on 1, 2 and 3 threads (the core's chunks): ${sh.dtype} [${sh.n}, ${sh.C}, ${sh.S}] ${sh.channelsLast ? 'channels-last' : 'NCHW'}`, () => {
+      const before = native().getNumThreads();
+      const { n, C, S, channelsLast, dtype } = sh;
+      const T = dtype === 'float32' ? Float32Array : Float64Array;
+      const rng = new Rng(n + C + S);
+      const x = randn(rng, n * C * S, dtype, 5, 2);
+      const dy = randn(rng, n * C * S, dtype);
+      const weight = randn(rng, C, dtype, 1, 0.5);
+      const bias = randn(rng, C, dtype);
+      const base = { fn: 'test', x, n, c: C, s: S, channelsLast };
+      const bits = (a: ArrayLike<number>) => Array.from(a);
+      try {
+        const results = [1, 2, 3].map((threads) => {
           native().setNumThreads(threads);
-          const base = { fn: 'test', x, n, c: C, s: S, channelsLast };
-          const mean = new Float64Array(C), m2 = new Float64Array(C), g = new Float64Array(C), p = new Float64Array(C);
-          native().syncMoments({ ...base, mean, m2 });
-          native().syncBackwardReduce({ ...base, dy, mean, sumDy: g, sumDyXmu: p });
-          return [...mean, ...m2, ...g, ...p];
-        };
-        expect(run(2)).to.deep.equal(run(1));
+          // The core: BatchNorm's training forward and backward.
+          const core = { y: new T(n * C * S), batchMean: new Float64Array(C), batchInvstd: new Float64Array(C), dx: new T(n * C * S), gw: new T(C), gb: new T(C) };
+          native().forwardTraining({
+            ...base, out: core.y, weight, bias, saveMean: new T(C), saveInvstd: new T(C), batchMean: core.batchMean, batchInvstd: core.batchInvstd,
+            runningMean: null, runningVar: null, eps: 1e-5, momentum: 0.1,
+          } as never);
+          native().backward({
+            ...base, dy, out: core.dx, weight, training: true, mean: core.batchMean, invstd: core.batchInvstd, runningVar: null, eps: 1e-5,
+            gradWeight: core.gw, gradBias: core.gb, accumulate: false,
+          } as never);
+          // The sync pieces of one rank holding the whole batch.
+          const mean = new Float64Array(C), variance = new Float64Array(C), invstd = new Float64Array(C);
+          native().syncMoments({ ...base, mean, variance });
+          const y = new T(n * C * S).fill(NaN);
+          native().syncNormalize({ ...base, out: y, weight, bias, mean, variance, eps: 1e-5, invstd });
+          const sumDy = new Float64Array(C), sumDyXmu = new Float64Array(C);
+          native().syncBackwardReduce({ ...base, dy, mean, sumDy, sumDyXmu });
+          expect(bits(mean), 'mean = the core\'s batch mean').to.deep.equal(bits(core.batchMean));
+          expect(bits(invstd), 'invstd of the local variance = the core\'s').to.deep.equal(bits(core.batchInvstd));
+          expect(bits(y), 'y = the core\'s').to.deep.equal(bits(core.y));
+          expect(bits(T.from(sumDy)), 'Σdy in the dtype = the core\'s gradBias').to.deep.equal(bits(core.gb));
+          expect(bits(T.from(Array.from(sumDyXmu, (v, c) => v * invstd[c]))), 'Σdy·xhat in the dtype = the core\'s gradWeight').to.deep.equal(bits(core.gw));
+          return [...mean, ...variance, ...sumDy, ...sumDyXmu];
+        });
+        expect(results[1], '2 threads = 1 thread').to.deep.equal(results[0]);
+        expect(results[2], '3 threads = 1 thread').to.deep.equal(results[0]);
+      } finally {
+        native().setNumThreads(before);
       }
-    } finally {
-      native().setNumThreads(before);
-    }
-  });
+    });
+  }
 
   it('syncBackwardDx refuses a global count below 2 (ERR_BN_TOO_FEW_VALUES), writing nothing', () => {
     const x = new Float32Array(3);
@@ -256,9 +295,9 @@ describe('sync: native per-rank pieces (syncMoments, syncNormalize, syncBackward
     const x = new Float32Array(0);
     const base = { fn: 'test', x, n: 0, c: C, s: 5, channelsLast: false };
     const mean = new Float64Array(C).fill(NaN);
-    const m2 = new Float64Array(C).fill(NaN);
-    native().syncMoments({ ...base, mean, m2 });
-    expect([...mean, ...m2]).to.deep.equal([0, 0, 0, 0, 0, 0]);
+    const variance = new Float64Array(C).fill(NaN);
+    native().syncMoments({ ...base, mean, variance });
+    expect([...mean, ...variance]).to.deep.equal([0, 0, 0, 0, 0, 0]);
     const invstd = new Float64Array(C).fill(NaN);
     native().syncNormalize({ ...base, out: x, weight: null, bias: null, mean: Float64Array.of(1, 2, 3), variance: Float64Array.of(3, 0, 0), eps: 1, invstd });
     expect(Array.from(invstd)).to.deep.equal([0.5, 1, 1]);
@@ -270,13 +309,13 @@ describe('sync: native per-rank pieces (syncMoments, syncNormalize, syncBackward
     native().syncBackwardReduce({ ...base, dy: x, mean, sumDy: g, sumDyXmu: p });
     expect([...g, ...p]).to.deep.equal([0, 0, 0, 0, 0, 0]);
     native().syncBackwardDx({ ...base, dy: x, out: x, weight: null, mean, invstd, sumDy: g, sumDyXmu: p, count: 10 });
-    expect(() => native().syncMoments({ ...base, n: -1, mean, m2 })).to.throw().with.property('code', 'ERR_BN_BAD_SHAPE');
+    expect(() => native().syncMoments({ ...base, n: -1, mean, variance })).to.throw().with.property('code', 'ERR_BN_BAD_SHAPE');
   });
 
   it('the named calls refuse wrong lengths and dtypes', () => {
     const x = new Float32Array(6);
-    const call = { fn: 'test', x, n: 2, c: 3, s: 1, channelsLast: false, mean: new Float64Array(3), m2: new Float64Array(3) };
-    expect(() => native().syncMoments({ ...call, m2: new Float64Array(2) })).to.throw().with.property('code', 'ERR_BN_BAD_LENGTH');
+    const call = { fn: 'test', x, n: 2, c: 3, s: 1, channelsLast: false, mean: new Float64Array(3), variance: new Float64Array(3) };
+    expect(() => native().syncMoments({ ...call, variance: new Float64Array(2) })).to.throw().with.property('code', 'ERR_BN_BAD_LENGTH');
     expect(() => native().syncMoments({ ...call, x: new Float32Array(5) })).to.throw().with.property('code', 'ERR_BN_BAD_LENGTH');
     expect(() => native().syncMoments({ ...call, mean: new Float32Array(3) as never })).to.throw().with.property('code', 'ERR_BN_DTYPE_MISMATCH');
   });

@@ -32,6 +32,9 @@ export interface ProcessGroupOptions {
   localAddress?: string;
 }
 
+// Payload values carried in the first (fixed-size) all-gather of an exchange: 8 KiB per rank.
+export const INLINE_PAYLOAD = 1023;
+
 const KEYS = ['backend', 'initMethod', 'rank', 'worldSize', 'timeoutMs', 'localAddress'] as const;
 const INSTALL = 'apt-get install -y libgloo-dev && BATCHNORM_BUILD_FROM_SOURCE=1 npm rebuild node-batchnorm';
 
@@ -170,31 +173,49 @@ export class GlooGroup extends SyncGroup {
     throw e;
   }
 
-  // Two all-gathers: the headers (fixed size) first, so that ranks that disagree on the payload's
-  // length learn it instead of exchanging misaligned data.
+  // The first all-gather has a fixed size on every rank: the header and, when it fits, the payload
+  // itself (one round trip for a layer of up to 511 channels: 2C + 1 <= 1023). A longer payload follows in a second
+  // all-gather, once every rank's header agrees on its length; ranks that disagree learn it from
+  // the headers instead of exchanging misaligned data.
+  private firstBlock(header: Float64Array, payload: Float64Array): Float64Array {
+    const b = new Float64Array(HEADER_LENGTH + INLINE_PAYLOAD);
+    b.set(header, 0);
+    if (payload.length <= INLINE_PAYLOAD) b.set(payload, HEADER_LENGTH);
+    return b;
+  }
+
+  /** The exchange when the first all-gather settles it; null when the payloads must follow. */
+  private afterFirst(all: Float64Array, payload: Float64Array): Exchanged | null {
+    const blocks = this.split(all, HEADER_LENGTH + INLINE_PAYLOAD);
+    const headers = blocks.map((b) => b.slice(0, HEADER_LENGTH));
+    if (headers.some((x) => x[3] !== payload.length)) return { headers, payloads: headers.map(() => new Float64Array(0)) };
+    if (payload.length > INLINE_PAYLOAD) return null;
+    return { headers, payloads: blocks.map((b) => b.slice(HEADER_LENGTH, HEADER_LENGTH + payload.length)) };
+  }
+
   protected exchangeSync(header: Float64Array, payload: Float64Array): Exchanged {
-    const h = new Float64Array(HEADER_LENGTH * this.worldSize);
+    const all = new Float64Array((HEADER_LENGTH + INLINE_PAYLOAD) * this.worldSize);
     try {
-      this.g.allGather(this.live(), header, h);
-      const headers = this.split(h, HEADER_LENGTH);
-      if (headers.some((x) => x[3] !== payload.length) || payload.length === 0) return { headers, payloads: headers.map(() => new Float64Array(0)) };
+      this.g.allGather(this.live(), this.firstBlock(header, payload), all);
+      const done = this.afterFirst(all, payload);
+      if (done) return done;
       const p = new Float64Array(payload.length * this.worldSize);
       this.g.allGather(this.live(), payload, p);
-      return { headers, payloads: this.split(p, payload.length) };
+      return { headers: this.split(all, HEADER_LENGTH + INLINE_PAYLOAD).map((b) => b.slice(0, HEADER_LENGTH)), payloads: this.split(p, payload.length) };
     } catch (e) {
       this.rethrow(e);
     }
   }
 
   protected async exchangeAsync(header: Float64Array, payload: Float64Array): Promise<Exchanged> {
-    const h = new Float64Array(HEADER_LENGTH * this.worldSize);
+    const all = new Float64Array((HEADER_LENGTH + INLINE_PAYLOAD) * this.worldSize);
     try {
-      await this.g.allGatherAsync(this.live(), header, h);
-      const headers = this.split(h, HEADER_LENGTH);
-      if (headers.some((x) => x[3] !== payload.length) || payload.length === 0) return { headers, payloads: headers.map(() => new Float64Array(0)) };
+      await this.g.allGatherAsync(this.live(), this.firstBlock(header, payload), all);
+      const done = this.afterFirst(all, payload);
+      if (done) return done;
       const p = new Float64Array(payload.length * this.worldSize);
       await this.g.allGatherAsync(this.live(), payload, p);
-      return { headers, payloads: this.split(p, payload.length) };
+      return { headers: this.split(all, HEADER_LENGTH + INLINE_PAYLOAD).map((b) => b.slice(0, HEADER_LENGTH)), payloads: this.split(p, payload.length) };
     } catch (e) {
       this.rethrow(e);
     }

@@ -240,11 +240,11 @@ export class SyncBatchNorm extends BatchNorm {
     const C = sh.c;
     const base = { fn, x: xa, n: sh.n, c: C, s: sh.s, channelsLast };
     const mean = new Float64Array(C);
-    const m2 = new Float64Array(C);
+    const variance = new Float64Array(C);
     const count = sh.n * sh.s;
-    yield { kind: 'moments', call: { ...base, mean, m2 } };
+    yield { kind: 'moments', call: { ...base, mean, variance } };
     const parts = (yield {
-      kind: 'collective', fn, op: CollectiveOp.BatchStats, channels: C, dtype: this.dtype, payload: packMoments(count, mean, m2),
+      kind: 'collective', fn, op: CollectiveOp.BatchStats, channels: C, dtype: this.dtype, payload: packMoments(count, mean, variance),
     }) as Float64Array[];
     const g = mergeMoments(parts, C);
     if (g.count < 2) {

@@ -57,14 +57,14 @@ template <typename T>
 std::unique_ptr<Job> moments_job(const CallObject& call, const ArrayArg& x, DType d, const bn::Shape& s) {
   call.check(x, d, total_of(s));
   const ArrayArg mean = call.array_of("mean", DType::kF64, size_t(s.c), false);
-  const ArrayArg m2 = call.array_of("m2", DType::kF64, size_t(s.c), false);
-  check_aliasing(call, {&mean, &m2}, {&x, &mean, &m2}, nullptr);
+  const ArrayArg var = call.array_of("variance", DType::kF64, size_t(s.c), false);
+  check_aliasing(call, {&mean, &var}, {&x, &mean, &var}, nullptr);
   auto job = std::make_unique<SyncJob<bn::SyncMomentsArgs<T>>>();
   job->a.shape = s;
   job->a.x = x.ptr<T>();
   job->a.mean = mean.ptr<double>();
-  job->a.m2 = m2.ptr<double>();
-  keep(*job, {&x, &mean, &m2});
+  job->a.var = var.ptr<double>();
+  keep(*job, {&x, &mean, &var});
   return job;
 }
 
@@ -186,7 +186,7 @@ template <typename T> struct MakeBwdDx { static std::unique_ptr<Job> make(const 
 }  // namespace
 
 std::unique_ptr<Job> parse_sync_moments(const Napi::CallbackInfo& info) {
-  return parse<MakeMoments>(info, "syncMoments", {BN_SYNC_CALL_BASE, "mean", "m2"});
+  return parse<MakeMoments>(info, "syncMoments", {BN_SYNC_CALL_BASE, "mean", "variance"});
 }
 std::unique_ptr<Job> parse_sync_normalize(const Napi::CallbackInfo& info) {
   return parse<MakeNormalize>(info, "syncNormalize", {BN_SYNC_CALL_BASE, "out", "weight", "bias", "mean", "variance", "eps", "invstd"});

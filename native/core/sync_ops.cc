@@ -1,6 +1,6 @@
 // Drivers of the synchronized-BN pieces (sync_ops.h) over the active kernel table (kernels.h).
-// Work is cut into fixed blocks that depend on the shape alone (never on the thread count), each
-// reduced by one thread into its own slots, and the slots of a channel added in block order.
+// The reductions walk the core's chunks (blocks.h) with the core's kernel choice and fold
+// (schedule.h), so a rank's statistics are the local BatchNorm's bits, for any thread count.
 #include "sync_ops.h"
 
 #include <algorithm>
@@ -8,19 +8,18 @@
 #include <new>
 #include <vector>
 
+#include "blocks.h"
 #include "coefficients.h"
 #include "exact_stats.h"
 #include "invstd.h"
 #include "kernels.h"
 #include "machine.h"
 #include "memory.h"
+#include "plan.h"
+#include "schedule.h"
 
 namespace bn {
 namespace {
-
-// Values per reduction block: large enough that a block's call overhead is noise, small enough
-// that a channel of a large tensor splits over the threads.
-constexpr int64_t kBlockValues = int64_t(1) << 16;
 
 // A rank with no samples (n = 0) still takes part: its tensors are empty (their pointers may be
 // null) and only the per-channel outputs are written.
@@ -33,69 +32,50 @@ Status check_shape(const Shape& s, const void* a, const void* b, int num_threads
   return Status::kOk;
 }
 
-// Runs shorter than this (values) are reduced a group of channels at a time (the group kernels
-// keep partial sums across a channel's short runs instead of widening after every run).
-constexpr int64_t kShortRun = 1024;
-// Values of one sample in a group of short-run channels.
-constexpr int64_t kGroupRowValues = 4096;
+// Values per block of rows of the elementwise passes (channel-fastest layouts).
+constexpr int64_t kBlockValues = int64_t(1) << 16;
 
-// The fixed blocks of a reduction, from the shape alone. Channel-fastest: `per` rows of C values.
-// NCHW: `group` channels by `per` samples (runs of S values, C * S apart).
-struct Blocks {
-  int64_t per = 1, count = 1, group = 1, groups = 1;
-  explicit Blocks(const Shape& s) {
-    if (s.rows_layout()) {
-      per = std::max<int64_t>(1, kBlockValues / s.c);
-      count = (s.rows() + per - 1) / per;
-      return;
-    }
-    group = s.s < kShortRun ? std::max<int64_t>(1, std::min<int64_t>(s.c, kGroupRowValues / s.s)) : 1;
-    groups = (s.c + group - 1) / group;
-    per = std::max<int64_t>(1, kBlockValues / (group * s.s));
-    count = (s.n + per - 1) / per;
-  }
-  int64_t lo(int64_t b) const { return b * per; }
-  int64_t len(int64_t b, int64_t total) const { return std::min(per, total - b * per); }
-};
-
-// Runs run(c0, channels, first_sample, samples, sums_a, sums_b) for every (channel group, sample
-// block) item (NCHW), or rows_fn(first_row, rows, sums_a, sums_b) for every block of rows
-// (channel-fastest), on up to nt threads, each item into its own slots (sums_* point at the
-// item's first channel); then the per-channel totals of both accumulators, blocks added in order.
+// The core's reduction of a canonical shape into its chunks' slots (blocks.h, schedule.h): rows
+// layouts by row chunks, rows_fn(first_row, rows, slots_a, slots_b) into [C] slots; NCHW by
+// (channel, chunk) items, run_fn(c, off, rows, n, slot_a, slot_b) over the chunk's runs. Every item
+// into its own slots, any thread order: PartialSums::fold then adds them in chunk order.
 template <class RunFn, class RowsFn>
-void reduce_blocks(const Shape& s, int nt, std::vector<double>& a, std::vector<double>& b, RunFn&& run,
-                   RowsFn&& rows_fn) {
-  const Blocks bl(s);
+void reduce_chunks(const Shape& s, int nt, PartialSums& sums, RunFn&& run_fn, RowsFn&& rows_fn) {
   const int64_t C = s.c;
-  std::vector<double> pa(size_t(C * bl.count), 0.0), pb(size_t(C * bl.count), 0.0);  // [block][channel]
   if (s.rows_layout()) {
+    const Chunking ch = row_chunking(s);
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int64_t blk = 0; blk < bl.count; ++blk) {
-      rows_fn(bl.lo(blk), bl.len(blk, s.rows()), &pa[size_t(blk * C)], &pb[size_t(blk * C)]);
+    for (int64_t k = 0; k < ch.count; ++k) {
+      const int64_t lo = k * ch.runs;
+      rows_fn(lo, std::min(ch.runs, s.rows() - lo), &sums.first[size_t(k * C)], &sums.second[size_t(k * C)]);
     }
-  } else {
+    return;
+  }
+  const Chunking ch = chunking(s);
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int64_t it = 0; it < bl.groups * bl.count; ++it) {
-      const int64_t g = it / bl.count, blk = it % bl.count;
-      const int64_t c0 = g * bl.group, G = std::min(bl.group, C - c0);
-      run(c0, G, bl.lo(blk), bl.len(blk, s.n), &pa[size_t(blk * C + c0)], &pb[size_t(blk * C + c0)]);
-    }
+  for (int64_t it = 0; it < C * ch.count; ++it) {
+    const int64_t c = it / ch.count, k = it % ch.count;
+    chunk_block(s, ch, c, k, [&](int64_t off, int64_t rows, int64_t n) {
+      run_fn(c, off, rows, n, &sums.first[size_t(k * C + c)], &sums.second[size_t(k * C + c)]);
+    });
   }
-  a.assign(size_t(C), 0.0);
-  b.assign(size_t(C), 0.0);
-  for (int64_t blk = 0; blk < bl.count; ++blk) {
-    for (int64_t c = 0; c < C; ++c) {
-      a[c] += pa[size_t(blk * C + c)];
-      b[c] += pb[size_t(blk * C + c)];
-    }
-  }
+}
+
+// Whether the core reduces this NCHW shape through the group kernels (plan.h: a rule of the shape).
+bool group_sums(const Shape& s, size_t elem, OpKind op) {
+  PlanInput in;
+  in.shape = s;
+  in.elem_bytes = elem;
+  in.op = op;
+  in.l2_bytes = machine_facts().l2_bytes;
+  return !s.rows_layout() && plan_op(in).group_sums;
 }
 
 // A rough mean per channel (of its first values, rounded to T): the reductions sum x - k, so
 // Σ(x-k)² - (Σ(x-k))²/m does not cancel when |mean| >> std.
 template <typename T>
-std::vector<T> rough_means(const Shape& s, const T* x) {
-  std::vector<T> k(size_t(s.c));
+std::vector<compute_t<T>> rough_means(const Shape& s, const T* x) {
+  std::vector<compute_t<T>> k(size_t(s.c));
   if (s.rows_layout()) {
     rows_shifts(s, x, k.data());
   } else {
@@ -115,9 +95,9 @@ bool stream_out(const Shape& s, size_t elem, const void* out, const void* in0, c
 template <class RunFn, class RowsFn>
 void for_each_piece(const Shape& s, int nt, RunFn&& run, RowsFn&& rows_fn) {
   if (s.rows_layout()) {
-    const Blocks bl(s);
+    const int64_t per = std::max<int64_t>(1, kBlockValues / s.c), count = (s.rows() + per - 1) / per;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int64_t blk = 0; blk < bl.count; ++blk) rows_fn(bl.lo(blk), bl.len(blk, s.rows()));
+    for (int64_t blk = 0; blk < count; ++blk) rows_fn(blk * per, std::min(per, s.rows() - blk * per));
     return;
   }
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -133,25 +113,26 @@ void for_each_piece(const Shape& s, int nt, RunFn&& run, RowsFn&& rows_fn) {
 template <typename T>
 Status sync_moments(const SyncMomentsArgs<T>& a) {
   if (Status st = check_shape(a.shape, a.x, a.x, a.num_threads); st != Status::kOk) return st;
-  if (a.mean == nullptr || a.m2 == nullptr) return Status::kNullPointer;
+  if (a.mean == nullptr || a.var == nullptr) return Status::kNullPointer;
   if (a.shape.n == 0) {
-    for (int64_t c = 0; c < a.shape.c; ++c) a.mean[c] = a.m2[c] = 0.0;
+    for (int64_t c = 0; c < a.shape.c; ++c) a.mean[c] = a.var[c] = 0.0;
     return Status::kOk;
   }
   try {
-    const Shape& s = a.shape;
+    const Shape s = canonical_shape(a.shape);
     const KernelTable<T>& k = active_table<T>();
-    const std::vector<T> shift = rough_means(s, a.x);
-    std::vector<double> sum, sumsq;
+    const std::vector<compute_t<T>> shift = rough_means(s, a.x);
+    PartialSums sums(s.c, reduction_chunks(s));
+    const bool grouped = group_sums(s, sizeof(T), OpKind::kForwardTraining);
     const size_t stride = size_t(s.c * s.s);
-    reduce_blocks(
-        s, useful_threads(s, a.num_threads), sum, sumsq,
-        [&](int64_t c0, int64_t G, int64_t b0, int64_t nb, double* ps, double* pq) {
-          const T* p = a.x + (b0 * s.c + c0) * s.s;
-          if (G == 1) {
-            k.stats_run(p, size_t(nb), size_t(s.s), stride, shift[c0], ps, pq);
+    // The calls of forward_training.cc's stages, chunk by chunk.
+    reduce_chunks(
+        s, useful_threads(s, a.num_threads), sums,
+        [&](int64_t c, int64_t off, int64_t rows, int64_t n, double* ps, double* pq) {
+          if (grouped) {
+            k.stats_group(a.x + off, size_t(rows), stride, 1, size_t(n), &shift[c], ps, pq);
           } else {
-            k.stats_group(p, size_t(nb), stride, size_t(G), size_t(s.s), &shift[c0], ps, pq);
+            k.stats_run(a.x + off, size_t(rows), size_t(n), chunk_stride(s, off, rows, n), shift[c], ps, pq);
           }
         },
         [&](int64_t r0, int64_t nr, double* ps, double* pq) {
@@ -159,16 +140,15 @@ Status sync_moments(const SyncMomentsArgs<T>& a) {
         });
     const double m = double(s.n) * double(s.s);
     for (int64_t c = 0; c < s.c; ++c) {
-      if (forward_needs_exact<T>(sum[c], sumsq[c])) {  // sums in T overflowed, or inf / NaN in x
+      const ChannelMoments mo = channel_moments(sums, c, double(shift[c]), m);
+      if (forward_needs_exact<T>(mo.sum, mo.sumsq)) {  // sums in T overflowed, or inf / NaN in x
         const ExactMoments ex = exact_moments(s, a.x, c);
         a.mean[c] = ex.mean;
-        a.m2[c] = ex.var * m;
+        a.var[c] = ex.var;
         continue;
       }
-      const double d = sum[c] / m;
-      const double m2 = sumsq[c] - sum[c] * d;
-      a.mean[c] = double(shift[c]) + d;
-      a.m2[c] = m2 < 0.0 ? 0.0 : m2;  // rounding only; written so that NaN propagates
+      a.mean[c] = mo.mean;
+      a.var[c] = mo.var;
     }
   } catch (const std::bad_alloc&) {
     return Status::kOutOfMemory;
@@ -219,35 +199,38 @@ Status sync_backward_reduce(const SyncBackwardReduceArgs<T>& a) {
     return Status::kOk;
   }
   try {
-    const Shape& s = a.shape;
+    const Shape s = canonical_shape(a.shape);
     const KernelTable<T>& k = active_table<T>();
-    std::vector<T> c(size_t(s.c));
-    for (int64_t j = 0; j < s.c; ++j) c[j] = T(a.mean[j]);
-    std::vector<double> g, p;
+    std::vector<compute_t<T>> c(size_t(s.c));
+    for (int64_t j = 0; j < s.c; ++j) c[j] = compute_t<T>(a.mean[j]);
+    PartialSums sums(s.c, reduction_chunks(s));
+    const bool grouped = group_sums(s, sizeof(T), OpKind::kBackward);
     const size_t stride = size_t(s.c * s.s);
-    reduce_blocks(
-        s, useful_threads(s, a.num_threads), g, p,
-        [&](int64_t c0, int64_t G, int64_t b0, int64_t nb, double* pg, double* pp) {
-          const int64_t off = (b0 * s.c + c0) * s.s;
-          if (G == 1) {
-            k.bwd_reduce_run(a.x + off, a.dy + off, size_t(nb), size_t(s.s), stride, c[c0], pg, pp);
+    // The calls of backward.cc's stages, chunk by chunk.
+    reduce_chunks(
+        s, useful_threads(s, a.num_threads), sums,
+        [&](int64_t j, int64_t off, int64_t rows, int64_t n, double* pg, double* pp) {
+          if (grouped) {
+            k.bwd_reduce_group(a.x + off, a.dy + off, size_t(rows), stride, 1, size_t(n), &c[j], pg, pp);
           } else {
-            k.bwd_reduce_group(a.x + off, a.dy + off, size_t(nb), stride, size_t(G), size_t(s.s), &c[c0], pg, pp);
+            k.bwd_reduce_run(a.x + off, a.dy + off, size_t(rows), size_t(n), chunk_stride(s, off, rows, n), c[j], pg, pp);
           }
         },
         [&](int64_t r0, int64_t nr, double* pg, double* pp) {
           k.bwd_reduce_rows(a.x + r0 * s.c, a.dy + r0 * s.c, size_t(nr), size_t(s.c), c.data(), pg, pp);
         });
     for (int64_t j = 0; j < s.c; ++j) {
-      if (!std::isfinite(g[j]) || !std::isfinite(p[j])) {  // sums in T overflowed, or inf / NaN
+      double g, p;
+      sums.fold(j, &g, &p);
+      if (!std::isfinite(g) || !std::isfinite(p)) {  // sums in T overflowed, or inf / NaN
         const ExactBackwardSums ex = exact_backward_sums(s, a.x, a.dy, j, a.mean[j]);
         a.sum_dy[j] = ex.sum_dy;
         a.sum_dy_xmu[j] = ex.sum_dy_xmu;
         continue;
       }
       // Σ dy (x - mean) = Σ dy (x - c) - (mean - c) Σ dy
-      a.sum_dy[j] = g[j];
-      a.sum_dy_xmu[j] = p[j] - (a.mean[j] - double(c[j])) * g[j];
+      a.sum_dy[j] = g;
+      a.sum_dy_xmu[j] = p - (a.mean[j] - double(c[j])) * g;
     }
   } catch (const std::bad_alloc&) {
     return Status::kOutOfMemory;

@@ -3,9 +3,9 @@
 // sums, and backward's dx from the global sums. The exchange and the merge of the ranks' values
 // happen between these calls, outside the core (lib/sync/merge.ts).
 //
-// Every reduction here depends only on the tensor, never on the thread count: channels (NCHW) or
-// fixed blocks of rows (channel-fastest layouts) are each reduced by one thread, and blocks are
-// added in order. So a rank's contribution to the exchange is the same bits however it is run.
+// The reductions are the core's (blocks.h chunks, the planner's kernel choice, schedule.h's fold in
+// chunk order): a rank's statistics are the bits the local BatchNorm computes on its slice, for any
+// thread count.
 #pragma once
 
 #include <cstddef>
@@ -15,14 +15,15 @@
 
 namespace bn {
 
-// mean[c] = Σ x / m, m2[c] = Σ (x - mean)² over the m = N * S values of channel c. A channel
-// whose fast sums overflow T (or holds inf / NaN) is recomputed exactly (exact_stats.h).
+// mean[c] = Σ x / m and var[c] = Σ (x - mean)² / m (biased) over the m = N * S values of channel
+// c, the core's forward_training statistics bit for bit (exact_stats.h where fast sums overflow T).
+// n = 0: zeros.
 template <typename T>
 struct SyncMomentsArgs {
   Shape shape;
   const T* x = nullptr;
   double* mean = nullptr;  // [C]
-  double* m2 = nullptr;    // [C]
+  double* var = nullptr;   // [C]
   int num_threads = 1;
 };
 

@@ -15,18 +15,20 @@
 
 #include <gloo/allgather.h>
 #include <gloo/common/error.h>
-#include <gloo/rendezvous/context.h>
 #include <gloo/rendezvous/file_store.h>
 #include <gloo/rendezvous/prefix_store.h>
 #include <gloo/transport/tcp/device.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
 
+#include "mesh.h"
 #include "tcp_store.h"
+#include "watchdog.h"
 
 namespace bngloo {
 namespace {
@@ -35,10 +37,17 @@ struct Group {
   std::unique_ptr<TcpStoreServer> server;  // rank 0 of a tcp:// group
   std::shared_ptr<gloo::rendezvous::Store> store;
   std::shared_ptr<gloo::transport::Device> device;
-  std::shared_ptr<gloo::rendezvous::Context> context;
+  std::shared_ptr<MeshContext> context;
   std::chrono::milliseconds timeout{60000};
   std::mutex mu;  // one collective at a time
   bool closed = false;
+  std::atomic<bool> closing{false};  // set by close() before it aborts a running collective
+  Watchdog watchdog;  // last: destroyed first, while what its `fire` touches still exists
+};
+
+// A collective on a group closed on this rank: ERR_BN_SYNC_BROKEN.
+struct ClosedError : std::logic_error {
+  ClosedError() : std::logic_error("the group was closed on this rank") {}
 };
 
 using GroupRef = std::shared_ptr<Group>;
@@ -51,6 +60,8 @@ struct CodedError {
 CodedError classify(const std::exception& e, const char* what) {
   const std::string m = e.what();
   const bool timeout = m.find("imed out") != std::string::npos || m.find("imeout") != std::string::npos;
+  if (dynamic_cast<const DeadlineError*>(&e)) return {"ERR_BN_SYNC_TIMEOUT", std::string(what) + ": a rank did not take part in time: " + m};
+  if (dynamic_cast<const ClosedError*>(&e)) return {"ERR_BN_SYNC_BROKEN", std::string(what) + ": " + m};
   if (const auto* se = dynamic_cast<const StoreError*>(&e)) {
     return {se->timed_out ? "ERR_BN_SYNC_TIMEOUT" : "ERR_BN_SYNC_RENDEZVOUS", std::string(what) + ": " + m};
   }
@@ -95,7 +106,9 @@ struct ConnectArgs {
   std::chrono::milliseconds timeout{60000};
 };
 
+// The whole rendezvous (store, addresses, every pair's connection) ends by one deadline.
 GroupRef connect_group(const ConnectArgs& a) {
+  const auto deadline = Clock::now() + a.timeout;
   auto g = std::make_shared<Group>();
   g->timeout = a.timeout;
   std::shared_ptr<gloo::rendezvous::Store> base;
@@ -103,7 +116,7 @@ GroupRef connect_group(const ConnectArgs& a) {
     base = std::make_shared<gloo::rendezvous::FileStore>(a.path);
   } else {
     if (a.rank == 0) g->server = std::make_unique<TcpStoreServer>(a.port);
-    base = std::make_shared<TcpStoreClient>(a.host, a.port, a.timeout);
+    base = std::make_shared<TcpStoreClient>(a.host, a.port, a.timeout, deadline);
   }
   g->store = base;
   gloo::transport::tcp::attr attr;
@@ -120,21 +133,42 @@ GroupRef connect_group(const ConnectArgs& a) {
     attr.hostname = addr;
   }
   g->device = gloo::transport::tcp::CreateDevice(attr);
-  g->context = std::make_shared<gloo::rendezvous::Context>(a.rank, a.size);
+  g->context = std::make_shared<MeshContext>(a.rank, a.size);
   g->context->setTimeout(a.timeout);
   gloo::rendezvous::PrefixStore prefixed("node-batchnorm", *base);
-  g->context->connectFullMesh(prefixed, g->device);
+  g->context->connect(prefixed, g->device, g->watchdog, deadline);
   return g;
 }
 
+// One all-gather, ended by the group's timeout as a whole (Gloo's own bound is per wait).
 void all_gather(Group& g, double* in, size_t n, double* out) {
   std::lock_guard<std::mutex> l(g.mu);
-  if (g.closed) throw std::logic_error("the group was closed");
+  if (g.closed) throw ClosedError();
   gloo::AllgatherOptions opts(g.context);
   opts.setInput(in, n);
-  opts.setOutput(out, n * size_t(g.context->size));
+  auto out_buf = g.context->createUnboundBuffer(out, n * size_t(g.context->size) * sizeof(double));
+  gloo::transport::UnboundBuffer* waits = out_buf.get();  // every wait of Gloo's all-gather is on it
+  opts.setOutput<double>(std::move(out_buf));
   opts.setTimeout(g.timeout);
-  gloo::allgather(opts);
+  // After opts: disarmed (and `fire` done) before the buffer goes. Closing the connections makes
+  // every later send or receive fail; aborting the waits ends the current ones.
+  Armed armed(g.watchdog, Clock::now() + g.timeout, [&g, waits] {
+    g.context->closeConnections();
+    waits->abortWaitRecv();
+    waits->abortWaitSend();
+  });
+  if (g.closing) throw ClosedError();  // after arming: close() either sees the armed watchdog or we see `closing`
+  try {
+    gloo::allgather(opts);
+  } catch (const std::exception& e) {
+    if (!armed.disarm()) throw;
+    if (g.closing) throw ClosedError();
+    throw DeadlineError("the all-gather did not complete within " + std::to_string(g.timeout.count()) + " ms (" + e.what() + ")");
+  }
+  if (armed.disarm()) {
+    if (g.closing) throw ClosedError();
+    throw DeadlineError("the all-gather completed after its timeout (" + std::to_string(g.timeout.count()) + " ms)");
+  }
 }
 
 GroupRef group_of(const Napi::Value& v) {
@@ -265,12 +299,15 @@ Napi::Value AllGatherAsync(const Napi::CallbackInfo& info) {
   return p;
 }
 
-// Drops the connections (and rank 0's rendezvous server) once no collective runs.
+// Drops the connections (and rank 0's rendezvous server); a collective running on libuv's pool is
+// aborted first (it fails with ERR_BN_SYNC_BROKEN) rather than waited for.
 Napi::Value Close(const Napi::CallbackInfo& info) {
   if (!info[0].IsExternal()) return info.Env().Undefined();
   GroupRef* p = info[0].As<Napi::External<GroupRef>>().Data();
   if (p && *p) {
     GroupRef g = *p;
+    g->closing = true;
+    g->watchdog.fire_now();
     std::lock_guard<std::mutex> l(g->mu);
     g->closed = true;
     g->context.reset();

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -145,28 +146,33 @@ void TcpStoreServer::serve(int fd) {
   close(fd);
 }
 
-TcpStoreClient::TcpStoreClient(const std::string& host, int port, std::chrono::milliseconds timeout)
-    : where_(host + ":" + std::to_string(port)), timeout_(timeout) {
-  const auto deadline = Clock::now() + timeout;
+TcpStoreClient::TcpStoreClient(const std::string& host, int port, std::chrono::milliseconds timeout, Clock::time_point deadline)
+    : where_(host + ":" + std::to_string(port)), timeout_(timeout), deadline_(deadline) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   std::string last = "no attempt";
-  while (Clock::now() < deadline) {
+  while (Clock::now() < deadline_) {
     addrinfo* res = nullptr;
     const int gai = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res);
     if (gai != 0) {
       throw StoreError("cannot resolve the rendezvous host '" + host + "': " + gai_strerror(gai), false);
     }
     for (addrinfo* ai = res; ai && fd_ < 0; ai = ai->ai_next) {
-      const int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+      // Non-blocking: a blocking connect to a host that drops packets outlasts any deadline.
+      const int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
       if (fd < 0) continue;
-      if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+      int err = connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ? 0 : errno;
+      if (err == EINPROGRESS) {
+        socklen_t len = sizeof err;
+        err = wait_fd(fd, POLLOUT, deadline_, nullptr) ? (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 ? err : errno) : ETIMEDOUT;
+      }
+      if (err == 0) {
         const int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         fd_ = fd;
       } else {
-        last = std::strerror(errno);
+        last = std::strerror(err);
         close(fd);
       }
     }
@@ -191,7 +197,7 @@ void TcpStoreClient::set(const std::string& key, const std::vector<char>& data) 
   b.insert(b.end(), key.begin(), key.end());
   put_u32(b, uint32_t(data.size()));
   b.insert(b.end(), data.begin(), data.end());
-  const auto deadline = Clock::now() + timeout_;
+  const auto deadline = std::min(Clock::now() + timeout_, deadline_);
   io_all(fd_, b.data(), b.size(), false, deadline, nullptr, where_);
   char ok = 0;
   io_all(fd_, &ok, 1, true, deadline, nullptr, where_);
@@ -203,7 +209,7 @@ bool TcpStoreClient::try_get(const std::string& key, std::vector<char>* out) {
   put_u32(b, kGet);
   put_u32(b, uint32_t(key.size()));
   b.insert(b.end(), key.begin(), key.end());
-  const auto deadline = Clock::now() + timeout_;
+  const auto deadline = std::min(Clock::now() + timeout_, deadline_);
   io_all(fd_, b.data(), b.size(), false, deadline, nullptr, where_);
   char found = 0;
   io_all(fd_, &found, 1, true, deadline, nullptr, where_);
@@ -221,12 +227,12 @@ std::vector<char> TcpStoreClient::get(const std::string& key) {
 }
 
 void TcpStoreClient::wait(const std::vector<std::string>& keys, const std::chrono::milliseconds& timeout) {
-  const auto deadline = Clock::now() + timeout;
+  const auto deadline = std::min(Clock::now() + timeout, deadline_);
   for (const std::string& k : keys) {
     while (!try_get(k, nullptr)) {
       if (Clock::now() >= deadline) {
         throw StoreError("rendezvous at " + where_ + ": key '" + k + "' did not appear within " +
-                             std::to_string(timeout.count()) + " ms (a rank did not join)",
+                             std::to_string(timeout_.count()) + " ms (a rank did not join)",
                          true);
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));

@@ -43,8 +43,9 @@ class TcpStoreServer {
 
 class TcpStoreClient : public gloo::rendezvous::Store {
  public:
-  // Connects to host:port, retrying until `timeout` (rank 0 may not listen yet).
-  TcpStoreClient(const std::string& host, int port, std::chrono::milliseconds timeout);
+  // Connects to host:port, retrying until `deadline` (rank 0 may not listen yet). Every later
+  // request ends by `deadline` too: it is the rendezvous's.
+  TcpStoreClient(const std::string& host, int port, std::chrono::milliseconds timeout, std::chrono::steady_clock::time_point deadline);
   ~TcpStoreClient() override;
 
   void set(const std::string& key, const std::vector<char>& data) override;
@@ -57,6 +58,7 @@ class TcpStoreClient : public gloo::rendezvous::Store {
   bool try_get(const std::string& key, std::vector<char>* out);
   std::string where_;
   std::chrono::milliseconds timeout_;
+  std::chrono::steady_clock::time_point deadline_;
   int fd_ = -1;
   std::mutex mu_;
 };
