@@ -82,7 +82,8 @@ describe('async: the event loop keeps running', function () {
       const asyncTicks = ticks - before;
       expect(y).to.equal(out);
       expect(syncTicks, `ticks during the ${syncMs.toFixed(0)} ms synchronous forward`).to.equal(0);
-      const want = Math.max(3, Math.floor(syncMs / 5 / 4));
+      // An eighth of the 5 ms ticks the shorter of the two calls allows: a loaded machine delays timers.
+      const want = Math.max(3, Math.floor(Math.min(syncMs, asyncMs) / 5 / 8));
       if (process.env.BN_TEST_VERBOSE) console.log(`    sync ${syncMs.toFixed(0)} ms, async ${asyncMs.toFixed(0)} ms, ${asyncTicks} ticks (want >= ${want}), N = ${N}`);
       expect(asyncTicks, `ticks during the ${asyncMs.toFixed(0)} ms forwardAsync of [${shape.join(', ')}] (sync took ${syncMs.toFixed(0)} ms)`)
         .to.be.at.least(want);
