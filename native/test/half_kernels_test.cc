@@ -102,14 +102,17 @@ struct HalfTester {
     fill(dy, 0.0, 1.0, specials);
     std::vector<float> c(ch), a(ch), b(ch), k2(ch);
     for (size_t j = 0; j < ch; ++j) c[j] = float(1 + r.sym()), a[j] = float(r.sym() * 3), b[j] = float(r.sym()), k2[j] = float(r.sym());
-    Buf<S> y(rows * ch, kGuardPre + off, kGuardPost), yr(rows * ch, kGuardPre + off, kGuardPost);
-    kw.affine_rows(x.data(), y.data(), nullptr, rows, ch, c.data(), a.data(), b.data());
-    rw.affine_rows(x.data(), yr.data(), nullptr, rows, ch, c.data(), a.data(), b.data());
-    same_bits(ctx("affine_rows", rows, ch, off, false), y, yr, "y");
-    Buf<S> d(rows * ch, kGuardPre + off, kGuardPost), dr(rows * ch, kGuardPre + off, kGuardPost);
-    kw.bwd_dx_rows(x.data(), dy.data(), d.data(), nullptr, rows, ch, c.data(), a.data(), k2.data(), b.data());
-    rw.bwd_dx_rows(x.data(), dy.data(), dr.data(), nullptr, rows, ch, c.data(), a.data(), k2.data(), b.data());
-    same_bits(ctx("bwd_dx_rows", rows, ch, off, false), d, dr, "dx");
+    // Streamed or not, the same bits as the scalar table's plain stores.
+    for (bool stream : {false, true}) {
+      Buf<S> y(rows * ch, kGuardPre + off, kGuardPost), yr(rows * ch, kGuardPre + off, kGuardPost);
+      kw.affine_rows(x.data(), y.data(), nullptr, rows, ch, c.data(), a.data(), b.data(), stream);
+      rw.affine_rows(x.data(), yr.data(), nullptr, rows, ch, c.data(), a.data(), b.data(), false);
+      same_bits(ctx("affine_rows", rows, ch, off, stream), y, yr, "y");
+      Buf<S> d(rows * ch, kGuardPre + off, kGuardPost), dr(rows * ch, kGuardPre + off, kGuardPost);
+      kw.bwd_dx_rows(x.data(), dy.data(), d.data(), nullptr, rows, ch, c.data(), a.data(), k2.data(), b.data(), stream);
+      rw.bwd_dx_rows(x.data(), dy.data(), dr.data(), nullptr, rows, ch, c.data(), a.data(), k2.data(), b.data(), false);
+      same_bits(ctx("bwd_dx_rows", rows, ch, off, stream), d, dr, "dx");
+    }
   }
 
   // stats_run / bwd_reduce_run / their group (one run wide) and rows forms against float64.

@@ -150,9 +150,10 @@ struct ReluKernelTester : KernelTesterBase<T> {
       k1[j] = T(2 * r.sym()), k2[j] = T(r.sym()), k3[j] = T(r.sym());
     }
     const bn::ElementwiseKernels<T>& none = kt.writers(Epilogue::kNone);
-    for (Epilogue e : {Epilogue::kRelu, Epilogue::kAddRelu}) {
+    for (const auto& [e, stream] : {std::pair{Epilogue::kRelu, false}, std::pair{Epilogue::kAddRelu, false},
+                                    std::pair{Epilogue::kRelu, true}, std::pair{Epilogue::kAddRelu, true}}) {
       const bool add = e == Epilogue::kAddRelu;
-      const char* en = add ? "add_relu" : "relu";
+      const char* en = add ? (stream ? "add_relu, streamed" : "add_relu") : (stream ? "relu, streamed" : "relu");
       Buf<T> base(span, kGuardPre + off, kGuardPost), want(span, kGuardPre + off, kGuardPost), got(span, kGuardPre + off, kGuardPost);
       none.affine_group(x.data(), base.data(), nullptr, runs, n, cc.data(), a.data(), b.data(), false, 0);
       for (size_t q = 0; q < span; ++q) want[q] = relu_ref(add ? T(base[q] + res[q]) : base[q]);
@@ -227,20 +228,22 @@ struct ReluKernelTester : KernelTesterBase<T> {
       k1[j] = T(2 * r.sym()), k2[j] = T(r.sym()), k3[j] = T(r.sym());
     }
     const bn::ElementwiseKernels<T>& none = kt.writers(Epilogue::kNone);
-    for (Epilogue e : {Epilogue::kRelu, Epilogue::kAddRelu}) {
+    for (const auto& [e, stream] : {std::pair{Epilogue::kRelu, false}, std::pair{Epilogue::kAddRelu, false},
+                                    std::pair{Epilogue::kRelu, true}, std::pair{Epilogue::kAddRelu, true}}) {
       const bool add = e == Epilogue::kAddRelu;
-      const char* en = add ? "add_relu" : "relu";
+      const char* en = add ? (stream ? "add_relu, streamed" : "add_relu") : (stream ? "relu, streamed" : "relu");
       Buf<T> base(span, kGuardPre + off, kGuardPost), want(span, kGuardPre + off, kGuardPost), got(span, kGuardPre + off, kGuardPost);
-      none.affine_rows(x.data(), base.data(), nullptr, rows, ch, cc.data(), a.data(), b.data());
+      none.affine_rows(x.data(), base.data(), nullptr, rows, ch, cc.data(), a.data(), b.data(), false);
       for (size_t q = 0; q < span; ++q) want[q] = relu_ref(add ? T(base[q] + res[q]) : base[q]);
-      kt.writers(e).affine_rows(x.data(), got.data(), add ? res.data() : nullptr, rows, ch, cc.data(), a.data(), b.data());
+      kt.writers(e).affine_rows(x.data(), got.data(), add ? res.data() : nullptr, rows, ch, cc.data(), a.data(), b.data(),
+                                stream);
       compare(fmt("kernel %s %s", kname(fmt("affine_rows<%s>", en).c_str()).c_str(), c0.c_str()), "y", got, want, span,
               span, span);
       Buf<T> dbase(span, kGuardPre + off, kGuardPost), dwant(span, kGuardPre + off, kGuardPost), dgot(span, kGuardPre + off, kGuardPost);
-      none.bwd_dx_rows(x.data(), dy.data(), dbase.data(), nullptr, rows, ch, cc.data(), k1.data(), k2.data(), k3.data());
+      none.bwd_dx_rows(x.data(), dy.data(), dbase.data(), nullptr, rows, ch, cc.data(), k1.data(), k2.data(), k3.data(), false);
       for (size_t q = 0; q < span; ++q) dwant[q] = relu_ref(add ? T(dbase[q] + res[q]) : dbase[q]);
       kt.writers(e).bwd_dx_rows(x.data(), dy.data(), dgot.data(), add ? res.data() : nullptr, rows, ch, cc.data(),
-                                k1.data(), k2.data(), k3.data());
+                                k1.data(), k2.data(), k3.data(), stream);
       compare(fmt("kernel %s %s", kname(fmt("bwd_dx_rows<%s>", en).c_str()).c_str(), c0.c_str()), "dx", dgot, dwant, span,
               span, span);
     }
@@ -252,7 +255,7 @@ struct ReluKernelTester : KernelTesterBase<T> {
     check(ok, "kernel %s %s: sums differ from the unmasked kernel's on the gated dy", kname("bwd_reduce_relu_rows").c_str(),
           c0.c_str());
     Buf<T> dwant(span, kGuardPre + off, kGuardPost), swant(span, kGuardPre + off, kGuardPost), gwant(span, kGuardPre + off, kGuardPost);
-    none.bwd_dx_rows(x.data(), g.data(), dwant.data(), nullptr, rows, ch, cc.data(), k1.data(), k2.data(), k3.data());
+    none.bwd_dx_rows(x.data(), g.data(), dwant.data(), nullptr, rows, ch, cc.data(), k1.data(), k2.data(), k3.data(), false);
     for (size_t q = 0; q < span; ++q) {
       swant[q] = T(g[q] * k1[q % ch]);
       gwant[q] = g[q];
