@@ -196,7 +196,7 @@ int main(int argc, char** argv) {
     }
     for (int op = 0; op < 3; ++op) {
       if (!op_on[op]) continue;
-      std::printf("%-16s %-10s %10.2f %10.2f %10.2f   %5.2f %5.2f %5.2f   %.2f / %.2f / %.2f ms\n", name.c_str(), ops[op],
+      std::printf("%-16s %-10s %10.2f %10.2f %10.2f   %5.2f %5.2f %5.2f   %.3f / %.3f / %.3f ms\n", name.c_str(), ops[op],
                   median(ratio[op][0]), median(ratio[op][1]), median(ratio[op][2]), median(ratio_min[op][0]),
                   median(ratio_min[op][1]), median(ratio_min[op][2]), median(ms[op][0]), median(ms[op][1]), median(ms[op][2]));
       std::fflush(stdout);

@@ -38,6 +38,7 @@ struct Kernels {
   using C = compute_t<T>;    // coefficients and arithmetic
   using Vec = typename V::Vec;
   static constexpr size_t W = V::W;
+  static constexpr bool kNarrow = sizeof(T) < sizeof(C);  // 16-bit storage of float compute
 
 #include "kernels_base.inl"
 #include "kernels_run.inl"

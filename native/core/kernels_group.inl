@@ -59,11 +59,12 @@ static void bwd_reduce_group(const T* x, const T* dy, size_t rows, size_t stride
 
 // The group's runs are one contiguous span: written as such, full vectors may straddle two runs
 // (the first k lanes take run j's coefficients, the rest run j + 1's), so the output can be
-// streamed in whole lines. Runs shorter than a vector go run by run, without streaming.
+// streamed in whole lines. Runs shorter than a vector go run by run, without streaming; so do
+// unstreamed float runs (one masked move per tail), not 16-bit ones (a tail is several moves).
 template <Epilogue E>
 static void affine_group(const T* x, T* y, const T* res, size_t runs, size_t n, const C* c, const C* a, const C* b,
                          bool stream, size_t next) {
-  if (n < W || !stream) {
+  if (n < W || (!stream && !kNarrow)) {
     for (size_t j = 0; j < runs; ++j) {
       affine_run<E>(x + j * n, y + j * n, at(res, j * n), 1, n, n, c[j], a[j], b[j], false, next);
     }
@@ -76,10 +77,10 @@ static void affine_group(const T* x, T* y, const T* res, size_t runs, size_t n, 
     const Vec v = mul_add(V::sub(V::load_tail(x + at_, cnt, c[jj]), V::set1(c[jj])), V::set1(a[jj]), V::set1(b[jj]));
     V::store_tail(y + at_, epilogue<E>(v, at(res, at_), cnt), cnt);
   };
-  size_t i = head_to_align(y, total);
+  size_t i = stream ? head_to_align(y, total) : 0;
   if (i) part(0, i, 0);
   size_t j = 0, off = i;  // run and offset in it of position i
-  with_store_and_prefetch(true, next, [&](auto store, auto pf) {
+  with_store_and_prefetch(stream, next, [&](auto store, auto pf) {
     // scalar math: y[i] = (x[i] - c[run(i)]) * a[run(i)] + b[run(i)]
     for (; i + W <= total; i += W) {
       const size_t k = n - off;  // lanes left in run j
@@ -102,7 +103,7 @@ static void affine_group(const T* x, T* y, const T* res, size_t runs, size_t n, 
 template <Epilogue E>
 static void bwd_dx_group(const T* x, const T* dy, T* dx, const T* res, size_t runs, size_t n, const C* c,
                          const C* k1, const C* k2, const C* k3, bool stream, size_t next) {
-  if (n < W || !stream) {
+  if (n < W || (!stream && !kNarrow)) {
     for (size_t j = 0; j < runs; ++j) {
       bwd_dx_run<E>(x + j * n, dy + j * n, dx + j * n, at(res, j * n), 1, n, n, c[j], k1[j], k2[j], k3[j], false,
                     next);
@@ -116,10 +117,10 @@ static void bwd_dx_group(const T* x, const T* dy, T* dx, const T* res, size_t ru
                          V::set1(k1[jj]), V::set1(k2[jj]), V::set1(k3[jj]));
     V::store_tail(dx + at_, epilogue<E>(v, at(res, at_), cnt), cnt);
   };
-  size_t i = head_to_align(dx, total);
+  size_t i = stream ? head_to_align(dx, total) : 0;
   if (i) part(0, i, 0);
   size_t j = 0, off = i;  // run and offset in it of position i
-  with_store_and_prefetch(true, next, [&](auto store, auto pf) {
+  with_store_and_prefetch(stream, next, [&](auto store, auto pf) {
     // scalar math: dx[i] = dy[i] * k1[run(i)] + ((x[i] - c[run(i)]) * k2[run(i)] + k3[run(i)])
     for (; i + W <= total; i += W) {
       const size_t k = n - off;  // lanes left in run j
