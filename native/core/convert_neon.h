@@ -37,7 +37,9 @@ static inline uint16x4_t cvt_f32_to_f16_neon(float32x4_t v) {
 
 // 16-bit tails (n < 4) lane by lane in registers: through a stack buffer, the wide load after
 // narrow stores stalls on store forwarding, as on x86-64 (convert_avx2.h).
+// n == 4 (the rows kernels' full vectors of a partial block) is a whole vector.
 static inline uint16x4_t load_u16x4_tail_neon(const uint16_t* p, size_t n) {
+  if (n >= 4) return vld1_u16(p);
   uint16x4_t h = vdup_n_u16(0);
   if (n > 0) h = vld1_lane_u16(p, h, 0);
   if (n > 1) h = vld1_lane_u16(p + 1, h, 1);
@@ -46,6 +48,7 @@ static inline uint16x4_t load_u16x4_tail_neon(const uint16_t* p, size_t n) {
 }
 
 static inline void store_u16x4_tail_neon(uint16_t* p, uint16x4_t h, size_t n) {
+  if (n >= 4) return vst1_u16(p, h);
   if (n > 0) vst1_lane_u16(p, h, 0);
   if (n > 1) vst1_lane_u16(p + 1, h, 1);
   if (n > 2) vst1_lane_u16(p + 2, h, 2);
