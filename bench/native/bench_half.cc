@@ -8,6 +8,7 @@
 //   cmake -S . -B build-bench -DBN_BUILD_NATIVE_TESTS=ON -DCMAKE_BUILD_TYPE=Release
 //   cmake --build build-bench --target bn_bench_half
 //   build-bench/bn_bench_half [--shapes 32x64x112x112,...] [--threads 1] [--rounds 5] [--reps 5]
+//                             [--ops fwd-train,fwd-infer,backward] (a subset, e.g. to profile one op)
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -101,6 +102,7 @@ struct Case {
     w.assign(C, 1.0f), b.assign(C, 0.0f), rm.assign(C, 0.0f), rv.assign(C, 1.0f), smean.resize(C), sinv.resize(C);
     gw.resize(C), gb.resize(C), imean.assign(C, 0.0f), ivar.assign(C, 1.0f), bmean.resize(C), binv.resize(C);
     for (size_t c = 0; c < C; ++c) w[c] = value(s, 1.0f, 1.0f), b[c] = value(s, 1.0f, 0.0f);
+    train();  // backward's batch statistics (zero invstd would send it to the exact fallback)
   }
   void train() {
     bn::ForwardTrainingArgs<S> a;
@@ -127,6 +129,7 @@ struct Case {
 
 int main(int argc, char** argv) {
   std::string shapes = "32x64x112x112,32x256x56x56,32x1024x14x14,32x2048x7x7,256x1024";
+  std::string op_list = "fwd-train,fwd-infer,backward";
   int threads = 1, rounds = 5, reps = 5;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -135,9 +138,18 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::atoi(argv[++i]);
     else if (a == "--rounds") rounds = std::atoi(argv[++i]);
     else if (a == "--reps") reps = std::atoi(argv[++i]);
+    else if (a == "--ops") op_list = argv[++i];
     else die("unknown option " + a);
   }
   if (threads < 1 || rounds < 1 || reps < 1) die("--threads, --rounds and --reps take positive integers");
+  const char* ops[3] = {"fwd-train", "fwd-infer", "backward"};
+  bool op_on[3] = {false, false, false};
+  for (const std::string& o : split(op_list, ',')) {
+    int k = 0;
+    while (k < 3 && o != ops[k]) ++k;
+    if (k == 3) die("unknown op " + o + " (fwd-train, fwd-infer, backward)");
+    op_on[k] = true;
+  }
   const bnbench::CopyIsa isa = bnbench::best_copy_isa();
   std::printf("bn_bench_half: simd %s, copy kernels %s, %d thread(s), %d rounds of %d reps; ratio = copy of the op's bytes / op time\n",
               bn::simd_level_name(bn::active_simd_level()), bnbench::copy_isa_name(isa), threads, rounds, reps);
@@ -160,16 +172,19 @@ int main(int argc, char** argv) {
       }
       return best;
     };
-    const char* ops[3] = {"fwd-train", "fwd-infer", "backward"};
     std::vector<double> ratio[3][3], ratio_min[3][3], ms[3][3];  // [op][dtype]
     for (int r = 0; r < rounds; ++r) {
       // Copies of each op's bytes: forward f32 8 B/elem = total floats, 16-bit 4 B/elem = total / 2;
       // backward f32 12 B/elem = 1.5 total floats, 16-bit 6 B/elem = 0.75 total.
-      const Time c8 = copy_time(total), c4 = copy_time(total / 2), c12 = copy_time(total + total / 2), c6 = copy_time(3 * total / 4);
+      const bool fwd = op_on[0] || op_on[1];
+      const Time none{0, 0};
+      const Time c8 = fwd ? copy_time(total) : none, c4 = fwd ? copy_time(total / 2) : none;
+      const Time c12 = op_on[2] ? copy_time(total + total / 2) : none, c6 = op_on[2] ? copy_time(3 * total / 4) : none;
       const std::function<void()> run[3][3] = {{[&] { f32.train(); }, [&] { b16.train(); }, [&] { h16.train(); }},
                                                {[&] { f32.infer(); }, [&] { b16.infer(); }, [&] { h16.infer(); }},
                                                {[&] { f32.backward(); }, [&] { b16.backward(); }, [&] { h16.backward(); }}};
       for (int op = 0; op < 3; ++op) {
+        if (!op_on[op]) continue;
         for (int d = 0; d < 3; ++d) {
           const Time t = time_of(run[op][d], reps);
           const Time copy = op < 2 ? (d == 0 ? c8 : c4) : (d == 0 ? c12 : c6);
@@ -180,7 +195,8 @@ int main(int argc, char** argv) {
       }
     }
     for (int op = 0; op < 3; ++op) {
-      std::printf("%-16s %-10s %10.2f %10.2f %10.2f   %5.2f %5.2f %5.2f   %.2f / %.2f / %.2f ms\n", name.c_str(), ops[op],
+      if (!op_on[op]) continue;
+      std::printf("%-16s %-10s %10.2f %10.2f %10.2f   %5.2f %5.2f %5.2f   %.3f / %.3f / %.3f ms\n", name.c_str(), ops[op],
                   median(ratio[op][0]), median(ratio[op][1]), median(ratio[op][2]), median(ratio_min[op][0]),
                   median(ratio_min[op][1]), median(ratio_min[op][2]), median(ms[op][0]), median(ms[op][1]), median(ms[op][2]));
       std::fflush(stdout);

@@ -20,14 +20,20 @@ static inline __m256 cvt_bf16_to_f32_avx2(__m128i h) {
 
 static inline __m256 cvt_f16_to_f32_avx2(__m128i h) { return _mm256_cvtph_ps(h); }
 
+// Round each lane's bits (u + 0x7FFF + lsb: the bfloat16 in the high half), put the canonical
+// NaN where the input is NaN (an unordered compare, which no MXCSR setting changes), then gather
+// the high halves: a byte shuffle within each 128-bit lane and one cross-lane move (the 11
+// instructions of shift, pack and integer NaN test before cost AVX2 bfloat16 its memory speed).
 static inline __m128i cvt_f32_to_bf16_avx2(__m256 v) {
   const __m256i u = _mm256_castps_si256(v);
-  const __m256i abs = _mm256_and_si256(u, _mm256_set1_epi32(0x7FFFFFFF));
-  const __m256i nan = _mm256_cmpgt_epi32(abs, _mm256_set1_epi32(0x7F800000));
   const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-  __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), lsb), 16);
-  r = _mm256_blendv_epi8(r, _mm256_set1_epi32(kBF16CanonicalNaN), nan);
-  return _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+  const __m256i r = _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), lsb);
+  const __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+  const __m256i canonical = _mm256_set1_epi32(int32_t(uint32_t(kBF16CanonicalNaN) << 16));
+  const __m256i k = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(r), _mm256_castsi256_ps(canonical), nan));
+  const __m256i high = _mm256_setr_epi8(2, 3, 6, 7, 10, 11, 14, 15, -1, -1, -1, -1, -1, -1, -1, -1,  //
+                                        2, 3, 6, 7, 10, 11, 14, 15, -1, -1, -1, -1, -1, -1, -1, -1);
+  return _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_shuffle_epi8(k, high), 0x08));
 }
 
 // VCVTPS2PH with immediate 0 rounds to nearest even whatever MXCSR says; it keeps NaN payloads,
@@ -79,7 +85,14 @@ static inline __m256 load_f32x8_tail_avx2(const float* p, size_t n) { return _mm
 static inline void store_f32x8_tail_avx2(float* p, __m256 v, size_t n) { _mm256_maskstore_ps(p, tail_mask_f32_avx2(n), v); }
 
 // What batch-norm kernels on 16-bit storage call: load 8 values as float32, store 8 float32 rounded.
-static inline __m256 load_bf16_as_f32_avx2(const uint16_t* p) { return cvt_bf16_to_f32_avx2(load_u16x8_avx2(p)); }
+// bfloat16 from memory: both 128-bit lanes get the 8 values (a broadcast load), and one byte
+// shuffle puts value i of lane l's half in the high half of 32-bit lane i, zeros below.
+static inline __m256 load_bf16_as_f32_avx2(const uint16_t* p) {
+  const __m256i h = _mm256_broadcastsi128_si256(load_u16x8_avx2(p));
+  const __m256i up = _mm256_setr_epi8(-1, -1, 0, 1, -1, -1, 2, 3, -1, -1, 4, 5, -1, -1, 6, 7,  //
+                                      -1, -1, 8, 9, -1, -1, 10, 11, -1, -1, 12, 13, -1, -1, 14, 15);
+  return _mm256_castsi256_ps(_mm256_shuffle_epi8(h, up));
+}
 static inline __m256 load_f16_as_f32_avx2(const uint16_t* p) { return cvt_f16_to_f32_avx2(load_u16x8_avx2(p)); }
 static inline void store_f32_as_bf16_avx2(uint16_t* p, __m256 v) { store_u16x8_avx2(p, cvt_f32_to_bf16_avx2(v)); }
 static inline void store_f32_as_f16_avx2(uint16_t* p, __m256 v) { store_u16x8_avx2(p, cvt_f32_to_f16_avx2(v)); }

@@ -22,11 +22,11 @@ static inline __m512 cvt_bf16_to_f32_avx512(__m256i h) {
 
 static inline __m512 cvt_f16_to_f32_avx512(__m256i h) { return _mm512_cvtph_ps(h); }
 
-// The rounded bfloat16 bits, one per 32-bit lane (VPMOVDW narrows them, masked or not).
+// The rounded bfloat16 bits, one per 32-bit lane (VPMOVDW narrows them, masked or not). NaN lanes
+// by an unordered compare (no MXCSR setting changes it): one instruction, not three.
 static inline __m512i cvt_f32_to_bf16_lanes_avx512(__m512 v) {
   const __m512i u = _mm512_castps_si512(v);
-  const __m512i abs = _mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF));
-  const __mmask16 nan = _mm512_cmpgt_epu32_mask(abs, _mm512_set1_epi32(0x7F800000));
+  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
   const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
   const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7FFF)), lsb), 16);
   return _mm512_mask_mov_epi32(r, nan, _mm512_set1_epi32(kBF16CanonicalNaN));

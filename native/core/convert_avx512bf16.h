@@ -14,16 +14,17 @@
 
 namespace bn {
 
-// True for lanes VCVTNEPS2BF16 gets wrong: subnormal (0 < |x| < 2^-126) or NaN.
-static inline __mmask16 bf16_instruction_misses_avx512bf16(__m512 v) {
+// True when a lane is one VCVTNEPS2BF16 gets wrong: subnormal (0 < |x| < 2^-126) or NaN. Integer
+// tests (VFPCLASSPS would see no subnormal under MXCSR.DAZ), joined by one KORTEST.
+static inline bool bf16_instruction_misses_avx512bf16(__m512 v) {
   const __m512i abs = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7FFFFFFF));
   const __mmask16 subnormal = _mm512_cmplt_epu32_mask(_mm512_sub_epi32(abs, _mm512_set1_epi32(1)), _mm512_set1_epi32(0x7FFFFF));
   const __mmask16 nan = _mm512_cmpgt_epu32_mask(abs, _mm512_set1_epi32(0x7F800000));
-  return __mmask16(subnormal | nan);
+  return _kortestz_mask16_u8(subnormal, nan) == 0;
 }
 
 static inline __m256i cvt_f32_to_bf16_avx512bf16(__m512 v) {
-  if (bf16_instruction_misses_avx512bf16(v) != 0) return cvt_f32_to_bf16_avx512(v);
+  if (bf16_instruction_misses_avx512bf16(v)) return cvt_f32_to_bf16_avx512(v);
   return reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v));
 }
 
