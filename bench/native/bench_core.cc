@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_cli.h"
 #include "bench_copy_kernels.h"
 #include "batchnorm.h"
 
@@ -64,33 +65,12 @@ struct Stat {
 }
 
 std::vector<int64_t> parse_shape(const std::string& s) {
-  std::vector<int64_t> dims;
-  size_t i = 0;
-  while (i <= s.size()) {
-    size_t j = s.find_first_of("x,", i);
-    if (j == std::string::npos) j = s.size();
-    const std::string tok = s.substr(i, j - i);
-    char* end = nullptr;
-    const long long v = std::strtoll(tok.c_str(), &end, 10);
-    if (tok.empty() || *end != '\0' || v < 1) die("bad shape '" + s + "': expected dims like 32x64x112x112");
-    dims.push_back(v);
-    i = j + 1;
-  }
-  if (dims.size() < 2) die("bad shape '" + s + "': at least N and C");
+  std::vector<int64_t> dims = bnbench::parse_dims(s);
+  if (dims.empty()) die("bad shape '" + s + "': expected dims like 32x64x112x112 (at least N and C)");
   return dims;
 }
 
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  size_t i = 0;
-  while (i <= s.size()) {
-    size_t j = s.find(sep, i);
-    if (j == std::string::npos) j = s.size();
-    if (j > i) out.push_back(s.substr(i, j - i));
-    i = j + 1;
-  }
-  return out;
-}
+using bnbench::split;
 
 Options parse(int argc, char** argv) {
   Options o;

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_cli.h"
 #include "bench_copy_kernels.h"
 #include "batchnorm.h"
 
@@ -107,31 +108,12 @@ void fill(std::vector<float>& v, uint64_t seed, float scale, float offset) {
 }
 
 std::vector<int64_t> parse_shape(const std::string& s) {
-  std::vector<int64_t> d;
-  size_t i = 0;
-  while (i < s.size()) {
-    size_t j = s.find('x', i);
-    if (j == std::string::npos) j = s.size();
-    const long long v = std::atoll(s.substr(i, j - i).c_str());
-    if (v < 1) die("bad shape " + s);
-    d.push_back(v);
-    i = j + 1;
-  }
-  if (d.size() < 2) die("bad shape " + s);
+  std::vector<int64_t> d = bnbench::parse_dims(s);
+  if (d.empty()) die("bad shape " + s);
   return d;
 }
 
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  size_t i = 0;
-  while (i <= s.size()) {
-    size_t j = s.find(sep, i);
-    if (j == std::string::npos) j = s.size();
-    if (j > i) out.push_back(s.substr(i, j - i));
-    i = j + 1;
-  }
-  return out;
-}
+using bnbench::split;
 
 }  // namespace
 

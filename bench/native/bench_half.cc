@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "batchnorm.h"
+#include "bench_cli.h"
 #include "bench_copy_kernels.h"
 
 namespace {
@@ -54,17 +55,7 @@ double median(std::vector<double> v) {
   return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
 }
 
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  size_t i = 0;
-  while (i <= s.size()) {
-    size_t j = s.find(sep, i);
-    if (j == std::string::npos) j = s.size();
-    if (j > i) out.push_back(s.substr(i, j - i));
-    i = j + 1;
-  }
-  return out;
-}
+using bnbench::split;
 
 bn::Shape parse_shape(const std::string& s) {
   const std::vector<std::string> d = split(s, 'x');
