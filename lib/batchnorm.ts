@@ -6,8 +6,11 @@
 // numBatchesTracked and the gradients change in the order of the calls, exactly as the same
 // sequence of sync calls would. Only the data arrays (x, out, dy) stay live until the call settles.
 import { Activation, checkActivation, checkResidual, checkResidualGrad, sameValues, spotSample } from './activation';
-import { arrayName, arrayType, DType, FloatArray, isTensorArray, paramDType, SameKind, TensorArray } from './arrays';
+import { arrayType, DType, FloatArray, isTensorArray, paramDType, SameKind, TensorArray } from './arrays';
 import { BatchNormError, BatchNormRangeError, BatchNormTypeError, describe } from './errors';
+import {
+  BackwardCallOptions, BatchNormOptions, ForwardOptions, LAYER_KEYS, readBackwardOptions, readForwardOptions,
+} from './layer-options';
 import { computeScaleShift, ConvFoldOptions, foldConv, foldLinear, FoldedLayer } from './fold';
 import { checkTooFewValues } from './functional';
 import { freshOutput, OpCall, runAsync, runSync } from './native-call';
@@ -22,50 +25,8 @@ import {
 } from './validate';
 
 export type { BatchNormStateDict, LoadStateDictOptions, SaveSafetensorsOptions } from './state-dict';
+export type { BackwardCallOptions, BatchNormOptions, ForwardOptions } from './layer-options';
 
-export interface BatchNormOptions {
-  /** Added to the variance. Default 1e-5. */
-  eps?: number;
-  /** PyTorch convention: running = (1 - momentum) * running + momentum * batch. null: cumulative average. Default 0.1. */
-  momentum?: number | null;
-  /** Learnable per-channel weight (gamma) and bias (beta). Default true. */
-  affine?: boolean;
-  /** Keep running statistics; without them evaluation mode uses batch statistics. Default true. */
-  trackRunningStats?: boolean;
-  /** Storage of x, y, dy, dx: 'float32' (default), 'float64', or 'bfloat16' / 'float16' (raw bits in
-   * Uint16Arrays, with float32 parameters, statistics and gradients: PyTorch's mixed type). */
-  dtype?: DType;
-  /** Fused activation after the normalization: 'relu' (y = relu(BN(x)), or relu(BN(x) + residual)
-   * with forward's residual), in the same pass. Default null (none). Backward masks dy with the y
-   * the forward returned (no extra memory): keep that y unchanged until its backward. */
-  activation?: Activation;
-}
-
-/** Per-call options of forward (the third argument may also be just the output array). */
-export interface ForwardOptions {
-  /** Output (layer dtype, x's length); may be x itself (in place). */
-  out?: TensorArray;
-  /** x is stored channels-last ([N, ...spatial, C], e.g. NHWC); shape stays logical [N, C, ...spatial]. */
-  channelsLast?: boolean;
-  /** With activation 'relu': added before the ReLU (layer dtype, x's length and layout); out may be
-   * this very array. */
-  residual?: TensorArray;
-}
-
-/** Per-call options of backward (the second argument may also be just the output array). */
-export interface BackwardCallOptions {
-  /** dx (layer dtype, x's length); may be dy itself. Default: a new array. */
-  out?: TensorArray;
-  /** The y returned by the forward to differentiate. Default: the last forward. */
-  output?: TensorArray;
-  /** After a forward with a residual (required then): receives dL/dresidual (layer dtype, x's
-   * length), written in the same pass as dx; must not share memory with dy, x, y or out. */
-  residualGrad?: TensorArray;
-}
-
-const LAYER_KEYS = ['eps', 'momentum', 'affine', 'trackRunningStats', 'dtype', 'activation'] as const;
-const FORWARD_KEYS = ['out', 'channelsLast', 'residual'] as const;
-const BACKWARD_KEYS = ['out', 'output', 'residualGrad'] as const;
 
 /** What backward needs from the forward it differentiates. */
 interface ForwardRecord {
@@ -219,30 +180,13 @@ export class BatchNorm {
     }
   }
 
-  private forwardOptions(fn: string, v: unknown): { out: TensorArray | null; channelsLast: boolean; residual?: unknown } {
-    if (v === undefined || v === null) return { out: null, channelsLast: false };
-    if (isTensorArray(v)) return { out: checkTensor(fn, 'out', v, this.dtype), channelsLast: false };
-    if (ArrayBuffer.isView(v) || Array.isArray(v)) {
-      throw new BatchNormTypeError(
-        'ERR_BN_INVALID_ARG_TYPE',
-        `${fn}: out must be a ${arrayName(this.dtype)} (or an options object { out, channelsLast }), received ${describe(v)}`,
-      );
-    }
-    const o = readOptions(fn, v, FORWARD_KEYS);
-    return {
-      out: o.out === undefined || o.out === null ? null : checkTensor(fn, 'out', o.out, this.dtype),
-      channelsLast: checkOptionalBoolean(fn, 'channelsLast', o.channelsLast, false),
-      residual: o.residual,
-    };
-  }
-
   /**
    * Validates a forward call and takes everything it depends on now. Returns `bind`, which builds
    * the native call from the layer's state when the call runs (after every earlier call), and
    * `commit`, which records it once it has succeeded.
    */
   private planForward(fn: string, x: unknown, shape: unknown, outOrOptions: unknown) {
-    const { out, channelsLast, residual: r } = this.forwardOptions(fn, outOrOptions);
+    const { out, channelsLast, residual: r } = readForwardOptions(fn, this.dtype, outOrOptions);
     const sh = parseShape(fn, shape, this.minRank, this.maxRank);
     if (sh.c !== this.numFeatures) {
       throw new BatchNormRangeError('ERR_BN_BAD_SHAPE', `${fn}: shape[1] must be ${this.numFeatures} (numFeatures), received shape [${sh.dims.join(', ')}]`);
@@ -367,23 +311,6 @@ export class BatchNorm {
     this.sinceBackward = this.sinceBackward.filter((t) => t !== ticket);
   }
 
-  private backwardOptions(fn: string, v: unknown): { out: TensorArray | null; output: TensorArray | null; residualGrad?: unknown } {
-    if (v === undefined || v === null) return { out: null, output: null };
-    if (isTensorArray(v)) return { out: checkTensor(fn, 'out', v, this.dtype), output: null };
-    if (ArrayBuffer.isView(v) || Array.isArray(v)) {
-      throw new BatchNormTypeError(
-        'ERR_BN_INVALID_ARG_TYPE',
-        `${fn}: out must be a ${arrayName(this.dtype)} (or an options object { out, output }), received ${describe(v)}`,
-      );
-    }
-    const o = readOptions(fn, v, BACKWARD_KEYS);
-    return {
-      out: o.out === undefined || o.out === null ? null : checkTensor(fn, 'out', o.out, this.dtype),
-      output: o.output === undefined || o.output === null ? null : checkTensor(fn, 'output', o.output, this.dtype),
-      residualGrad: o.residualGrad,
-    };
-  }
-
   /** The forward a backward differentiates: named by its output, or the last one. */
   private ticketFor(fn: string, output: TensorArray | null): Ticket {
     const t = output ? this.byOutput.get(output) : this.last;
@@ -399,7 +326,7 @@ export class BatchNorm {
   }
 
   private planBackward(fn: string, dy: unknown, outOrOptions: unknown, async: boolean) {
-    const { out, output, residualGrad: rg } = this.backwardOptions(fn, outOrOptions);
+    const { out, output, residualGrad: rg } = readBackwardOptions(fn, this.dtype, outOrOptions);
     const ticket = this.ticketFor(fn, output);
     // Interleaved async chains (forward A, forward B, backward meant for A): "the last forward"
     // then depends on timing, so an unnamed backward after overlapping forwards is refused.
