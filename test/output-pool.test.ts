@@ -328,7 +328,8 @@ describe('output pool', function () {
     const script = `
       const { Worker } = require('worker_threads');
       const code = \`
-        const v8 = require('v8'); v8.setFlagsFromString('--expose-gc'); const gc = require('vm').runInNewContext('gc');
+        // Not named gc: once one worker has set --expose-gc, a later worker's global scope has gc.
+        const v8 = require('v8'); v8.setFlagsFromString('--expose-gc'); const collect = require('vm').runInNewContext('gc');
         const { parentPort, workerData } = require('worker_threads');
         const bn = require(\${JSON.stringify(${JSON.stringify(LIB)})});
         (async () => {
@@ -340,7 +341,7 @@ describe('output pool', function () {
             const y = bn.batchNormTraining(x, shape).y;
             for (let i = 0; i < n; i++) if (!Object.is(y[i], want[i])) throw new Error('worker ' + workerData + ': element ' + i);
             if (k % 2) keep.push(y); else y.fill(NaN);
-            gc(); await new Promise((r) => setImmediate(r)); gc(); await new Promise((r) => setImmediate(r));
+            collect(); await new Promise((r) => setImmediate(r)); collect(); await new Promise((r) => setImmediate(r));
           }
           parentPort.postMessage(bn.outputPoolStats());
         })();\`;
