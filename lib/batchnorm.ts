@@ -49,6 +49,9 @@ interface Ticket {
   record: ForwardRecord | null;
   /** Ran while another forward on the layer was in flight (async chains interleaved). */
   concurrent: boolean;
+  /** The layer's count of backwards when this forward was called: it is one of the forwards
+   * "since the last backward" while that count has not moved. */
+  window: number;
   /** The forward added a residual before the ReLU: its backward writes dL/dresidual. */
   residual: boolean;
 }
@@ -101,7 +104,12 @@ export class BatchNorm {
   private last: Ticket | null = null;
   private byOutput = new WeakMap<TensorArray, Ticket>();
   private inFlight = new Set<Ticket>();
-  private sinceBackward: Ticket[] = [];
+  // Forwards since the last backward, and how many of them ran while another was in flight:
+  // counts, not the tickets, so that a loop of forwards without backward (inference) keeps
+  // nothing but the last forward alive.
+  private backwards = 0;
+  private sinceBackward = 0;
+  private concurrentSinceBackward = 0;
   private pending = 0;
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -170,8 +178,21 @@ export class BatchNorm {
   releaseSaved(): void {
     methodName(this, 'releaseSaved');
     this.last = null;
-    this.sinceBackward = [];
+    this.startWindow();
     this.byOutput = new WeakMap();
+  }
+
+  /** A backward (or releaseSaved) starts a new window of "forwards since the last backward". */
+  private startWindow(): void {
+    this.backwards++;
+    this.sinceBackward = 0;
+    this.concurrentSinceBackward = 0;
+  }
+
+  private markConcurrent(t: Ticket): void {
+    if (t.concurrent) return;
+    t.concurrent = true;
+    if (t.window === this.backwards) this.concurrentSinceBackward++;
   }
 
   private assertIdle(fn: string): void {
@@ -205,7 +226,7 @@ export class BatchNorm {
     });
     const y = out ?? freshOutput(this.dtype, sh.total);
     const base = { fn, x: xa, dtype: this.dtype, sh, channelsLast, out: y, weight, bias, eps: this.eps, ...fused };
-    const ticket: Ticket = { sh, record: null, concurrent: this.inFlight.size > 0, residual: fused.residual !== null };
+    const ticket: Ticket = { sh, record: null, concurrent: false, window: this.backwards, residual: fused.residual !== null };
     const bind = (): { call: OpCall; commit: () => void } => {
       if (useBatchStats) {
         const n = updating ? this.batches + 1 : this.batches;
@@ -245,7 +266,7 @@ export class BatchNorm {
 
   private remember(ticket: Ticket, y: TensorArray): void {
     this.last = ticket;
-    this.sinceBackward.push(ticket);
+    this.sinceBackward++;
     this.byOutput.set(y, ticket);
   }
 
@@ -285,7 +306,10 @@ export class BatchNorm {
       const fn = methodName(this, 'forwardAsync');
       const { ticket, y, bind, residual } = this.planForward(fn, x, shape, out);
       checkFixedLength(fn, [['x', x], ['out', y], ['residual', residual]]);
-      for (const t of this.inFlight) t.concurrent = true;
+      if (this.inFlight.size > 0) {
+        for (const t of this.inFlight) this.markConcurrent(t);
+        this.markConcurrent(ticket);
+      }
       this.inFlight.add(ticket);
       const previous = this.last;
       this.remember(ticket, y); // a backward called before this settles can name it already
@@ -308,7 +332,10 @@ export class BatchNorm {
   private forget(ticket: Ticket, y: TensorArray, previous: Ticket | null): void {
     if (this.last === ticket) this.last = previous;
     if (this.byOutput.get(y) === ticket) this.byOutput.delete(y);
-    this.sinceBackward = this.sinceBackward.filter((t) => t !== ticket);
+    if (ticket.window === this.backwards) {
+      this.sinceBackward--;
+      if (ticket.concurrent) this.concurrentSinceBackward--;
+    }
   }
 
   /** The forward a backward differentiates: named by its output, or the last one. */
@@ -330,10 +357,10 @@ export class BatchNorm {
     const ticket = this.ticketFor(fn, output);
     // Interleaved async chains (forward A, forward B, backward meant for A): "the last forward"
     // then depends on timing, so an unnamed backward after overlapping forwards is refused.
-    if (async && !output && this.sinceBackward.length > 1 && this.sinceBackward.some((t) => t.concurrent)) {
+    if (async && !output && this.sinceBackward > 1 && this.concurrentSinceBackward > 0) {
       throw new BatchNormError(
         'ERR_BN_AMBIGUOUS_BACKWARD',
-        `${fn}: ${this.sinceBackward.length} forwards were called on this layer since the last backward, some of them while ` +
+        `${fn}: ${this.sinceBackward} forwards were called on this layer since the last backward, some of them while ` +
           'another was in flight, so which one is "the last" depends on timing; name the forward to differentiate with ' +
           '{ output: y } (the y it returned)',
       );
@@ -369,7 +396,7 @@ export class BatchNorm {
       return sp;
     };
     const checked = ticket.record ? spec() : null; // a forward that has run: everything can be checked now
-    this.sinceBackward = [];
+    this.startWindow();
     return Object.assign(
       (): { call: OpCall; dx: TensorArray } => {
         const p = backwardCall(checked ?? spec());
