@@ -97,30 +97,62 @@ static void bwd_reduce_rows(const T* x, const T* dy, size_t rows, size_t ch, con
 // coefficients are loaded once for its rows (not once per row), each row of a tile is a
 // contiguous run of kWriteCols vectors, and each load of x (dy) requests the line `ahead` values
 // on. Streaming stores when asked and every row has the same alignment (ch a multiple of the
-// streaming alignment): the columns are then cut at y's alignment, so the full vectors stream
-// whole lines and the head and the tail of each row are masked plain stores.
+// streaming alignment). y aligned: the columns [0, ch) of each row. y misaligned by h values (as
+// JavaScript's arrays are, 16 bytes into a malloc'ed block): the walk is shifted by h, row r's
+// columns [h, ch + h) ending with the first h values of row r + 1, so every vector is a whole
+// aligned line; only the call's first h values and its last row's last vector are plain masked
+// stores.
 static constexpr size_t kWriteRows = 4;
 static constexpr size_t kWriteCols = 4;
-static constexpr size_t kStreamRowBytes = 2048;  // misaligned rows stream from this length
+
+// Coefficients for channels j, j + 1, ... wrapping past ch to channel 0 (the shifted walk's vector
+// that crosses into the next row; j < ch <= j + W then).
+static Vec load_coef(const C* p, size_t j, size_t ch) {
+  if (j + W <= ch) return V::load(p + j);
+  alignas(64) C lanes[W];
+  for (size_t l = 0; l < W; ++l) lanes[l] = p[j + l < ch ? j + l : j + l - ch];
+  return V::load(lanes);
+}
 
 // loop(j, cnt, r0, r1, store, pf): channels [j, j + cnt) over rows [r0, r1), cnt being
-// kWriteCols * W (a tile), W, or less (masked, plain stores); the walk shared by the rows writers.
+// kWriteCols * W (a tile), W, or less (masked, plain stores); columns past ch continue into the
+// next row (the shifted walk; the loop loads coefficients with load_coef). The walk shared by the
+// rows writers.
 template <class Loop>
 static void write_rows_blocks(const T* y, size_t rows, size_t ch, bool stream, Loop&& loop) {
   const size_t ahead = rows_ahead(kWriteRows * ch);
   auto plain = [](T* d, Vec v) { V::store(d, v); };
   auto nt = [](T* d, Vec v) { V::stream(d, v); };
   auto pf = [ahead](const T* p) { prefetch_next(p, ahead); };
-  // A misaligned y leaves two partial lines per row written by plain masked stores; mixed with
-  // streamed lines they cost more than streaming saves unless rows are long: plain stores then
-  // (bench/notes-from-code.md).
-  const bool aligned = head_to_align(y, ch) == 0;
-  const bool st = stream && (ch * sizeof(T)) % V::kStreamAlign == 0 && (aligned || ch * sizeof(T) >= kStreamRowBytes);
-  const size_t h = st ? head_to_align(y, ch) : 0;  // the same for every row
+  const bool whole_lines = stream && (ch * sizeof(T)) % V::kStreamAlign == 0;
+  const size_t h = whole_lines ? head_to_align(y, ch) : 0;  // the same for every row
+  if (h != 0 && h < W) {
+    loop(size_t(0), h, size_t(0), size_t(1), plain, pf);  // the first row's first h values
+    for (size_t r0 = 0; r0 < rows; r0 += kWriteRows) {
+      const size_t r1 = rows - r0 < kWriteRows ? rows : r0 + kWriteRows;
+      // The call's last row stops at ch: what follows it is not this call's.
+      const size_t full = r1 == rows ? r1 - 1 : r1;
+      auto last_row = [&](size_t j, size_t span) {
+        for (size_t v = j; v < j + span && v < ch; v += W) {
+          if (v + W <= ch) loop(v, W, rows - 1, rows, nt, pf); else loop(v, ch - v, rows - 1, rows, plain, pf);
+        }
+      };
+      size_t j = h;
+      for (; j + kWriteCols * W <= ch + h; j += kWriteCols * W) {
+        if (full > r0) loop(j, kWriteCols * W, r0, full, nt, pf);
+        if (full < r1) last_row(j, kWriteCols * W);
+      }
+      for (; j < ch + h; j += W) {
+        if (full > r0) loop(j, W, r0, full, nt, pf);
+        if (full < r1) last_row(j, W);
+      }
+    }
+    return;
+  }
+  const bool st = whole_lines && h == 0;
   for (size_t r0 = 0; r0 < rows; r0 += kWriteRows) {
     const size_t r1 = rows - r0 < kWriteRows ? rows : r0 + kWriteRows;
-    if (h) loop(size_t(0), h, r0, r1, plain, pf);
-    size_t j = h;
+    size_t j = 0;
     for (; j + kWriteCols * W <= ch; j += kWriteCols * W) {
       if (st) loop(j, kWriteCols * W, r0, r1, nt, pf); else loop(j, kWriteCols * W, r0, r1, plain, pf);
     }
@@ -139,9 +171,9 @@ static void affine_rows(const T* x, T* y, const T* res, size_t rows, size_t ch, 
       Vec vc[kWriteCols], va[kWriteCols], vb[kWriteCols];
 #pragma GCC unroll 8
       for (size_t u = 0; u < kWriteCols; ++u) {
-        vc[u] = V::load(c + j + u * W);
-        va[u] = V::load(a + j + u * W);
-        vb[u] = V::load(b + j + u * W);
+        vc[u] = load_coef(c, j + u * W, ch);
+        va[u] = load_coef(a, j + u * W, ch);
+        vb[u] = load_coef(b, j + u * W, ch);
       }
       // scalar math: y[r][j] = (x[r][j] - c[j]) * a[j] + b[j]
       for (size_t r = r0; r < r1; ++r) {
@@ -155,7 +187,7 @@ static void affine_rows(const T* x, T* y, const T* res, size_t rows, size_t ch, 
       return;
     }
     if (cnt == W) {
-      const Vec vc = V::load(c + j), va = V::load(a + j), vb = V::load(b + j);
+      const Vec vc = load_coef(c, j, ch), va = load_coef(a, j, ch), vb = load_coef(b, j, ch);
       // scalar math: the same, one vector
       for (size_t r = r0; r < r1; ++r) {
         const size_t q = r * ch + j;
@@ -183,10 +215,10 @@ static void bwd_dx_rows(const T* x, const T* dy, T* dx, const T* res, size_t row
       Vec vc[kWriteCols], v1[kWriteCols], v2[kWriteCols], v3[kWriteCols];
 #pragma GCC unroll 8
       for (size_t u = 0; u < kWriteCols; ++u) {
-        vc[u] = V::load(c + j + u * W);
-        v1[u] = V::load(k1 + j + u * W);
-        v2[u] = V::load(k2 + j + u * W);
-        v3[u] = V::load(k3 + j + u * W);
+        vc[u] = load_coef(c, j + u * W, ch);
+        v1[u] = load_coef(k1, j + u * W, ch);
+        v2[u] = load_coef(k2, j + u * W, ch);
+        v3[u] = load_coef(k3, j + u * W, ch);
       }
       // scalar math: dx[r][j] = dy[r][j] * k1[j] + ((x[r][j] - c[j]) * k2[j] + k3[j])
       for (size_t r = r0; r < r1; ++r) {
@@ -201,7 +233,7 @@ static void bwd_dx_rows(const T* x, const T* dy, T* dx, const T* res, size_t row
       return;
     }
     if (cnt == W) {
-      const Vec vc = V::load(c + j), v1 = V::load(k1 + j), v2 = V::load(k2 + j), v3 = V::load(k3 + j);
+      const Vec vc = load_coef(c, j, ch), v1 = load_coef(k1, j, ch), v2 = load_coef(k2, j, ch), v3 = load_coef(k3, j, ch);
       // scalar math: the same, one vector
       for (size_t r = r0; r < r1; ++r) {
         const size_t q = r * ch + j;

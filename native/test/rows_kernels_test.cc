@@ -183,16 +183,18 @@ struct RowsKernelTester : KernelTesterBase<T> {
 
   void run_all(size_t w) {
     std::vector<size_t> sizes = sweep_sizes(w);
-    sizes.push_back(512);  // rows of 2 KiB and more: the writers stream them even when misaligned
+    sizes.push_back(512);  // long rows
     for (size_t n : sizes) {
-      for (size_t off : {size_t(0), size_t(1)}) {  // aligned and offset by one
+      // Aligned, offset by one value, and by 16 bytes (JavaScript's arrays): the misaligned
+      // writers that stream take the shifted walk (rows crossing into the next row's lines).
+      for (size_t off : {size_t(0), size_t(1), 16 / sizeof(T)}) {
         for (int regime : {0, 1}) {
           // Around the writers' blocks of 4 rows and the reductions' strips of 8.
           for (size_t rows : {size_t(1), size_t(3), size_t(4), size_t(5), size_t(8), size_t(9), size_t(17)}) {
             if (n > 100 && rows > 5 && rows != 17) continue;  // the long rows: a few counts are enough
             stats_rows(rows, n, off, regime);
             bwd_reduce_rows(rows, n, off, regime);
-            for (bool stream : {false, true}) {  // streams only where aligned: off 0 and n a multiple of w
+            for (bool stream : {false, true}) {  // streams only where every row has y's alignment: n a multiple of w
               affine_rows(rows, n, off, regime, stream);
               bwd_dx_rows(rows, n, off, regime, stream);
             }
