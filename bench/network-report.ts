@@ -198,7 +198,7 @@ function header(run: NetworkRun): string[] {
     `${run.network}: ${run.layers.length} BN layers at batch ${run.batch}, float32 (${run.source})`,
     `machine: ${m.cpuModel}, ${m.cpus} CPUs, ${m.memGiB} GiB, ${m.platform}; load average at start ${m.loadAvg.map((x) => x.toFixed(2)).join(' ')}; Node ${m.node}; SIMD ${run.simdLevel}; copy kernel ${run.copyKernel}`,
     `caches seen by the process: ${run.caches}`,
-    `${run.rounds} rounds after a warm-up round; in each round, per thread count: the copies, then per layout the reused and the fresh mode (order alternating by round), each a training step then an inference pass${run.yieldBetweenSteps ? ', each after a turn of the event loop' : ', no event-loop turn between them'}`,
+    `${run.rounds} rounds after a warm-up round and fresh-output steps until the output pool stopped growing; in each round, per thread count: the copies, then per layout the reused and the fresh mode (order alternating by round), each a training step then an inference pass${run.yieldBetweenSteps ? ', each after a turn of the event loop' : ', no event-loop turn between them'}`,
     ...(run.pool ? [`output pool after the run: ${Object.entries(run.pool).map(([k, v]) => `${k} ${v}`).join(', ')}`] : []),
   ];
 }
