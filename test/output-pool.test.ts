@@ -211,6 +211,48 @@ describe('output pool', function () {
     expect(s2.allocations).to.equal(s1.allocations);
   });
 
+  it('a loop whose blocks came back may take as much in new blocks as it held then, when the next returns are late', async () => {
+    const shape = [18, 8, 48, 40], n = 18 * 8 * 48 * 40;
+    const block = Math.ceil(4 * n / 4096) * 4096;
+    const x = filled(n, (i) => (i % 5) - 2);
+    const opts = { runningMean: x.subarray(0, 8), runningVar: x.subarray(8, 16).map(Math.abs) };
+    const out = () => bn.batchNormInference(x, shape, opts) as Float32Array;
+    bn.setOutputPool({ maxBytes: 512 << 20 });  // maxBytes / 8 = the 64 MiB floor
+    const base = bn.outputPoolStats();
+    // A working set of 101 blocks (106 MiB), built in two steps of under 64 MiB with a return
+    // between them; the last return happens while all 101 are lent.
+    const held: Float32Array[] = [];
+    for (let i = 0; i < 50; i++) held.push(out());
+    out();
+    await collect();
+    for (let i = 0; i < 50; i++) held.push(out());
+    out();
+    await collect();
+    const s0 = bn.outputPoolStats();
+    expect(s0.allocations - base.allocations, 'blocks of the working set').to.equal(101);
+    expect(s0.awaitingReturns - base.awaitingReturns).to.equal(0);
+    held.length = 0;
+    await collect();
+    const s1 = bn.outputPoolStats();
+    expect(s1.idleBlocks).to.equal(101);
+    // Late returns: 250 outputs without a turn of the event loop. The 101 idle blocks, then 101
+    // new ones (the working set, more than the 64 MiB floor's 60), then plain outputs.
+    for (let i = 0; i < 250; i++) out();
+    const s2 = bn.outputPoolStats();
+    expect(s2.reuses - s1.reuses, 'from idle blocks').to.equal(101);
+    expect(s2.allocations - s1.allocations, 'new blocks').to.equal(101);
+    expect(s2.allocations - s1.allocations).to.be.above(Math.floor((64 << 20) / block));
+    expect(s2.awaitingReturns - s1.awaitingReturns, 'plain outputs').to.equal(48);
+    // A new bound forgets the working set: the floor again.
+    await collect();
+    bn.setOutputPool({ maxBytes: 0 });
+    bn.setOutputPool({ maxBytes: 512 << 20 });
+    const s3 = bn.outputPoolStats();
+    for (let i = 0; i < 100; i++) out();
+    const s4 = bn.outputPoolStats();
+    expect(s4.allocations - s3.allocations, 'new blocks after a new bound').to.equal(Math.floor((64 << 20) / block));
+  });
+
   it('reuses a block only after its ArrayBuffer was collected', async () => {
     const shape = [18, 8, 48, 40], n = 18 * 8 * 48 * 40;
     const x = filled(n, (i) => (i % 5) - 2);

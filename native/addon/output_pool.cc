@@ -103,7 +103,7 @@ class Pool {
         return false;
       }
     }
-    if (new_since_return_ + cap > std::max(max_bytes_ / kNewBytesDivisor, kNewBytesFloor)) {
+    if (new_since_return_ + cap > std::max({max_bytes_ / kNewBytesDivisor, kNewBytesFloor, returning_peak_})) {
       ++awaiting_returns_;
       return false;
     }
@@ -130,6 +130,7 @@ class Pool {
   // the change of idle bytes to report.
   int64_t give_back(const Block& b) {
     std::lock_guard<std::mutex> lock(mu_);
+    returning_peak_ = std::max(returning_peak_, lent_bytes_);
     lent_bytes_ -= b.capacity;
     --lent_blocks_;
     new_since_return_ = 0;
@@ -149,6 +150,7 @@ class Pool {
     std::lock_guard<std::mutex> lock(mu_);
     max_bytes_ = max_bytes;
     idle_seconds_ = idle_seconds;
+    returning_peak_ = 0;
     const size_t before = idle_bytes_;
     std::sort(idle_.begin(), idle_.end(), [](const Block& a, const Block& b) { return a.idle_since < b.idle_since; });
     size_t k = 0;
@@ -169,7 +171,10 @@ class Pool {
     std::lock_guard<std::mutex> lock(mu_);
     const size_t before = idle_bytes_;
     const double now = now_seconds();
-    if (now - last_take_ >= idle_seconds_) free_idle_locked(now);
+    if (now - last_take_ >= idle_seconds_) {
+      free_idle_locked(now);
+      returning_peak_ = 0;  // the loop that used the pool stopped
+    }
     *holding = !idle_.empty() || lent_blocks_ > 0;
     return -int64_t(before - idle_bytes_);
   }
@@ -224,6 +229,7 @@ class Pool {
   std::vector<Block> idle_;
   size_t idle_bytes_ = 0, lent_bytes_ = 0, lent_blocks_ = 0;
   size_t new_since_return_ = 0;  // bytes of new blocks since a block last came back
+  size_t returning_peak_ = 0;    // the most bytes lent when a block came back (since the last set)
   uint64_t reuses_ = 0, allocations_ = 0, over_bound_ = 0, awaiting_returns_ = 0, frees_ = 0;
   double last_take_ = 0;
   bool closed_ = false;

@@ -35,7 +35,9 @@ constexpr double kIdleSeconds = 30.0;
 // Blocks come back only when the event loop turns (Node runs the finalizers there): a loop that
 // never yields would turn the whole bound into dead blocks and make every output new memory. So
 // between two returns a pool allocates at most maxBytes / kNewBytesDivisor (at least
-// kNewBytesFloor) in new blocks; past that, plain allocations until a block comes back.
+// kNewBytesFloor) in new blocks; past that, plain allocations until a block comes back. A loop
+// whose blocks have come back may allocate as much as it held when they did (its working set):
+// when V8 collects one step's outputs late, the next step gets new blocks, not plain memory.
 constexpr size_t kNewBytesDivisor = 8;
 constexpr size_t kNewBytesFloor = size_t(64) << 20;
 
