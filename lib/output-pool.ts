@@ -30,8 +30,8 @@ export interface OutputPoolStats {
   allocations: number;
   /** outputs allocated the plain way because the pool was full */
   overBound: number;
-  /** outputs allocated the plain way because maxBytes / 8 (at least 64 MiB, or as much as was lent
-   * when blocks last came back, if more) of new blocks went out since a block last came back:
+  /** outputs allocated the plain way because maxBytes / 8 (at least 64 MiB, or twice what was lent
+   * when blocks came back, if more) of new blocks went out since a block last came back:
    * blocks come back only when the event loop turns */
   awaitingReturns: number;
   /** blocks freed (pool unused for a while, room made for another size, a lowered bound, exit) */

@@ -103,7 +103,7 @@ class Pool {
         return false;
       }
     }
-    if (new_since_return_ + cap > std::max({max_bytes_ / kNewBytesDivisor, kNewBytesFloor, returning_peak_})) {
+    if (new_since_return_ + cap > std::max({max_bytes_ / kNewBytesDivisor, kNewBytesFloor, kWorkingSets * returning_peak_})) {
       ++awaiting_returns_;
       return false;
     }

@@ -36,10 +36,12 @@ constexpr double kIdleSeconds = 30.0;
 // never yields would turn the whole bound into dead blocks and make every output new memory. So
 // between two returns a pool allocates at most maxBytes / kNewBytesDivisor (at least
 // kNewBytesFloor) in new blocks; past that, plain allocations until a block comes back. A loop
-// whose blocks have come back may allocate as much as it held when they did (its working set):
-// when V8 collects one step's outputs late, the next step gets new blocks, not plain memory.
+// whose blocks have come back may allocate kWorkingSets times what it held when they did: when V8
+// collects a step's outputs late, they are still lent while the next step takes its own, and that
+// step gets new blocks, not plain memory faulted in page by page.
 constexpr size_t kNewBytesDivisor = 8;
 constexpr size_t kNewBytesFloor = size_t(64) << 20;
+constexpr size_t kWorkingSets = 2;
 
 // takeOutput(bytes): an ArrayBuffer of exactly `bytes` from the pool, or undefined (too small, pool
 // off or full, external buffers forbidden): the caller then allocates it the plain way.
