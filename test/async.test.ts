@@ -4,21 +4,15 @@ import { expect } from 'chai';
 import { spawnSync } from 'child_process';
 import * as os from 'os';
 import * as path from 'path';
-import * as v8 from 'v8';
-import * as vm from 'vm';
 import * as bn from '../lib';
 import { native } from '../lib/load';
 import { Rng, randn, product } from './helpers/random';
 import * as ref from './helpers/reference';
 import { expectBitwiseEqual, expectSameState, expectUnchanged, snapshot } from './helpers/state-snapshot';
 import { expectChildAlive } from './helpers/child';
+import { gcFunction } from './helpers/gc';
 
 const LIB = path.resolve(__dirname, '..', 'lib');
-
-function gcFunction(): () => void {
-  v8.setFlagsFromString('--expose-gc');
-  return vm.runInNewContext('gc') as () => void;
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

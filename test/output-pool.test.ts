@@ -7,27 +7,13 @@
 import { expect } from 'chai';
 import { spawnSync } from 'child_process';
 import * as path from 'path';
-import * as v8 from 'v8';
-import * as vm from 'vm';
 import * as bn from '../lib';
 import { native } from '../lib/load';
+import { collect } from './helpers/gc';
 
 const LIB = path.resolve(__dirname, '..', 'lib');
 const MiB = 1 << 20;
 
-function gcFunction(): () => void {
-  v8.setFlagsFromString('--expose-gc');
-  return vm.runInNewContext('gc') as () => void;
-}
-const gc = gcFunction();
-
-/** Collect, then let Node run the finalizers it queued (they run on the event loop). */
-async function collect(): Promise<void> {
-  for (let i = 0; i < 3; i++) {
-    gc();
-    await new Promise((r) => setImmediate(r));
-  }
-}
 
 function filled(n: number, f: (i: number) => number): Float32Array {
   const a = new Float32Array(n);

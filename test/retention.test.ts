@@ -2,22 +2,8 @@
 // nothing older. An inference loop (evaluation mode) or a training loop that runs forward without
 // backward (recalibrating statistics) must not keep every output it ever returned.
 import { expect } from 'chai';
-import * as v8 from 'v8';
-import * as vm from 'vm';
 import * as bn from '../lib';
-
-function gcFunction(): () => void {
-  v8.setFlagsFromString('--expose-gc');
-  return vm.runInNewContext('gc') as () => void;
-}
-const gc = gcFunction();
-
-async function collect(): Promise<void> {
-  for (let i = 0; i < 3; i++) {
-    gc();
-    await new Promise((r) => setImmediate(r));
-  }
-}
+import { collect } from './helpers/gc';
 
 const SHAPE = [4, 3, 5, 5];
 const N = 4 * 3 * 5 * 5;
