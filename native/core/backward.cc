@@ -203,17 +203,8 @@ struct BackwardChannelStages : BackwardSums<T> {
 template <typename T>
 void run(const BackwardArgs<T>& a) {
   const Shape& s = a.shape;
-  const MachineFacts& facts = machine_facts();
-  PlanInput in;
-  in.shape = s;
-  in.elem_bytes = sizeof(T);
-  in.threads = a.num_threads;
-  in.l2_bytes = facts.l2_bytes;
-  in.op = OpKind::kBackward;
-  // dx aliasing x or dy: its lines were just read, plain stores are better (as in place forward).
-  in.stream_out = a.dx != nullptr && a.dx != a.x && a.dx != a.dy && a.dx != a.y &&
-                  stream_output(facts, a.dx, int64_t(sizeof(T)) * s.n * s.c * s.s);
-  const Plan pt = plan_op(in);
+  const bool in_place = a.dx == a.x || a.dx == a.dy || a.dx == a.y;
+  const Plan pt = plan_op(plan_input(s, a.num_threads, OpKind::kBackward, a.dx, in_place));
   if (pt.path == Path::kRows) {
     BackwardRowsStages<T> st(a, pt);
     run_rows_two_pass(s, pt, st);

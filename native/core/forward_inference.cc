@@ -87,20 +87,10 @@ void apply(const ForwardInferenceArgs<T>& a, const Affine<T>& af, const Plan& pt
 template <typename T>
 void run(const ForwardInferenceArgs<T>& a) {
   const Shape& s = a.shape;
-  const MachineFacts& facts = machine_facts();
   Affine<T> af(s.c);
   inference_affine(a, af);
-  PlanInput in;
-  in.shape = s;
-  in.elem_bytes = sizeof(T);
-  in.threads = a.num_threads;
-  in.l2_bytes = facts.l2_bytes;
-  in.op = OpKind::kForwardInference;
-  // In place, the lines were just read and are in cache: plain stores write them back without a
-  // read for ownership, while streaming stores would evict them first.
-  in.stream_out = a.y != a.x && a.y != a.residual &&
-                  stream_output(facts, a.y, int64_t(sizeof(T)) * s.n * s.c * s.s);
-  apply(a, af, plan_op(in));
+  const bool in_place = a.y == a.x || a.y == a.residual;
+  apply(a, af, plan_op(plan_input(s, a.num_threads, OpKind::kForwardInference, a.y, in_place)));
 }
 
 }  // namespace

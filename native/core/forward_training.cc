@@ -142,17 +142,8 @@ struct TrainingChannelStages : TrainingStats<T> {
 template <typename T>
 void run(const ForwardTrainingArgs<T>& a) {
   const Shape& s = a.shape;
-  const MachineFacts& facts = machine_facts();
-  PlanInput in;
-  in.shape = s;
-  in.elem_bytes = sizeof(T);
-  in.threads = a.num_threads;
-  in.l2_bytes = facts.l2_bytes;
-  in.op = OpKind::kForwardTraining;
-  // In place, the lines were just read and plain stores are better.
-  in.stream_out = a.y != a.x && a.y != a.residual &&
-                  stream_output(facts, a.y, int64_t(sizeof(T)) * s.n * s.c * s.s);
-  const Plan pt = plan_op(in);
+  const bool in_place = a.y == a.x || a.y == a.residual;
+  const Plan pt = plan_op(plan_input(s, a.num_threads, OpKind::kForwardTraining, a.y, in_place));
   if (pt.path == Path::kRows) {
     TrainingRowsStages<T> st(a, pt);
     rows_shifts(s, a.x, st.shift.data());

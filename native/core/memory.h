@@ -7,6 +7,7 @@
 
 #include "batchnorm.h"
 #include "machine.h"
+#include "plan.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>  // _mm_sfence: SSE, part of the x86-64 baseline
@@ -21,6 +22,23 @@ namespace bn {
 inline bool stream_output(const MachineFacts& facts, const void* y, int64_t bytes) {
   if (bytes < facts.stream_min_bytes) return false;
   return facts.page_resident(static_cast<const char*>(y) + bytes / 2);
+}
+
+// What the planner needs of a call writing `out` (T values, the size of s): the machine's L2 and
+// whether out may stream. `out_read` says out is one of the call's inputs (in place): its lines
+// were just read and are in cache, where plain stores write them back without a read for
+// ownership while streaming stores would evict them first.
+template <typename T>
+PlanInput plan_input(const Shape& s, int threads, OpKind op, const T* out, bool out_read) {
+  const MachineFacts& facts = machine_facts();
+  PlanInput in;
+  in.shape = s;
+  in.elem_bytes = sizeof(T);
+  in.threads = threads;
+  in.l2_bytes = facts.l2_bytes;
+  in.op = op;
+  in.stream_out = out != nullptr && !out_read && stream_output(facts, out, int64_t(sizeof(T)) * s.n * s.c * s.s);
+  return in;
 }
 
 // Non-temporal stores are weakly ordered: a thread that streamed output fences once, after its
