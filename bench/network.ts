@@ -191,8 +191,9 @@ function poolGrowth(): number {
 }
 
 /** After the warm-up round, fresh-mode steps until one adds no pool block and no plain allocation
- * (at most kMaxSettleSteps): the pool grows by at most an eighth of its bound per return, so the
- * first steps of a loop are not its steady state. Returns how many steps it took. */
+ * (at most kMaxSettleSteps): the pool grows by a bounded amount between two returns (an eighth of
+ * its bound, or twice its working set), so the first steps of a loop are not its steady state.
+ * Returns how many steps it took. */
 const kMaxSettleSteps = 8;
 async function settlePool(args: NetworkArgs, data: LayerData[]): Promise<number> {
   let steps = 0;

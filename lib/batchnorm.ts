@@ -49,8 +49,8 @@ interface Ticket {
   record: ForwardRecord | null;
   /** Ran while another forward on the layer was in flight (async chains interleaved). */
   concurrent: boolean;
-  /** The layer's count of backwards when this forward was called: it is one of the forwards
-   * "since the last backward" while that count has not moved. */
+  /** The layer's window when this forward was called (backwards and releaseSaved() calls so far):
+   * it is one of the forwards "since the last backward" while that count has not moved. */
   window: number;
   /** The forward added a residual before the ReLU: its backward writes dL/dresidual. */
   residual: boolean;
@@ -107,7 +107,7 @@ export class BatchNorm {
   // Forwards since the last backward, and how many of them ran while another was in flight:
   // counts, not the tickets, so that a loop of forwards without backward (inference) keeps
   // nothing but the last forward alive.
-  private backwards = 0;
+  private backwards = 0; // windows: backwards and releaseSaved() calls so far
   private sinceBackward = 0;
   private concurrentSinceBackward = 0;
   private pending = 0;

@@ -103,7 +103,9 @@ class Pool {
         return false;
       }
     }
-    if (new_since_return_ + cap > std::max({max_bytes_ / kNewBytesDivisor, kNewBytesFloor, kWorkingSets * returning_peak_})) {
+    const size_t allowance =
+        std::max({max_bytes_ / kNewBytesDivisor, kNewBytesFloor, kWorkingSets * returning_peak_});
+    if (new_since_return_ + cap > allowance) {
       ++awaiting_returns_;
       return false;
     }
@@ -229,7 +231,7 @@ class Pool {
   std::vector<Block> idle_;
   size_t idle_bytes_ = 0, lent_bytes_ = 0, lent_blocks_ = 0;
   size_t new_since_return_ = 0;  // bytes of new blocks since a block last came back
-  size_t returning_peak_ = 0;    // the most bytes lent when a block came back (since the last set)
+  size_t returning_peak_ = 0;    // the most bytes lent when a block came back (since set() or an idle trim)
   uint64_t reuses_ = 0, allocations_ = 0, over_bound_ = 0, awaiting_returns_ = 0, frees_ = 0;
   double last_take_ = 0;
   bool closed_ = false;

@@ -120,6 +120,7 @@ static Vec load_coef(const C* p, size_t j, size_t ch) {
 // rows writers.
 template <class Loop>
 static void write_rows_blocks(const T* y, size_t rows, size_t ch, bool stream, Loop&& loop) {
+  if (rows == 0) return;  // the shifted walk writes the first row's head unconditionally
   const size_t ahead = rows_ahead(kWriteRows * ch);
   auto plain = [](T* d, Vec v) { V::store(d, v); };
   auto nt = [](T* d, Vec v) { V::stream(d, v); };
