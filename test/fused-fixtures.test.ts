@@ -10,6 +10,7 @@ import {
   simdLevel, supportedSimdLevels,
 } from '../lib';
 import { Fixture, fusedFixturesDir, loadFixture, sharedFixturesDir } from './helpers/fixtures';
+import { fromChannelsLast, toChannelsLast } from './helpers/layout';
 import { relErr } from './helpers/reference';
 
 const NAMES = fs.readdirSync(fusedFixturesDir).filter((f) => f.endsWith('.safetensors')).map((f) => f.slice(0, -12)).sort();
@@ -22,23 +23,6 @@ function layerClass(rank: number): typeof BatchNorm {
 // (SECOND_SET.md: every file was checked against a float64 chain). float64: rounding only.
 function tolerance(fx: Fixture): number {
   return fx.dtype === 'float64' ? 1e-12 : 4e-6;
-}
-
-/** [N, C, S] -> [N, S, C] (or back with inverse). */
-function transpose(a: Float32Array | Float64Array, shape: number[], inverse = false): Float32Array | Float64Array {
-  const [N, C] = shape;
-  const S = shape.slice(2).reduce((p, v) => p * v, 1);
-  const out = new (a.constructor as typeof Float32Array)(a.length);
-  for (let n = 0; n < N; n++) {
-    for (let c = 0; c < C; c++) {
-      for (let s = 0; s < S; s++) {
-        const nchw = (n * C + c) * S + s, nhwc = (n * S + s) * C + c;
-        if (inverse) out[nchw] = a[nhwc];
-        else out[nhwc] = a[nchw];
-      }
-    }
-  }
-  return out;
 }
 
 interface Outs {
@@ -61,8 +45,9 @@ function runLayer(fx: Fixture, channelsLast: boolean): Outs {
   layer.runningMean!.set(fx.f('running_mean'));
   layer.runningVar!.set(fx.f('running_var'));
   layer.train(fx.training);
-  const io = (t: string) => (channelsLast ? transpose(fx.f(t), fx.shape) : fx.f(t).slice());
-  const back = (a: Float32Array | Float64Array) => (channelsLast ? transpose(a, fx.shape, true) : a);
+  const [N, C] = fx.shape, S = fx.shape.slice(2).reduce((p, v) => p * v, 1);
+  const io = (t: string) => (channelsLast ? toChannelsLast(fx.f(t), N, C, S) : fx.f(t).slice());
+  const back = (a: Float32Array | Float64Array) => (channelsLast ? fromChannelsLast(a, N, C, S) : a);
   const residual = residualOf(fx) ? io('z') : undefined;
   const y = layer.forward(io('x'), fx.shape, { channelsLast, residual });
   const dz = residual ? new (y.constructor as typeof Float32Array)(y.length).fill(NaN) : undefined;

@@ -5,7 +5,8 @@
 // and evaluation, sizes around the vector widths.
 import { expect } from 'chai';
 import { BatchNorm, setSimdLevel, simdLevel, supportedSimdLevels } from '../lib';
-import { decodeAll, encodeAll, expectWithinUlp, FORMATS, fromChannelsLast, HalfName, toChannelsLast } from './helpers/half-check';
+import { decodeAll, encodeAll, expectWithinUlp, FORMATS, HalfName } from './helpers/half-check';
+import { fromChannelsLast, toChannelsLast } from './helpers/layout';
 import { Rng } from './helpers/random';
 import * as ref from './helpers/reference';
 

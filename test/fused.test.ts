@@ -9,24 +9,10 @@ import {
   setSimdLevel, simdLevel, supportedSimdLevels,
 } from '../lib';
 import * as ref from './helpers/reference';
+import { fromChannelsLast, toChannelsLast } from './helpers/layout';
 import { AnyFloatArray, ctorOf, DTypeName, randn, Rng } from './helpers/random';
 
 type Arr = AnyFloatArray;
-
-/** [N, C, S] <-> [N, S, C]. */
-function toNhwc(a: Arr, n: number, c: number, s: number, inverse = false): Arr {
-  const out = new (a.constructor as typeof Float32Array)(a.length);
-  for (let b = 0; b < n; b++) {
-    for (let ch = 0; ch < c; ch++) {
-      for (let j = 0; j < s; j++) {
-        const p = (b * c + ch) * s + j, q = (b * s + j) * c + ch;
-        if (inverse) out[p] = a[q];
-        else out[q] = a[p];
-      }
-    }
-  }
-  return out;
-}
 
 interface Case {
   x: Arr;
@@ -81,8 +67,8 @@ function layerStep(k: Case, dtype: DTypeName, training: boolean, channelsLast: b
   const [N, C] = k.shape;
   const S = k.shape.slice(2).reduce((p, v) => p * v, 1);
   const T = ctorOf(dtype);
-  const lay = (a: Arr) => (channelsLast ? toNhwc(a, N, C, S) : a.slice());
-  const back = (a: Arr) => (channelsLast ? toNhwc(a, N, C, S, true) : a);
+  const lay = (a: Arr) => (channelsLast ? toChannelsLast(a, N, C, S) : a.slice());
+  const back = (a: Arr) => (channelsLast ? fromChannelsLast(a, N, C, S) : a);
   const layer = new BatchNorm(C, { dtype, activation: 'relu' });
   layer.weight!.set(k.weight);
   layer.bias!.set(k.bias);
@@ -313,12 +299,12 @@ describe('fused ReLU: async, functional, scaleShift, state dict', () => {
     const rng = new Rng(6);
     const k = makeCase(rng, 'float64', [2, 4, 3, 3], true);
     const [N, C, S] = [2, 4, 9];
-    const nhwc = (a: Arr) => toNhwc(a, N, C, S);
+    const nhwc = (a: Arr) => toChannelsLast(a, N, C, S);
     const opts = { weight: k.weight, bias: k.bias, activation: 'relu' as const, channelsLast: true };
     const t = batchNormTraining(nhwc(k.x), k.shape, { ...opts, residual: nhwc(k.z!) });
     const ta = await batchNormTrainingAsync(nhwc(k.x), k.shape, { ...opts, residual: nhwc(k.z!) });
     expect(Array.from(ta.y)).to.deep.equal(Array.from(t.y));
-    const yN = toNhwc(t.y, N, C, S, true);
+    const yN = fromChannelsLast(t.y, N, C, S);
     const r = reference(k, true, yN);
     ref.assertClose('functional y', yN, r.y, 1e-12);
     const dz = new Float64Array(k.x.length);
@@ -327,8 +313,8 @@ describe('fused ReLU: async, functional, scaleShift, state dict', () => {
     const dza = new Float64Array(k.x.length);
     const ga = await batchNormBackwardAsync(nhwc(k.x), nhwc(k.dy), k.shape, { ...bopts, residualGrad: dza });
     expect(Array.from(ga.dx)).to.deep.equal(Array.from(g.dx));
-    ref.assertClose('functional dx', toNhwc(g.dx, N, C, S, true), r.dx, 1e-12);
-    ref.assertClose('functional dz', toNhwc(dz, N, C, S, true), r.dz, 0);
+    ref.assertClose('functional dx', fromChannelsLast(g.dx, N, C, S), r.dx, 1e-12);
+    ref.assertClose('functional dz', fromChannelsLast(dz, N, C, S), r.dz, 0);
     ref.assertClose('functional dweight', g.gradWeight, r.dweight, 1e-12);
     // Inference, relu without residual.
     const rm = k.runningMean, rv = k.runningVar;

@@ -9,8 +9,9 @@ import {
   batchNormTrainingAsync, setSimdLevel, simdLevel, supportedSimdLevels,
 } from '../lib';
 import {
-  decodeAll, encodeAll, expectClose, expectWithinUlp, FORMATS, fromChannelsLast, HalfName, POISON, toChannelsLast,
+  decodeAll, encodeAll, expectClose, expectWithinUlp, FORMATS, HalfName, POISON,
 } from './helpers/half-check';
+import { fromChannelsLast, toChannelsLast } from './helpers/layout';
 import { encodeHalf } from './helpers/half-reference';
 import { Rng } from './helpers/random';
 import * as ref from './helpers/reference';

@@ -134,21 +134,34 @@ struct ReluKernelTester : KernelTesterBase<T> {
     }
   }
 
+  // The inputs of the group and rows families: `span` contiguous values of x, the residual, dy,
+  // y and the gated dy g, and `coefs` channels of coefficients.
+  struct Inputs {
+    Buf<T> x, res, dy, y, g;
+    std::vector<T> cc, a, b, k1, k2, k3;
+    Inputs(size_t span, size_t off, size_t coefs)
+        : x(span, off, 0), res(span, off, 0), dy(span, off, 0), y(span, off, 0), g(span, off, 0),
+          cc(coefs), a(coefs), b(coefs), k1(coefs), k2(coefs), k3(coefs) {}
+  };
+  void fill_inputs(Inputs& in, size_t span) {
+    fill_in(in.x, span, span, span, 0.5);
+    fill_in(in.res, span, span, span, 0.0);
+    fill_in(in.dy, span, span, span, 0.0);
+    fill_y(in.y, span, span, span);
+    for (size_t q = 0; q < span; ++q) in.g[q] = gate_ref(in.dy[q], in.y[q]);
+    for (size_t j = 0; j < in.cc.size(); ++j) {
+      in.cc[j] = T(0.5 + 0.3 * r.sym()), in.a[j] = T(1.5 * r.sym()), in.b[j] = T(r.sym());
+      in.k1[j] = T(2 * r.sym()), in.k2[j] = T(r.sym()), in.k3[j] = T(r.sym());
+    }
+  }
+
   // ---- group family (one sample's `runs` contiguous runs of n) -------------------------------
   void group_family(size_t runs, size_t n, size_t off, bool stream) {
     const size_t span = runs * n;
     const std::string c0 = fmt("runs=%zu n=%zu off=%zu%s", runs, n, off, stream ? " stream" : "");
-    Buf<T> x(span, off, 0), res(span, off, 0), dy(span, off, 0), y(span, off, 0), g(span, off, 0);
-    fill_in(x, span, span, span, 0.5);
-    fill_in(res, span, span, span, 0.0);
-    fill_in(dy, span, span, span, 0.0);
-    fill_y(y, span, span, span);
-    for (size_t q = 0; q < span; ++q) g[q] = gate_ref(dy[q], y[q]);
-    std::vector<T> cc(runs), a(runs), b(runs), k1(runs), k2(runs), k3(runs);
-    for (size_t j = 0; j < runs; ++j) {
-      cc[j] = T(0.5 + 0.3 * r.sym()), a[j] = T(1.5 * r.sym()), b[j] = T(r.sym());
-      k1[j] = T(2 * r.sym()), k2[j] = T(r.sym()), k3[j] = T(r.sym());
-    }
+    Inputs in(span, off, runs);
+    fill_inputs(in, span);
+    auto& [x, res, dy, y, g, cc, a, b, k1, k2, k3] = in;
     const bn::ElementwiseKernels<T>& none = kt.writers(Epilogue::kNone);
     for (const auto& [e, stream] : {std::pair{Epilogue::kRelu, false}, std::pair{Epilogue::kAddRelu, false},
                                     std::pair{Epilogue::kRelu, true}, std::pair{Epilogue::kAddRelu, true}}) {
@@ -216,17 +229,9 @@ struct ReluKernelTester : KernelTesterBase<T> {
   void rows_family(size_t rows, size_t ch, size_t off) {
     const size_t span = rows * ch;
     const std::string c0 = fmt("rows=%zu ch=%zu off=%zu", rows, ch, off);
-    Buf<T> x(span, off, 0), res(span, off, 0), dy(span, off, 0), y(span, off, 0), g(span, off, 0);
-    fill_in(x, span, span, span, 0.5);
-    fill_in(res, span, span, span, 0.0);
-    fill_in(dy, span, span, span, 0.0);
-    fill_y(y, span, span, span);
-    for (size_t q = 0; q < span; ++q) g[q] = gate_ref(dy[q], y[q]);
-    std::vector<T> cc(ch), a(ch), b(ch), k1(ch), k2(ch), k3(ch);
-    for (size_t j = 0; j < ch; ++j) {
-      cc[j] = T(0.5 + 0.3 * r.sym()), a[j] = T(1.5 * r.sym()), b[j] = T(r.sym());
-      k1[j] = T(2 * r.sym()), k2[j] = T(r.sym()), k3[j] = T(r.sym());
-    }
+    Inputs in(span, off, ch);
+    fill_inputs(in, span);
+    auto& [x, res, dy, y, g, cc, a, b, k1, k2, k3] = in;
     const bn::ElementwiseKernels<T>& none = kt.writers(Epilogue::kNone);
     for (const auto& [e, stream] : {std::pair{Epilogue::kRelu, false}, std::pair{Epilogue::kAddRelu, false},
                                     std::pair{Epilogue::kRelu, true}, std::pair{Epilogue::kAddRelu, true}}) {

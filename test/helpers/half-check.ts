@@ -62,16 +62,3 @@ export function expectClose(what: string, got: ArrayLike<number>, ref: ArrayLike
     if (!(Math.abs(got[i] - ref[i]) <= tol)) expect.fail(`${what}[${i}]: got ${got[i]}, expected ${ref[i]} (tol ${tol})`);
   }
 }
-
-/** [N, C, S] <-> [N, S, C]. */
-export function toChannelsLast<A extends { length: number; [i: number]: number }>(a: A, n: number, c: number, s: number, make: (len: number) => A): A {
-  const out = make(a.length);
-  for (let b = 0; b < n; b++) for (let ch = 0; ch < c; ch++) for (let j = 0; j < s; j++) out[(b * s + j) * c + ch] = a[(b * c + ch) * s + j];
-  return out;
-}
-
-export function fromChannelsLast<A extends { length: number; [i: number]: number }>(a: A, n: number, c: number, s: number, make: (len: number) => A): A {
-  const out = make(a.length);
-  for (let b = 0; b < n; b++) for (let ch = 0; ch < c; ch++) for (let j = 0; j < s; j++) out[(b * c + ch) * s + j] = a[(b * s + j) * c + ch];
-  return out;
-}
