@@ -16,6 +16,7 @@ struct Avx2F32 {
   using T = float;
   using Vec = __m256;
   static constexpr size_t W = 8;
+  static constexpr size_t kRegisters = 16;  // vector registers of the ISA
   static Vec load(const T* p) { return _mm256_loadu_ps(p); }
   static void store(T* p, Vec v) { _mm256_storeu_ps(p, v); }
   static Vec set1(T v) { return _mm256_set1_ps(v); }
@@ -60,6 +61,7 @@ struct Avx2F64 {
   using T = double;
   using Vec = __m256d;
   static constexpr size_t W = 4;
+  static constexpr size_t kRegisters = 16;
   static Vec load(const T* p) { return _mm256_loadu_pd(p); }
   static void store(T* p, Vec v) { _mm256_storeu_pd(p, v); }
   static Vec set1(T v) { return _mm256_set1_pd(v); }

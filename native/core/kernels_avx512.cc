@@ -15,6 +15,7 @@ struct Avx512F32 {
   using T = float;
   using Vec = __m512;
   static constexpr size_t W = 16;
+  static constexpr size_t kRegisters = 32;  // vector registers of the ISA
   static Vec load(const T* p) { return _mm512_loadu_ps(p); }
   static void store(T* p, Vec v) { _mm512_storeu_ps(p, v); }
   static Vec set1(T v) { return _mm512_set1_ps(v); }
@@ -53,6 +54,7 @@ struct Avx512F64 {
   using T = double;
   using Vec = __m512d;
   static constexpr size_t W = 8;
+  static constexpr size_t kRegisters = 32;
   static Vec load(const T* p) { return _mm512_loadu_pd(p); }
   static void store(T* p, Vec v) { _mm512_storeu_pd(p, v); }
   static Vec set1(T v) { return _mm512_set1_pd(v); }

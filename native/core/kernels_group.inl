@@ -15,37 +15,80 @@ static void reduce_group(const T* a, const T* b, size_t rows, size_t stride, siz
   // A run adds at most `per` terms per lane to each of the two partials (see below).
   const size_t per = ((n + W - 1) / W + 1) / 2;
   const Ahead ah(n, stride);
-  const Vec z = V::set1(C(0));
-  for (size_t j = 0; j < runs; ++j) {
-    const C k = shift[j], fill_a = kTwo ? C(0) : k;
-    const T* pa = a + j * n;
-    const T* pb = b + j * n;
-    const T* pm = at(m, j * n);
-    typename V::Acc s = V::acc_zero(), q = V::acc_zero();
-    if (per > kPartial) {  // long runs: widened within each run
-      for (size_t r = 0; r < rows; ++r) reduce_run_from<kTwo, kMask>(pa, pb, ah, r, stride, 0, n, k, fill_a, k, s, q, f, pm);
-    } else {
-      const size_t every = kPartial / per;  // runs per widening
-      const Vec vs = V::set1(k);
-      Vec ps0 = z, pq0 = z, ps1 = z, pq1 = z;
-      auto flush = [&] {
-        V::acc_add(s, V::add(ps0, ps1));
-        V::acc_add(q, V::add(pq0, pq1));
-        ps0 = pq0 = ps1 = pq1 = z;
-      };
-      size_t since = 0;
-      // scalar math: that of f over run r of channel j, one vector per call (in add_rest)
+  if (per > kPartial) {  // long runs: widened within each run
+    for (size_t j = 0; j < runs; ++j) {
+      const C k = shift[j], fill_a = kTwo ? C(0) : k;
+      typename V::Acc s = V::acc_zero(), q = V::acc_zero();
       for (size_t r = 0; r < rows; ++r) {
-        add_rest<kTwo, false, kMask>(pa, pb, ah, r, stride, 0, n, vs, fill_a, k, ps0, pq0, ps1, pq1, f, pm);
-        if (++since == every) {
-          flush();
-          since = 0;
-        }
+        reduce_run_from<kTwo, kMask>(a + j * n, b + j * n, ah, r, stride, 0, n, k, fill_a, k, s, q, f, at(m, j * n));
       }
-      flush();
+      out_s[j] += V::acc_sum(s);
+      out_q[j] += V::acc_sum(q);
     }
-    out_s[j] += V::acc_sum(s);
-    out_q[j] += V::acc_sum(q);
+    return;
+  }
+  size_t j = 0;
+  for (; j + kGroupLanes <= runs; j += kGroupLanes) {
+    reduce_short_runs<kGroupLanes, kTwo, kMask>(a, b, rows, stride, j, n, per, ah, shift, out_s, out_q, f, m);
+  }
+  if constexpr (kGroupLanes > 2) {  // the rest two at a time (groups of large batches hold few channels)
+    for (; j + 2 <= runs; j += 2) reduce_short_runs<2, kTwo, kMask>(a, b, rows, stride, j, n, per, ah, shift, out_s, out_q, f, m);
+  }
+  for (; j < runs; ++j) reduce_short_runs<1, kTwo, kMask>(a, b, rows, stride, j, n, per, ah, shift, out_s, out_q, f, m);
+}
+
+// Channels a short-run group reduction walks side by side: each channel's partial sums are a
+// chain of dependent adds (a 7x7 run adds 2 vectors to each), so one channel at a time waits on
+// their latency; K channels give K independent chains. Each channel's additions and their order
+// are those of a walk one channel at a time: the sums have the same bits. Four channels' partials
+// take 20 vector registers: with 16 (AVX2) they spill, and one channel at a time was faster.
+static constexpr size_t kGroupLanes = V::kRegisters >= 32 ? 4 : 1;
+
+// reduce_group's short runs (per <= kPartial) of channels j0 .. j0 + K: each run's terms go into
+// float partials, widened into float64 every kPartial / per runs, so that no lane takes more than
+// kPartial terms before it is widened.
+template <size_t K, bool kTwo, bool kMask, class F>
+static void reduce_short_runs(const T* a, const T* b, size_t rows, size_t stride, size_t j0, size_t n, size_t per,
+                              const Ahead& ah, const C* shift, double* out_s, double* out_q, F& f, const T* m) {
+  const Vec z = V::set1(C(0));
+  const size_t every = kPartial / per;  // runs per widening
+  typename V::Acc s[K], q[K];
+  Vec vs[K], ps0[K], pq0[K], ps1[K], pq1[K];
+  C fill_a[K];
+#pragma GCC unroll 4
+  for (size_t u = 0; u < K; ++u) {
+    s[u] = q[u] = V::acc_zero();
+    vs[u] = V::set1(shift[j0 + u]);
+    fill_a[u] = kTwo ? C(0) : shift[j0 + u];
+    ps0[u] = pq0[u] = ps1[u] = pq1[u] = z;
+  }
+  auto flush = [&] {
+#pragma GCC unroll 4
+    for (size_t u = 0; u < K; ++u) {
+      V::acc_add(s[u], V::add(ps0[u], ps1[u]));
+      V::acc_add(q[u], V::add(pq0[u], pq1[u]));
+      ps0[u] = pq0[u] = ps1[u] = pq1[u] = z;
+    }
+  };
+  size_t since = 0;
+  // scalar math: that of f over run r of channels j0 + u, one vector per call (in add_rest)
+  for (size_t r = 0; r < rows; ++r) {
+#pragma GCC unroll 4
+    for (size_t u = 0; u < K; ++u) {
+      const size_t o = (j0 + u) * n;
+      add_rest<kTwo, false, kMask>(a + o, b + o, ah, r, stride, 0, n, vs[u], fill_a[u], shift[j0 + u], ps0[u], pq0[u],
+                                   ps1[u], pq1[u], f, at(m, o));
+    }
+    if (++since == every) {
+      flush();
+      since = 0;
+    }
+  }
+  flush();
+#pragma GCC unroll 4
+  for (size_t u = 0; u < K; ++u) {
+    out_s[j0 + u] += V::acc_sum(s[u]);
+    out_q[j0 + u] += V::acc_sum(q[u]);
   }
 }
 

@@ -36,6 +36,7 @@ struct NeonF32 : NeonStackLanes<NeonF32, float, float32x4_t, 4> {
   using T = float;
   using Vec = float32x4_t;
   static constexpr size_t W = 4;
+  static constexpr size_t kRegisters = 32;  // vector registers of the ISA
   static Vec load(const T* p) { return vld1q_f32(p); }
   static void store(T* p, Vec v) { vst1q_f32(p, v); }
   static Vec set1(T v) { return vdupq_n_f32(v); }
@@ -69,6 +70,7 @@ struct NeonF64 : NeonStackLanes<NeonF64, double, float64x2_t, 2> {
   using T = double;
   using Vec = float64x2_t;
   static constexpr size_t W = 2;
+  static constexpr size_t kRegisters = 32;
   static Vec load(const T* p) { return vld1q_f64(p); }
   static void store(T* p, Vec v) { vst1q_f64(p, v); }
   static Vec set1(T v) { return vdupq_n_f64(v); }

@@ -50,6 +50,22 @@ struct GroupKernelTester : KernelTesterBase<T> {
       check_acc(c, "sumsq", sq[j], m2.get(), a2, TI<T>::partial_rel);
     }
     check(sum.guards_intact() && sq.guards_intact(), "%s: wrote past the accumulators", c.c_str());
+    same_as_one_run(c, sum, sq, [&](size_t j, double* s0, double* s1) {
+      kt.stats_group(x.data() + j * g.n, g.rows, g.stride, 1, g.n, &k[j], s0, s1);
+    }, g.runs);
+  }
+
+  // A channel's sums must not depend on the group it was reduced in (the planner sizes groups
+  // from the threads and the L2): the same bits as the channel reduced alone.
+  template <class One>
+  void same_as_one_run(const std::string& c, const Buf<double>& s0, const Buf<double>& s1, One&& one, size_t runs) {
+    for (size_t j = 0; j < runs; ++j) {
+      double a = 0.0, b = 0.0;
+      one(j, &a, &b);
+      check(std::memcmp(&a, &s0[j], sizeof a) == 0 && std::memcmp(&b, &s1[j], sizeof b) == 0,
+            "%s: channel %zu's sums differ from the channel reduced alone (%.17g %.17g against %.17g %.17g)", c.c_str(),
+            j, s0[j], s1[j], a, b);
+    }
   }
 
   void bwd_reduce_group(const Group& g, int regime) {
@@ -78,6 +94,9 @@ struct GroupKernelTester : KernelTesterBase<T> {
       check_acc(c, "sum_dy", sg[j], mg.get(), ag, TI<T>::partial_rel);
       check_acc(c, "sum_dyxc", sp[j], mp.get(), ap, TI<T>::partial_rel);
     }
+    same_as_one_run(c, sg, sp, [&](size_t j, double* s0, double* s1) {
+      kt.bwd_reduce_group(x.data() + j * g.n, dy.data() + j * g.n, g.rows, g.stride, 1, g.n, &cc[j], s0, s1);
+    }, g.runs);
     check(sg.guards_intact() && sp.guards_intact(), "%s: wrote past the accumulators", c.c_str());
   }
 
@@ -134,7 +153,7 @@ struct GroupKernelTester : KernelTesterBase<T> {
   }
 
 
-  // 1 to 33 runs. The reductions at every n (their partial sums span several runs when runs are
+  // 1 to 33 runs (7 and 33: channels walked four and two side by side, and one alone). The reductions at every n (their partial sums span several runs when runs are
   // short, and widen within each run when they are long) and up to 17 samples (several
   // widenings); the writers up to 2w + 3 (short maps are what they are for).
   void run_all(size_t w) {
@@ -142,7 +161,7 @@ struct GroupKernelTester : KernelTesterBase<T> {
       if (n == 0) continue;
       for (size_t off : {size_t(0), size_t(1), size_t(3)}) {
         for (int regime : {0, 1}) {
-          for (size_t runs : {size_t(1), size_t(3), size_t(33)}) {
+          for (size_t runs : {size_t(1), size_t(2), size_t(3), size_t(7), size_t(33)}) {
             if (n > 4 * w + 5 && runs == 33) continue;
             for (size_t rows : {size_t(1), size_t(3), size_t(17)}) {
               const Group g{rows, runs, n, runs * n + (rows == 1 ? 0 : 5), off};
