@@ -1,6 +1,6 @@
 // The benchmark-only addon bench_copy.node (bench/native/bench_copy_addon.cc): the copy kernels
-// every "x copy" ratio is measured against. CMakeLists.txt builds it next to batchnorm.node in
-// build/Release; before loading it, the benchmark brings it up to date with cmake-js (an incremental
+// every "x copy" ratio is measured against, and the read kernels of the read baselines.
+// CMakeLists.txt builds it next to batchnorm.node in build/Release; before loading it, the benchmark brings it up to date with cmake-js (an incremental
 // build of that one target: a no-op after `npm install` built it from source, and a build when the
 // install used a prebuilt batchnorm.node and build/ has no bench_copy.node yet).
 import { spawnSync } from 'child_process';
@@ -12,6 +12,8 @@ export const benchCopyFile = path.join(root, 'build', 'Release', 'bench_copy.nod
 export interface BenchCopyBinding {
   /** Copies src into dst[0, src.length) with `threads` OpenMP threads; streaming = non-temporal stores + sfence. Returns the kernel used, e.g. 'avx512-stream'. */
   benchCopy(src: Float32Array, dst: Float32Array, streaming: boolean, threads: number): string;
+  /** Reads a (and b[0, a.length) unless null) with `threads` OpenMP threads, one loop over both; returns the sum of what it read. */
+  benchRead(a: Float32Array, b: Float32Array | null, threads: number): number;
   /** ISA of the copy kernels and whether streaming stores exist on this architecture. */
   benchCopyInfo(): { isa: 'avx512' | 'avx2' | 'sse2' | 'generic'; streaming: boolean };
 }

@@ -17,12 +17,15 @@ export interface Measured {
   steps: Record<string, Series>;
   /** `${threads}|${kind}|${family}` -> per round, per layer; kind plain | stream; family 8 | 12 */
   copies: Record<string, Series>;
+  /** `${threads}|${family}` -> per round, per layer; family 4 (read x) | 8 (read x and dy). Absent in runs saved before it. */
+  reads?: Record<string, Series>;
   /** `${layout}|${threads}|${mode}` -> minor page faults of the training step (forward + backward), per round */
   faults: Record<string, number[]>;
 }
 
 export const stepKey = (layout: Layout, threads: number, mode: Mode, op: StepOp) => `${layout}|${threads}|${mode}|${op}`;
 export const copyKey = (threads: number, kind: 'plain' | 'stream', fam: 8 | 12) => `${threads}|${kind}|${fam}`;
+export const readKey = (threads: number, fam: 4 | 8) => `${threads}|${fam}`;
 export const faultKey = (layout: Layout, threads: number, mode: Mode) => `${layout}|${threads}|${mode}`;
 
 
@@ -46,6 +49,10 @@ export interface StepRow {
   freshOverReused: Stat;
   reusedOverFloor: Stat;
   freshOverFloor: Stat;
+  /** What the op's first passes read, alone (x for the forwards, x and dy for backward), and its
+   * share of the copy floor, paired by round; null in runs saved before the read baselines. */
+  reads: Stat | null;
+  readsOverFloor: Stat | null;
   /** median minor page faults of the training step, per mode; 'step' rows only */
   faults?: Record<Mode, number>;
 }
@@ -59,6 +66,9 @@ export interface LayerRow {
   fresh: Record<StepOp, number>;
   floor8: number;
   floor12: number;
+  /** the read baselines (x; x and dy); NaN in runs saved before them */
+  read4: number;
+  read8: number;
 }
 
 export interface Summary { steps: StepRow[]; layers: LayerRow[]; targetThreads: number }
@@ -107,19 +117,27 @@ export function summarize(m: Measured, L: number, layouts: Layout[], threads: nu
       return plain.map((row, r) => row.map((v, l) => (stream ? Math.min(v, stream[r][l]) : v)));
     };
     const f8 = floorOf(8), f12 = floorOf(12);
+    const r4 = m.reads?.[readKey(t, 4)], r8 = m.reads?.[readKey(t, 8)];
     for (const layout of layouts) {
       const series = (mode: Mode, op: StepOp) => m.steps[stepKey(layout, t, mode, op)];
       const perRound = (mode: Mode, op: RowOp): number[] =>
         op === 'step' ? series(mode, 'train').map((row, r) => sum(row) + sum(series(mode, 'backward')[r])) : series(mode, op).map(sum);
-      const floorRound = (op: RowOp): number[] =>
-        f8.map((row, r) => (op === 'backward' ? 0 : sum(row)) + (op === 'step' || op === 'backward' ? sum(f12[r]) : 0));
+      // The floors and the reads of an op, per round: the forwards move 8 bytes per element and read
+      // x (4), backward 12 and reads x and dy (8); a step is a training forward and a backward.
+      const perOp = (fwd: Series, bwd: Series) => (op: RowOp): number[] =>
+        fwd.map((row, r) => (op === 'backward' ? 0 : sum(row)) + (op === 'step' || op === 'backward' ? sum(bwd[r]) : 0));
+      const floorRound = perOp(f8, f12);
+      const readRound = r4 && r8 ? perOp(r4, r8) : null;
       for (const op of ROW_OPS) {
         const re = perRound('reused', op), fr = perRound('fresh', op), fl = floorRound(op);
+        const rd = readRound ? readRound(op) : null;
         const row: StepRow = {
           layout, threads: t, op, reused: stat(re), fresh: stat(fr), floor: stat(fl),
           freshOverReused: stat(fr.map((v, r) => v / re[r])),
           reusedOverFloor: stat(re.map((v, r) => v / fl[r])),
           freshOverFloor: stat(fr.map((v, r) => v / fl[r])),
+          reads: rd ? stat(rd) : null,
+          readsOverFloor: rd ? stat(rd.map((v, r) => v / fl[r])) : null,
         };
         if (op === 'step') {
           row.faults = { reused: median(m.faults[faultKey(layout, t, 'reused')]), fresh: median(m.faults[faultKey(layout, t, 'fresh')]) };
@@ -135,6 +153,7 @@ export function summarize(m: Measured, L: number, layouts: Layout[], threads: nu
         layers.push({
           layout, threads: t, layer: l, reused: med('reused'), fresh: med('fresh'),
           floor8: median(f8.map((row) => row[l])), floor12: median(f12.map((row) => row[l])),
+          read4: r4 ? median(r4.map((row) => row[l])) : NaN, read8: r8 ? median(r8.map((row) => row[l])) : NaN,
         });
       }
     }
@@ -171,23 +190,24 @@ function pad(rows: string[][], leftCols: number): string {
 }
 
 function stepRows(run: NetworkRun): string[][] {
-  const rows = [['layout', 'thr', 'what', 'reused ms (min-max)', 'fresh ms (min-max)', 'fresh / reused', 'copy floor ms', 'reused / floor', 'fresh / floor', 'page faults/step (reused, fresh)']];
+  const rows = [['layout', 'thr', 'what', 'reused ms (min-max)', 'fresh ms (min-max)', 'fresh / reused', 'copy floor ms', 'reused / floor', 'fresh / floor', 'reads alone ms', 'reads / floor', 'page faults/step (reused, fresh)']];
   for (const r of run.summary.steps) {
     rows.push([r.layout, String(r.threads), OP_LABEL[r.op], msStat(r.reused), msStat(r.fresh), ratioStat(r.freshOverReused), msStat(r.floor),
-      ratioStat(r.reusedOverFloor), ratioStat(r.freshOverFloor), r.faults ? `${Math.round(r.faults.reused)}, ${Math.round(r.faults.fresh)}` : '']);
+      ratioStat(r.reusedOverFloor), ratioStat(r.freshOverFloor), r.reads ? msStat(r.reads) : '-', r.readsOverFloor ? ratioStat(r.readsOverFloor) : '-',
+      r.faults ? `${Math.round(r.faults.reused)}, ${Math.round(r.faults.fresh)}` : '']);
   }
   return rows;
 }
 
 function layerRows(run: NetworkRun, layout: Layout, threads: number): string[][] {
-  const rows = [['#', 'layer', 'shape', 'fwd-train reused / fresh ms', 'x copy', 'backward reused / fresh ms', 'x copy', 'inference reused / fresh ms', 'x copy', 'copy 8 B / 12 B ms']];
+  const rows = [['#', 'layer', 'shape', 'fwd-train reused / fresh ms', 'x copy', 'backward reused / fresh ms', 'x copy', 'inference reused / fresh ms', 'x copy', 'copy 8 B / 12 B ms', 'read x / x, dy ms']];
   for (const r of run.summary.layers.filter((q) => q.layout === layout && q.threads === threads)) {
     const l = run.layers[r.layer];
     rows.push([String(r.layer + 1), l.name, l.dims.join('x'),
       `${ms(r.reused.train)} / ${ms(r.fresh.train)}`, x2(r.floor8 / r.reused.train),
       `${ms(r.reused.backward)} / ${ms(r.fresh.backward)}`, x2(r.floor12 / r.reused.backward),
       `${ms(r.reused.infer)} / ${ms(r.fresh.infer)}`, x2(r.floor8 / r.reused.infer),
-      `${ms(r.floor8)} / ${ms(r.floor12)}`]);
+      `${ms(r.floor8)} / ${ms(r.floor12)}`, Number.isNaN(r.read4) ? '-' : `${ms(r.read4)} / ${ms(r.read8)}`]);
   }
   return rows;
 }
@@ -198,7 +218,7 @@ function header(run: NetworkRun): string[] {
     `${run.network}: ${run.layers.length} BN layers at batch ${run.batch}, float32 (${run.source})`,
     `machine: ${m.cpuModel}, ${m.cpus} CPUs, ${m.memGiB} GiB, ${m.platform}; load average at start ${m.loadAvg.map((x) => x.toFixed(2)).join(' ')}; Node ${m.node}; SIMD ${run.simdLevel}; copy kernel ${run.copyKernel}`,
     `caches seen by the process: ${run.caches}`,
-    `${run.rounds} rounds after a warm-up round and fresh-output steps until the output pool stopped growing; in each round, per thread count: the copies, then per layout the reused and the fresh mode (order alternating by round), each a training step then an inference pass${run.yieldBetweenSteps ? ', each after a turn of the event loop' : ', no event-loop turn between them'}`,
+    `${run.rounds} rounds after a warm-up round and fresh-output steps until the output pool stopped growing; in each round, per thread count: the copies, the reads, then per layout the reused and the fresh mode (order alternating by round), each a training step then an inference pass${run.yieldBetweenSteps ? ', each after a turn of the event loop' : ', no event-loop turn between them'}`,
     ...(run.pool ? [`output pool after the run: ${Object.entries(run.pool).map(([k, v]) => `${k} ${v}`).join(', ')}`] : []),
   ];
 }
@@ -234,7 +254,7 @@ export function networkMarkdown(run: NetworkRun): string {
     '',
     ...header(run).map((h) => `- ${h}`),
     '- Verdicts use the median of the per-round ratios; [mins] is the ratio of the fastest rounds (least disturbed by other processes).',
-    '- Times are the sum over layers of each call (the layer API: `forward(x, shape, { out?, channelsLast })`, `backward(dy, { out? })`), per round; medians over rounds with (min-max). Ratios are paired by round, then their median (and range). The copy floor is the sum over layers of the faster of a plain and a streaming copy of the same bytes (8 per element forward, 12 backward) with the same threads, in the same round.',
+    '- Times are the sum over layers of each call (the layer API: `forward(x, shape, { out?, channelsLast })`, `backward(dy, { out? })`), per round; medians over rounds with (min-max). Ratios are paired by round, then their median (and range). The copy floor is the sum over layers of the faster of a plain and a streaming copy of the same bytes (8 per element forward, 12 backward) with the same threads, in the same round. "Reads alone" is what the op\'s first passes must read, read by a loop that does nothing else (x: 4 bytes per element for the forwards; x and dy: 8 for backward), in the same round: a two-pass op reads all of a piece before it writes any of it, so these reads bound what it can overlap.',
     '',
     '```',
     ...networkVerdicts(run).map((v) => `${v.status.padEnd(4)}  ${v.text}`),

@@ -9,8 +9,8 @@ import * as bn from '../lib';
 import { cacheFacts, machineInfo, mib } from './machine';
 import { networkChartSvg } from './network-chart';
 import {
-  copyKey, faultKey, Layout, Measured, Mode, networkMarkdown, networkText, replaceNetworkSection, sectionName, Series, stepKey, 
-  summarize, NetworkRun,
+  copyKey, faultKey, Layout, Measured, Mode, networkMarkdown, networkText, readKey, replaceNetworkSection, sectionName, Series,
+  stepKey, summarize, NetworkRun,
 } from './network-report';
 import { layerDims, layerElements, Network, NETWORKS } from './networks';
 import { copyKernel, CopyKernel } from './ours';
@@ -179,6 +179,21 @@ function runCopies(data: LayerData[], kernel: CopyKernel, streaming: boolean, th
   return { c8, c12 };
 }
 
+/** The read baselines of every layer: x alone (4 bytes per element, what the statistics read) and
+ * x with dy (8, what backward's reductions read). */
+function runReads(data: LayerData[], kernel: CopyKernel, threads: number): { r4: number[]; r8: number[] } {
+  const r4: number[] = [], r8: number[] = [];
+  for (const d of data) {
+    let a = now();
+    kernel.read(d.x, null, threads);
+    r4.push(now() - a);
+    a = now();
+    kernel.read(d.x, d.dy, threads);
+    r8.push(now() - a);
+  }
+  return { r4, r8 };
+}
+
 function minorFaults(): number {
   return process.resourceUsage().minorPageFault;
 }
@@ -215,7 +230,8 @@ async function settlePool(args: NetworkArgs, data: LayerData[]): Promise<number>
 }
 
 async function measure(args: NetworkArgs, data: LayerData[], kernel: CopyKernel, log: (s: string) => void): Promise<Measured> {
-  const m: Measured = { steps: {}, copies: {}, faults: {} };
+  const reads: Record<string, Series> = {};
+  const m: Measured = { steps: {}, copies: {}, reads, faults: {} };
   const modesFor = (round: number): Mode[] => (round % 2 ? ['fresh', 'reused'] : ['reused', 'fresh']);
   // Round 0 is the warm-up (every buffer touched, the pool, if any, filled); not recorded.
   for (let round = 0; round <= args.rounds; round++) {
@@ -228,6 +244,11 @@ async function measure(args: NetworkArgs, data: LayerData[], kernel: CopyKernel,
           push(m.copies, copyKey(threads, streaming ? 'stream' : 'plain', 8), c.c8);
           push(m.copies, copyKey(threads, streaming ? 'stream' : 'plain', 12), c.c12);
         }
+      }
+      const rd = runReads(data, kernel, threads);
+      if (round > 0) {
+        push(reads, readKey(threads, 4), rd.r4);
+        push(reads, readKey(threads, 8), rd.r8);
       }
       for (const layout of args.layouts) {
         for (const mode of modesFor(round)) {

@@ -13,13 +13,16 @@ export interface CopyKernel {
   name: string;
   streaming: boolean;
   run(src: Float32Array, dst: Float32Array, streaming: boolean, threads: number): void;
+  /** Reads a (and b, when given) as a pass that only reads does. */
+  read(a: Float32Array, b: Float32Array | null, threads: number): void;
 }
 
 /** The copy kernels of bench_copy.node (bench/native/bench_copy_kernels.h). */
 export function copyKernel(): CopyKernel {
   const b = benchCopyBinding();
   const info = b.benchCopyInfo();
-  return { name: `${info.isa} (bench_copy.node)`, streaming: info.streaming, run: (s, d, st, t) => { b.benchCopy(s, d, st, t); } };
+  return { name: `${info.isa} (bench_copy.node)`, streaming: info.streaming, run: (s, d, st, t) => { b.benchCopy(s, d, st, t); },
+    read: (a, c, t) => { b.benchRead(a, c, t); } };
 }
 
 /** Deterministic pseudo-random fill in [offset - scale/2, offset + scale/2). */

@@ -1,6 +1,6 @@
-// bench_copy.node: the copy kernels of bench_copy_kernels.h, callable from JavaScript so that
-// `npm run bench` measures this machine's copy bandwidth in the same process, on the same number
-// of bytes, right before the batch-norm kernels it compares with it. A benchmark-only addon of its
+// bench_copy.node: the copy and read kernels of bench_copy_kernels.h, callable from JavaScript so
+// that `npm run bench` measures this machine's copy (and read) bandwidth in the same process, on the
+// same number of bytes, right before the batch-norm kernels it compares with it. A benchmark-only addon of its
 // own (CMakeLists.txt, target bench_copy): never in batchnorm.node, the prebuilds or the package.
 // Synchronous; the benchmark sets the thread count of every call. Typed loader: bench/copy-binding.ts.
 #include <napi.h>
@@ -66,6 +66,27 @@ Napi::Value BenchCopy(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, std::string(bnbench::copy_isa_name(kIsa)) + (streaming ? "-stream" : "-plain"));
 }
 
+// benchRead(a: Float32Array, b: Float32Array | null, threads: number): number
+// Reads a (and b, as long as a, when not null) in one loop: what a pass that only reads costs (the
+// statistics read x; backward's reductions x and dy). Returns the sum of what it read.
+Napi::Value BenchRead(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Float32Array a = float32_arg(info, 0, "a");
+  const bool two = !info[1].IsNull();
+  Napi::Float32Array b = two ? float32_arg(info, 1, "b") : a;
+  const double t = info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : -1;
+  if (!(t >= 1 && t <= 4096 && t == double(int(t)))) {
+    throw_coded<Napi::RangeError>(env, "ERR_BN_OUT_OF_RANGE", "benchRead: threads must be an integer in [1, 4096]");
+  }
+  const size_t n = a.ElementLength();
+  if (b.ElementLength() < n) {
+    throw_coded<Napi::RangeError>(env, "ERR_BN_OUT_OF_RANGE",
+                                  "benchRead: b must have at least a.length = " + std::to_string(n) +
+                                      " elements, received " + std::to_string(b.ElementLength()));
+  }
+  return Napi::Number::New(env, bnbench::bench_read(a.Data(), two ? b.Data() : nullptr, n, int(t), kIsa));
+}
+
 // benchCopyInfo(): { isa: string, streaming: boolean }
 Napi::Value BenchCopyInfo(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
@@ -76,6 +97,7 @@ Napi::Value BenchCopyInfo(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("benchCopy", Napi::Function::New(env, BenchCopy, "benchCopy"));
+  exports.Set("benchRead", Napi::Function::New(env, BenchRead, "benchRead"));
   exports.Set("benchCopyInfo", Napi::Function::New(env, BenchCopyInfo, "benchCopyInfo"));
   return exports;
 }

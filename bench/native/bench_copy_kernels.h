@@ -155,6 +155,8 @@ __attribute__((always_inline)) inline float read_body(const float* a, const floa
   Vec s[4] = {}, t[4] = {};
   size_t i = 0;
   for (; i + 4 * kLanes <= n; i += 4 * kLanes) {
+    // Unrolled at any -O level: a rolled loop keeps s[] and t[] in memory (bench_copy.node is -O2).
+#pragma GCC unroll 4
     for (size_t k = 0; k < 4; ++k) {
       Vec v;
       __builtin_memcpy(&v, a + i + k * kLanes, sizeof v);
