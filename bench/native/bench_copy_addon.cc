@@ -22,36 +22,48 @@ template <typename ErrorT>
   throw err;
 }
 
-Napi::Float32Array float32_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+// Argument i of function fn: a Float32Array.
+Napi::Float32Array float32_arg(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name) {
   Napi::Value v = info[i];
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
     throw_coded<Napi::TypeError>(info.Env(), "ERR_BN_INVALID_ARG_TYPE",
-                                 std::string("benchCopy: ") + name + " must be a Float32Array, received " +
+                                 std::string(fn) + ": " + name + " must be a Float32Array, received " +
                                      (v.IsTypedArray() ? "another typed array" : "a non-typed-array value"));
   }
   return v.As<Napi::Float32Array>();
+}
+
+// Argument i of function fn: the thread count, an integer in [1, 4096].
+int threads_arg(const Napi::CallbackInfo& info, size_t i, const char* fn) {
+  const double t = info[i].IsNumber() ? info[i].As<Napi::Number>().DoubleValue() : -1;
+  if (!(t >= 1 && t <= 4096 && t == double(int(t)))) {
+    throw_coded<Napi::RangeError>(info.Env(), "ERR_BN_OUT_OF_RANGE", std::string(fn) + ": threads must be an integer in [1, 4096]");
+  }
+  return int(t);
+}
+
+// That `name` of function fn holds at least `need` floats.
+void require_length(Napi::Env env, const char* fn, const char* name, const char* what, size_t need, size_t have) {
+  if (have < need) {
+    throw_coded<Napi::RangeError>(env, "ERR_BN_OUT_OF_RANGE",
+                                  std::string(fn) + ": " + name + " must have at least " + what + " = " +
+                                      std::to_string(need) + " elements, received " + std::to_string(have));
+  }
 }
 
 // benchCopy(src: Float32Array, dst: Float32Array, streaming: boolean, threads: number): string
 // Copies src.length floats into dst[0 .. src.length). Returns the kernel used, e.g. "avx512-stream".
 Napi::Value BenchCopy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Float32Array src = float32_arg(info, 0, "src");
-  Napi::Float32Array dst = float32_arg(info, 1, "dst");
+  Napi::Float32Array src = float32_arg(info, 0, "benchCopy", "src");
+  Napi::Float32Array dst = float32_arg(info, 1, "benchCopy", "dst");
   if (!info[2].IsBoolean()) {
     throw_coded<Napi::TypeError>(env, "ERR_BN_INVALID_ARG_TYPE", "benchCopy: streaming must be a boolean");
   }
   const bool streaming = info[2].As<Napi::Boolean>().Value();
-  const double t = info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : -1;
-  if (!(t >= 1 && t <= 4096 && t == double(int(t)))) {
-    throw_coded<Napi::RangeError>(env, "ERR_BN_OUT_OF_RANGE", "benchCopy: threads must be an integer in [1, 4096]");
-  }
+  const int threads = threads_arg(info, 3, "benchCopy");
   const size_t n = src.ElementLength();
-  if (dst.ElementLength() < n) {
-    throw_coded<Napi::RangeError>(env, "ERR_BN_OUT_OF_RANGE",
-                                  "benchCopy: dst must have at least src.length = " + std::to_string(n) +
-                                      " elements, received " + std::to_string(dst.ElementLength()));
-  }
+  require_length(env, "benchCopy", "dst", "src.length", n, dst.ElementLength());
   const float* s = src.Data();
   float* d = dst.Data();
   const uintptr_t s0 = reinterpret_cast<uintptr_t>(s), d0 = reinterpret_cast<uintptr_t>(d);
@@ -62,7 +74,7 @@ Napi::Value BenchCopy(const Napi::CallbackInfo& info) {
     throw_coded<Napi::RangeError>(env, "ERR_BN_UNSUPPORTED",
                                   "benchCopy: streaming stores are not available on this architecture");
   }
-  bnbench::bench_copy(s, d, n, streaming, int(t), kIsa);
+  bnbench::bench_copy(s, d, n, streaming, threads, kIsa);
   return Napi::String::New(env, std::string(bnbench::copy_isa_name(kIsa)) + (streaming ? "-stream" : "-plain"));
 }
 
@@ -70,21 +82,13 @@ Napi::Value BenchCopy(const Napi::CallbackInfo& info) {
 // Reads a (and b, as long as a, when not null) in one loop: what a pass that only reads costs (the
 // statistics read x; backward's reductions x and dy). Returns the sum of what it read.
 Napi::Value BenchRead(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Float32Array a = float32_arg(info, 0, "a");
+  Napi::Float32Array a = float32_arg(info, 0, "benchRead", "a");
   const bool two = !info[1].IsNull();
-  Napi::Float32Array b = two ? float32_arg(info, 1, "b") : a;
-  const double t = info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : -1;
-  if (!(t >= 1 && t <= 4096 && t == double(int(t)))) {
-    throw_coded<Napi::RangeError>(env, "ERR_BN_OUT_OF_RANGE", "benchRead: threads must be an integer in [1, 4096]");
-  }
+  Napi::Float32Array b = two ? float32_arg(info, 1, "benchRead", "b") : a;
+  const int threads = threads_arg(info, 2, "benchRead");
   const size_t n = a.ElementLength();
-  if (b.ElementLength() < n) {
-    throw_coded<Napi::RangeError>(env, "ERR_BN_OUT_OF_RANGE",
-                                  "benchRead: b must have at least a.length = " + std::to_string(n) +
-                                      " elements, received " + std::to_string(b.ElementLength()));
-  }
-  return Napi::Number::New(env, bnbench::bench_read(a.Data(), two ? b.Data() : nullptr, n, int(t), kIsa));
+  require_length(info.Env(), "benchRead", "b", "a.length", n, b.ElementLength());
+  return Napi::Number::New(info.Env(), bnbench::bench_read(a.Data(), two ? b.Data() : nullptr, n, threads, kIsa));
 }
 
 // benchCopyInfo(): { isa: string, streaming: boolean }

@@ -10,7 +10,7 @@ struct ScalarTraits {
   using T = TT;
   using Vec = TT;
   static constexpr size_t W = 1;
-  static constexpr size_t kRegisters = 16;  // x86-64 SSE / general registers
+  static constexpr size_t kRegisters = 16;  // counted low: the reference level walks as simply as it can
   static Vec load(const T* p) { return *p; }
   static void store(T* p, Vec v) { *p = v; }
   static Vec set1(T v) { return v; }

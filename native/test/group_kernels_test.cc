@@ -153,9 +153,10 @@ struct GroupKernelTester : KernelTesterBase<T> {
   }
 
 
-  // 1 to 33 runs (7 and 33: channels walked four and two side by side, and one alone). The reductions at every n (their partial sums span several runs when runs are
-  // short, and widen within each run when they are long) and up to 17 samples (several
-  // widenings); the writers up to 2w + 3 (short maps are what they are for).
+  // 1 to 33 runs (7 and 33: channels walked four and two side by side, and one alone). The
+  // reductions at every n (their partial sums span several runs when runs are short, and widen
+  // within each run when they are long) and up to 17 samples (several widenings); the writers up
+  // to 2w + 3 (short maps are what they are for).
   void run_all(size_t w) {
     for (size_t n : sweep_sizes(w)) {
       if (n == 0) continue;
