@@ -164,6 +164,12 @@ static void write_rows_blocks(const T* y, size_t rows, size_t ch, bool stream, L
   }
 }
 
+// The rows writers' masked vectors are partial (write_rows_blocks passes cnt < W there): said to
+// the compiler, which otherwise warns that a tail mask for cnt > W would read outside its table.
+static void partial_only(size_t cnt) {
+  if (cnt >= W) __builtin_unreachable();
+}
+
 template <Epilogue E>
 static void affine_rows(const T* x, T* y, const T* res, size_t rows, size_t ch, const C* c, const C* a, const C* b,
                         bool stream) {
@@ -197,6 +203,7 @@ static void affine_rows(const T* x, T* y, const T* res, size_t rows, size_t ch, 
       }
       return;
     }
+    partial_only(cnt);
     const Vec vc = V::load_tail(c + j, cnt, C(0)), va = V::load_tail(a + j, cnt, C(0)),
               vb = V::load_tail(b + j, cnt, C(0));
     // scalar math: the same on the last cnt channels (masked loads and stores)
@@ -244,6 +251,7 @@ static void bwd_dx_rows(const T* x, const T* dy, T* dx, const T* res, size_t row
       }
       return;
     }
+    partial_only(cnt);
     const Vec vc = V::load_tail(c + j, cnt, C(0)), v1 = V::load_tail(k1 + j, cnt, C(0)),
               v2 = V::load_tail(k2 + j, cnt, C(0)), v3 = V::load_tail(k3 + j, cnt, C(0));
     // scalar math: the same on the last cnt channels (masked loads and stores)
