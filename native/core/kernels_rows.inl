@@ -5,7 +5,9 @@
 // columns are walked or on W). The writers hold a vector of channels' coefficients in registers
 // over a block of rows. Both prefetch the rows ahead. Included inside struct Kernels<V>
 // (kernels_body.inl).
-static constexpr size_t kRowBlock = 4;
+// Eight vectors where the ISA has 32 registers (their shifts and partials take 24), then four:
+// each row of a strip is read 8 lines at a time; with 16 registers, four.
+static constexpr size_t kRowBlock = V::kRegisters >= 32 ? 8 : 4;
 
 // Adds the partial sums v (lanes = channels j, j + 1, ...) into the float64 sums out[j...]:
 // the first cnt lanes (cnt == W: a whole vector, through the float64 accumulator type).
@@ -27,6 +29,36 @@ static size_t rows_ahead(size_t block) {
   return block == 0 ? kPrefetch : (kPrefetch + block - 1) / block * block;
 }
 
+// Whole blocks of B vectors of channels from column j0 over rows [r0, r1) of a strip (no lane
+// count to carry); returns the column after the last block.
+template <size_t B, bool kTwo, bool kMask, class F, class P>
+static size_t reduce_row_blocks(const T* a, const T* b, const T* m, size_t r0, size_t r1, size_t ch, size_t j0,
+                                const C* shift, double* out_s, double* out_q, F& f, P& pf) {
+  for (; j0 + B * W <= ch; j0 += B * W) {
+    Vec sh[B], ps[B], pq[B];
+#pragma GCC unroll 8
+    for (size_t u = 0; u < B; ++u) {
+      sh[u] = V::load(shift + j0 + u * W);
+      ps[u] = pq[u] = V::set1(C(0));
+    }
+    // scalar math: that of f for channels j0 + u * W + lane of row r
+    for (size_t r = r0; r < r1; ++r) {
+#pragma GCC unroll 8
+      for (size_t u = 0; u < B; ++u) {
+        const size_t q = r * ch + j0 + u * W;
+        pf(q);
+        f(ps[u], pq[u], load_dy<kMask>(a + q, at(m, q)), kTwo ? V::load(b + q) : Vec(), sh[u]);
+      }
+    }
+#pragma GCC unroll 8
+    for (size_t u = 0; u < B; ++u) {
+      add_lanes(out_s + j0 + u * W, ps[u], W);
+      add_lanes(out_q + j0 + u * W, pq[u], W);
+    }
+  }
+  return j0;
+}
+
 // f(ps, pq, va, vb, vshift): adds one vector of channels of a (and b) into the partials. Lanes
 // past ch load 0 (shift too) and must add 0. A strip of kPartial rows is contiguous memory; each
 // load also requests the line `ahead` values on (strips ahead, same column), so the walk reads
@@ -43,30 +75,8 @@ static void reduce_rows(const T* a, const T* b, size_t rows, size_t ch, const C*
   };
   for (size_t r0 = 0; r0 < rows; r0 += kPartial) {
     const size_t r1 = rows - r0 < kPartial ? rows : r0 + kPartial;
-    size_t j0 = 0;
-    // Whole blocks of kRowBlock vectors: no lane count to carry.
-    for (; j0 + kRowBlock * W <= ch; j0 += kRowBlock * W) {
-      Vec sh[kRowBlock], ps[kRowBlock], pq[kRowBlock];
-#pragma GCC unroll 8
-      for (size_t u = 0; u < kRowBlock; ++u) {
-        sh[u] = V::load(shift + j0 + u * W);
-        ps[u] = pq[u] = V::set1(C(0));
-      }
-      // scalar math: that of f for channels j0 + u * W + lane of row r
-      for (size_t r = r0; r < r1; ++r) {
-#pragma GCC unroll 8
-        for (size_t u = 0; u < kRowBlock; ++u) {
-          const size_t q = r * ch + j0 + u * W;
-          pf(q);
-          f(ps[u], pq[u], load_dy<kMask>(a + q, at(m, q)), kTwo ? V::load(b + q) : Vec(), sh[u]);
-        }
-      }
-#pragma GCC unroll 8
-      for (size_t u = 0; u < kRowBlock; ++u) {
-        add_lanes(out_s + j0 + u * W, ps[u], W);
-        add_lanes(out_q + j0 + u * W, pq[u], W);
-      }
-    }
+    size_t j0 = reduce_row_blocks<kRowBlock, kTwo, kMask>(a, b, m, r0, r1, ch, 0, shift, out_s, out_q, f, pf);
+    if constexpr (kRowBlock > 4) j0 = reduce_row_blocks<4, kTwo, kMask>(a, b, m, r0, r1, ch, j0, shift, out_s, out_q, f, pf);
     // The rest, a vector at a time (the last one partial, lanes past ch loading 0).
     for (; j0 < ch; j0 += W) {
       const size_t cnt = ch - j0 < W ? ch - j0 : W;
