@@ -1,6 +1,7 @@
 // SyncBatchNorm over worker threads (ThreadGroup): the ranks together equal one BatchNorm on the
 // concatenated batch; faults give coded errors on every rank, never a hang.
 import { expect } from 'chai';
+import * as os from 'os';
 import * as bn from '../lib';
 import { checkScenario, ProbeResult, threadProbe, threadScenario } from './sync-harness';
 import type { Scenario } from './sync-rank';
@@ -115,6 +116,9 @@ describe('sync: SyncBatchNorm over worker threads (ThreadGroup)', function () {
     const layer = new bn.SyncBatchNorm(3, { group: g });
     expect(() => layer.forward.call({} as never, new Float32Array(6), [2, 3])).to.throw().with.property('code', 'ERR_BN_INVALID_ARG_TYPE');
     expect(() => new bn.SyncBatchNorm(3, { group: g, momentun: 0.1 } as never)).to.throw().with.property('code', 'ERR_BN_UNKNOWN_OPTION');
+    // More than the machine has: refused before allocating, whatever the kernel's overcommit policy.
+    const ranks = Math.min(4096, Math.ceil(os.totalmem() / (2 * 2 ** 27 * 8)) + 1);
+    expect(() => bn.ThreadGroup.create(ranks, { capacity: 2 ** 27 })).to.throw(/exceed this machine's \d+ bytes of memory/).with.property('code', 'ERR_BN_OUT_OF_MEMORY');
     expect(() => bn.ThreadGroup.create(4096, { capacity: 2 ** 27 })).to.throw().with.property('code', 'ERR_BN_OUT_OF_MEMORY');
     g.destroy();
     expect(() => g.allReduce(new Float64Array(1))).to.throw().with.property('code', 'ERR_BN_SYNC_BROKEN');

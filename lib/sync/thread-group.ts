@@ -4,6 +4,7 @@
 // on even and odd rounds: a rank can be at most one round ahead of the slowest (it cannot finish
 // round r + 1 before everyone has arrived there, i.e. finished reading round r), so one barrier per
 // collective suffices.
+import * as os from 'os';
 import { BatchNormRangeError, BatchNormTypeError, describe } from '../errors';
 import { Exchanged, HEADER_LENGTH, SyncGroup, syncError } from './group';
 
@@ -86,11 +87,17 @@ export class ThreadGroup extends SyncGroup {
     const timeoutMs = checkInt(fn, 'timeoutMs', options.timeoutMs ?? 60000, 1, 2 ** 31 - 1);
     const capacity = checkInt(fn, 'capacity', options.capacity ?? 65536, 1, 2 ** 27);
     const bytes = controlInts(worldSize) * 4 + 2 * worldSize * (HEADER_LENGTH + capacity) * 8;
+    const what = `the group's ${bytes} bytes of shared memory (2 x worldSize x capacity float64 values)`;
+    // Where the kernel overcommits, a buffer larger than the machine would be created and fail
+    // only when touched: refuse it here, on every machine alike.
+    if (bytes > os.totalmem()) {
+      throw new BatchNormRangeError('ERR_BN_OUT_OF_MEMORY', `${fn}: ${what} exceed this machine's ${os.totalmem()} bytes of memory; use a smaller capacity`);
+    }
     let buffer: SharedArrayBuffer;
     try {
       buffer = new SharedArrayBuffer(bytes);
     } catch (e) {
-      throw new BatchNormRangeError('ERR_BN_OUT_OF_MEMORY', `${fn}: could not allocate the group's ${bytes} bytes of shared memory (2 x worldSize x capacity float64 values): ${(e as Error).message}; use a smaller capacity`);
+      throw new BatchNormRangeError('ERR_BN_OUT_OF_MEMORY', `${fn}: could not allocate ${what}: ${(e as Error).message}; use a smaller capacity`);
     }
     return Object.freeze({ brand: BRAND, buffer, worldSize, timeoutMs, capacity });
   }
