@@ -8,6 +8,8 @@ export interface MachineInfo {
   date: string;
   cpuModel: string;
   cpus: number;
+  /** CPUs this process may run on (its affinity, e.g. under taskset); absent in older runs */
+  cpusUsable?: number;
   /** bytes per core (0 if unknown) */
   l2PerCore: number;
   /** bytes (0 if unknown) */
@@ -57,11 +59,18 @@ function gitCommit(): string {
   }
 }
 
+/** "16 CPUs (2 usable by this process)", or "2 CPUs" when the process may use them all. */
+export function cpusText(m: MachineInfo): string {
+  const usable = m.cpusUsable !== undefined && m.cpusUsable !== m.cpus ? ` (${m.cpusUsable} usable by this process)` : '';
+  return `${m.cpus} CPUs${usable}`;
+}
+
 export function machineInfo(): MachineInfo {
   return {
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     cpuModel: cpuModel(),
     cpus: os.cpus().length,
+    cpusUsable: os.availableParallelism(),
     l2PerCore: cacheSize(2),
     l3: cacheSize(3),
     memGiB: Math.round(os.totalmem() / 1024 ** 3),

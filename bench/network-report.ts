@@ -2,7 +2,7 @@
 // spread, fresh over reused and reused over the copy floor paired by round, the per-layer medians,
 // and the text and Markdown tables (its own section of bench/RESULTS.md, between markers, so the
 // main benchmark's --write and each network's --write leave each other's sections alone).
-import type { MachineInfo } from './machine';
+import { cpusText, type MachineInfo } from './machine';
 
 export type Layout = 'nchw' | 'nhwc';
 export type Mode = 'reused' | 'fresh';
@@ -76,6 +76,8 @@ export interface Summary { steps: StepRow[]; layers: LayerRow[]; targetThreads: 
 export interface NetworkRun {
   command: string;
   network: string;
+  /** --label: names the run's RESULTS.md section beside the default one (another machine) */
+  label?: string;
   source: string;
   batch: number;
   threads: number[];
@@ -216,7 +218,7 @@ function header(run: NetworkRun): string[] {
   const m = run.machine;
   return [
     `${run.network}: ${run.layers.length} BN layers at batch ${run.batch}, float32 (${run.source})`,
-    `machine: ${m.cpuModel}, ${m.cpus} CPUs, ${m.memGiB} GiB, ${m.platform}; load average at start ${m.loadAvg.map((x) => x.toFixed(2)).join(' ')}; Node ${m.node}; SIMD ${run.simdLevel}; copy kernel ${run.copyKernel}`,
+    `machine: ${m.cpuModel}, ${cpusText(m)}, ${m.memGiB} GiB, ${m.platform}; load average at start ${m.loadAvg.map((x) => x.toFixed(2)).join(' ')}; Node ${m.node}; SIMD ${run.simdLevel}; copy kernel ${run.copyKernel}`,
     `caches seen by the process: ${run.caches}`,
     `${run.rounds} rounds after a warm-up round and fresh-output steps until the output pool stopped growing; in each round, per thread count: the copies, the reads, then per layout the reused and the fresh mode (order alternating by round), each a training step then an inference pass${run.yieldBetweenSteps ? ', each after a turn of the event loop' : ', no event-loop turn between them'}`,
     ...(run.pool ? [`output pool after the run: ${Object.entries(run.pool).map(([k, v]) => `${k} ${v}`).join(', ')}`] : []),
@@ -240,13 +242,13 @@ function mdTable(rows: string[][]): string {
 
 /** The run's name in RESULTS.md and its chart's file name: the network, and how it differs from the default run. */
 export function sectionName(run: NetworkRun): string {
-  return run.network + (run.pool && run.pool.enabled === false ? '-pool-off' : '') + (run.yieldBetweenSteps ? '' : '-no-yield');
+  return run.network + (run.pool && run.pool.enabled === false ? '-pool-off' : '') + (run.yieldBetweenSteps ? '' : '-no-yield') + (run.label ? `-${run.label}` : '');
 }
 
 export function networkMarkdown(run: NetworkRun): string {
   const T = run.summary.targetThreads;
   const m = run.machine;
-  const variant = [run.pool && run.pool.enabled === false ? 'output pool off' : '', run.yieldBetweenSteps ? '' : 'no event-loop turn between steps'].filter(Boolean).join(', ');
+  const variant = [run.label ?? '', run.pool && run.pool.enabled === false ? 'output pool off' : '', run.yieldBetweenSteps ? '' : 'no event-loop turn between steps'].filter(Boolean).join(', ');
   const parts = [
     `## Network: ${run.network} at batch ${run.batch}${variant ? ` (${variant})` : ''}`,
     '',

@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as bn from '../lib';
-import { cacheFacts, machineInfo, mib } from './machine';
+import { cacheFacts, cpusText, machineInfo, mib } from './machine';
 import { networkChartSvg } from './network-chart';
 import {
   copyKey, faultKey, Layout, Measured, Mode, networkMarkdown, networkText, readKey, replaceNetworkSection, sectionName, Series,
@@ -26,6 +26,8 @@ const HELP = `Usage: npm run bench -- --network NAME [options]
   --no-yield          do not return to the event loop between steps (see bench/README.md)
   --list              print the network's BN table and exit
   --write             write the network's section of bench/RESULTS.md and bench/network-NAME.svg
+  --label NAME        keep the run's RESULTS.md section and chart beside the default run's, under this
+                      name (another machine: --label xeon-2mib-l2); with --from-json, names the saved run
   --json FILE         where the results go (default bench/out/network-NAME.json)
   --from-json FILE    measure nothing: rewrite the run's RESULTS.md section and chart from its saved JSON
                       (npm run bench -- --network --from-json FILE: the network comes from the file)
@@ -43,6 +45,7 @@ export interface NetworkArgs {
   write: boolean;
   json: string;
   fromJson: string | null;
+  label: string | null;
 }
 
 function parseList<T extends string>(flag: string, v: string, allowed: readonly T[]): T[] {
@@ -60,6 +63,7 @@ export function parseNetworkArgs(argv: string[]): NetworkArgs {
   let quick = false, yieldBetweenSteps = true, list = false, write = false;
   let json: string | undefined;
   let fromJson: string | null = null;
+  let label: string | null = null;
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const val = () => {
@@ -77,6 +81,10 @@ export function parseNetworkArgs(argv: string[]): NetworkArgs {
     else if (k === '--write') write = true;
     else if (k === '--json') json = val();
     else if (k === '--from-json') fromJson = path.resolve(val());
+    else if (k === '--label') {
+      label = val();
+      if (!/^[a-z0-9][a-z0-9-]{0,39}$/.test(label)) throw new Error(`--label: lower-case letters, digits and '-' (at most 40), received '${label}'`);
+    }
     else if (k === '--help' || k === '-h') { process.stdout.write(HELP); process.exit(0); }
     else throw new Error(`unknown option ${k} for --network (see --network x --help)`);
   }
@@ -90,7 +98,7 @@ export function parseNetworkArgs(argv: string[]): NetworkArgs {
   if (!Number.isInteger(r) || r < 1 || r > 1000) throw new Error(`--rounds: an integer in [1, 1000], received '${rounds}'`);
   const spatial = network.layers.some((l) => l.spatial.length > 0);
   return {
-    network, batch: b, threads: th, rounds: r, quick, yieldBetweenSteps, list, write, fromJson,
+    network, batch: b, threads: th, rounds: r, quick, yieldBetweenSteps, list, write, fromJson, label,
     layouts: spatial ? layouts ?? ['nchw', 'nhwc'] : ['nchw'],
     json: path.resolve(json ?? path.join(__dirname, '..', '..', 'bench', 'out', `network-${network.name}.json`)),
   };
@@ -320,6 +328,7 @@ export async function networkMain(argv: string[]): Promise<void> {
   if (args.fromJson) {
     const saved = JSON.parse(fs.readFileSync(args.fromJson, 'utf8')) as NetworkRun;
     saved.summary = summarize(saved.measured, saved.layers.length, saved.layouts, saved.threads);
+    if (args.label) saved.label = args.label;
     console.log(networkText(saved));
     write(saved);
     return;
@@ -336,7 +345,7 @@ export async function networkMain(argv: string[]): Promise<void> {
   const env = process.env.BATCHNORM_OUTPUT_POOL_BYTES !== undefined ? `BATCHNORM_OUTPUT_POOL_BYTES=${process.env.BATCHNORM_OUTPUT_POOL_BYTES} ` : '';
   const command = `${env}npm run bench -- ${shown.join(' ')}`;
   console.log(`node-batchnorm network benchmark  ${machine.date}  commit ${machine.commit}`);
-  console.log(`CPU: ${machine.cpuModel} (${machine.cpus} CPUs), ${machine.memGiB} GiB, ${machine.platform}; load average ${machine.loadAvg.map((x) => x.toFixed(2)).join(' ')}`);
+  console.log(`CPU: ${machine.cpuModel} (${cpusText(machine)}), ${machine.memGiB} GiB, ${machine.platform}; load average ${machine.loadAvg.map((x) => x.toFixed(2)).join(' ')}`);
   console.log(`caches seen by this process: ${caches.text}`);
   console.log(`Node ${machine.node}; simd ${info.simdLevel}; OpenMP ${info.openmp ?? 'none'}; copy kernel ${kernel.name}`);
   console.log(listTable(args).split('\n')[0]);
@@ -346,6 +355,7 @@ export async function networkMain(argv: string[]): Promise<void> {
   const pool = poolApi.outputPoolStats ? poolApi.outputPoolStats() : null;
   const run: NetworkRun = {
     command, network: args.network.name, source: args.network.source, batch: args.batch, threads: args.threads,
+    ...(args.label ? { label: args.label } : {}),
     layouts: args.layouts, rounds: args.rounds, quick: args.quick, yieldBetweenSteps: args.yieldBetweenSteps,
     layers: args.network.layers.map((l) => ({ name: l.name, dims: layerDims(l, args.batch) })),
     machine, caches: caches.text, simdLevel: info.simdLevel, copyKernel: kernel.name, pool, measured: m,

@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as bn from '../lib';
 import { chartSvg } from './chart';
-import { coreCaches, machineInfo, mib } from './machine';
+import { coreCaches, cpusText, machineInfo, mib } from './machine';
 import { buildNative, nativeAvailable, nativeBinary, runNative } from './native';
 import { benchCopies, benchJsAlloc, benchOps, benchTiny, checkInPlace, copyKernel, ShapeData } from './ours';
 import { networkMain } from './network';
@@ -133,7 +133,7 @@ async function main(): Promise<void> {
   };
 
   console.log(`node-batchnorm benchmark  ${machine.date}  commit ${machine.commit}`);
-  console.log(`CPU: ${machine.cpuModel} (${machine.cpus} CPUs, L2 ${mib(machine.l2PerCore)}/core, L3 ${machine.l3 ? mib(machine.l3) : '?'}), ${machine.memGiB} GiB, ${machine.platform}`);
+  console.log(`CPU: ${machine.cpuModel} (${cpusText(machine)}, L2 ${mib(machine.l2PerCore)}/core, L3 ${machine.l3 ? mib(machine.l3) : '?'}), ${machine.memGiB} GiB, ${machine.platform}`);
   console.log(`Node ${machine.node}; addon ${run.binding}; simd ${info.simdLevel}; OpenMP ${info.openmp ?? 'none'}; copy kernel: ${kernel.name}`);
   console.log(coreCaches());
   console.log(`threads ${args.threads.join(',')} (targets at ${targetThreads}); ~${args.seconds} s per case; shapes ${args.shapes.map((s) => s.label).join(' ')}`);
