@@ -287,8 +287,9 @@ export function replaceNetworkSection(doc: string, net: string, section: string)
 /** Every network section of a RESULTS.md, so that the main benchmark's --write keeps them. */
 export function networkSections(doc: string): string {
   const out: string[] = [];
-  // Also the hand-kept sections of the core A/B runs (<!-- ab:NAME:begin --> ... end).
-  const re = /<!-- (network|ab):([\w-]+):begin[^>]*-->[\s\S]*?<!-- \1:\2:end -->\n?/g;
+  // Also the hand-kept sections of the core A/B runs and of runs on other machines
+  // (<!-- ab:NAME:begin --> ... end, <!-- device:NAME:begin --> ... end).
+  const re = /<!-- (network|ab|device):([\w-]+):begin[^>]*-->[\s\S]*?<!-- \1:\2:end -->\n?/g;
   for (const m of doc.matchAll(re)) out.push(m[0].trimEnd());
   return out.length ? `\n${out.join('\n\n')}\n` : '';
 }
