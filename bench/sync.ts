@@ -1,14 +1,15 @@
 // Benchmark of synchronized batch norm: the latency of one SyncBatchNorm2d forward + backward
 // (training) against the local BatchNorm2d on the same per-rank batch, on ResNet-50's BN layer
-// shapes, with 2 ranks as worker threads (ThreadGroup) and as processes (Gloo over 127.0.0.1).
-// Each rank has one compute thread's worth of the budget (setNumThreads is per process: 1 in each
-// rank process, 2 in the process of the 2 worker threads); local and synchronized calls alternate
+// shapes, with 2 ranks (--ranks N: N) as worker threads (ThreadGroup) and as processes (Gloo over
+// 127.0.0.1). Each rank has one compute thread's worth of the budget (setNumThreads is per
+// process: 1 in each rank process, N in the process of the N worker threads); local and synchronized calls alternate
 // (A/B interleaved) for a fixed number of repetitions, the same on every rank (a collective needs
 // every rank), each section started by all ranks at once (an untimed barrier). Reported: medians
 // (of the slower rank), and the overhead (sync - local) in µs per layer.
 //
 //   npm run build:ts && node dist/bench/sync.js            # all shapes, threads and processes
 //   node dist/bench/sync.js --quick                         # 2 small shapes, few repetitions
+//   node dist/bench/sync.js --ranks 8 --append              # 8 ranks (a machine with 8 cores)
 //   node dist/bench/sync.js --backend threads --reps 30 --batch 8 --write   # bench/sync-results.md
 //   chrt -f 20 node dist/bench/sync.js --append   # real-time priority (root): without the other
 //                                                 # tenants' scheduling delays; appended to it
@@ -54,8 +55,8 @@ function now(): number {
 }
 
 async function runRank(task: Task, group: bn.SyncGroup): Promise<RankTiming[]> {
-  // The compute-thread budget is per process: 1 per rank process, 2 for the process whose 2
-  // worker threads are the ranks (the machine's cores either way).
+  // The compute-thread budget is per process: 1 per rank process, worldSize for the process whose
+  // worker threads are the ranks (one core per rank either way).
   bn.setNumThreads(group.backend === 'threads' ? group.worldSize : 1);
   const out: RankTiming[] = [];
   for (const dims of task.shapes) {
@@ -221,6 +222,8 @@ async function main(): Promise<void> {
   const batch = Number(opt('batch', quick ? '2' : '8'));
   const reps = Number(opt('reps', quick ? '5' : '20'));
   const backend = opt('backend', 'both');
+  const ranks = Number(opt('ranks', '2'));
+  if (!Number.isInteger(ranks) || ranks < 2 || ranks > 64) throw new Error(`--ranks: an integer in [2, 64], received '${opt('ranks', '')}'`);
   const layers = quick ? [[64, 56], [2048, 7]] : RESNET50;
   const task: Task = { shapes: layers.map(([c, s]) => [batch, c, s, s]), reps, warmup: quick ? 1 : 3 };
   const lines: string[] = [];
@@ -229,15 +232,15 @@ async function main(): Promise<void> {
   lines.push(`Command: \`${cmd}\`  `);
   lines.push(`Date: ${new Date().toISOString()}; ${os.cpus()[0]?.model ?? 'cpu'} x ${os.cpus().length}; Node ${process.version}; ` +
     `load average ${os.loadavg().map((v) => v.toFixed(1)).join(' ')} at the start; scheduling ${policy}; ` +
-    `2 ranks, 1 compute thread each (budget), float32 NCHW, per-rank batch ${batch} (global ${2 * batch}), ${reps} repetitions (medians, slower rank).`);
+    `${ranks} ranks, 1 compute thread each (budget), float32 NCHW, per-rank batch ${batch} (global ${ranks * batch}), ${reps} repetitions (medians, slower rank).`);
   lines.push('');
   if (backend === 'both' || backend === 'threads') {
-    const per = await viaThreads(task, 2);
+    const per = await viaThreads(task, ranks);
     lines.push(...table('threads', per), '');
   }
   if (backend === 'both' || backend === 'gloo') {
     try {
-      const per = await viaProcesses(task, 2);
+      const per = await viaProcesses(task, ranks);
       lines.push(...table('gloo', per), '');
     } catch (e) {
       lines.push(`gloo: not measured (${(e as Error).message})`, '');
