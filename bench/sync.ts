@@ -2,10 +2,11 @@
 // (training) against the local BatchNorm2d on the same per-rank batch, on ResNet-50's BN layer
 // shapes, with 2 ranks (--ranks N: N) as worker threads (ThreadGroup) and as processes (Gloo over
 // 127.0.0.1). Each rank has one compute thread's worth of the budget (setNumThreads is per
-// process: 1 in each rank process, N in the process of the N worker threads); local and synchronized calls alternate
-// (A/B interleaved) for a fixed number of repetitions, the same on every rank (a collective needs
-// every rank), each section started by all ranks at once (an untimed barrier). Reported: medians
-// (of the slower rank), and the overhead (sync - local) in µs per layer.
+// process: 1 in each rank process, N in the process of the N worker threads); local and
+// synchronized calls alternate (A/B interleaved) for a fixed number of repetitions, the same on
+// every rank (a collective needs every rank), each section started by all ranks at once (an
+// untimed barrier). Reported: medians (of the slower rank), and the overhead (sync - local) in µs
+// per layer.
 //
 //   npm run build:ts && node dist/bench/sync.js            # all shapes, threads and processes
 //   node dist/bench/sync.js --quick                         # 2 small shapes, few repetitions

@@ -7,7 +7,7 @@ thread counts as bn_bench_core, and prints rows in bn_bench_core's --json format
 ATen allocates every output). Given bn_bench_core's JSON from the same machine (--ours FILE), it
 prints PyTorch's time over ours and both ratios to the faster copy of the same bytes.
 
-  build/bn_bench_core --shapes 32x256x56x56 --threads 2,16 --layout nchw,nhwc --json > ours.json
+  build-bench/bn_bench_core --shapes 32x256x56x56 --threads 2,16 --layout nchw,nhwc --json > ours.json
   python3 bench/peers/pytorch_bn.py --shapes 32x256x56x56 --threads 2,16 --layout nchw,nhwc \
       --ours ours.json
 
