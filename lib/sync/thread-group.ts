@@ -19,7 +19,8 @@ export interface ThreadGroupOptions {
   /** How long a collective waits for the other ranks (ms). Default 60000. */
   timeoutMs?: number;
   /** Largest exchange per rank, in float64 values (a SyncBatchNorm of C channels needs 2C + 1;
-   * longer all-reduces go in pieces). Default 65536. */
+   * longer all-reduces go in pieces). Default 65536; the group's shared memory, 2 x worldSize x
+   * capacity values, must fit the machine's memory (else ERR_BN_OUT_OF_MEMORY). */
   capacity?: number;
 }
 
