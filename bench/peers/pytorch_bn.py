@@ -17,6 +17,7 @@ gradients. Times: median and min over repetitions after a warm-up, as bn_bench_c
 """
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -89,16 +90,9 @@ def measure(a):
                     per_elem, fn = ops[op]
                     st = time_case(fn, a.time)
                     rows.append({'shape': name, 'op': OP_NAMES[op], 'output': 'fresh', 'threads': nt,
-                                 'bytes': per_elem * x_numel(dims), **st})
+                                 'bytes': per_elem * math.prod(dims), **st})
                     print(f"{name:22s} {OP_NAMES[op]:9s} {nt:2d} thr  {st['median'] * 1e3:9.3f} ms", file=sys.stderr)
     return rows
-
-
-def x_numel(dims):
-    n = 1
-    for d in dims:
-        n *= d
-    return n
 
 
 def cpu_capability():
@@ -131,13 +125,14 @@ def compare(rows, ours_file):
 def main():
     a = parse_args(sys.argv[1:])
     rows = measure(a)
+    result = {'peer': f'torch {torch.__version__}', 'rows': rows}
     if a.out:
         with open(a.out, 'w') as f:
-            json.dump({'peer': f'torch {torch.__version__}', 'rows': rows}, f)
+            json.dump(result, f)
     if a.ours:
         compare(rows, a.ours)
     else:
-        json.dump({'peer': f'torch {torch.__version__}', 'rows': rows}, sys.stdout)
+        json.dump(result, sys.stdout)
         print()
 
 
