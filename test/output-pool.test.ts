@@ -287,6 +287,35 @@ describe('output pool', function () {
     expect(y.some((v) => Number.isNaN(v))).to.equal(false);
   });
 
+  it('blocks coming back start no collection: V8 is told of them at the next take', () => {
+    // V8 lowers its external-memory limit to 64 MiB over the lowest level as it sweeps dead
+    // ArrayBuffers; each return reported from its finalizer then passed the limit and started a
+    // full collection of its own. In a child: a clean heap, and its collections counted alone.
+    const script = `const v8 = require('v8'); v8.setFlagsFromString('--expose-gc'); const gc = require('vm').runInNewContext('gc');
+      const { PerformanceObserver, constants } = require('perf_hooks');
+      const pool = require(${JSON.stringify(path.join(LIB, 'output-pool'))});
+      const majors = [];
+      new PerformanceObserver((l) => { for (const e of l.getEntries()) if (e.detail.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majors.push(e.startTime); }).observe({ entryTypes: ['gc'] });
+      (async () => {
+        let held = [];
+        for (let i = 0; i < 6; i++) held.push(pool.takePooled(100 << 20));  // never touched: no real memory
+        if (held.some((b) => b === null)) throw new Error('not pooled');
+        held = null;
+        gc();
+        const t0 = performance.now();
+        await new Promise((r) => setTimeout(r, 300));  // the finalizers run, and any collection they start
+        const idle = pool.outputPoolStats().idleBlocks, reuses = pool.outputPoolStats().reuses;
+        const again = pool.takePooled(100 << 20);
+        process.stdout.write(JSON.stringify({ idle, majors: majors.filter((t) => t > t0).length, reused: again !== null && pool.outputPoolStats().reuses === reuses + 1 }));
+      })();`;
+    const r = run(script);
+    expect(r.status, r.stderr).to.equal(0);
+    const got = JSON.parse(r.stdout) as { idle: number; majors: number; reused: boolean };
+    expect(got.idle, 'blocks came back').to.be.at.least(3);
+    expect(got.majors, 'full collections after the returns').to.equal(0);
+    expect(got.reused, 'the next take reuses one').to.equal(true);
+  });
+
   it('pooled outputs are never transferred to another thread (refused, or copied: Node 20 ignores them in transfer lists)', async () => {
     const n = 18 * 8 * 48 * 40;
     const y = bn.batchNormTraining(filled(n, (i) => i % 9), [18, 8, 48, 40]).y as Float32Array;

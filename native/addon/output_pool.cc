@@ -90,14 +90,13 @@ class Pool {
       lent_bytes_ += out->capacity;
       ++lent_blocks_;
       ++reuses_;
-      *idle_change = -int64_t(out->capacity);
+      *idle_change = sync_report_locked();
       return true;
     }
     if (idle_bytes_ + lent_bytes_ + cap > max_bytes_) {
       // Full: make room from blocks unused for the idle time (left by outputs of another size).
-      const size_t idle_before = idle_bytes_;
       free_idle_locked(now_seconds() - idle_seconds_);
-      *idle_change = -int64_t(idle_before - idle_bytes_);
+      *idle_change = sync_report_locked();
       if (idle_bytes_ + lent_bytes_ + cap > max_bytes_) {
         ++over_bound_;
         return false;
@@ -128,9 +127,9 @@ class Pool {
     std::free(b.data);
   }
 
-  // A lent block's ArrayBuffer is gone: keep it idle if the bound allows, else free it. Returns
-  // the change of idle bytes to report.
-  int64_t give_back(const Block& b) {
+  // A lent block's ArrayBuffer is gone: keep it idle if the bound allows, else free it. Not
+  // reported to V8 here but at the next take, trim or set (sync_report_locked).
+  void give_back(const Block& b) {
     std::lock_guard<std::mutex> lock(mu_);
     returning_peak_ = std::max(returning_peak_, lent_bytes_);
     lent_bytes_ -= b.capacity;
@@ -139,21 +138,19 @@ class Pool {
     if (closed_ || idle_bytes_ + lent_bytes_ + b.capacity > max_bytes_) {
       std::free(b.data);
       ++frees_;
-      return 0;
+      return;
     }
     idle_.push_back(Block{b.data, b.capacity, now_seconds()});
     idle_bytes_ += b.capacity;
-    return int64_t(b.capacity);
   }
 
   // New bound and idle time; frees idle blocks (oldest first) until idle + lent fit the bound.
-  // Returns -freed bytes.
+  // Returns the change of idle bytes to report.
   int64_t set(size_t max_bytes, double idle_seconds) {
     std::lock_guard<std::mutex> lock(mu_);
     max_bytes_ = max_bytes;
     idle_seconds_ = idle_seconds;
     returning_peak_ = 0;
-    const size_t before = idle_bytes_;
     std::sort(idle_.begin(), idle_.end(), [](const Block& a, const Block& b) { return a.idle_since < b.idle_since; });
     size_t k = 0;
     while (k < idle_.size() && idle_bytes_ + lent_bytes_ > max_bytes_) {
@@ -163,22 +160,21 @@ class Pool {
       ++k;
     }
     idle_.erase(idle_.begin(), idle_.begin() + long(k));
-    return -int64_t(before - idle_bytes_);
+    return sync_report_locked();
   }
 
   // Frees every idle block once the pool has served nothing for its idle time (the loop that used
   // it stopped). A loop whose steps take longer than that keeps its blocks while it runs. Returns
-  // -freed bytes; *holding: any block left.
+  // the change of idle bytes to report; *holding: any block left.
   int64_t trim(bool* holding) {
     std::lock_guard<std::mutex> lock(mu_);
-    const size_t before = idle_bytes_;
     const double now = now_seconds();
     if (now - last_take_ >= idle_seconds_) {
       free_idle_locked(now);
       returning_peak_ = 0;  // the loop that used the pool stopped
     }
     *holding = !idle_.empty() || lent_blocks_ > 0;
-    return -int64_t(before - idle_bytes_);
+    return sync_report_locked();
   }
 
   // The environment is going away: free the idle blocks; lent ones are freed when they come back.
@@ -212,6 +208,16 @@ class Pool {
   }
 
  private:
+  // The change of idle bytes since V8 was last told, now told. A block's return is not reported
+  // from its finalizer: V8 lowers its external-memory limit as it sweeps the dead ArrayBuffers,
+  // and each return reported after that started a collection of its own. Reported at the next
+  // take, trim or set, the returns of a collection come as one change.
+  int64_t sync_report_locked() {
+    const int64_t d = int64_t(idle_bytes_) - int64_t(reported_idle_);
+    reported_idle_ = idle_bytes_;
+    return d;
+  }
+
   // Frees the idle blocks that became idle at or before `since`.
   void free_idle_locked(double since) {
     auto stale = [&](const Block& b) { return b.idle_since <= since; };
@@ -230,6 +236,7 @@ class Pool {
   double idle_seconds_ = kIdleSeconds;
   std::vector<Block> idle_;
   size_t idle_bytes_ = 0, lent_bytes_ = 0, lent_blocks_ = 0;
+  size_t reported_idle_ = 0;     // idle bytes V8 was told of (sync_report_locked)
   size_t new_since_return_ = 0;  // bytes of new blocks since a block last came back
   size_t returning_peak_ = 0;    // the most bytes lent when a block came back (since set() or an idle trim)
   uint64_t reuses_ = 0, allocations_ = 0, over_bound_ = 0, awaiting_returns_ = 0, frees_ = 0;
@@ -273,10 +280,10 @@ void report_idle(napi_env env, int64_t change) {
   if (change != 0) napi_adjust_external_memory(env, change, &ignored);
 }
 
-void finalize_block(napi_env env, void* /*data*/, void* hint) {
+void finalize_block(napi_env /*env*/, void* /*data*/, void* hint) {
   if (!static_cast<Lease*>(hint)->live) return;  // creation failed: TakeOutput cleans up
   std::unique_ptr<Lease> lease(static_cast<Lease*>(hint));
-  report_idle(env, lease->pool->give_back(lease->block));
+  lease->pool->give_back(lease->block);
 }
 
 }  // namespace

@@ -10,8 +10,9 @@
 //
 // Bounded: the blocks a pool holds, idle or lent, never exceed its maxBytes; a request that would
 // pass it first frees idle blocks unused for the idle time, else gets a plain allocation. Idle
-// blocks are reported to V8 as external memory (lent ones V8 counts itself, as any ArrayBuffer) and
-// all freed once the pool has served nothing for its idle time (outputPoolTrim, called from the
+// blocks are reported to V8 as external memory (lent ones V8 counts itself, as any ArrayBuffer),
+// those that came back at the next take, trim or set rather than from their finalizers, and all are
+// freed once the pool has served nothing for its idle time (outputPoolTrim, called from the
 // facade's timer). Where external ArrayBuffers are forbidden (Electron's sandbox),
 // the pool turns itself off and callers fall back to plain allocation.
 #pragma once
