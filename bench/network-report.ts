@@ -21,6 +21,9 @@ export interface Measured {
   reads?: Record<string, Series>;
   /** `${layout}|${threads}|${mode}` -> minor page faults of the training step (forward + backward), per round */
   faults: Record<string, number[]>;
+  /** the same keys -> V8's full collections (mark-compact) that started during the training step,
+   * per round. Absent in runs saved before it. */
+  majorGcs?: Record<string, number[]>;
 }
 
 export const stepKey = (layout: Layout, threads: number, mode: Mode, op: StepOp) => `${layout}|${threads}|${mode}|${op}`;
@@ -55,6 +58,8 @@ export interface StepRow {
   readsOverFloor: Stat | null;
   /** median minor page faults of the training step, per mode; 'step' rows only */
   faults?: Record<Mode, number>;
+  /** median full collections during the training step, per mode; 'step' rows of runs that counted them */
+  majorGcs?: Record<Mode, number>;
 }
 
 export interface LayerRow {
@@ -143,6 +148,8 @@ export function summarize(m: Measured, L: number, layouts: Layout[], threads: nu
         };
         if (op === 'step') {
           row.faults = { reused: median(m.faults[faultKey(layout, t, 'reused')]), fresh: median(m.faults[faultKey(layout, t, 'fresh')]) };
+          const gcs = m.majorGcs;
+          if (gcs) row.majorGcs = { reused: median(gcs[faultKey(layout, t, 'reused')]), fresh: median(gcs[faultKey(layout, t, 'fresh')]) };
         }
         steps.push(row);
       }
@@ -192,11 +199,12 @@ function pad(rows: string[][], leftCols: number): string {
 }
 
 function stepRows(run: NetworkRun): string[][] {
-  const rows = [['layout', 'thr', 'what', 'reused ms (min-max)', 'fresh ms (min-max)', 'fresh / reused', 'copy floor ms', 'reused / floor', 'fresh / floor', 'reads alone ms', 'reads / floor', 'page faults/step (reused, fresh)']];
+  const rows = [['layout', 'thr', 'what', 'reused ms (min-max)', 'fresh ms (min-max)', 'fresh / reused', 'copy floor ms', 'reused / floor', 'fresh / floor', 'reads alone ms', 'reads / floor', 'page faults/step (reused, fresh)', 'full GCs/step (reused, fresh)']];
   for (const r of run.summary.steps) {
     rows.push([r.layout, String(r.threads), OP_LABEL[r.op], msStat(r.reused), msStat(r.fresh), ratioStat(r.freshOverReused), msStat(r.floor),
       ratioStat(r.reusedOverFloor), ratioStat(r.freshOverFloor), r.reads ? msStat(r.reads) : '-', r.readsOverFloor ? ratioStat(r.readsOverFloor) : '-',
-      r.faults ? `${Math.round(r.faults.reused)}, ${Math.round(r.faults.fresh)}` : '']);
+      r.faults ? `${Math.round(r.faults.reused)}, ${Math.round(r.faults.fresh)}` : '',
+      r.majorGcs ? `${r.majorGcs.reused}, ${r.majorGcs.fresh}` : (r.op === 'step' ? '-' : '')]);
   }
   return rows;
 }

@@ -5,6 +5,7 @@
 // bytes measured in the same rounds. See bench/README.md ("Network benchmark").
 import * as fs from 'fs';
 import * as path from 'path';
+import { constants as perfConstants, PerformanceObserver } from 'perf_hooks';
 import * as bn from '../lib';
 import { cacheFacts, cpusText, machineInfo, mib } from './machine';
 import { networkChartSvg } from './network-chart';
@@ -202,6 +203,16 @@ function runReads(data: LayerData[], kernel: CopyKernel, threads: number): { r4:
   return { r4, r8 };
 }
 
+/** Start times of V8's full collections (mark-compact) since the benchmark began: Node reports
+ * them after the fact, so steps count theirs by time window once the run is over. */
+const majorGcTimes: number[] = [];
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind;
+    if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) majorGcTimes.push(e.startTime);
+  }
+}).observe({ entryTypes: ['gc'] });
+
 function minorFaults(): number {
   return process.resourceUsage().minorPageFault;
 }
@@ -239,7 +250,9 @@ async function settlePool(args: NetworkArgs, data: LayerData[]): Promise<number>
 
 async function measure(args: NetworkArgs, data: LayerData[], kernel: CopyKernel, log: (s: string) => void): Promise<Measured> {
   const reads: Record<string, Series> = {};
-  const m: Measured = { steps: {}, copies: {}, reads, faults: {} };
+  const m: Measured = { steps: {}, copies: {}, reads, faults: {}, majorGcs: {} };
+  // Training-step windows [start, end) by key, counted against majorGcTimes at the end.
+  const gcWindows: Array<{ key: string; from: number; to: number }> = [];
   const modesFor = (round: number): Mode[] => (round % 2 ? ['fresh', 'reused'] : ['reused', 'fresh']);
   // Round 0 is the warm-up (every buffer touched, the pool, if any, filled); not recorded.
   for (let round = 0; round <= args.rounds; round++) {
@@ -261,16 +274,18 @@ async function measure(args: NetworkArgs, data: LayerData[], kernel: CopyKernel,
       for (const layout of args.layouts) {
         for (const mode of modesFor(round)) {
           if (args.yieldBetweenSteps) await nextTurn();
-          const f0 = minorFaults();
+          const f0 = minorFaults(), g0 = performance.now();
           const t = trainStep(data, mode, layout);
           const faults = minorFaults() - f0;
           if (args.yieldBetweenSteps) await nextTurn();
+          const g1 = performance.now();  // the step's collections, and those it started that end in its turn
           const infer = inferencePass(data, mode, layout);
           if (round === 0) continue;
           push(m.steps, stepKey(layout, threads, mode, 'train'), t.train);
           push(m.steps, stepKey(layout, threads, mode, 'backward'), t.backward);
           push(m.steps, stepKey(layout, threads, mode, 'infer'), infer);
           (m.faults[faultKey(layout, threads, mode)] ??= []).push(faults);
+          gcWindows.push({ key: faultKey(layout, threads, mode), from: g0, to: g1 });
         }
       }
     }
@@ -281,6 +296,8 @@ async function measure(args: NetworkArgs, data: LayerData[], kernel: CopyKernel,
     }
     log(`[${args.network.name}] round ${round}/${args.rounds} ${(now() - r0).toFixed(1)} s`);
   }
+  await nextTurn();  // the last entries
+  for (const w of gcWindows) (m.majorGcs![w.key] ??= []).push(majorGcTimes.filter((t) => t >= w.from && t < w.to).length);
   return m;
 }
 
