@@ -13,7 +13,7 @@ import {
 } from './layer-options';
 import { computeScaleShift, ConvFoldOptions, foldConv, foldLinear, FoldedLayer } from './fold';
 import { checkTooFewValues } from './functional';
-import { freshOutput, OpCall, runAsync, runSync } from './native-call';
+import { freshOutput, OpCall, runAsync, runSync, smallCopy } from './native-call';
 import { backwardCall, checkOutputs, inferenceCall, trainingCall } from './ops';
 import {
   BatchNormStateDict, LoadStateDictOptions, loadSafetensorsInto, loadStateDictInto, SaveSafetensorsOptions, saveSafetensorsOf,
@@ -218,8 +218,8 @@ export class BatchNorm {
     const useBatchStats = this.isTraining || !this.trackRunningStats;
     const updating = this.isTraining && this.trackRunningStats;
     if (useBatchStats) checkTooFewValues(fn, sh);
-    const weight = this.weight ? this.weight.slice() : null;
-    const bias = this.bias ? this.bias.slice() : null;
+    const weight = this.weight ? smallCopy(this.weight) : null;
+    const bias = this.bias ? smallCopy(this.bias) : null;
     checkOutputs({
       fn, x: xa, dtype: this.dtype, sh, channelsLast, out, weight: this.weight, bias: this.bias, eps: this.eps,
       runningMean: this.runningMean, runningVar: this.runningVar, momentum: 0, ...fused,
@@ -248,14 +248,14 @@ export class BatchNorm {
           },
         };
       }
-      const runningMean = (this.runningMean as FloatArray).slice();
-      const runningVar = (this.runningVar as FloatArray).slice();
+      const runningMean = smallCopy(this.runningMean as FloatArray);
+      const runningVar = smallCopy(this.runningVar as FloatArray);
       const p = inferenceCall({ ...base, runningMean, runningVar });
       return {
         call: p.call,
         commit: () => {
           ticket.record = {
-            x: xa, sh, channelsLast, training: false, mean: Float64Array.from(runningMean), invstd: null,
+            x: xa, sh, channelsLast, training: false, mean: smallCopy(runningMean, 'float64') as Float64Array, invstd: null,
             runningVar, weight, inPlace: y === xa, y, ySample: this.activation ? spotSample(y) : null,
           };
         },

@@ -178,6 +178,8 @@ export interface NativeBinding {
   /** An ArrayBuffer of exactly `bytes` from this environment's output pool, or undefined (too
    * small, pool off or full): native/addon/output_pool.h. */
   takeOutput(bytes: number): ArrayBuffer | undefined;
+  /** A zero-filled external ArrayBuffer of 1 B to 1 MiB, or undefined: native/addon/small_arrays.h. */
+  takeSmall(bytes: number): ArrayBuffer | undefined;
   setOutputPool(maxBytes: number, idleSeconds: number): void;
   outputPoolStats(): OutputPoolStats;
   /** Frees the idle blocks once the pool served nothing for its idle time; true while it holds blocks. */

@@ -1,7 +1,7 @@
 // From validated arguments to the addon's named calls (lib/binding.ts), and their execution.
 // Nothing here validates user input: callers (lib/functional.ts, lib/batchnorm.ts) have.
 import { Buffer, constants as bufferConstants } from 'buffer';
-import { DType, TensorArray, tensorArrayType } from './arrays';
+import { arrayType, DType, FloatArray, FloatDType, TensorArray, tensorArrayType } from './arrays';
 import type { BackwardCall, ForwardInferenceCall, ForwardTrainingCall, NativeBinding } from './binding';
 import { BatchNormRangeError } from './errors';
 import { native } from './load';
@@ -33,6 +33,22 @@ export function freshOutput(dtype: DType, total: number): TensorArray {
   }
   if (hugePageAdvice && bytes >= kHugePageAdviceBytes) native().adviseHugePages(a);
   return a;
+}
+
+/** A small zero-filled array of a call (saved statistics, parameter snapshots and gradients): made
+ * by the addon rather than by V8, which scavenges before each buffer it allocates while large
+ * fresh outputs are young (native/addon/small_arrays.h); the plain way when the addon cannot. */
+export function smallArray(dtype: FloatDType, n: number): FloatArray {
+  const T = arrayType(dtype);
+  const ab = n > 0 ? native().takeSmall(n * T.BYTES_PER_ELEMENT) : undefined;
+  return ab ? new T(ab, 0, n) : new T(n);
+}
+
+/** A copy of `a` (in `dtype`, by default a's own) in an array smallArray makes. */
+export function smallCopy(a: FloatArray, dtype: FloatDType = a instanceof Float64Array ? 'float64' : 'float32'): FloatArray {
+  const c = smallArray(dtype, a.length);
+  c.set(a);
+  return c;
 }
 
 export function runSync(call: OpCall): void {

@@ -1,7 +1,7 @@
 // The three ops as validated specs, their output-aliasing rules, and the addon calls built from
 // them. Shared by the functional API and the layer, which validate user arguments first.
-import { arrayType, DType, FloatArray, isHalf, paramDType, TensorArray } from './arrays';
-import { freshOutput, OpCall } from './native-call';
+import { DType, FloatArray, isHalf, paramDType, TensorArray } from './arrays';
+import { freshOutput, OpCall, smallArray } from './native-call';
 import { checkFixedLength, checkNoOverlap, ParsedShape } from './validate';
 
 interface SpecBase {
@@ -141,13 +141,13 @@ function dtypeField(dtype: DType): { dtype?: 'bfloat16' | 'float16' } {
 
 export function trainingCall(spec: TrainingSpec): { call: OpCall; result: TrainingResult } {
   const C = spec.sh.c;
-  const T = arrayType(paramDType(spec.dtype));
+  const P = paramDType(spec.dtype);
   const result: TrainingResult = {
     y: spec.out ?? freshOutput(spec.dtype, spec.sh.total),
-    saveMean: new T(C),
-    saveInvstd: new T(C),
-    batchMean: new Float64Array(C),
-    batchInvstd: new Float64Array(C),
+    saveMean: smallArray(P, C),
+    saveInvstd: smallArray(P, C),
+    batchMean: smallArray('float64', C) as Float64Array,
+    batchInvstd: smallArray('float64', C) as Float64Array,
   };
   const args = {
     fn: spec.fn, x: spec.x, out: result.y, ...shapeFields(spec), weight: spec.weight, bias: spec.bias,
@@ -169,11 +169,11 @@ export function inferenceCall(spec: InferenceSpec): { call: OpCall; y: TensorArr
 }
 
 export function backwardCall(spec: BackwardSpec): { call: OpCall; result: BackwardResult } {
-  const T = arrayType(paramDType(spec.dtype));
+  const P = paramDType(spec.dtype);
   const result: BackwardResult = {
     dx: spec.out ?? freshOutput(spec.dtype, spec.sh.total),
-    gradWeight: spec.gradWeight ?? new T(spec.sh.c),
-    gradBias: spec.gradBias ?? new T(spec.sh.c),
+    gradWeight: spec.gradWeight ?? smallArray(P, spec.sh.c),
+    gradBias: spec.gradBias ?? smallArray(P, spec.sh.c),
   };
   const args = {
     fn: spec.fn, x: spec.x, dy: spec.dy, out: result.dx, ...shapeFields(spec), weight: spec.weight,

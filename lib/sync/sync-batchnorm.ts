@@ -15,7 +15,7 @@ import { BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, BatchNormOptions, Bac
 import type { SyncBackwardDxCall, SyncBackwardReduceCall, SyncMomentsCall, SyncNormalizeCall } from '../binding';
 import { BatchNormError, BatchNormRangeError, BatchNormTypeError, describe } from '../errors';
 import { native } from '../load';
-import { freshOutput } from '../native-call';
+import { freshOutput, smallCopy } from '../native-call';
 import { checkArray, checkFixedLength, checkNoOverlap, checkOptionalBoolean, ParsedShape, parseShape, readOptions } from '../validate';
 import { CollectiveOp, SyncGroup } from './group';
 import { mergeMoments, packMoments, sumInRankOrder } from './merge';
@@ -229,8 +229,8 @@ export class SyncBatchNorm extends BatchNorm {
       }
     }
     // Taken when the call is made (as BatchNorm's calls do): parameters and mode.
-    const weight = this.weight ? this.weight.slice() : null;
-    const bias = this.bias ? this.bias.slice() : null;
+    const weight = this.weight ? smallCopy(this.weight) : null;
+    const bias = this.bias ? smallCopy(this.bias) : null;
     return { xa, sh, channelsLast, out, weight, bias, updating: this.trackRunningStats && this.training };
   }
 

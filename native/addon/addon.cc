@@ -18,6 +18,7 @@
 #include "jobs.h"
 #include "sync_calls.h"
 #include "output_pool.h"
+#include "small_arrays.h"
 #include "thread_budget.h"
 
 namespace bnaddon {
@@ -170,6 +171,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setOutputPool", Napi::Function::New(env, SetOutputPool, "setOutputPool"));
   exports.Set("outputPoolStats", Napi::Function::New(env, OutputPoolStats, "outputPoolStats"));
   exports.Set("outputPoolTrim", Napi::Function::New(env, OutputPoolTrim, "outputPoolTrim"));
+  exports.Set("takeSmall", Napi::Function::New(env, TakeSmall, "takeSmall"));
   return exports;
 }
 
