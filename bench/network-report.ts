@@ -24,6 +24,8 @@ export interface Measured {
   /** the same keys -> V8's full collections (mark-compact) that started during the training step,
    * per round. Absent in runs saved before it. */
   majorGcs?: Record<string, number[]>;
+  /** the same for V8's scavenges. Absent in runs saved before it. */
+  minorGcs?: Record<string, number[]>;
 }
 
 export const stepKey = (layout: Layout, threads: number, mode: Mode, op: StepOp) => `${layout}|${threads}|${mode}|${op}`;
@@ -60,6 +62,8 @@ export interface StepRow {
   faults?: Record<Mode, number>;
   /** median full collections during the training step, per mode; 'step' rows of runs that counted them */
   majorGcs?: Record<Mode, number>;
+  /** median scavenges during the training step, per mode; the same rows */
+  minorGcs?: Record<Mode, number>;
 }
 
 export interface LayerRow {
@@ -150,6 +154,8 @@ export function summarize(m: Measured, L: number, layouts: Layout[], threads: nu
           row.faults = { reused: median(m.faults[faultKey(layout, t, 'reused')]), fresh: median(m.faults[faultKey(layout, t, 'fresh')]) };
           const gcs = m.majorGcs;
           if (gcs) row.majorGcs = { reused: median(gcs[faultKey(layout, t, 'reused')]), fresh: median(gcs[faultKey(layout, t, 'fresh')]) };
+          const minor = m.minorGcs;
+          if (minor) row.minorGcs = { reused: median(minor[faultKey(layout, t, 'reused')]), fresh: median(minor[faultKey(layout, t, 'fresh')]) };
         }
         steps.push(row);
       }
@@ -199,12 +205,13 @@ function pad(rows: string[][], leftCols: number): string {
 }
 
 function stepRows(run: NetworkRun): string[][] {
-  const rows = [['layout', 'thr', 'what', 'reused ms (min-max)', 'fresh ms (min-max)', 'fresh / reused', 'copy floor ms', 'reused / floor', 'fresh / floor', 'reads alone ms', 'reads / floor', 'page faults/step (reused, fresh)', 'full GCs/step (reused, fresh)']];
+  const rows = [['layout', 'thr', 'what', 'reused ms (min-max)', 'fresh ms (min-max)', 'fresh / reused', 'copy floor ms', 'reused / floor', 'fresh / floor', 'reads alone ms', 'reads / floor', 'page faults/step (reused, fresh)', 'full GCs/step (reused, fresh)', 'scavenges/step (reused, fresh)']];
   for (const r of run.summary.steps) {
     rows.push([r.layout, String(r.threads), OP_LABEL[r.op], msStat(r.reused), msStat(r.fresh), ratioStat(r.freshOverReused), msStat(r.floor),
       ratioStat(r.reusedOverFloor), ratioStat(r.freshOverFloor), r.reads ? msStat(r.reads) : '-', r.readsOverFloor ? ratioStat(r.readsOverFloor) : '-',
       r.faults ? `${Math.round(r.faults.reused)}, ${Math.round(r.faults.fresh)}` : '',
-      r.majorGcs ? `${r.majorGcs.reused}, ${r.majorGcs.fresh}` : (r.op === 'step' ? '-' : '')]);
+      r.majorGcs ? `${r.majorGcs.reused}, ${r.majorGcs.fresh}` : (r.op === 'step' ? '-' : ''),
+      r.minorGcs ? `${r.minorGcs.reused}, ${r.minorGcs.fresh}` : (r.op === 'step' ? '-' : '')]);
   }
   return rows;
 }

@@ -203,13 +203,14 @@ function runReads(data: LayerData[], kernel: CopyKernel, threads: number): { r4:
   return { r4, r8 };
 }
 
-/** Start times of V8's full collections (mark-compact) since the benchmark began: Node reports
- * them after the fact, so steps count theirs by time window once the run is over. */
-const majorGcTimes: number[] = [];
+/** Start times of V8's full collections (mark-compact) and scavenges since the benchmark began:
+ * Node reports them after the fact, so steps count theirs by time window once the run is over. */
+const gcTimes = { major: [] as number[], minor: [] as number[] };
 new PerformanceObserver((list) => {
   for (const e of list.getEntries()) {
     const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind;
-    if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) majorGcTimes.push(e.startTime);
+    if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) gcTimes.major.push(e.startTime);
+    if (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) gcTimes.minor.push(e.startTime);
   }
 }).observe({ entryTypes: ['gc'] });
 
@@ -250,7 +251,7 @@ async function settlePool(args: NetworkArgs, data: LayerData[]): Promise<number>
 
 async function measure(args: NetworkArgs, data: LayerData[], kernel: CopyKernel, log: (s: string) => void): Promise<Measured> {
   const reads: Record<string, Series> = {};
-  const m: Measured = { steps: {}, copies: {}, reads, faults: {}, majorGcs: {} };
+  const m: Measured = { steps: {}, copies: {}, reads, faults: {}, majorGcs: {}, minorGcs: {} };
   // Training-step windows [start, end) by key, counted against majorGcTimes at the end.
   const gcWindows: Array<{ key: string; from: number; to: number }> = [];
   const modesFor = (round: number): Mode[] => (round % 2 ? ['fresh', 'reused'] : ['reused', 'fresh']);
@@ -297,7 +298,11 @@ async function measure(args: NetworkArgs, data: LayerData[], kernel: CopyKernel,
     log(`[${args.network.name}] round ${round}/${args.rounds} ${(now() - r0).toFixed(1)} s`);
   }
   await nextTurn();  // the last entries
-  for (const w of gcWindows) (m.majorGcs![w.key] ??= []).push(majorGcTimes.filter((t) => t >= w.from && t < w.to).length);
+  const within = (times: number[], w: { from: number; to: number }) => times.filter((t) => t >= w.from && t < w.to).length;
+  for (const w of gcWindows) {
+    (m.majorGcs![w.key] ??= []).push(within(gcTimes.major, w));
+    (m.minorGcs![w.key] ??= []).push(within(gcTimes.minor, w));
+  }
   return m;
 }
 
