@@ -252,7 +252,7 @@ async function settlePool(args: NetworkArgs, data: LayerData[]): Promise<number>
 async function measure(args: NetworkArgs, data: LayerData[], kernel: CopyKernel, log: (s: string) => void): Promise<Measured> {
   const reads: Record<string, Series> = {};
   const m: Measured = { steps: {}, copies: {}, reads, faults: {}, majorGcs: {}, minorGcs: {} };
-  // Training-step windows [start, end) by key, counted against majorGcTimes at the end.
+  // Training-step windows [start, end) by key, counted against gcTimes at the end.
   const gcWindows: Array<{ key: string; from: number; to: number }> = [];
   const modesFor = (round: number): Mode[] => (round % 2 ? ['fresh', 'reused'] : ['reused', 'fresh']);
   // Round 0 is the warm-up (every buffer touched, the pool, if any, filled); not recorded.
