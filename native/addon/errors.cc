@@ -1,5 +1,7 @@
 #include "errors.h"
 
+#include <cstdint>
+
 #include "env_state.h"
 
 namespace bnaddon {
@@ -55,6 +57,15 @@ Napi::Error status_error(Napi::Env env, bn::Status st, const std::string& fn) {
 
 void check_status(Napi::Env env, bn::Status st, const std::string& fn) {
   if (st != bn::Status::kOk) throw status_error(env, st, fn);
+}
+
+size_t byte_count_arg(Napi::Env env, const Napi::Value& v, const std::string& what) {
+  if (!v.IsNumber()) throw_error(env, ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE", what + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 9007199254740991.0 && d == double(uint64_t(d)))) {
+    throw_error(env, ErrorKind::kRange, "ERR_BN_OUT_OF_RANGE", what + " must be a non-negative safe integer");
+  }
+  return size_t(d);
 }
 
 Napi::Value SetErrorClasses(const Napi::CallbackInfo& info) {

@@ -20,6 +20,10 @@ Napi::Error make_error(Napi::Env env, ErrorKind kind, const char* code, const st
 Napi::Error status_error(Napi::Env env, bn::Status st, const std::string& fn);
 void check_status(Napi::Env env, bn::Status st, const std::string& fn);
 
+// A byte count argument of the plain functions (not call objects): a non-negative safe integer;
+// `what` names it in the message ("takeOutput: bytes").
+size_t byte_count_arg(Napi::Env env, const Napi::Value& v, const std::string& what);
+
 // setErrorClasses({ TypeError, RangeError, Error }).
 Napi::Value SetErrorClasses(const Napi::CallbackInfo& info);
 

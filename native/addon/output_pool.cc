@@ -290,12 +290,7 @@ void finalize_block(napi_env /*env*/, void* /*data*/, void* hint) {
 
 Napi::Value TakeOutput(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsNumber()) throw_error(env, ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE", "takeOutput: bytes must be a number");
-  const double want = info[0].As<Napi::Number>().DoubleValue();
-  if (!(want >= 0 && want <= 9007199254740991.0 && want == double(uint64_t(want)))) {
-    throw_error(env, ErrorKind::kRange, "ERR_BN_OUT_OF_RANGE", "takeOutput: bytes must be a non-negative safe integer");
-  }
-  const size_t bytes = size_t(want);
+  const size_t bytes = byte_count_arg(env, info[0], "takeOutput: bytes");
   std::shared_ptr<Pool> pool = pool_of(env);
   Block b{};
   int64_t idle_change = 0;
@@ -323,16 +318,12 @@ Napi::Value TakeOutput(const Napi::CallbackInfo& info) {
 
 Napi::Value SetOutputPool(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsNumber()) throw_error(env, ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE", "setOutputPool: maxBytes must be a number");
-  const double v = info[0].As<Napi::Number>().DoubleValue();
-  if (!(v >= 0 && v <= 9007199254740991.0 && v == double(uint64_t(v)))) {
-    throw_error(env, ErrorKind::kRange, "ERR_BN_OUT_OF_RANGE", "setOutputPool: maxBytes must be a non-negative safe integer");
-  }
+  const size_t max_bytes = byte_count_arg(env, info[0], "setOutputPool: maxBytes");
   const double idle = info[1].IsUndefined() ? kIdleSeconds : info[1].ToNumber().DoubleValue();
   if (!(idle >= 0 && idle <= 1e9)) {
     throw_error(env, ErrorKind::kRange, "ERR_BN_OUT_OF_RANGE", "setOutputPool: idleSeconds must be a number in [0, 1e9]");
   }
-  if (std::shared_ptr<Pool> pool = pool_of(env)) report_idle(env, pool->set(size_t(v), idle));
+  if (std::shared_ptr<Pool> pool = pool_of(env)) report_idle(env, pool->set(max_bytes, idle));
   return env.Undefined();
 }
 

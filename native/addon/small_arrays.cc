@@ -1,6 +1,5 @@
 #include "small_arrays.h"
 
-#include <cstdint>
 #include <cstdlib>
 #include <memory>
 
@@ -26,13 +25,8 @@ void free_small(napi_env /*env*/, void* data, void* hint) {
 
 Napi::Value TakeSmall(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsNumber()) throw_error(env, ErrorKind::kType, "ERR_BN_INVALID_ARG_TYPE", "takeSmall: bytes must be a number");
-  const double want = info[0].As<Napi::Number>().DoubleValue();
-  if (!(want >= 0 && want <= 9007199254740991.0 && want == double(uint64_t(want)))) {
-    throw_error(env, ErrorKind::kRange, "ERR_BN_OUT_OF_RANGE", "takeSmall: bytes must be a non-negative safe integer");
-  }
-  if (want < 1 || want > double(kSmallArrayMaxBytes)) return env.Undefined();
-  const size_t bytes = size_t(want);
+  const size_t bytes = byte_count_arg(env, info[0], "takeSmall: bytes");
+  if (bytes < 1 || bytes > kSmallArrayMaxBytes) return env.Undefined();
   void* p = std::calloc(1, bytes);
   if (p == nullptr) return env.Undefined();
   auto lease = std::make_unique<SmallLease>();
