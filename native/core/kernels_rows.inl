@@ -124,18 +124,31 @@ static Vec load_coef(const C* p, size_t j, size_t ch) {
   return V::load(lanes);
 }
 
+// The rows writers' prefetches: pf(p) requests the input line `ahead` values past p;
+// pf.output(p), the output's line `out` values past p (0: none; see write_rows_blocks).
+struct RowsAhead {
+  size_t ahead;
+  size_t out;
+  void operator()(const T* p) const { prefetch_next(p, ahead); }
+  void output(const T* p) const {
+    if (out != 0) prefetch_next(p, out);
+  }
+};
+
 // loop(j, cnt, r0, r1, store, pf): channels [j, j + cnt) over rows [r0, r1), cnt being
 // kWriteCols * W (a tile), W, or less (masked, plain stores); columns past ch continue into the
 // next row (the shifted walk; the loop loads coefficients with load_coef). The walk shared by the
-// rows writers.
+// rows writers. `fresh`: y is none of the call's inputs; where its stores are plain, the loop also
+// requests y's line `ahead` values on (pf.output), so that a cold output's reads for ownership
+// start early (an input's lines are requested as that input's).
 template <class Loop>
-static void write_rows_blocks(const T* y, size_t rows, size_t ch, bool stream, Loop&& loop) {
+static void write_rows_blocks(const T* y, size_t rows, size_t ch, bool stream, bool fresh, Loop&& loop) {
   if (rows == 0) return;  // the shifted walk writes the first row's head unconditionally
-  const size_t ahead = rows_ahead(kWriteRows * ch);
   auto plain = [](T* d, Vec v) { V::store(d, v); };
   auto nt = [](T* d, Vec v) { V::stream(d, v); };
-  auto pf = [ahead](const T* p) { prefetch_next(p, ahead); };
   const bool whole_lines = stream && (ch * sizeof(T)) % V::kStreamAlign == 0;
+  const size_t ahead = rows_ahead(kWriteRows * ch);
+  const RowsAhead pf{ahead, fresh && !whole_lines ? ahead : 0};  // whole lines: streamed
   const size_t h = whole_lines ? head_to_align(y, ch) : 0;  // the same for every row
   if (h != 0 && h < W) {
     loop(size_t(0), h, size_t(0), size_t(1), plain, pf);  // the first row's first h values
@@ -183,7 +196,8 @@ static void partial_only(size_t cnt) {
 template <Epilogue E>
 static void affine_rows(const T* x, T* y, const T* res, size_t rows, size_t ch, const C* c, const C* a, const C* b,
                         bool stream) {
-  write_rows_blocks(y, rows, ch, stream, [&](size_t j, size_t cnt, size_t r0, size_t r1, auto store, auto pf) {
+  write_rows_blocks(y, rows, ch, stream, y != x && y != res,
+                    [&](size_t j, size_t cnt, size_t r0, size_t r1, auto store, auto pf) {
     if (cnt == kWriteCols * W) {
       Vec vc[kWriteCols], va[kWriteCols], vb[kWriteCols];
 #pragma GCC unroll 8
@@ -198,6 +212,7 @@ static void affine_rows(const T* x, T* y, const T* res, size_t rows, size_t ch, 
         for (size_t u = 0; u < kWriteCols; ++u) {
           const size_t q = r * ch + j + u * W;
           pf(x + q);
+          pf.output(y + q);
           store(y + q, epilogue<E>(mul_add(V::sub(V::load(x + q), vc[u]), va[u], vb[u]), at(res, q), W));
         }
       }
@@ -209,6 +224,7 @@ static void affine_rows(const T* x, T* y, const T* res, size_t rows, size_t ch, 
       for (size_t r = r0; r < r1; ++r) {
         const size_t q = r * ch + j;
         pf(x + q);
+        pf.output(y + q);
         store(y + q, epilogue<E>(mul_add(V::sub(V::load(x + q), vc), va, vb), at(res, q), W));
       }
       return;
@@ -228,7 +244,8 @@ static void affine_rows(const T* x, T* y, const T* res, size_t rows, size_t ch, 
 template <Epilogue E>
 static void bwd_dx_rows(const T* x, const T* dy, T* dx, const T* res, size_t rows, size_t ch, const C* c,
                         const C* k1, const C* k2, const C* k3, bool stream) {
-  write_rows_blocks(dx, rows, ch, stream, [&](size_t j, size_t cnt, size_t r0, size_t r1, auto store, auto pf) {
+  write_rows_blocks(dx, rows, ch, stream, dx != x && dx != dy && dx != res,
+                    [&](size_t j, size_t cnt, size_t r0, size_t r1, auto store, auto pf) {
     if (cnt == kWriteCols * W) {
       Vec vc[kWriteCols], v1[kWriteCols], v2[kWriteCols], v3[kWriteCols];
 #pragma GCC unroll 8
@@ -245,6 +262,7 @@ static void bwd_dx_rows(const T* x, const T* dy, T* dx, const T* res, size_t row
           const size_t q = r * ch + j + u * W;
           pf(x + q);
           pf(dy + q);
+          pf.output(dx + q);
           store(dx + q, epilogue<E>(dx_vec(V::load(x + q), V::load(dy + q), vc[u], v1[u], v2[u], v3[u]), at(res, q), W));
         }
       }
@@ -257,6 +275,7 @@ static void bwd_dx_rows(const T* x, const T* dy, T* dx, const T* res, size_t row
         const size_t q = r * ch + j;
         pf(x + q);
         pf(dy + q);
+        pf.output(dx + q);
         store(dx + q, epilogue<E>(dx_vec(V::load(x + q), V::load(dy + q), vc, v1, v2, v3), at(res, q), W));
       }
       return;

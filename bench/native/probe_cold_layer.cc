@@ -1,0 +1,226 @@
+// One layer as a training step meets it: every call's tensors were last touched long ago (the
+// probe cycles through sets of x, dy and y, six L3s of reads apart), so x and dy come from memory, as in `npm run bench -- --network`. Beside each op, in the same round and the
+// same cold state: a streaming copy of the same bytes (the network benchmark's floor: 8 bytes per
+// element forward, 12 backward), a read of x (and dy), and, for NCHW forwards, the copy walked in
+// the group schedule's order (one sample's span of G channels at a time, C * S apart), with and
+// without the next group requested line by line as the library's second pass does. What the short
+// maps are bound by in a step (bench/PERFORMANCE.md, "Short maps in a step's cold caches").
+// x86-64 only (the span copies are AVX2 loops).
+//
+//   build-native/bn_probe_cold_layer [--shapes 32x256x14x14,...] [--ops train,infer,backward]
+//                                    [--layout nchw|nhwc] [--threads 2] [--reps 300] [--group G]
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "batchnorm.h"
+#include "bench_cli.h"
+#include "bench_copy_kernels.h"
+#include "machine.h"
+#include "plan.h"
+
+namespace {
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+// The thread's channels [cb, ce) copied group by group in the group walk's order, streaming;
+// with `ahead`, each line also requests the same line of the next group (ahead values on). One
+// fence at the end, as the library's drivers do.
+__attribute__((target("avx2"))) void span_copy(const float* x, float* y, const bn::Shape& s, int64_t cb, int64_t ce,
+                                               int64_t G, bool ahead) {
+  for (int64_t c0 = cb; c0 < ce; c0 += G) {
+    const int64_t g = std::min(G, ce - c0);
+    const size_t next = ahead && c0 + g < ce ? size_t(g * s.s) : 0;
+    for (int64_t b = 0; b < s.n; ++b) {
+      const size_t off = size_t((b * s.c + c0) * s.s), cnt = size_t(g * s.s);
+      const float* src = x + off;
+      float* dst = y + off;
+      size_t i = 0;
+      while (i < cnt && (reinterpret_cast<uintptr_t>(dst + i) & 31) != 0) dst[i] = src[i], ++i;
+      for (; i + 8 <= cnt; i += 8) {
+        if (next != 0 && (reinterpret_cast<uintptr_t>(src + i) & 63) < 32) {
+          _mm_prefetch(reinterpret_cast<const char*>(src + i + next), _MM_HINT_T1);
+        }
+        _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
+      }
+      for (; i < cnt; ++i) dst[i] = src[i];
+    }
+  }
+  _mm_sfence();
+}
+
+struct Set {
+  std::vector<float> in;   // x, then dy (2n values)
+  std::vector<float> out;  // y or dx (2n values: the 12-byte copy writes 1.5n)
+};
+
+struct Row {
+  double op, copy, read, span, span_ahead;
+  int64_t group;  // channels per group of the span copies (the planner's unless --group)
+};
+
+Row probe(const std::string& name, const std::vector<int64_t>& d, const std::string& opname, bool cl, int threads,
+          int reps, int64_t group) {
+  bn::Shape s;
+  s.n = d[0];
+  s.c = d[1];
+  s.s = 1;
+  for (size_t i = 2; i < d.size(); ++i) s.s *= d[i];
+  s.channels_last = cl;
+  const size_t n = size_t(s.n * s.c * s.s);
+  const bool bwd = opname == "backward";
+  const int64_t l3 = std::max<int64_t>(bn::cache_sizes().l3_bytes, int64_t(8) << 20);
+  // Each measurement takes the next set; the others (at least 4n bytes read each) pass six L3s of
+  // data through the caches before a set comes round again.
+  const size_t sets = std::max<size_t>(6, size_t(6 * l3) / (n * 4) + 2);
+  std::vector<Set> pool(sets);
+  for (Set& st : pool) {
+    st.in.resize(2 * n);
+    st.out.assign(2 * n, 0.0f);
+    for (size_t i = 0; i < 2 * n; ++i) st.in[i] = float((i * 2654435761u) % 1000) * 0.001f - 0.3f;
+  }
+  const size_t C = size_t(s.c);
+  std::vector<float> w(C, 1.5f), b(C, 0.25f), sm(C), si(C), rm(C, 0.0f), rv(C, 1.0f), gw(C), gb(C);
+  std::vector<double> mean(C, 0.2), invstd(C, 1.1);
+  bn::PlanInput in;
+  in.shape = s;
+  in.threads = threads;
+  in.l2_bytes = bn::machine_facts().l2_bytes;
+  in.op = bwd ? bn::OpKind::kBackward : opname == "train" ? bn::OpKind::kForwardTraining : bn::OpKind::kForwardInference;
+  in.stream_out = int64_t(n * 4) >= bn::machine_facts().stream_min_bytes;
+  const int64_t G = group > 0 ? group : std::max<int64_t>(1, bn::plan_op(in).group);
+  const bool spans = !cl && !bwd;
+  const auto isa = bnbench::best_copy_isa();
+  size_t next_set = 0;
+  auto take = [&]() -> Set& { return pool[next_set++ % sets]; };
+  std::vector<double> t_op, t_copy, t_read, t_span, t_ahead;
+  volatile float keep = 0.0f;
+  bn::Status status = bn::Status::kOk;
+  for (int r = 0; r < reps + 3; ++r) {
+    Set& a = take();
+    double t0 = now();
+    if (opname == "train") {
+      bn::ForwardTrainingArgs<float> f;
+      f.shape = s, f.x = a.in.data(), f.y = a.out.data(), f.weight = w.data(), f.bias = b.data();
+      f.save_mean = sm.data(), f.save_invstd = si.data(), f.running_mean = rm.data(), f.running_var = rv.data();
+      f.num_threads = threads;
+      status = bn::forward_training(f);
+    } else if (opname == "infer") {
+      bn::ForwardInferenceArgs<float> f;
+      f.shape = s, f.x = a.in.data(), f.y = a.out.data(), f.weight = w.data(), f.bias = b.data();
+      f.mean = rm.data(), f.var = rv.data(), f.num_threads = threads;
+      status = bn::forward_inference(f);
+    } else {
+      bn::BackwardArgs<float> f;
+      f.shape = s, f.x = a.in.data(), f.dy = a.in.data() + n, f.dx = a.out.data(), f.weight = w.data();
+      f.mean = mean.data(), f.invstd = invstd.data(), f.grad_weight = gw.data(), f.grad_bias = gb.data();
+      f.num_threads = threads;
+      status = bn::backward(f);
+    }
+    const double t_op1 = now() - t0;
+    if (status != bn::Status::kOk) {
+      std::fprintf(stderr, "bn_probe_cold_layer: %s %s: %s\n", name.c_str(), opname.c_str(), bn::status_message(status));
+      std::exit(1);
+    }
+    Set& c = take();
+    t0 = now();
+    bnbench::bench_copy(c.in.data(), c.out.data(), bwd ? n + n / 2 : n, true, threads, isa);
+    const double t_copy1 = now() - t0;
+    Set& rd = take();
+    t0 = now();
+    keep = keep + bnbench::bench_read(rd.in.data(), bwd ? rd.in.data() + n : nullptr, n, threads, isa);
+    const double t_read1 = now() - t0;
+    double t_span1 = 0.0, t_ahead1 = 0.0;
+    for (int mode = 0; spans && mode < 2; ++mode) {
+      Set& sp = take();
+      t0 = now();
+#pragma omp parallel num_threads(threads)
+      {
+        const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+        span_copy(sp.in.data(), sp.out.data(), s, s.c * t / T, s.c * (t + 1) / T, G, mode == 1);
+      }
+      (mode == 0 ? t_span1 : t_ahead1) = now() - t0;
+    }
+    if (r < 3) continue;  // warm-up: page faults, thread start
+    t_op.push_back(t_op1), t_copy.push_back(t_copy1), t_read.push_back(t_read1);
+    t_span.push_back(t_span1), t_ahead.push_back(t_ahead1);
+  }
+  return Row{median(t_op), median(t_copy), median(t_read), median(t_span), median(t_ahead), G};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string shapes = "32x256x14x14,32x512x7x7,32x2048x7x7,32x1024x14x14", ops = "train,infer,backward",
+              layout = "nchw";
+  int threads = 2, reps = 300;
+  int64_t group = 0;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--shapes" && i + 1 < argc) {
+      shapes = argv[++i];
+    } else if (a == "--ops" && i + 1 < argc) {
+      ops = argv[++i];
+    } else if (a == "--layout" && i + 1 < argc) {
+      layout = argv[++i];
+    } else if (a == "--threads" && i + 1 < argc) {
+      threads = std::max(1, std::atoi(argv[++i]));
+    } else if (a == "--reps" && i + 1 < argc) {
+      reps = std::max(1, std::atoi(argv[++i]));
+    } else if (a == "--group" && i + 1 < argc) {
+      group = std::max(0, std::atoi(argv[++i]));
+    } else {
+      std::fprintf(stderr,
+                   "bn_probe_cold_layer [--shapes NxCxHxW,...] [--ops train,infer,backward] [--layout nchw|nhwc]\n"
+                   "                    [--threads N] [--reps N] [--group G]\n");
+      return 2;
+    }
+  }
+  if (!__builtin_cpu_supports("avx2")) {
+    std::fprintf(stderr, "bn_probe_cold_layer: the span copies need AVX2\n");
+    return 2;
+  }
+  const bool cl = layout == "nhwc";
+  std::printf("bn_probe_cold_layer: %d threads, %s, median ms over %d calls on cold tensors (L2 %lld KiB, L3 %lld KiB)\n",
+              threads, cl ? "channels-last" : "NCHW", reps, (long long)(bn::machine_facts().l2_bytes >> 10),
+              (long long)(bn::cache_sizes().l3_bytes >> 10));
+  std::printf("%-16s %-9s %5s %8s %8s %8s %8s %8s %8s %8s\n", "shape", "op", "group", "op", "copy", "read", "span",
+              "span+pf", "op/copy", "pf/copy");
+  for (const std::string& sh : bnbench::split(shapes, ',')) {
+    const std::vector<int64_t> d = bnbench::parse_dims(sh);
+    if (d.size() < 3) {
+      std::fprintf(stderr, "bn_probe_cold_layer: '%s' is not an NxCxHxW shape\n", sh.c_str());
+      return 2;
+    }
+    for (const std::string& op : bnbench::split(ops, ',')) {
+      if (op != "train" && op != "infer" && op != "backward") {
+        std::fprintf(stderr, "bn_probe_cold_layer: unknown op '%s'\n", op.c_str());
+        return 2;
+      }
+      const Row r = probe(sh, d, op, cl, threads, reps, group);
+      const bool spans = !cl && op != "backward";
+      std::printf("%-16s %-9s %5lld %8.3f %8.3f %8.3f ", sh.c_str(), op.c_str(), (long long)(r.group), r.op * 1e3,
+                  r.copy * 1e3, r.read * 1e3);
+      if (spans) {
+        std::printf("%8.3f %8.3f %8.2f %8.2f\n", r.span * 1e3, r.span_ahead * 1e3, r.copy / r.op, r.copy / r.span_ahead);
+      } else {
+        std::printf("%8s %8s %8.2f %8s\n", "-", "-", r.copy / r.op, "-");
+      }
+    }
+  }
+  return 0;
+}
