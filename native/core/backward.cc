@@ -114,8 +114,10 @@ template <typename T>
 struct BackwardChannelStages : BackwardSums<T> {
   const Plan& pt;
   const size_t stride;
+  const bool fresh_out;  // dx is none of the inputs
   BackwardChannelStages(const BackwardArgs<T>& args, const Plan& plan)
-      : BackwardSums<T>(args, true), pt(plan), stride(size_t(args.shape.c * args.shape.s)) {}
+      : BackwardSums<T>(args, true), pt(plan), stride(size_t(args.shape.c * args.shape.s)),
+        fresh_out(args.dx != args.x && args.dx != args.dy && args.dx != args.y) {}
 
   void start(int64_t) {}
   void reduce(int64_t c, int64_t slot, int64_t off, int64_t rows, int64_t n) {
@@ -178,24 +180,24 @@ struct BackwardChannelStages : BackwardSums<T> {
   void write_group(int64_t c0, int64_t G, int64_t off, size_t next) {
     if (this->a.dx == nullptr) return;
     const DxCoefs<T>& d = this->dxc;
+    const size_t S = size_t(this->a.shape.s), out_next = group_out_next(this->a.shape, pt, fresh_out, off);
     if (this->masked) {
-      const size_t S = size_t(this->a.shape.s);
       if (!this->a.use_batch_stats) {
         this->mk.bwd_scale_group(this->a.dy + off, this->a.y + off, this->a.dx + off, this->dres(off), size_t(G), S,
-                                 &d.k1[c0], pt.stream_spans, next);
+                                 &d.k1[c0], pt.stream_spans, next, out_next);
         return;
       }
       this->mk.bwd_dx_group(this->a.x + off, this->a.dy + off, this->a.y + off, this->a.dx + off, this->dres(off),
-                            size_t(G), S, &d.c[c0], &d.k1[c0], &d.k2[c0], &d.k3[c0], pt.stream_spans, next);
+                            size_t(G), S, &d.c[c0], &d.k1[c0], &d.k2[c0], &d.k3[c0], pt.stream_spans, next, out_next);
       return;
     }
     if (!this->a.use_batch_stats) {  // dx = dy * k1, as in the rows layout
-      this->w.affine_group(this->a.dy + off, this->a.dx + off, nullptr, size_t(G), size_t(this->a.shape.s), &d.k3[c0],
-                           &d.k1[c0], &d.k3[c0], pt.stream_spans, next);
+      this->w.affine_group(this->a.dy + off, this->a.dx + off, nullptr, size_t(G), S, &d.k3[c0], &d.k1[c0], &d.k3[c0],
+                           pt.stream_spans, next, out_next);
       return;
     }
-    this->w.bwd_dx_group(this->a.x + off, this->a.dy + off, this->a.dx + off, nullptr, size_t(G),
-                         size_t(this->a.shape.s), &d.c[c0], &d.k1[c0], &d.k2[c0], &d.k3[c0], pt.stream_spans, next);
+    this->w.bwd_dx_group(this->a.x + off, this->a.dy + off, this->a.dx + off, nullptr, size_t(G), S, &d.c[c0],
+                         &d.k1[c0], &d.k2[c0], &d.k3[c0], pt.stream_spans, next, out_next);
   }
   void write_and_reduce(int64_t, int64_t, int64_t, int64_t, size_t, int64_t, int64_t) {}  // never planned
 };

@@ -62,8 +62,9 @@ void apply(const ForwardInferenceArgs<T>& a, const Affine<T>& af, const Plan& pt
       for (int64_t it = 0; it < s.n * pieces; ++it) {
         const int64_t b = it / pieces, c0 = it % pieces * per, G = std::min(per, s.c - c0);
         const int64_t off = (b * s.c + c0) * s.s;
+        // out_next 0: the walk goes on in memory order, where the hardware prefetcher follows y.
         w.affine_group(x + off, y + off, at(a.residual, off), size_t(G), size_t(s.s), &af.c[c0], &af.a[c0], &af.b[c0],
-                       pt.stream_spans, ahead);
+                       pt.stream_spans, ahead, 0);
       }
       store_fence();
     }

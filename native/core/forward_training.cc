@@ -91,8 +91,10 @@ template <typename T>
 struct TrainingChannelStages : TrainingStats<T> {
   const Plan& pt;
   const size_t stride;
+  const bool fresh_out;  // y is none of the inputs
   TrainingChannelStages(const ForwardTrainingArgs<T>& args, const Plan& plan)
-      : TrainingStats<T>(args, true), pt(plan), stride(size_t(args.shape.c * args.shape.s)) {}
+      : TrainingStats<T>(args, true), pt(plan), stride(size_t(args.shape.c * args.shape.s)),
+        fresh_out(args.y != args.x && args.y != args.residual) {}
 
   void start(int64_t c) { this->shift[c] = channel_shift(this->a.shape, this->a.x, c); }
   void reduce(int64_t c, int64_t slot, int64_t off, int64_t rows, int64_t n) {
@@ -128,8 +130,8 @@ struct TrainingChannelStages : TrainingStats<T> {
         prefetch_span(this->a.residual + off + k * step, size_t(span));
       }
     }
-    this->w.affine_group(this->a.x + off, this->a.y + off, this->res(off), size_t(G), size_t(this->a.shape.s), &af.c[c0],
-                         &af.a[c0], &af.b[c0], pt.stream_spans, next);
+    this->w.affine_group(this->a.x + off, this->a.y + off, this->res(off), size_t(G), size_t(s.s), &af.c[c0], &af.a[c0],
+                         &af.b[c0], pt.stream_spans, next, group_out_next(s, pt, fresh_out, off));
   }
   void write_and_reduce(int64_t c, int64_t off, int64_t rows, int64_t n, size_t next, int64_t cn, int64_t slot) {
     const Affine<T>& af = this->affine;

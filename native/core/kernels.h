@@ -56,6 +56,7 @@ constexpr size_t kPrefetchAheadBytes = 8192;
 // larger than the caches: no read-for-ownership, no eviction of the input); the kernels do not
 // fence, the caller does once per thread. `next`: the writers also prefetch (into L2) the data
 // `next` values past what they read (the next piece of the walk; dx: its x only), 0 for none.
+// `out_next` (group writers): the output's line that many values on too, 0 for none.
 template <typename S>
 struct ElementwiseKernels {
   using C = compute_t<S>;
@@ -71,9 +72,9 @@ struct ElementwiseKernels {
   // Group writers: one sample's `runs` consecutive runs of n values, run j of channel j, with
   // per-run coefficient arrays; written as one span, so `stream` can write whole lines.
   void (*affine_group)(const S* x, S* y, const S* res, size_t runs, size_t n, const C* c, const C* a,
-                       const C* b, bool stream, size_t next);
+                       const C* b, bool stream, size_t next, size_t out_next);
   void (*bwd_dx_group)(const S* x, const S* dy, S* dx, const S* res, size_t runs, size_t n, const C* c,
-                       const C* k1, const C* k2, const C* k3, bool stream, size_t next);
+                       const C* k1, const C* k2, const C* k3, bool stream, size_t next, size_t out_next);
   // Rows writers: per-channel arrays of length ch. `stream`: non-temporal stores when the rows
   // allow them (ch a multiple of the vector, y aligned), plain ones otherwise.
   void (*affine_rows)(const S* x, S* y, const S* res, size_t rows, size_t ch, const C* c, const C* a,
@@ -99,13 +100,13 @@ struct MaskedBackwardKernels {
   void (*bwd_dx_run)(const S* x, const S* dy, const S* y, S* dx, S* dres, size_t rows, size_t n, size_t stride, C c,
                      C k1, C k2, C k3, bool stream, size_t next);
   void (*bwd_dx_group)(const S* x, const S* dy, const S* y, S* dx, S* dres, size_t runs, size_t n, const C* c,
-                       const C* k1, const C* k2, const C* k3, bool stream, size_t next);
+                       const C* k1, const C* k2, const C* k3, bool stream, size_t next, size_t out_next);
   void (*bwd_dx_rows)(const S* x, const S* dy, const S* y, S* dx, S* dres, size_t rows, size_t ch, const C* c,
                       const C* k1, const C* k2, const C* k3);
   void (*bwd_scale_run)(const S* dy, const S* y, S* dx, S* dres, size_t rows, size_t n, size_t stride, C k1,
                         bool stream, size_t next);
   void (*bwd_scale_group)(const S* dy, const S* y, S* dx, S* dres, size_t runs, size_t n, const C* k1, bool stream,
-                          size_t next);
+                          size_t next, size_t out_next);
   void (*bwd_scale_rows)(const S* dy, const S* y, S* dx, S* dres, size_t rows, size_t ch, const C* k1);
 };
 

@@ -106,10 +106,12 @@ static void bwd_reduce_group(const T* x, const T* dy, size_t rows, size_t stride
 // (the first k lanes take run j's coefficients, the rest run j + 1's), so the output can be
 // streamed in whole lines, and short runs (a 7x7 map is 3 vectors and a 1-lane tail) cost no
 // per-run tail. Plain stores walk the span the same way, from its first value. Runs shorter
-// than a vector go run by run, without streaming.
+// than a vector go run by run, without streaming. out_next: each vector also requests the
+// output's line out_next values on (the walk's next span of these channels), so that a cold
+// output's reads for ownership are under way when the walk gets there; 0 for none.
 template <Epilogue E>
 static void affine_group(const T* x, T* y, const T* res, size_t runs, size_t n, const C* c, const C* a, const C* b,
-                         bool stream, size_t next) {
+                         bool stream, size_t next, size_t out_next) {
   if (n < W) {
     for (size_t j = 0; j < runs; ++j) {
       affine_run<E>(x + j * n, y + j * n, at(res, j * n), 1, n, n, c[j], a[j], b[j], false, next);
@@ -137,6 +139,7 @@ static void affine_group(const T* x, T* y, const T* res, size_t runs, size_t n, 
         vb = V::blend_lanes(vb, V::set1(b[j + 1]), k);
       }
       pf(x + i);
+      if (out_next != 0) prefetch_next(y + i, out_next);
       store(y + i, epilogue<E>(mul_add(V::sub(V::load(x + i), vc), va, vb), at(res, i), W));
       off += W;
       if (off >= n) off -= n, ++j;
@@ -148,15 +151,15 @@ static void affine_group(const T* x, T* y, const T* res, size_t runs, size_t n, 
 // As affine_group: one span, vectors straddling two runs, streamed when asked.
 template <Epilogue E>
 static void bwd_dx_group(const T* x, const T* dy, T* dx, const T* res, size_t runs, size_t n, const C* c,
-                         const C* k1, const C* k2, const C* k3, bool stream, size_t next) {
-  dx_group<E, false, true>(x, dy, nullptr, dx, res, nullptr, runs, n, c, k1, k2, k3, stream, next);
+                         const C* k1, const C* k2, const C* k3, bool stream, size_t next, size_t out_next) {
+  dx_group<E, false, true>(x, dy, nullptr, dx, res, nullptr, runs, n, c, k1, k2, k3, stream, next, out_next);
 }
 
 // bwd_dx_group with the backward prologue and formula of dx_runs (kMask, kX; without kX, x may be
-// null and the values of c, k2, k3 are not used).
+// null and the values of c, k2, k3 are not used). out_next: as in affine_group, for dx.
 template <Epilogue E, bool kMask, bool kX>
 static void dx_group(const T* x, const T* dy, const T* y, T* dx, const T* res, T* dres, size_t runs, size_t n,
-                     const C* c, const C* k1, const C* k2, const C* k3, bool stream, size_t next) {
+                     const C* c, const C* k1, const C* k2, const C* k3, bool stream, size_t next, size_t out_next) {
   if (n < W) {
     for (size_t j = 0; j < runs; ++j) {
       dx_runs<E, kMask, kX>(at(x, j * n), dy + j * n, at(y, j * n), dx + j * n, at(res, j * n),
@@ -198,6 +201,7 @@ static void dx_group(const T* x, const T* dy, const T* y, T* dx, const T* res, T
       if (kX) pf(x + i);
       pf(dy + i);
       if (kMask) pf(y + i);
+      if (out_next != 0) prefetch_next(dx + i, out_next);
       store(dx + i, epilogue<E>(lanes(i, W, C(0), vc, v1, v2, v3), at(res, i), W));
       off += W;
       if (off >= n) off -= n, ++j;
@@ -213,12 +217,13 @@ static void bwd_reduce_relu_group(const T* x, const T* dy, const T* y, size_t ro
 }
 
 static void bwd_dx_relu_group(const T* x, const T* dy, const T* y, T* dx, T* dres, size_t runs, size_t n, const C* c,
-                              const C* k1, const C* k2, const C* k3, bool stream, size_t next) {
-  dx_group<Epilogue::kNone, true, true>(x, dy, y, dx, nullptr, dres, runs, n, c, k1, k2, k3, stream, next);
+                              const C* k1, const C* k2, const C* k3, bool stream, size_t next, size_t out_next) {
+  dx_group<Epilogue::kNone, true, true>(x, dy, y, dx, nullptr, dres, runs, n, c, k1, k2, k3, stream, next, out_next);
 }
 
 static void bwd_scale_relu_group(const T* dy, const T* y, T* dx, T* dres, size_t runs, size_t n, const C* k1,
-                                 bool stream, size_t next) {
+                                 bool stream, size_t next, size_t out_next) {
   // k1 stands in for c, k2, k3: without kX their values are not read.
-  dx_group<Epilogue::kNone, true, false>(nullptr, dy, y, dx, nullptr, dres, runs, n, k1, k1, k1, k1, stream, next);
+  dx_group<Epilogue::kNone, true, false>(nullptr, dy, y, dx, nullptr, dres, runs, n, k1, k1, k1, k1, stream, next,
+                                         out_next);
 }

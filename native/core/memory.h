@@ -76,4 +76,13 @@ void prefetch_span(const T* p, size_t n) {
   }
 }
 
+// The group writers' out_next for sample b's span of a group (at off): the same channels' span of
+// sample b + 1, C * S on, when the output is written with plain stores and is none of the call's
+// inputs (`fresh`), so that its reads for ownership are under way when the walk gets there
+// (bench/PERFORMANCE.md, "Short maps in a step's cold caches"); 0 otherwise.
+inline size_t group_out_next(const Shape& s, const Plan& pt, bool fresh, int64_t off) {
+  const int64_t step = s.c * s.s;
+  return fresh && !pt.stream_spans && off + step < s.n * step ? size_t(step) : 0;
+}
+
 }  // namespace bn

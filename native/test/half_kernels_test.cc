@@ -86,13 +86,14 @@ struct HalfTester {
     for (size_t j = 0; j < runs; ++j) c[j] = float(-2 + r.sym()), a[j] = float(r.sym() * 3), b[j] = float(r.sym()), k2[j] = float(r.sym());
     const std::string cx = ctx("affine_group", runs, n, off, stream);
     Buf<S> y(total, kGuardPre + off, kGuardPost), yr(total, kGuardPre + off, kGuardPost);
-    kw.affine_group(x.data(), y.data(), nullptr, runs, n, c.data(), a.data(), b.data(), stream, 0);
-    rw.affine_group(x.data(), yr.data(), nullptr, runs, n, c.data(), a.data(), b.data(), false, 0);
+    kw.affine_group(x.data(), y.data(), nullptr, runs, n, c.data(), a.data(), b.data(), stream, 0, stream ? 0 : runs * n);
+    rw.affine_group(x.data(), yr.data(), nullptr, runs, n, c.data(), a.data(), b.data(), false, 0, 0);
     same_bits(cx, y, yr, "y");
     const std::string cd = ctx("bwd_dx_group", runs, n, off, stream);
     Buf<S> d(total, kGuardPre + off, kGuardPost), dr(total, kGuardPre + off, kGuardPost);
-    kw.bwd_dx_group(x.data(), dy.data(), d.data(), nullptr, runs, n, c.data(), a.data(), k2.data(), b.data(), stream, 0);
-    rw.bwd_dx_group(x.data(), dy.data(), dr.data(), nullptr, runs, n, c.data(), a.data(), k2.data(), b.data(), false, 0);
+    kw.bwd_dx_group(x.data(), dy.data(), d.data(), nullptr, runs, n, c.data(), a.data(), k2.data(), b.data(), stream, 0,
+                    stream ? 0 : runs * n);
+    rw.bwd_dx_group(x.data(), dy.data(), dr.data(), nullptr, runs, n, c.data(), a.data(), k2.data(), b.data(), false, 0, 0);
     same_bits(cd, d, dr, "dx");
   }
 

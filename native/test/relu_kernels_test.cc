@@ -168,18 +168,18 @@ struct ReluKernelTester : KernelTesterBase<T> {
       const bool add = e == Epilogue::kAddRelu;
       const char* en = add ? (stream ? "add_relu, streamed" : "add_relu") : (stream ? "relu, streamed" : "relu");
       Buf<T> base(span, kGuardPre + off, kGuardPost), want(span, kGuardPre + off, kGuardPost), got(span, kGuardPre + off, kGuardPost);
-      none.affine_group(x.data(), base.data(), nullptr, runs, n, cc.data(), a.data(), b.data(), false, 0);
+      none.affine_group(x.data(), base.data(), nullptr, runs, n, cc.data(), a.data(), b.data(), false, 0, 0);
       for (size_t q = 0; q < span; ++q) want[q] = relu_ref(add ? T(base[q] + res[q]) : base[q]);
       kt.writers(e).affine_group(x.data(), got.data(), add ? res.data() : nullptr, runs, n, cc.data(), a.data(), b.data(),
-                                 stream, 0);
+                                 stream, 0, stream ? 0 : span);
       compare(fmt("kernel %s %s", kname(fmt("affine_group<%s>", en).c_str()).c_str(), c0.c_str()), "y", got, want, span,
               span, span);
       Buf<T> dbase(span, kGuardPre + off, kGuardPost), dwant(span, kGuardPre + off, kGuardPost), dgot(span, kGuardPre + off, kGuardPost);
       none.bwd_dx_group(x.data(), dy.data(), dbase.data(), nullptr, runs, n, cc.data(), k1.data(), k2.data(), k3.data(),
-                        false, 0);
+                        false, 0, 0);
       for (size_t q = 0; q < span; ++q) dwant[q] = relu_ref(add ? T(dbase[q] + res[q]) : dbase[q]);
       kt.writers(e).bwd_dx_group(x.data(), dy.data(), dgot.data(), add ? res.data() : nullptr, runs, n, cc.data(),
-                                 k1.data(), k2.data(), k3.data(), stream, 0);
+                                 k1.data(), k2.data(), k3.data(), stream, 0, stream ? 0 : span);
       compare(fmt("kernel %s %s", kname(fmt("bwd_dx_group<%s>", en).c_str()).c_str(), c0.c_str()), "dx", dgot, dwant,
               span, span, span);
     }
@@ -204,7 +204,8 @@ struct ReluKernelTester : KernelTesterBase<T> {
             c0.c_str());
     }
     Buf<T> dwant(span, kGuardPre + off, kGuardPost), swant(span, kGuardPre + off, kGuardPost), gwant(span, kGuardPre + off, kGuardPost);
-    none.bwd_dx_group(x.data(), g.data(), dwant.data(), nullptr, runs, n, cc.data(), k1.data(), k2.data(), k3.data(), false, 0);
+    none.bwd_dx_group(x.data(), g.data(), dwant.data(), nullptr, runs, n, cc.data(), k1.data(), k2.data(), k3.data(), false, 0,
+                      0);
     for (size_t q = 0; q < span; ++q) {
       swant[q] = T(g[q] * k1[q / n]);
       gwant[q] = g[q];
@@ -213,13 +214,14 @@ struct ReluKernelTester : KernelTesterBase<T> {
       Buf<T> dx(span, kGuardPre + off, kGuardPost), dres(span, kGuardPre + off, kGuardPost);
       const std::string cd = fmt("kernel %s %s%s", kname("bwd_dx_relu_group").c_str(), c0.c_str(), with_dres ? " dres" : "");
       mk.bwd_dx_group(x.data(), dy.data(), y.data(), dx.data(), with_dres ? dres.data() : nullptr, runs, n, cc.data(),
-                      k1.data(), k2.data(), k3.data(), stream, 0);
+                      k1.data(), k2.data(), k3.data(), stream, 0, stream ? 0 : span);
       compare(cd, "dx", dx, dwant, span, span, span);
       if (with_dres) compare(cd, "dres", dres, gwant, span, span, span);
       else check(dres.all_poison(), "%s: wrote dres though null", cd.c_str());
       Buf<T> sx(span, kGuardPre + off, kGuardPost), sres(span, kGuardPre + off, kGuardPost);
       const std::string cs = fmt("kernel %s %s%s", kname("bwd_scale_relu_group").c_str(), c0.c_str(), with_dres ? " dres" : "");
-      mk.bwd_scale_group(dy.data(), y.data(), sx.data(), with_dres ? sres.data() : nullptr, runs, n, k1.data(), stream, 0);
+      mk.bwd_scale_group(dy.data(), y.data(), sx.data(), with_dres ? sres.data() : nullptr, runs, n, k1.data(), stream, 0,
+                         stream ? 0 : span);
       compare(cs, "dx", sx, swant, span, span, span);
       if (with_dres) compare(cs, "dres", sres, gwant, span, span, span);
     }
