@@ -311,6 +311,20 @@ void test_machine_facts() {
         "stream_output at the threshold does not stream a resident output (or asks more than once)");
   t.page_resident = probe_absent;
   check(!bn::stream_output(t, touched.data(), 5000), "stream_output streams into pages not resident");
+
+  // The group writers' output prefetch: the next sample's span (C * S on) of a fresh output
+  // written with plain stores; none at the last sample, for a streamed output or an input.
+  const bn::Shape g{3, 10, 49};
+  bn::Plan plain_spans, streamed;
+  streamed.stream_spans = true;
+  const int64_t step = g.c * g.s;
+  check(bn::group_out_next(g, plain_spans, true, 4 * g.s) == size_t(step) &&
+            bn::group_out_next(g, plain_spans, true, step + 4 * g.s) == size_t(step),
+        "group_out_next: not C * S for a fresh output before the last sample");
+  check(bn::group_out_next(g, plain_spans, true, 2 * step + 4 * g.s) == 0,
+        "group_out_next: a request past the last sample");
+  check(bn::group_out_next(g, streamed, true, 0) == 0 && bn::group_out_next(g, plain_spans, false, 0) == 0,
+        "group_out_next: a request for a streamed output or an input");
 }
 
 void test_planner() {
