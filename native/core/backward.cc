@@ -115,9 +115,8 @@ struct BackwardChannelStages : BackwardSums<T> {
   const Plan& pt;
   const size_t stride;
   const bool fresh_out;  // dx is none of the inputs
-  BackwardChannelStages(const BackwardArgs<T>& args, const Plan& plan)
-      : BackwardSums<T>(args, true), pt(plan), stride(size_t(args.shape.c * args.shape.s)),
-        fresh_out(args.dx != args.x && args.dx != args.dy && args.dx != args.y) {}
+  BackwardChannelStages(const BackwardArgs<T>& args, const Plan& plan, bool in_place)
+      : BackwardSums<T>(args, true), pt(plan), stride(size_t(args.shape.c * args.shape.s)), fresh_out(!in_place) {}
 
   void start(int64_t) {}
   void reduce(int64_t c, int64_t slot, int64_t off, int64_t rows, int64_t n) {
@@ -211,7 +210,7 @@ void run(const BackwardArgs<T>& a) {
     BackwardRowsStages<T> st(a, pt);
     run_rows_two_pass(s, pt, st);
   } else {
-    BackwardChannelStages<T> st(a, pt);
+    BackwardChannelStages<T> st(a, pt, in_place);
     run_two_pass(s, pt, st);
   }
 }

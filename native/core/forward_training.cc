@@ -92,9 +92,8 @@ struct TrainingChannelStages : TrainingStats<T> {
   const Plan& pt;
   const size_t stride;
   const bool fresh_out;  // y is none of the inputs
-  TrainingChannelStages(const ForwardTrainingArgs<T>& args, const Plan& plan)
-      : TrainingStats<T>(args, true), pt(plan), stride(size_t(args.shape.c * args.shape.s)),
-        fresh_out(args.y != args.x && args.y != args.residual) {}
+  TrainingChannelStages(const ForwardTrainingArgs<T>& args, const Plan& plan, bool in_place)
+      : TrainingStats<T>(args, true), pt(plan), stride(size_t(args.shape.c * args.shape.s)), fresh_out(!in_place) {}
 
   void start(int64_t c) { this->shift[c] = channel_shift(this->a.shape, this->a.x, c); }
   void reduce(int64_t c, int64_t slot, int64_t off, int64_t rows, int64_t n) {
@@ -151,7 +150,7 @@ void run(const ForwardTrainingArgs<T>& a) {
     rows_shifts(s, a.x, st.shift.data());
     run_rows_two_pass(s, pt, st);
   } else {
-    TrainingChannelStages<T> st(a, pt);
+    TrainingChannelStages<T> st(a, pt, in_place);
     run_two_pass(s, pt, st);
   }
 }
