@@ -47,6 +47,9 @@ using compute_t = typename OpMath<S>::type;
 // How far ahead the reductions (and inference, which walks x in memory order) prefetch: far
 // enough to keep enough lines in flight to reach memory bandwidth (bench/notes-from-code.md).
 constexpr size_t kPrefetchAheadBytes = 8192;
+// How far ahead of its statistics the pipelined normalize pass (affine_stats_run) requests the
+// next piece, in address order: further than the reductions, measured (bench/notes-from-code.md).
+constexpr size_t kPipelineAheadBytes = 32768;
 
 // The kernels that write a tensor, one set per Epilogue (batchnorm.h), each instantiated for every
 // epilogue by kernels_body.inl; the epilogue itself is Kernels::epilogue (kernels_base.inl). `res` is the epilogue's second operand

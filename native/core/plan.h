@@ -161,12 +161,15 @@ inline Plan plan_two_pass(const PlanInput& in, Plan p) {
   // starting with what is still in L2. For training it measured no better.
   p.reverse = arrays == 2 && piece > budget;
   // Forward training, long runs: the normalize pass over a piece reads the next one and sums it
-  // as it goes, so every pass after the first reads and writes memory at once, like a copy. Not
-  // when one piece fits L2 but two do not: the loads of the next piece would evict the part of
-  // this one still to be read. Backward stays in two passes (its dx pass prefetches the next x
-  // instead); short runs too (their statistics read the group from L2 channel by channel, which a
-  // fused walk in memory order cannot).
-  p.pipeline = arrays == 1 && p.group == 1 && !p.group_sums && (p.prefetch || piece > budget);
+  // as it goes, so every pass after the first reads and writes memory at once, like a copy. Whole
+  // channels that fit L2 once but not twice are not: the loads of the next piece would evict the
+  // part of this one still to be read, and without the pipeline the threads, never synchronized,
+  // overlap one's reads with another's writes anyway. Waves always are: their barrier lines the
+  // threads up, so unpipelined all read and then all write. Backward stays in two passes (its dx
+  // pass prefetches the next x instead); short runs too (their statistics read the group from L2
+  // channel by channel, which a fused walk in memory order cannot).
+  const bool overlap = p.prefetch || piece > budget || p.path == Path::kWaves;
+  p.pipeline = arrays == 1 && p.group == 1 && !p.group_sums && overlap;
   return p;
 }
 

@@ -252,8 +252,11 @@ const DCase kCases[] = {
     {512, 4, 196, 0.0, false, "short runs, large batch, streaming"},
     // Backward pieces larger than L2 (2 MiB here): the second pass walks them last block first.
     {2, 2, 240000, 0.0, false, "backward second pass reversed"},
-    // Waves whose piece fits L2 once but not twice (f32, 2 threads): no prefetch, no pipeline.
+    // Waves whose piece fits L2 once but not twice (f32, 2 threads, 2 MiB L2): no prefetch,
+    // pipelined all the same.
     {2, 2, 350000, 0.0, false, "waves, a piece fits L2 once"},
+    // Waves of short runs (3 channels on 2 threads): sums through the group kernels, no pipeline.
+    {32, 3, 784, 0.0, false, "waves, group sums"},
     // channels_last (NHWC): the rows kernels over N*S rows of C channels.
     {3, 5, 17, 0.0, true, "NHWC, const channel", true},
     {2, 7, 3, 0.0, false, "NHWC small", true},

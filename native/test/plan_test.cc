@@ -64,14 +64,17 @@ const PlanRow kPlanTable[] = {
   // training piece that fits L2 once but not twice is not pipelined.
   {32,   64, 12544, N, 4, 1, 2 * MiB, kBack,  Y,  Path::kChannels, 1, 1,  1,  1,  1,  Y,   Y,   N,  Y,  N},
   {32,   64, 12544, N, 4, 1, 2 * MiB, kTrain, Y,  Path::kChannels, 1, 1,  1,  1,  1,  Y,   Y,   N,  N,  N},
-  // Other L2 sizes: at 1 MiB the split piece fits once but not twice (no prefetch, no pipeline);
-  // at 4 MiB whole channels fit twice (fused).
-  {32,   64, 12544, N, 4, 2, 1 * MiB, kTrain, Y,  Path::kWaves,    2, 2,  1,  1,  1,  Y,   Y,   N,  N,  N},
+  // Other L2 sizes: at 1 MiB the split piece fits once but not twice (no prefetch; pipelined,
+  // as waves always are); at 4 MiB whole channels fit twice (fused).
+  {32,   64, 12544, N, 4, 2, 1 * MiB, kTrain, Y,  Path::kWaves,    2, 2,  1,  1,  1,  Y,   Y,   N,  N,  Y},
   {32,   64, 12544, N, 4, 2, 4 * MiB, kTrain, Y,  Path::kChannels, 2, 1,  1,  1,  1,  Y,   Y,   Y,  N,  Y},
   // Waves of several channels: 4 x 5 x 35000 has 560 KB channels, and a wave is what half of the
   // L2 of every thread holds (2 threads: 3 channels; 3 threads: 5).
   { 4,    5, 35000, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kWaves,    2, 2,  3,  1,  1,  Y,   Y,   Y,  N,  Y},
   { 4,    7, 35000, N, 4, 3, 2 * MiB, kTrain, Y,  Path::kWaves,    3, 3,  5,  1,  1,  Y,   Y,   Y,  N,  Y},
+  // Waves of short runs (C not a multiple of the threads) take their sums through the group
+  // kernels: not pipelined.
+  {32,    3,   784, N, 4, 2, 1 * MiB, kTrain, Y,  Path::kWaves,    2, 2,  3,  1,  1,  Y,   Y,   Y,  N,  N},
   // No streaming when the memory policy said no (in place, small, or pages not resident).
   {32,   64, 12544, N, 4, 2, 2 * MiB, kTrain, N,  Path::kWaves,    2, 2,  1,  1,  1,  N,   N,   Y,  N,  Y},
   // Runs of 784 bytes stream; 196 do not (float64 7x7: 392 bytes).
