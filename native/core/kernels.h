@@ -48,7 +48,9 @@ using compute_t = typename OpMath<S>::type;
 // enough to keep enough lines in flight to reach memory bandwidth (bench/notes-from-code.md).
 constexpr size_t kPrefetchAheadBytes = 8192;
 // How far ahead of its statistics the pipelined normalize pass (affine_stats_run) requests the
-// next piece, in address order: further than the reductions, measured (bench/notes-from-code.md).
+// next piece, in address order: further than the reductions for float32 and wider; 16-bit storage,
+// whose pass is longer per byte, keeps the reductions' distance (both measured,
+// bench/notes-from-code.md).
 constexpr size_t kPipelineAheadBytes = 32768;
 
 // The kernels that write a tensor, one set per Epilogue (batchnorm.h), each instantiated for every

@@ -18,6 +18,8 @@ static size_t head_to_align(const T* p, size_t n) {
 // cache line kPrefetchAheadBytes ahead is requested; past the end of a run the request goes to
 // the same distance into the next run.
 static constexpr size_t kPrefetch = kPrefetchAheadBytes / sizeof(T);
+// The pipelined normalize pass's distance (kernels.h: kPipelineAheadBytes), in values.
+static constexpr size_t kPipelineAhead = sizeof(T) >= 4 ? kPipelineAheadBytes / sizeof(T) : kPrefetch;
 
 // Branch-free on purpose: GCC 12 drops __builtin_prefetch under a data-dependent branch. The
 // target is kPrefetch values ahead in the walk over the runs (so for short runs, some runs

@@ -160,7 +160,7 @@ static void affine_stats_run(const T* x, T* y, const T* res, size_t rows, size_t
     const size_t h = stream ? head_to_align(q, n) : 0;
     if (h) V::store_tail(q, epilogue<E>(mul_add(V::sub(V::load_tail(p, h, c), vc), va, vb), e, h), h);
     size_t i = 0;  // statistics position; the writes are at h + i
-    with_store_and_prefetch(stream, next + kPipelineAheadBytes / sizeof(T), [&](auto store, auto pf) {
+    with_store_and_prefetch(stream, next + kPipelineAhead, [&](auto store, auto pf) {
       // scalar math: y[h + i] = (x[h + i] - c) * a + b; d = x[next + i] - k; sum += d; sumsq += d * d
       for (; h + i + kBlock <= n; i += kBlock) {
         Vec ps0 = z, pq0 = z, ps1 = z, pq1 = z;
