@@ -10,6 +10,7 @@
 #include "machine.h"
 #include "memory.h"
 #include "plan.h"
+#include "schedule.h"
 #include "validate.h"
 
 namespace bn {
@@ -40,13 +41,17 @@ void apply(const ForwardInferenceArgs<T>& a, const Affine<T>& af, const Plan& pt
   const ElementwiseKernels<T>& w = active_table<T>().writers(a.epilogue);
   const int nt = pt.nt;
   if (pt.path == Path::kRows) {
-    const int64_t P = pt.parts;
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int64_t p = 0; p < P; ++p) {
-      int64_t lo, hi;
-      part_range(s.rows(), p, P, &lo, &hi);
-      w.affine_rows(x + lo * s.c, y + lo * s.c, at(a.residual, lo * s.c), size_t(hi - lo), size_t(s.c), af.c.data(), af.a.data(),
-                    af.b.data(), pt.stream);
+    // Blocks of rows, claimed (schedule.h).
+    const int64_t rows = s.rows(), block = claim_block(s.c * int64_t(sizeof(T)));
+    ClaimRanges claims((rows + block - 1) / block, nt);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+      const int t = omp_get_thread_num();
+      for (int64_t u; (u = claims.take(t)) >= 0;) {
+        const int64_t lo = u * block, hi = std::min(rows, lo + block);
+        w.affine_rows(x + lo * s.c, y + lo * s.c, at(a.residual, lo * s.c), size_t(hi - lo), size_t(s.c), af.c.data(),
+                      af.a.data(), af.b.data(), pt.stream);
+      }
       if (pt.stream) store_fence();
     }
     return;
@@ -56,31 +61,35 @@ void apply(const ForwardInferenceArgs<T>& a, const Affine<T>& af, const Plan& pt
   if (pt.path == Path::kSpans) {
     const int64_t per = pt.group;
     const int64_t pieces = (s.c + per - 1) / per;
+    const int64_t items = s.n * pieces, block = claim_block(per * s.s * int64_t(sizeof(T)));
+    ClaimRanges claims((items + block - 1) / block, nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-#pragma omp for schedule(static) nowait
-      for (int64_t it = 0; it < s.n * pieces; ++it) {
+      const int t = omp_get_thread_num();
+      for_claimed_items(claims, t, items, block, [&](int64_t it) {
         const int64_t b = it / pieces, c0 = it % pieces * per, G = std::min(per, s.c - c0);
         const int64_t off = (b * s.c + c0) * s.s;
         // out_next 0: the walk goes on in memory order, where the hardware prefetcher follows y.
         w.affine_group(x + off, y + off, at(a.residual, off), size_t(G), size_t(s.s), &af.c[c0], &af.a[c0], &af.b[c0],
                        pt.stream_spans, ahead, 0);
-      }
+      });
       store_fence();
     }
     return;
   }
   const int64_t runs = s.n * s.c, Q = pt.run_pieces;
+  const int64_t items = runs * Q, block = claim_block(s.s / Q * int64_t(sizeof(T)));
+  ClaimRanges claims((items + block - 1) / block, nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-#pragma omp for schedule(static) nowait
-    for (int64_t it = 0; it < runs * Q; ++it) {
+    const int t = omp_get_thread_num();
+    for_claimed_items(claims, t, items, block, [&](int64_t it) {
       const int64_t r = it / Q, q = it % Q, c = r % s.c;
       const int64_t lo = s.s / Q * q + std::min(q, s.s % Q), len = s.s / Q + (q < s.s % Q ? 1 : 0);
       const int64_t off = r * s.s + lo;
       w.affine_run(x + off, y + off, at(a.residual, off), size_t(1), size_t(len), size_t(s.s), af.c[c], af.a[c], af.b[c],
                    pt.stream, ahead);
-    }
+    });
     store_fence();
   }
 }

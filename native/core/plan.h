@@ -57,6 +57,7 @@ constexpr int64_t kShortRunBytes = 4096;        // shorter runs go in groups of 
 constexpr int64_t kStreamRunBytes = 512;        // shorter runs never stream from the run kernels
 constexpr int64_t kGroupBytes = int64_t(512) << 10;  // data of one group
 constexpr int64_t kMinSpanBytes = 768;               // a sample's span of a group, at least (channels allowing)
+constexpr int64_t kClaimsPerThread = 4;              // waves: pieces of a thread's share, that a slowed thread can give away
 
 namespace plan_detail {  // the rules of plan_op, by op kind
 
@@ -151,7 +152,7 @@ inline Plan plan_two_pass(const PlanInput& in, Plan p) {
     }
   } else {
     p.path = Path::kWaves;
-    p.parts = nt;
+    p.parts = nt * kClaimsPerThread;
     p.wave = std::max<int64_t>(1, std::min<int64_t>(s.c, nt * (l2 / 2) / whole));
     piece = split * p.wave;
   }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <omp.h>
@@ -115,6 +116,75 @@ struct PartialSums {
   bool folded_ = false;
 };
 
+// Items 0 .. count shared out as part_range does, each thread taking its own from the front and,
+// once they are gone, another thread's from the back. Threads that run at the same speed take
+// exactly their static shares, so each finds its share where it left it (its caches, from call to
+// call); a thread whose core is shared (V8's collector, another process) gives its last items to
+// the others instead of making them wait at the end. Counts below 2^32.
+class ClaimRanges {
+ public:
+  ClaimRanges(int64_t count, int threads)
+      : n_(threads), heap_(threads > kLocal ? new Range[size_t(threads)] : nullptr), r_(heap_ ? heap_.get() : local_) {
+    reset(count);
+  }
+  ClaimRanges(const ClaimRanges&) = delete;
+  ClaimRanges& operator=(const ClaimRanges&) = delete;
+  // Shares out `count` items again; no thread may be taking meanwhile.
+  void reset(int64_t count) {
+    for (int t = 0; t < n_; ++t) {
+      int64_t lo, hi;
+      part_range(count, t, n_, &lo, &hi);
+      r_[size_t(t)].v.store(pack(lo, hi), std::memory_order_relaxed);
+    }
+  }
+  // The next item for thread t, or -1 when none is left. last_first: thread t takes its own items
+  // last first (and another thread's first first).
+  int64_t take(int t, bool last_first = false) {
+    if (const int64_t i = take_end(t, last_first); i >= 0) return i;
+    for (int d = 1; d < n_; ++d) {
+      if (const int64_t i = take_end((t + d) % n_, !last_first); i >= 0) return i;
+    }
+    return -1;
+  }
+
+ private:
+  struct alignas(64) Range {
+    std::atomic<uint64_t> v;  // front in the low half, back (one past the last) in the high half
+  };
+  static uint64_t pack(int64_t f, int64_t b) { return uint64_t(uint32_t(f)) | uint64_t(b) << 32; }
+  // Thread t's first item (back = false) or last one, or -1 when its range is empty.
+  int64_t take_end(int t, bool back) {
+    std::atomic<uint64_t>& a = r_[size_t(t)].v;
+    uint64_t v = a.load(std::memory_order_relaxed);
+    for (;;) {
+      const int64_t f = int64_t(uint32_t(v)), b = int64_t(v >> 32);
+      if (f >= b) return -1;
+      if (a.compare_exchange_weak(v, back ? pack(f, b - 1) : pack(f + 1, b), std::memory_order_relaxed)) {
+        return back ? b - 1 : f;
+      }
+    }
+  }
+  static constexpr int kLocal = 4;  // threads whose ranges need no allocation (a call's own cost)
+  int n_;
+  Range local_[kLocal];
+  std::unique_ptr<Range[]> heap_;
+  Range* r_;
+};
+
+// Items of `item_bytes` each to claim at a time: about kClaimBytes (a claim costs an atomic operation).
+constexpr int64_t kClaimBytes = int64_t(64) << 10;
+inline int64_t claim_block(int64_t item_bytes) { return std::max<int64_t>(1, kClaimBytes / std::max<int64_t>(1, item_bytes)); }
+
+// Items 0 .. items in blocks of `block`, the blocks claimed from `claims` by thread t: f(item) for
+// each item of each block it gets, in order.
+template <class F>
+void for_claimed_items(ClaimRanges& claims, int t, int64_t items, int64_t block, F&& f) {
+  for (int64_t u; (u = claims.take(t)) >= 0;) {
+    const int64_t end = std::min(items, (u + 1) * block);
+    for (int64_t it = u * block; it < end; ++it) f(it);
+  }
+}
+
 // The stages of a channel-layout (NCHW) op, called by run_two_pass:
 //   start(c)                           before channel c's first pass (e.g. its shift)
 //   reduce(c, slot, off, rows, n)      first pass over one chunk of channel c: `rows` runs of n
@@ -135,19 +205,26 @@ struct PartialSums {
 template <class Stages>
 void run_two_pass(const Shape& s, const Plan& pt, Stages& st) {
   if (pt.fused()) {
-    // Each thread owns a contiguous range of channels, walked in groups of G: no barrier at all.
-    // G = 1: a channel's N runs, C * S apart. G > 1 (short runs): the group kernels walk the
-    // group's G runs of each sample (contiguous) in memory order, so the hardware prefetcher sees
-    // one stream instead of N islands per channel.
+    // Groups of G channels (G = 1: a channel's N runs, C * S apart; G > 1, short runs: the group
+    // kernels walk the group's G runs of each sample, contiguous, in memory order, so the hardware
+    // prefetcher sees one stream instead of N islands per channel), claimed one at a time, no
+    // barrier: a thread that shares its core (V8's collector, another process) takes fewer. A
+    // thread claims its next group before it writes this one, so that it can prefetch it or run
+    // its first pass along. Which thread takes a group changes no sum (blocks.h).
     const Chunking ch = chunking(s);
-    const int64_t K = ch.count;
+    const int64_t K = ch.count, G0 = pt.group, groups = (s.c + G0 - 1) / G0;
+    ClaimRanges claims(groups, pt.nt);
 #pragma omp parallel num_threads(pt.nt) if (pt.nt > 1)
     {
-      const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
-      const int64_t cb = s.c * t / T, ce = s.c * (t + 1) / T;
+      const int t = omp_get_thread_num();
+      auto claim = [&] {
+        const int64_t g = claims.take(t);
+        return g < 0 ? groups : g;
+      };
       bool have_first = false;  // the previous second pass ran this group's first pass
-      for (int64_t c0 = cb; c0 < ce; c0 += pt.group) {
-        const int64_t G = std::min(pt.group, ce - c0);
+      bool prefetched = false;  // the previous second pass prefetched this group
+      for (int64_t g = claim(); g < groups;) {
+        const int64_t c0 = g * G0, G = std::min(G0, s.c - c0);
         if (!have_first) {
           for (int64_t c = c0; c < c0 + G; ++c) st.start(c);
           for (int64_t k = 0; k < K; ++k) {
@@ -155,27 +232,33 @@ void run_two_pass(const Shape& s, const Plan& pt, Stages& st) {
               if (G == 1) {
                 st.reduce(c0, k * s.c + c0, off, rows, n);
               } else {
-                // The group reductions read from L2: the previous group's second pass prefetched
-                // this one, except for the thread's first group.
-                st.reduce_group(c0, G, off, rows, k * s.c + c0, k == 0 && (c0 == cb || !pt.prefetch));
+                // The group reductions read from L2 when the previous group's second pass
+                // prefetched this one; else they bring it there first.
+                st.reduce_group(c0, G, off, rows, k * s.c + c0, k == 0 && !prefetched);
               }
             });
           }
         }
         for (int64_t c = c0; c < c0 + G; ++c) st.finish(c);
-        have_first = pt.pipeline && c0 + 1 < ce;  // pt.pipeline: G = 1
+        const int64_t gn = claim();
+        // This thread's next group, `to` values on; 0 for none, or one taken from another thread's
+        // back (before this one): its first pass runs on its own.
+        const int64_t cn = gn * G0;
+        const size_t to = gn < groups && gn > g ? size_t((cn - c0) * s.s) : 0;
+        have_first = pt.pipeline && to != 0;  // pt.pipeline: G = 1
         if (have_first) {
-          st.start(c0 + 1);
+          st.start(cn);
           for (int64_t k = 0; k < K; ++k) {
             chunk_block(s, ch, c0, k, [&](int64_t off, int64_t rows, int64_t n) {
-              st.write_and_reduce(c0, off, rows, n, size_t(s.s), c0 + 1, k * s.c + c0 + 1);
+              st.write_and_reduce(c0, off, rows, n, to, cn, k * s.c + cn);
             });
           }
+          g = gn;
           continue;
         }
-        // While writing this group, prefetch the next one (G channels on): its first pass then
-        // reads from L2, and this thread's reads from memory overlap its writes.
-        const size_t next = pt.prefetch && c0 + G < ce ? size_t(G * s.s) : 0;
+        // While writing this group, prefetch the next one: its first pass then reads from L2, and
+        // this thread's reads from memory overlap its writes.
+        const size_t next = pt.prefetch ? to : 0;
         auto blk = [&](int64_t off, int64_t rows, int64_t n) { st.write(c0, off, rows, n, next); };
         if (G == 1 && pt.reverse) {
           for_each_block_reversed(s, c0, 0, 1, blk);
@@ -184,27 +267,30 @@ void run_two_pass(const Shape& s, const Plan& pt, Stages& st) {
         } else {
           for (int64_t b = 0; b < s.n; ++b) st.write_group(c0, G, (b * s.c + c0) * s.s, next);
         }
+        prefetched = next != 0;
+        g = gn;
       }
       store_fence();
     }
     return;
   }
-  // Waves of `wave` channels, each split into P parts of whole chunks. Every piece of a wave
-  // computes its chunks' sums, one thread turns them into coefficients, and the same split gives
-  // every thread back the pieces it just read.
+  // Waves of `wave` channels, each split into P parts of whole chunks (plan.h: kClaimsPerThread
+  // per thread). Every piece of a wave computes its chunks' sums, one thread turns them into
+  // coefficients, and the same split gives every thread back the pieces it just read. Pieces are
+  // claimed (ClaimRanges), so that a slowed thread gives some of its share away.
   const int64_t P = pt.parts, W = pt.wave;
   const Chunking ch = chunking(s);
   const int64_t K = ch.count;
+  auto wave_items = [&](int64_t c0) { return std::min(W, s.c - c0) * P; };
+  ClaimRanges reads(wave_items(0), pt.nt), writes(wave_items(0), pt.nt);
   for (int64_t c = 0; c < s.c; ++c) st.start(c);  // few channels here (fewer than 8 per thread)
 #pragma omp parallel num_threads(pt.nt)
   {
-    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+    const int t = omp_get_thread_num();
     bool have_first = false;  // as in the fused walk
     for (int64_t c0 = 0; c0 < s.c; c0 += W) {
-      const int64_t items = std::min(W, s.c - c0) * P;
-      const int64_t lo = items * t / T, hi = items * (t + 1) / T;
       if (!have_first) {
-        for (int64_t it = lo; it < hi; ++it) {
+        for (int64_t it; (it = reads.take(t)) >= 0;) {
           const int64_t c = c0 + it / P;
           int64_t k0, k1;
           part_range(K, it % P, P, &k0, &k1);
@@ -215,11 +301,17 @@ void run_two_pass(const Shape& s, const Plan& pt, Stages& st) {
       }
 #pragma omp barrier
 #pragma omp single
-      for (int64_t c = c0; c < std::min(s.c, c0 + W); ++c) st.finish(c);
+      {
+        for (int64_t c = c0; c < std::min(s.c, c0 + W); ++c) st.finish(c);
+        // Every thread is past the barrier: no claim is under way (the writes of the wave
+        // before ended before it).
+        if (c0 + W < s.c) reads.reset(wave_items(c0 + W));
+        writes.reset(wave_items(c0));
+      }
       // The next wave's item `it` is this one's, W channels on, when that wave is a full one.
       have_first = pt.pipeline && c0 + 2 * W <= s.c;
       if (have_first) {
-        for (int64_t it = lo; it < hi; ++it) {
+        for (int64_t it; (it = writes.take(t)) >= 0;) {
           const int64_t c = c0 + it / P;
           int64_t k0, k1;
           part_range(K, it % P, P, &k0, &k1);
@@ -231,9 +323,11 @@ void run_two_pass(const Shape& s, const Plan& pt, Stages& st) {
         }
         continue;
       }
-      for (int64_t it = lo; it < hi; ++it) {
+      // pt.reverse: this thread's pieces last first too (the last read is what L2 still holds).
+      for (int64_t it; (it = writes.take(t, pt.reverse)) >= 0;) {
         const int64_t c = c0 + it / P;
-        // The same piece of channel c + W is this thread's in the next wave: prefetch it.
+        // The same piece of channel c + W is this thread's in the next wave (unless another takes
+        // it): prefetch it.
         const size_t next = pt.prefetch && c + W < s.c ? size_t(W * s.s) : 0;
         auto blk = [&](int64_t off, int64_t rows, int64_t n) { st.write(c, off, rows, n, next); };
         if (pt.reverse) {
@@ -259,14 +353,13 @@ void run_rows_two_pass(const Shape& s, const Plan& pt, Stages& st) {
   const int64_t C = s.c, rows = s.rows(), P = pt.parts;
   const Chunking ch = row_chunking(s);
   const int nt = pt.nt;
+  ClaimRanges reads(ch.count, nt), writes(ch.count, nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+    const int t = omp_get_thread_num(), T = omp_get_num_threads();
     // Each chunk of rows into its own [C] slots (chunk-major, as the rows kernels write them);
-    // thread t takes the chunks [k0, k1).
-    int64_t k0, k1;
-    part_range(ch.count, t, T, &k0, &k1);
-    for (int64_t k = k0; k < k1; ++k) {
+    // thread t takes its share of the chunks (ClaimRanges).
+    for (int64_t k; (k = reads.take(t)) >= 0;) {
       const int64_t lo = k * ch.runs;
       std::fill_n(&st.sums.first[size_t(k * C)], C, 0.0);
       std::fill_n(&st.sums.second[size_t(k * C)], C, 0.0);
@@ -285,10 +378,10 @@ void run_rows_two_pass(const Shape& s, const Plan& pt, Stages& st) {
     }
     if (st.writes()) {
       if (ch.count >= T) {
-        // Every thread writes the chunks it read, the last read first: the end of what it read is
-        // still in the caches when the tensor is larger than them, so that much is not read from
-        // memory twice.
-        for (int64_t k = k1 - 1; k >= k0; --k) {
+        // Every thread writes its share of the chunks, the one it read, the last read first: the
+        // end of what it read is still in the caches when the tensor is larger than them, so that
+        // much is not read from memory twice.
+        for (int64_t k; (k = writes.take(t, true)) >= 0;) {
           const int64_t lo = k * ch.runs;
           st.write_rows(lo, std::min(ch.runs, rows - lo));
         }

@@ -37,6 +37,7 @@ int main() {
   test_misc();
   test_machine_facts();
   test_planner();
+  test_schedule_claims();
   std::printf("planner: %.2f s\n", seconds_since(t));
   t = std::chrono::steady_clock::now();
   test_microkernels();

@@ -42,19 +42,19 @@ constexpr bool Y = true, N = false;
 const PlanRow kPlanTable[] = {
   //  n     c      s    NHWC eb thr  l2      op      out   path              nt parts wave grp Q   strm span pf  rev pipe
   // The benchmark's shapes, float32, 2 threads, 2 MiB L2, large outputs that may stream.
-  {32,   64, 12544, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kWaves,    2, 2,  1,  1,  1,  Y,   Y,   Y,  N,  Y},
+  {32,   64, 12544, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kWaves,    2, 8,  1,  1,  1,  Y,   Y,   Y,  N,  Y},
   {32,  256,  3136, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kChannels, 2, 1,  1,  1,  1,  Y,   Y,   Y,  N,  Y},
   {32, 1024,   196, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1, 20,  1,  Y,   Y,   Y,  N,  N},
   {32, 2048,    49, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1, 83,  1,  N,   Y,   Y,  N,  N},
   { 1,  256,  3136, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kChannels, 2, 1,  1,  1,  1,  Y,   Y,   Y,  N,  Y},
-  {64,    3, 50176, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kWaves,    2, 2,  1,  1,  1,  Y,   Y,   N,  N,  Y},
+  {64,    3, 50176, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kWaves,    2, 8,  1,  1,  1,  Y,   Y,   N,  N,  Y},
   {256, 1024,    1, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kRows,     2, 2,  1,  1,  1,  Y,   N,   N,  N,  N},
-  {32,   64, 12544, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kWaves,    2, 2,  1,  1,  1,  Y,   Y,   N,  N,  N},
+  {32,   64, 12544, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kWaves,    2, 8,  1,  1,  1,  Y,   Y,   N,  N,  N},
   {32,  256,  3136, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kChannels, 2, 1,  1,  1,  1,  Y,   Y,   Y,  N,  N},
   {32, 1024,   196, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kGroups,   2, 1,  1, 10,  1,  Y,   Y,   Y,  N,  N},
   {32, 2048,    49, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kGroups,   2, 1,  1, 41,  1,  N,   Y,   Y,  N,  N},
   { 1,  256,  3136, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kChannels, 2, 1,  1,  1,  1,  Y,   Y,   Y,  N,  N},
-  {64,    3, 50176, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kWaves,    2, 2,  1,  1,  1,  Y,   Y,   N,  Y,  N},
+  {64,    3, 50176, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kWaves,    2, 8,  1,  1,  1,  Y,   Y,   N,  Y,  N},
   {256, 1024,    1, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kRows,     2, 2,  1,  1,  1,  Y,   N,   N,  N,  N},
   {32,   64, 12544, N, 4, 2, 2 * MiB, kInfer, Y,  Path::kRuns,     2, 1,  1,  1,  1,  Y,   Y,   N,  N,  N},
   {32, 1024,   196, N, 4, 2, 2 * MiB, kInfer, Y,  Path::kSpans,    2, 1,  1, 668, 1,  Y,   Y,   N,  N,  N},
@@ -66,17 +66,17 @@ const PlanRow kPlanTable[] = {
   {32,   64, 12544, N, 4, 1, 2 * MiB, kTrain, Y,  Path::kChannels, 1, 1,  1,  1,  1,  Y,   Y,   N,  N,  N},
   // Other L2 sizes: at 1 MiB the split piece fits once but not twice (no prefetch; pipelined,
   // as waves always are); at 4 MiB whole channels fit twice (fused).
-  {32,   64, 12544, N, 4, 2, 1 * MiB, kTrain, Y,  Path::kWaves,    2, 2,  1,  1,  1,  Y,   Y,   N,  N,  Y},
+  {32,   64, 12544, N, 4, 2, 1 * MiB, kTrain, Y,  Path::kWaves,    2, 8,  1,  1,  1,  Y,   Y,   N,  N,  Y},
   {32,   64, 12544, N, 4, 2, 4 * MiB, kTrain, Y,  Path::kChannels, 2, 1,  1,  1,  1,  Y,   Y,   Y,  N,  Y},
   // Waves of several channels: 4 x 5 x 35000 has 560 KB channels, and a wave is what half of the
   // L2 of every thread holds (2 threads: 3 channels; 3 threads: 5).
-  { 4,    5, 35000, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kWaves,    2, 2,  3,  1,  1,  Y,   Y,   Y,  N,  Y},
-  { 4,    7, 35000, N, 4, 3, 2 * MiB, kTrain, Y,  Path::kWaves,    3, 3,  5,  1,  1,  Y,   Y,   Y,  N,  Y},
+  { 4,    5, 35000, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kWaves,    2, 8,  3,  1,  1,  Y,   Y,   Y,  N,  Y},
+  { 4,    7, 35000, N, 4, 3, 2 * MiB, kTrain, Y,  Path::kWaves,    3, 12,  5,  1,  1,  Y,   Y,   Y,  N,  Y},
   // Waves of short runs (C not a multiple of the threads) take their sums through the group
   // kernels: not pipelined.
-  {32,    3,   784, N, 4, 2, 1 * MiB, kTrain, Y,  Path::kWaves,    2, 2,  3,  1,  1,  Y,   Y,   Y,  N,  N},
+  {32,    3,   784, N, 4, 2, 1 * MiB, kTrain, Y,  Path::kWaves,    2, 8,  3,  1,  1,  Y,   Y,   Y,  N,  N},
   // No streaming when the memory policy said no (in place, small, or pages not resident).
-  {32,   64, 12544, N, 4, 2, 2 * MiB, kTrain, N,  Path::kWaves,    2, 2,  1,  1,  1,  N,   N,   Y,  N,  Y},
+  {32,   64, 12544, N, 4, 2, 2 * MiB, kTrain, N,  Path::kWaves,    2, 8,  1,  1,  1,  N,   N,   Y,  N,  Y},
   // Runs of 784 bytes stream; 196 do not (float64 7x7: 392 bytes).
   {512,   4,   196, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kChannels, 2, 1,  1,  1,  1,  Y,   Y,   Y,  N,  Y},
   {32, 2048,    49, N, 8, 2, 2 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1, 41,  1,  N,   Y,   Y,  N,  N},

@@ -241,6 +241,7 @@ inline std::vector<bn::SimdLevel> supported_levels() {
 void test_misc();                    // errors_test.cc
 void test_machine_facts();           // plan_test.cc
 void test_planner();                 // plan_test.cc
+void test_schedule_claims();         // schedule_test.cc
 void test_microkernels();            // microkernels_test.cc (run, group and rows families)
 void test_drivers_f32();             // drivers_test.cc
 void test_drivers_f64();             // drivers_test.cc
