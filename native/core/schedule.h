@@ -137,6 +137,8 @@ class ClaimRanges {
       r_[size_t(t)].v.store(pack(lo, hi), std::memory_order_relaxed);
     }
   }
+  // The next of thread t's own items, or -1 when they are gone.
+  int64_t take_own(int t) { return take_end(t, false); }
   // The next item for thread t, or -1 when none is left. last_first: thread t takes its own items
   // last first (and another thread's first first).
   int64_t take(int t, bool last_first = false) {
@@ -309,9 +311,12 @@ void run_two_pass(const Shape& s, const Plan& pt, Stages& st) {
         writes.reset(wave_items(c0));
       }
       // The next wave's item `it` is this one's, W channels on, when that wave is a full one.
+      // Each thread takes its own share only: the next wave's writes find in its L2 what its
+      // pieces of this pass read (a piece taken from another thread would be written from that
+      // thread's cache, wave after wave).
       have_first = pt.pipeline && c0 + 2 * W <= s.c;
       if (have_first) {
-        for (int64_t it; (it = writes.take(t)) >= 0;) {
+        for (int64_t it; (it = writes.take_own(t)) >= 0;) {
           const int64_t c = c0 + it / P;
           int64_t k0, k1;
           part_range(K, it % P, P, &k0, &k1);
