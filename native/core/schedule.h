@@ -289,6 +289,9 @@ void run_two_pass(const Shape& s, const Plan& pt, Stages& st) {
 #pragma omp parallel num_threads(pt.nt)
   {
     const int t = omp_get_thread_num();
+    // A team smaller than planned (a call inside another parallel region) leaves shares without
+    // their thread: then every pass takes any piece.
+    const bool own_only = omp_get_num_threads() == pt.nt;
     bool have_first = false;  // as in the fused walk
     for (int64_t c0 = 0; c0 < s.c; c0 += W) {
       if (!have_first) {
@@ -316,7 +319,7 @@ void run_two_pass(const Shape& s, const Plan& pt, Stages& st) {
       // thread's cache, wave after wave).
       have_first = pt.pipeline && c0 + 2 * W <= s.c;
       if (have_first) {
-        for (int64_t it; (it = writes.take_own(t)) >= 0;) {
+        for (int64_t it; (it = own_only ? writes.take_own(t) : writes.take(t)) >= 0;) {
           const int64_t c = c0 + it / P;
           int64_t k0, k1;
           part_range(K, it % P, P, &k0, &k1);

@@ -3,6 +3,8 @@
 // modes) on shapes whose plan differs with the threads (fused channels, groups, waves, pipelined
 // walks, long runs cut in pieces, rows), at every SIMD level; each output compared byte for byte
 // with the first configuration's. The reduction chunks (blocks.h) are what makes this hold.
+#include <omp.h>
+
 #include <string>
 #include <utility>
 
@@ -124,6 +126,25 @@ void test_shape(const bn::Shape& s, bn::SimdLevel level) {
     }
   }
   bn::replace_machine_facts(saved);
+  // A call inside another parallel region: nested regions get one thread, fewer than the plan's
+  // (the claims must still take every piece). L2 256 KiB: waves of fewer channels than C.
+  {
+    bn::MachineFacts f = saved;
+    f.l2_bytes = int64_t(256) << 10;
+    bn::replace_machine_facts(f);
+    const int levels = omp_get_max_active_levels();
+    omp_set_max_active_levels(1);
+    Outputs<T> nested;
+#pragma omp parallel num_threads(2)
+    {
+      if (omp_get_thread_num() == 0) nested = run_all(s, x, dy, w, b, 4);
+    }
+    omp_set_max_active_levels(levels);
+    bn::replace_machine_facts(saved);
+    check(nested == want, "determinism %s %s [%lld, %lld, %lld]%s: 4 threads asked inside a parallel region differ",
+          bn::simd_level_name(level), bn::dtype_name<T>(), (long long)s.n, (long long)s.c, (long long)s.s,
+          s.channels_last ? " channels-last" : "");
+  }
   if (std::getenv("BN_TEST_TIMING")) {
     std::printf("determinism %s [%lld, %lld, %lld]: paths%s\n", bn::dtype_name<T>(), (long long)s.n, (long long)s.c,
                 (long long)s.s, paths.c_str());
@@ -136,6 +157,7 @@ void test_determinism() {
   const bn::SimdLevel initial = bn::active_simd_level();
   const bn::Shape shapes[] = {
       {8, 3, 61 * 67, false},   // waves (pipelined), parts vary with the threads
+      {8, 4, 8192, false},      // waves of fewer channels than C, the next one pipelined (256 KiB L2)
       {3, 1024, 49, false},     // groups of short maps, group size varies
       {64, 32, 49, false},      // short maps, several chunks per channel
       {1024, 3, 49, false},     // short maps: groups (1 thread), waves or single channels, group sums
