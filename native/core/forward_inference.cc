@@ -56,8 +56,10 @@ void apply(const ForwardInferenceArgs<T>& a, const Affine<T>& af, const Plan& pt
     }
     return;
   }
-  // Memory order: what comes next is further along x. Prefetch that far ahead into L2.
-  const size_t ahead = kPrefetchAheadBytes / sizeof(T);
+  // Memory order: what comes next is further along x. Prefetch that far ahead into L2, unless
+  // the output streams (x then comes from memory too, and the hardware prefetcher follows the
+  // walk better alone).
+  auto ahead_for = [](bool stream) { return stream ? size_t(0) : kPrefetchAheadBytes / sizeof(T); };
   if (pt.path == Path::kSpans) {
     const int64_t per = pt.group;
     const int64_t pieces = (s.c + per - 1) / per;
@@ -71,7 +73,7 @@ void apply(const ForwardInferenceArgs<T>& a, const Affine<T>& af, const Plan& pt
         const int64_t off = (b * s.c + c0) * s.s;
         // out_next 0: the walk goes on in memory order, where the hardware prefetcher follows y.
         w.affine_group(x + off, y + off, at(a.residual, off), size_t(G), size_t(s.s), &af.c[c0], &af.a[c0], &af.b[c0],
-                       pt.stream_spans, ahead, 0);
+                       pt.stream_spans, ahead_for(pt.stream_spans), 0);
       });
       store_fence();
     }
@@ -88,7 +90,7 @@ void apply(const ForwardInferenceArgs<T>& a, const Affine<T>& af, const Plan& pt
       const int64_t lo = s.s / Q * q + std::min(q, s.s % Q), len = s.s / Q + (q < s.s % Q ? 1 : 0);
       const int64_t off = r * s.s + lo;
       w.affine_run(x + off, y + off, at(a.residual, off), size_t(1), size_t(len), size_t(s.s), af.c[c], af.a[c], af.b[c],
-                   pt.stream, ahead);
+                   pt.stream, ahead_for(pt.stream));
     });
     store_fence();
   }
