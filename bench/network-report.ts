@@ -64,6 +64,9 @@ export interface StepRow {
   majorGcs?: Record<Mode, number>;
   /** median scavenges during the training step, per mode; the same rows */
   minorGcs?: Record<Mode, number>;
+  /** The step's figures round by round, in the order measured ('step' rows; absent in runs saved
+   * before them): where the machine's memory changed speed mid-run, the floor shows it. */
+  rounds?: { floor: number[]; reads: number[] | null; reused: number[]; fresh: number[] };
 }
 
 export interface LayerRow {
@@ -151,6 +154,7 @@ export function summarize(m: Measured, L: number, layouts: Layout[], threads: nu
           readsOverFloor: rd ? stat(rd.map((v, r) => v / fl[r])) : null,
         };
         if (op === 'step') {
+          row.rounds = { floor: fl, reads: rd, reused: re, fresh: fr };
           row.faults = { reused: median(m.faults[faultKey(layout, t, 'reused')]), fresh: median(m.faults[faultKey(layout, t, 'fresh')]) };
           const gcs = m.majorGcs;
           if (gcs) row.majorGcs = { reused: median(gcs[faultKey(layout, t, 'reused')]), fresh: median(gcs[faultKey(layout, t, 'fresh')]) };
@@ -216,6 +220,18 @@ function stepRows(run: NetworkRun): string[][] {
   return rows;
 }
 
+// The target thread count's step, round by round, for each layout.
+function roundRows(run: NetworkRun): string[][] {
+  const T = run.summary.targetThreads;
+  const rows = [['layout', 'round', 'copy floor ms', 'reads alone ms', 'reused ms', 'fresh ms', 'reused / floor', 'fresh / reused']];
+  for (const r of run.summary.steps.filter((q) => q.threads === T && q.op === 'step' && q.rounds)) {
+    const k = r.rounds!;
+    k.floor.forEach((fl, i) => rows.push([r.layout, String(i + 1), ms(fl), k.reads ? ms(k.reads[i]) : '-', ms(k.reused[i]), ms(k.fresh[i]),
+      x2(k.reused[i] / fl), x2(k.fresh[i] / k.reused[i])]));
+  }
+  return rows;
+}
+
 function layerRows(run: NetworkRun, layout: Layout, threads: number): string[][] {
   const rows = [['#', 'layer', 'shape', 'fwd-train reused / fresh ms', 'x copy', 'backward reused / fresh ms', 'x copy', 'inference reused / fresh ms', 'x copy', 'copy 8 B / 12 B ms', 'read x / x, dy ms']];
   for (const r of run.summary.layers.filter((q) => q.layout === layout && q.threads === threads)) {
@@ -243,6 +259,8 @@ function header(run: NetworkRun): string[] {
 export function networkText(run: NetworkRun): string {
   const T = run.summary.targetThreads;
   const out = [...header(run), '', pad(stepRows(run), 3), ''];
+  const rounds = roundRows(run);
+  if (rounds.length > 1) out.push(`the training step round by round, ${T} threads:`, pad(rounds, 1), '');
   for (const layout of run.layouts) {
     out.push(`per layer, ${layout}, ${T} threads (medians; x copy = copy floor time / op time, reused outputs):`, pad(layerRows(run, layout, T), 3), '');
   }
@@ -279,6 +297,9 @@ export function networkMarkdown(run: NetworkRun): string {
     '',
     mdTable(stepRows(run)),
     '',
+    ...(roundRows(run).length > 1
+      ? [`The training step round by round, ${T} threads (a floor that moves between rounds is this machine's memory changing speed):`, '', mdTable(roundRows(run)), '']
+      : []),
     `![per layer: copy floor, reused and fresh outputs](network-${sectionName(run)}.svg)`,
     '',
   ];
