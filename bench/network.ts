@@ -365,11 +365,14 @@ export async function networkMain(argv: string[]): Promise<void> {
   // The command that reproduces the run (where its JSON went does not matter; the pool setting does).
   const shown = argv.filter((a, i) => a !== '--json' && argv[i - 1] !== '--json');
   const env = process.env.BATCHNORM_OUTPUT_POOL_BYTES !== undefined ? `BATCHNORM_OUTPUT_POOL_BYTES=${process.env.BATCHNORM_OUTPUT_POOL_BYTES} ` : '';
-  const command = `${env}npm run bench -- ${shown.join(' ')}`;
+  // Node's own flags (e.g. --single-threaded-gc) cannot go through npm run: the command runs node itself.
+  const command = process.execArgv.length
+    ? `npm run build:ts && ${env}node ${process.execArgv.join(' ')} dist/bench/run.js ${shown.join(' ')}`
+    : `${env}npm run bench -- ${shown.join(' ')}`;
   console.log(`node-batchnorm network benchmark  ${machine.date}  commit ${machine.commit}`);
   console.log(`CPU: ${machine.cpuModel} (${cpusText(machine)}), ${machine.memGiB} GiB, ${machine.platform}; load average ${machine.loadAvg.map((x) => x.toFixed(2)).join(' ')}`);
   console.log(`caches seen by this process: ${caches.text}`);
-  console.log(`Node ${machine.node}; simd ${info.simdLevel}; OpenMP ${info.openmp ?? 'none'}; copy kernel ${kernel.name}`);
+  console.log(`Node ${machine.node}${process.execArgv.length ? ` (${process.execArgv.join(' ')})` : ''}; simd ${info.simdLevel}; OpenMP ${info.openmp ?? 'none'}; copy kernel ${kernel.name}`);
   console.log(listTable(args).split('\n')[0]);
   console.log(`threads ${args.threads.join(',')}; layouts ${args.layouts.join(',')}; ${args.rounds} rounds after a warm-up; ${args.yieldBetweenSteps ? 'back to the event loop between steps' : 'no event-loop turn between steps (--no-yield)'}`);
   const data = allocate(args);
