@@ -81,12 +81,15 @@ const PlanRow kPlanTable[] = {
   {512,   4,   196, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kChannels, 2, 1,  1,  1,  1,  Y,   Y,   Y,  N,  Y},
   {32, 2048,    49, N, 8, 2, 2 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1, 41,  1,  N,   Y,   Y,  N,  N},
   // Large batches of short maps: groups of at least kMinSpanBytes per sample (four 7x7 float32
-  // runs), past what L2 holds twice if need be; 14x14 runs (784 bytes) are long enough alone.
+  // runs) for backward, as many as kTrainSpanBytes holds (20) for training, past what L2 holds twice if
+  // need be (then nothing is prefetched); 14x14 runs (784 bytes) are long enough alone.
   {256, 512,    49, N, 4, 2, 1 * MiB, kBack,  Y,  Path::kGroups,   2, 1,  1,  4,  1,  N,   Y,   Y,  N,  N},
   {512, 512,    49, N, 4, 2, 1 * MiB, kBack,  Y,  Path::kGroups,   2, 1,  1,  4,  1,  N,   Y,   N,  N,  N},
-  {512, 512,    49, N, 4, 2, 1 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1,  4,  1,  N,   Y,   Y,  N,  N},
+  {512, 512,    49, N, 4, 2, 1 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1, 20,  1,  N,   Y,   N,  N,  N},
   {256, 512,    49, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kGroups,   2, 1,  1,  5,  1,  N,   Y,   Y,  N,  N},
-  {512, 512,    49, N, 8, 2, 1 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1,  2,  1,  N,   Y,   Y,  N,  N},
+  {512, 512,    49, N, 8, 2, 1 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1, 10,  1,  N,   Y,   N,  N,  N},
+  {128, 256,   196, N, 4, 2, 1 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1,  2,  1,  Y,   Y,   Y,  N,  N},
+  {256, 512,    49, N, 2, 2, 1 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1, 41,  1,  N,   Y,   N,  N,  N},
   {128, 256,   196, N, 4, 2, 1 * MiB, kBack,  Y,  Path::kChannels, 2, 1,  1,  1,  1,  Y,   Y,   Y,  N,  N},
   // Small tensors run on one thread whatever was asked; few long runs are split for inference.
   { 4,    3,     5, N, 4, 8, 2 * MiB, kTrain, N,  Path::kGroups,   1, 1,  1,  3,  1,  N,   N,   Y,  N,  N},
