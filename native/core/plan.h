@@ -56,8 +56,8 @@ constexpr int64_t kMinPartElems = 1 << 13;      // smallest piece of a channel w
 constexpr int64_t kShortRunBytes = 4096;        // shorter runs go in groups of channels
 constexpr int64_t kStreamRunBytes = 512;        // shorter runs never stream from the run kernels
 constexpr int64_t kGroupBytes = int64_t(512) << 10;  // data of one group
-constexpr int64_t kMinSpanBytes = 768;               // a sample's span of a group, at least (channels allowing)
-constexpr int64_t kTrainSpanBytes = 4096;            // training, runs under kMinSpanBytes: as many as fit
+constexpr int64_t kNarrowRunBytes = 768;             // groups of shorter runs (7x7 maps) widen...
+constexpr int64_t kNarrowSpanBytes = 4096;           // ...to as many runs as fit this span per sample
 constexpr int64_t kClaimsPerThread = 4;              // waves: pieces of a thread's share, that a slowed thread can give away
 
 namespace plan_detail {  // the rules of plan_op, by op kind
@@ -142,15 +142,13 @@ inline Plan plan_two_pass(const PlanInput& in, Plan p) {
     p.path = Path::kChannels;
     if (short_runs) {
       p.group = std::max<int64_t>(1, std::min<int64_t>(group_bytes / whole, s.c / nt));
-      // Both passes walk a group one sample's span at a time; a span under kMinSpanBytes costs
+      // Both passes walk a group one sample's span at a time; short spans of narrow runs cost
       // more in per-span work than in bandwidth (large batches of 7x7 maps leave room in L2 for
-      // one to three channels), so such groups widen, past L2 if need be. Training on runs that
-      // short (7x7 float32), which reads one tensor, gains up to spans of kTrainSpanBytes (no
-      // more: one run past it measured slower); backward loses past kMinSpanBytes. Only where the
-      // group kernels take the sums whatever the grouping.
+      // one to five channels), so such groups widen to kNarrowSpanBytes per sample, past L2 if
+      // need be (no further: one run past it measured slower). Only where the group kernels take
+      // the sums whatever the grouping.
       const int64_t run_bytes = s.s * eb;
-      const int64_t min_group = arrays == 1 && run_bytes < kMinSpanBytes ? kTrainSpanBytes / run_bytes
-                                                                        : (kMinSpanBytes + run_bytes - 1) / run_bytes;
+      const int64_t min_group = run_bytes < kNarrowRunBytes ? kNarrowSpanBytes / run_bytes : 1;
       if (p.group_sums && p.group < min_group) p.group = std::max<int64_t>(1, std::min<int64_t>(min_group, s.c / nt));
       piece *= p.group;
       if (p.group > 1) p.path = Path::kGroups;
