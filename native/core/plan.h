@@ -56,7 +56,7 @@ constexpr int64_t kMinPartElems = 1 << 13;      // smallest piece of a channel w
 constexpr int64_t kShortRunBytes = 4096;        // shorter runs go in groups of channels
 constexpr int64_t kStreamRunBytes = 512;        // shorter runs never stream from the run kernels
 constexpr int64_t kGroupBytes = int64_t(512) << 10;  // data of one group
-constexpr int64_t kNarrowRunBytes = 768;             // groups of shorter runs (7x7 maps) widen...
+constexpr int64_t kNarrowRunBytes = 1024;            // groups of shorter runs (7x7, 14x14 maps) widen...
 constexpr int64_t kNarrowSpanBytes = 4096;           // ...to as many runs as fit this span per sample
 constexpr int64_t kClaimsPerThread = 4;              // waves: pieces of a thread's share, that a slowed thread can give away
 
@@ -143,8 +143,8 @@ inline Plan plan_two_pass(const PlanInput& in, Plan p) {
     if (short_runs) {
       p.group = std::max<int64_t>(1, std::min<int64_t>(group_bytes / whole, s.c / nt));
       // Both passes walk a group one sample's span at a time; short spans of narrow runs cost
-      // more in per-span work than in bandwidth (large batches of 7x7 maps leave room in L2 for
-      // one to five channels), so such groups widen to kNarrowSpanBytes per sample, past L2 if
+      // more in per-span work than in bandwidth (large batches of 7x7 and 14x14 maps leave room in
+      // L2 for one to five channels), so such groups widen to kNarrowSpanBytes per sample, past L2 if
       // need be (no further: one run past it measured slower). Only where the group kernels take
       // the sums whatever the grouping.
       const int64_t run_bytes = s.s * eb;

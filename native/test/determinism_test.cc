@@ -163,6 +163,7 @@ void test_determinism() {
       {1024, 3, 49, false},     // short maps: groups (1 thread), waves or single channels, group sums
       {512, 4, 196, false},     // short runs that never group: pipelined
       {256, 16, 49, false},     // short maps, large batch: groups widened past L2 (kNarrowSpanBytes)
+      {128, 12, 196, false},    // 14x14 maps, large batch: groups of 5 down to 1 by thread count
       {2, 3, 10000, false},     // long runs cut in pieces
       {4096, 37, 1, false},     // [N, C]: rows
       {300, 2048, 1, false},    // [N, C], wide: row chunks bounded by kMaxRowChunks' rule

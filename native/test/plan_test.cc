@@ -80,18 +80,18 @@ const PlanRow kPlanTable[] = {
   // Runs of 784 bytes stream; 196 do not (float64 7x7: 392 bytes).
   {512,   4,   196, N, 4, 2, 2 * MiB, kTrain, Y,  Path::kChannels, 2, 1,  1,  1,  1,  Y,   Y,   Y,  N,  Y},
   {32, 2048,    49, N, 8, 2, 2 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1, 41,  1,  N,   Y,   Y,  N,  N},
-  // Large batches of short maps: runs under kNarrowRunBytes (7x7 float32, 7x7 float64, 14x14
-  // 16-bit) in groups of as many as kNarrowSpanBytes holds per sample (twenty 7x7 float32 runs),
-  // past what L2 holds twice if need be (then nothing is prefetched; `reverse` is for whole
-  // channels only); 14x14 float32 runs (784 bytes) are long enough alone.
+  // Large batches of short maps: runs under kNarrowRunBytes (7x7 and 14x14 maps: float32, 16-bit;
+  // 7x7 float64) in groups of as many as kNarrowSpanBytes holds per sample (twenty 7x7 float32
+  // runs, five 14x14), past what L2 holds twice if need be (then nothing is prefetched; `reverse`
+  // is for whole channels only).
   {256, 512,    49, N, 4, 2, 1 * MiB, kBack,  Y,  Path::kGroups,   2, 1,  1, 20,  1,  N,   Y,   N,  Y,  N},
   {512, 512,    49, N, 4, 2, 1 * MiB, kBack,  Y,  Path::kGroups,   2, 1,  1, 20,  1,  N,   Y,   N,  Y,  N},
   {512, 512,    49, N, 4, 2, 1 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1, 20,  1,  N,   Y,   N,  N,  N},
   {256, 512,    49, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kGroups,   2, 1,  1, 20,  1,  N,   Y,   N,  Y,  N},
   {512, 512,    49, N, 8, 2, 1 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1, 10,  1,  N,   Y,   N,  N,  N},
-  {128, 256,   196, N, 4, 2, 1 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1,  2,  1,  Y,   Y,   Y,  N,  N},
+  {128, 256,   196, N, 4, 2, 1 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1,  5,  1,  Y,   Y,   Y,  N,  N},
   {256, 512,    49, N, 2, 2, 1 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1, 41,  1,  N,   Y,   N,  N,  N},
-  {128, 256,   196, N, 4, 2, 1 * MiB, kBack,  Y,  Path::kChannels, 2, 1,  1,  1,  1,  Y,   Y,   Y,  N,  N},
+  {128, 256,   196, N, 4, 2, 1 * MiB, kBack,  Y,  Path::kGroups,   2, 1,  1,  5,  1,  Y,   Y,   N,  Y,  N},
   // Small tensors run on one thread whatever was asked; few long runs are split for inference.
   { 4,    3,     5, N, 4, 8, 2 * MiB, kTrain, N,  Path::kGroups,   1, 1,  1,  3,  1,  N,   N,   Y,  N,  N},
   { 1,    3, 50176, N, 4, 2, 2 * MiB, kInfer, Y,  Path::kRuns,     2, 1,  1,  1,  3,  Y,   Y,   N,  N,  N},
