@@ -281,6 +281,7 @@ export function sectionName(run: NetworkRun): string {
 export function networkMarkdown(run: NetworkRun): string {
   const T = run.summary.targetThreads;
   const m = run.machine;
+  const rounds = roundRows(run);
   const variant = [run.label ?? '', run.pool && run.pool.enabled === false ? 'output pool off' : '', run.yieldBetweenSteps ? '' : 'no event-loop turn between steps'].filter(Boolean).join(', ');
   const parts = [
     `## Network: ${run.network} at batch ${run.batch}${variant ? ` (${variant})` : ''}`,
@@ -297,8 +298,8 @@ export function networkMarkdown(run: NetworkRun): string {
     '',
     mdTable(stepRows(run)),
     '',
-    ...(roundRows(run).length > 1
-      ? [`The training step round by round, ${T} threads (a floor that moves between rounds is this machine's memory changing speed):`, '', mdTable(roundRows(run)), '']
+    ...(rounds.length > 1
+      ? [`The training step round by round, ${T} threads (a floor that moves between rounds is this machine's memory changing speed):`, '', mdTable(rounds), '']
       : []),
     `![per layer: copy floor, reused and fresh outputs](network-${sectionName(run)}.svg)`,
     '',

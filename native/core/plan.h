@@ -44,7 +44,7 @@ struct Plan {
   bool stream = false;      // run kernels write with non-temporal stores
   bool stream_spans = false;  // group writers (whole spans) write with non-temporal stores
   bool prefetch = false;    // the second pass prefetches the first pass's next piece
-  bool reverse = false;     // the piece does not stay in L2: second pass last block first
+  bool reverse = false;     // the piece (whole channels, waves) does not stay in L2: second pass last block first
   bool pipeline = false;    // the second pass over a piece also runs the first pass of the next
   bool group_sums = false;  // short runs: every reduction (any path) goes through the group kernels
   bool fused() const { return path == Path::kChannels || path == Path::kGroups; }
@@ -162,8 +162,9 @@ inline Plan plan_two_pass(const PlanInput& in, Plan p) {
   // The second pass prefetches the next piece while it writes when both fit in L2.
   p.prefetch = 2 * piece <= l2;
   // Backward's piece too large for L2 (x and dy of a large channel) is written last block first,
-  // starting with what is still in L2. For training it measured no better.
-  p.reverse = arrays == 2 && piece > budget;
+  // starting with what is still in L2 (whole channels and waves; a group is written span by
+  // span). For training it measured no better.
+  p.reverse = arrays == 2 && p.group == 1 && piece > budget;
   // Forward training, long runs: the normalize pass over a piece reads the next one and sums it
   // as it goes, so every pass after the first reads and writes memory at once, like a copy. Whole
   // channels that fit L2 once but not twice are not: the loads of the next piece would evict the

@@ -262,7 +262,7 @@ void run_two_pass(const Shape& s, const Plan& pt, Stages& st) {
         // this thread's reads from memory overlap its writes.
         const size_t next = pt.prefetch ? to : 0;
         auto blk = [&](int64_t off, int64_t rows, int64_t n) { st.write(c0, off, rows, n, next); };
-        if (G == 1 && pt.reverse) {
+        if (pt.reverse) {  // whole channels only (plan.h)
           for_each_block_reversed(s, c0, 0, 1, blk);
         } else if (G == 1) {
           for_each_block(s, c0, 0, 1, blk);

@@ -82,16 +82,15 @@ const PlanRow kPlanTable[] = {
   {32, 2048,    49, N, 8, 2, 2 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1, 41,  1,  N,   Y,   Y,  N,  N},
   // Large batches of short maps: runs under kNarrowRunBytes (7x7 and 14x14 maps: float32, 16-bit;
   // 7x7 float64) in groups of as many as kNarrowSpanBytes holds per sample (twenty 7x7 float32
-  // runs, five 14x14), past what L2 holds twice if need be (then nothing is prefetched; `reverse`
-  // is for whole channels only).
-  {256, 512,    49, N, 4, 2, 1 * MiB, kBack,  Y,  Path::kGroups,   2, 1,  1, 20,  1,  N,   Y,   N,  Y,  N},
-  {512, 512,    49, N, 4, 2, 1 * MiB, kBack,  Y,  Path::kGroups,   2, 1,  1, 20,  1,  N,   Y,   N,  Y,  N},
+  // runs, five 14x14), past what L2 holds twice if need be (then nothing is prefetched).
+  {256, 512,    49, N, 4, 2, 1 * MiB, kBack,  Y,  Path::kGroups,   2, 1,  1, 20,  1,  N,   Y,   N,  N,  N},
+  {512, 512,    49, N, 4, 2, 1 * MiB, kBack,  Y,  Path::kGroups,   2, 1,  1, 20,  1,  N,   Y,   N,  N,  N},
   {512, 512,    49, N, 4, 2, 1 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1, 20,  1,  N,   Y,   N,  N,  N},
-  {256, 512,    49, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kGroups,   2, 1,  1, 20,  1,  N,   Y,   N,  Y,  N},
+  {256, 512,    49, N, 4, 2, 2 * MiB, kBack,  Y,  Path::kGroups,   2, 1,  1, 20,  1,  N,   Y,   N,  N,  N},
   {512, 512,    49, N, 8, 2, 1 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1, 10,  1,  N,   Y,   N,  N,  N},
   {128, 256,   196, N, 4, 2, 1 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1,  5,  1,  Y,   Y,   Y,  N,  N},
   {256, 512,    49, N, 2, 2, 1 * MiB, kTrain, Y,  Path::kGroups,   2, 1,  1, 41,  1,  N,   Y,   N,  N,  N},
-  {128, 256,   196, N, 4, 2, 1 * MiB, kBack,  Y,  Path::kGroups,   2, 1,  1,  5,  1,  Y,   Y,   N,  Y,  N},
+  {128, 256,   196, N, 4, 2, 1 * MiB, kBack,  Y,  Path::kGroups,   2, 1,  1,  5,  1,  Y,   Y,   N,  N,  N},
   // Small tensors run on one thread whatever was asked; few long runs are split for inference.
   { 4,    3,     5, N, 4, 8, 2 * MiB, kTrain, N,  Path::kGroups,   1, 1,  1,  3,  1,  N,   N,   Y,  N,  N},
   { 1,    3, 50176, N, 4, 2, 2 * MiB, kInfer, Y,  Path::kRuns,     2, 1,  1,  1,  3,  Y,   Y,   N,  N,  N},
