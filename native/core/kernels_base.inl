@@ -20,6 +20,8 @@ static size_t head_to_align(const T* p, size_t n) {
 static constexpr size_t kPrefetch = kPrefetchAheadBytes / sizeof(T);
 // The pipelined normalize pass's distance (kernels.h: kPipelineAheadBytes), in values.
 static constexpr size_t kPipelineAhead = sizeof(T) >= 4 ? kPipelineAheadBytes / sizeof(T) : kPrefetch;
+// Values in a 64-byte cache line: a walk requests each line it will read once.
+static constexpr size_t kLineValues = 64 / sizeof(T);
 
 // Branch-free on purpose: GCC 12 drops __builtin_prefetch under a data-dependent branch. The
 // target is kPrefetch values ahead in the walk over the runs (so for short runs, some runs

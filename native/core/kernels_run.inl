@@ -166,7 +166,8 @@ static void affine_stats_run(const T* x, T* y, const T* res, size_t rows, size_t
         Vec ps0 = z, pq0 = z, ps1 = z, pq1 = z;
         for (size_t u = 0; u < kBlock; u += 2 * W) {
           const size_t j = h + i + u;
-          pf(p + j);
+          // Every line of the two vectors' next piece (AVX-512 float32: two lines).
+          for (size_t l = 0; l < 2 * W; l += kLineValues) pf(p + j + l);
           prefetch_residual<E>(res, ah, r, j, n, stride);
           store(q + j, epilogue<E>(mul_add(V::sub(V::load(p + j), vc), va, vb), at(e, j), W));
           store(q + j + W, epilogue<E>(mul_add(V::sub(V::load(p + j + W), vc), va, vb), at(e, j + W), W));
