@@ -1,10 +1,13 @@
 // One layer as a training step meets it: every call's tensors were last touched long ago (the
 // probe cycles through sets of x, dy and y, six L3s of reads apart), so x and dy come from memory, as in `npm run bench -- --network`. Beside each op, in the same round and the
 // same cold state: a streaming copy of the same bytes (the network benchmark's floor: 8 bytes per
-// element forward, 12 backward), a read of x (and dy), and, for NCHW forwards, the copy walked in
-// the group schedule's order (one sample's span of G channels at a time, C * S apart), with and
-// without the next group requested line by line as the library's second pass does. What the short
-// maps are bound by in a step (bench/PERFORMANCE.md, "Short maps in a step's cold caches").
+// element forward, 12 backward), a read of x (and dy), the output's bytes written alone (streaming
+// stores), for NCHW forwards the copy walked in the group schedule's order (one sample's span of G
+// channels at a time, C * S apart), with and without the next group requested line by line as the
+// library's second pass does (what the short maps are bound by in a step: bench/PERFORMANCE.md,
+// "Short maps in a step's cold caches"), and for NCHW long runs in training and backward the
+// planner's two-pass schedule with bare loads and stores, no arithmetic (what the schedule alone
+// costs this machine's memory: bench/PERFORMANCE.md, twelfth round).
 // x86-64 only (the span copies are AVX2 loops).
 //
 //   build-native/bn_probe_cold_layer [--shapes 32x256x14x14,...] [--ops train,infer,backward]
@@ -23,6 +26,7 @@
 #include "batchnorm.h"
 #include "bench_cli.h"
 #include "bench_copy_kernels.h"
+#include "kernels.h"
 #include "machine.h"
 #include "plan.h"
 
@@ -63,15 +67,132 @@ __attribute__((target("avx2"))) void span_copy(const float* x, float* y, const b
   _mm_sfence();
 }
 
+// Streaming stores of n values at y, alone (the write half of a copy; one fence at the end).
+__attribute__((target("avx2"))) void write_only(float* y, size_t n) {
+  const __m256 v = _mm256_set1_ps(1.0f);
+  size_t i = 0;
+  while (i < n && (reinterpret_cast<uintptr_t>(y + i) & 31) != 0) y[i++] = 1.0f;
+  for (; i + 8 <= n; i += 8) _mm256_stream_ps(y + i, v);
+  for (; i < n; ++i) y[i] = 1.0f;
+  _mm_sfence();
+}
+
+// Request (into L2) the line at p + i values, an integer address: it may lie past the tensor.
+inline void request(const float* p, size_t i) {
+  _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p) + i * sizeof(float)), _MM_HINT_T1);
+}
+
+// One pass over the runs of samples [b0, b1) of channels [c0, c1), bare loads and stores (the
+// schedule's cost to the memory, without the kernels' arithmetic): the `arrays` inputs (x, and dy
+// at x + n) loaded and summed, requested kPrefetchAheadBytes ahead along the walk as the library's
+// reductions do; or, with `out`, loaded and streamed into out (x + dy for two arrays), and with
+// `next` (not 0) the values `next` on (the next piece) loaded and summed too, requested
+// kPipelineAheadBytes ahead (the pipelined pass), or with `req` (not 0) the x values `req` on
+// requested line by line (the second pass prefetching the next piece).
+__attribute__((target("avx2"))) float bare_pass(const float* x, size_t n, int arrays, float* out, size_t next,
+                                                size_t req, const bn::Shape& s, int64_t c0, int64_t c1, int64_t b0,
+                                                int64_t b1) {
+  __m256 acc = _mm256_setzero_ps();
+  float tail = 0.0f;
+  const size_t S = size_t(s.s), stride = size_t(s.c) * S;
+  const size_t reduce_ahead = bn::kPrefetchAheadBytes / sizeof(float);  // shorter than a long run
+  const size_t pipeline_ahead = bn::kPipelineAheadBytes / sizeof(float);
+  for (int64_t c = c0; c < c1; ++c) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const size_t off = size_t(b * s.c + c) * S;
+      const float* p = x + off;
+      float* q = out != nullptr ? out + off : nullptr;
+      size_t i = 0;
+      if (q != nullptr) {
+        for (; i < S && (reinterpret_cast<uintptr_t>(q + i) & 31) != 0; ++i) q[i] = p[i];
+      }
+      for (; i + 8 <= S; i += 8) {
+        const bool line = (reinterpret_cast<uintptr_t>(p + i) & 63) < 32;  // once per line of x
+        if (q == nullptr && line) {  // past the end of this run: the next sample's run
+          const size_t j = i + reduce_ahead, at = j < S ? j : j - S + stride;
+          request(p, at);
+          if (arrays == 2) request(p + n, at);
+        }
+        if (req != 0 && line) request(p, req + i);
+        if (next != 0 && line) request(p, next + i + pipeline_ahead);
+        __m256 v = _mm256_loadu_ps(p + i);
+        if (arrays == 2) v = _mm256_add_ps(v, _mm256_loadu_ps(p + n + i));
+        if (next != 0) acc = _mm256_add_ps(acc, _mm256_loadu_ps(p + next + i));
+        if (q != nullptr) {
+          _mm256_stream_ps(q + i, v);
+        } else {
+          acc = _mm256_add_ps(acc, v);
+        }
+      }
+      for (; i < S; ++i) (q != nullptr ? q[i] : tail) = p[i];
+    }
+  }
+  float lanes[8];
+  _mm256_storeu_ps(lanes, acc);
+  return lanes[0] + lanes[7] + tail;
+}
+
+// The planner's two-pass schedule for NCHW long runs, bare (bare_pass): whole channels or waves,
+// pipelined where the plan says so (training) or requesting the next piece's x (plan.prefetch); the
+// first pass reads `arrays` inputs, the second reads them again and streams one output. Thread t
+// takes channels c * t / T (whole channels) or samples n * t / T of every wave (a barrier after
+// each pass), statically: the library's claims give the same shares to threads that keep pace.
+float bare_two_pass(const float* x, float* y, size_t n, int arrays, const bn::Shape& s, const bn::Plan& pt, int threads) {
+  float keep = 0.0f;
+#pragma omp parallel num_threads(threads) reduction(+ : keep)
+  {
+    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+    const bool waves = pt.path == bn::Path::kWaves;
+    const int64_t cb = waves ? 0 : s.c * t / T, ce = waves ? s.c : s.c * (t + 1) / T;
+    const int64_t b0 = waves ? s.n * t / T : 0, b1 = waves ? s.n * (t + 1) / T : s.n;
+    const int64_t step = waves ? pt.wave : 1;
+    const size_t S = size_t(s.s);
+    int64_t summed = cb;  // channels whose first pass is done
+    for (int64_t c = cb; c < ce; c += step) {
+      const int64_t c1 = std::min(ce, c + step);
+      if (summed < c1) keep += bare_pass(x, n, arrays, nullptr, 0, 0, s, c, c1, b0, b1);
+      if (waves) {
+#pragma omp barrier
+      }
+      // Pipelined: the next piece (the same samples' runs, c1 - c channels on) when it is as wide.
+      // Else, where the plan prefetches, the next piece's x is requested (whole channels: the next
+      // channel, waves: the same samples of the next wave).
+      const bool pipe = pt.pipeline && c1 + (c1 - c) <= ce;
+      const bool ask = !pipe && pt.prefetch && c1 + (c1 - c) <= ce;
+      const size_t on = size_t(c1 - c) * S;
+      keep += bare_pass(x, n, arrays, y, pipe ? on : 0, ask ? on : 0, s, c, c1, b0, b1);
+      summed = pipe ? c1 + (c1 - c) : c1;
+      if (waves) {
+#pragma omp barrier
+      }
+    }
+  }
+  _mm_sfence();
+  return keep;
+}
+
 struct Set {
   std::vector<float> in;   // x, then dy (2n values)
   std::vector<float> out;  // y or dx (2n values: the 12-byte copy writes 1.5n)
 };
 
 struct Row {
-  double op, copy, read, span, span_ahead;
-  int64_t group;  // channels per group of the span copies (the planner's unless --group)
+  double op, copy, read, span, span_ahead, write, bare;
+  int64_t group;      // channels per group of the span copies (the planner's unless --group)
+  const char* path;   // the plan's path where the bare schedule ran, else "-"
+  bool pipeline;      // the plan pipelines the training pass
 };
+
+// A table cell: v printed with fmt, or "-" where the column does not apply.
+std::string cell(bool on, const char* fmt, double v) {
+  char b[32];
+  if (on) {
+    std::snprintf(b, sizeof b, fmt, v);
+  } else {
+    std::snprintf(b, sizeof b, "-");
+  }
+  return b;
+}
 
 Row probe(const std::string& name, const std::vector<int64_t>& d, const std::string& opname, bool cl, int threads,
           int reps, int64_t group) {
@@ -107,7 +228,9 @@ Row probe(const std::string& name, const std::vector<int64_t>& d, const std::str
   const auto isa = bnbench::best_copy_isa();
   size_t next_set = 0;
   auto take = [&]() -> Set& { return pool[next_set++ % sets]; };
-  std::vector<double> t_op, t_copy, t_read, t_span, t_ahead;
+  const bn::Plan plan = bn::plan_op(in);
+  const bool bare = !cl && opname != "infer" && s.s * 4 >= bn::kShortRunBytes;
+  std::vector<double> t_op, t_copy, t_read, t_span, t_ahead, t_write, t_bare;
   volatile float keep = 0.0f;
   bn::Status status = bn::Status::kOk;
   for (int r = 0; r < reps + 3; ++r) {
@@ -144,6 +267,17 @@ Row probe(const std::string& name, const std::vector<int64_t>& d, const std::str
     t0 = now();
     keep = keep + bnbench::bench_read(rd.in.data(), bwd ? rd.in.data() + n : nullptr, n, threads, isa);
     const double t_read1 = now() - t0;
+    Set& wr = take();
+    t0 = now();
+    write_only(wr.out.data(), n);
+    const double t_write1 = now() - t0;
+    double t_bare1 = 0.0;
+    if (bare) {
+      Set& bs = take();
+      t0 = now();
+      keep = keep + bare_two_pass(bs.in.data(), bs.out.data(), n, bwd ? 2 : 1, s, plan, threads);
+      t_bare1 = now() - t0;
+    }
     double t_span1 = 0.0, t_ahead1 = 0.0;
     for (int mode = 0; spans && mode < 2; ++mode) {
       Set& sp = take();
@@ -157,9 +291,10 @@ Row probe(const std::string& name, const std::vector<int64_t>& d, const std::str
     }
     if (r < 3) continue;  // warm-up: page faults, thread start
     t_op.push_back(t_op1), t_copy.push_back(t_copy1), t_read.push_back(t_read1);
-    t_span.push_back(t_span1), t_ahead.push_back(t_ahead1);
+    t_span.push_back(t_span1), t_ahead.push_back(t_ahead1), t_write.push_back(t_write1), t_bare.push_back(t_bare1);
   }
-  return Row{median(t_op), median(t_copy), median(t_read), median(t_span), median(t_ahead), G};
+  return Row{median(t_op),   median(t_copy),  median(t_read), median(t_span),
+             median(t_ahead), median(t_write), median(t_bare), G, bare ? bn::path_name(plan.path) : "-", plan.pipeline};
 }
 
 }  // namespace
@@ -198,8 +333,8 @@ int main(int argc, char** argv) {
   std::printf("bn_probe_cold_layer: %d threads, %s, median ms over %d calls on cold tensors (L2 %lld KiB, L3 %lld KiB)\n",
               threads, cl ? "channels-last" : "NCHW", reps, (long long)(bn::machine_facts().l2_bytes >> 10),
               (long long)(bn::cache_sizes().l3_bytes >> 10));
-  std::printf("%-16s %-9s %5s %8s %8s %8s %8s %8s %8s %8s\n", "shape", "op", "group", "op", "copy", "read", "span",
-              "span+pf", "op/copy", "pf/copy");
+  std::printf("%-16s %-9s %5s %8s %8s %8s %8s %8s %8s %8s %8s %8s %9s  %s\n", "shape", "op", "group", "op", "copy",
+              "read", "write", "span", "span+pf", "bare", "op/copy", "pf/copy", "bare/copy", "bare schedule");
   for (const std::string& sh : bnbench::split(shapes, ',')) {
     const std::vector<int64_t> d = bnbench::parse_dims(sh);
     if (d.size() < 3) {
@@ -212,14 +347,13 @@ int main(int argc, char** argv) {
         return 2;
       }
       const Row r = probe(sh, d, op, cl, threads, reps, group);
-      const bool spans = !cl && op != "backward";
-      std::printf("%-16s %-9s %5lld %8.3f %8.3f %8.3f ", sh.c_str(), op.c_str(), (long long)(r.group), r.op * 1e3,
-                  r.copy * 1e3, r.read * 1e3);
-      if (spans) {
-        std::printf("%8.3f %8.3f %8.2f %8.2f\n", r.span * 1e3, r.span_ahead * 1e3, r.copy / r.op, r.copy / r.span_ahead);
-      } else {
-        std::printf("%8s %8s %8.2f %8s\n", "-", "-", r.copy / r.op, "-");
-      }
+      const bool spans = !cl && op != "backward", bare = r.path[0] != '-';
+      std::printf("%-16s %-9s %5lld %8.3f %8.3f %8.3f %8.3f %8s %8s %8s %8.2f %8s %9s  %s\n", sh.c_str(), op.c_str(),
+                  (long long)(r.group), r.op * 1e3, r.copy * 1e3, r.read * 1e3, r.write * 1e3,
+                  cell(spans, "%.3f", r.span * 1e3).c_str(), cell(spans, "%.3f", r.span_ahead * 1e3).c_str(),
+                  cell(bare, "%.3f", r.bare * 1e3).c_str(), r.copy / r.op, cell(spans, "%.2f", r.copy / r.span_ahead).c_str(),
+                  cell(bare, "%.2f", r.copy / r.bare).c_str(),
+                  bare ? (std::string(r.path) + (r.pipeline ? ", pipelined" : "")).c_str() : "-");
     }
   }
   return 0;
