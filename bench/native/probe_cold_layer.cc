@@ -108,7 +108,7 @@ __attribute__((target("avx2"))) float bare_pass(const float* x, size_t n, int ar
       }
       for (; i + 8 <= S; i += 8) {
         const bool line = (reinterpret_cast<uintptr_t>(p + i) & 63) < 32;  // once per line of x
-        if (q == nullptr && line) {  // past the end of this run: the next sample's run
+        if (q == nullptr && line) {  // first pass: ahead in the walk, past this run into the next sample's
           const size_t j = i + reduce_ahead, at = j < S ? j : j - S + stride;
           request(p, at);
           if (arrays == 2) request(p + n, at);
