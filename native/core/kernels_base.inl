@@ -38,7 +38,7 @@ static void prefetch_ahead(const T* x, const Ahead& ah, size_t r, size_t i, size
   const size_t wrap = j >= n ? 1 : 0;
   const size_t row = r + ah.rows + wrap, col = j - wrap * n;
   const uintptr_t a = reinterpret_cast<uintptr_t>(x) + (row * stride + col) * sizeof(T);
-  for (size_t b = 0; b < 2 * W * sizeof(T); b += 64) V::prefetch(reinterpret_cast<const T*>(a + b));
+  for (size_t b = 0; b < 2 * W * sizeof(T); b += kLineValues * sizeof(T)) V::prefetch(reinterpret_cast<const T*>(a + b));
 }
 
 // Prefetch (into L2) the line `next` values past p: the elementwise passes request what the
