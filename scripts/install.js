@@ -84,7 +84,9 @@ function buildFromSource(why) {
     );
     process.exit(1);
   }
-  const r = spawnSync(process.execPath, [cmakeJs, 'compile', '--CDCMAKE_BUILD_TYPE=Release'], { cwd: root, stdio: 'inherit' });
+  // Asked for explicitly: a clean configure, so that libraries installed since (Gloo) are found.
+  const verb = process.env.BATCHNORM_BUILD_FROM_SOURCE === '1' ? 'rebuild' : 'compile';
+  const r = spawnSync(process.execPath, [cmakeJs, verb, '--CDCMAKE_BUILD_TYPE=Release'], { cwd: root, stdio: 'inherit' });
   if (r.status !== 0) {
     console.error(
       'node-batchnorm: building from source failed. It needs cmake >= 3.18, make or ninja, a C++17 compiler with OpenMP ' +

