@@ -135,14 +135,35 @@ struct RowsAhead {
   }
 };
 
+// Rows in a tile of a streamed walk: a tile loads row r + k after streaming row r, so no input
+// may sit k rows past the output modulo kStoreAliasBytes, within a tile row's span (row strides
+// that are multiples of 2 KiB with an input at the output's offset, as JavaScript's allocations
+// are). The most rows up to kWriteRows that keep every load of a tile off its streamed lines.
+static size_t streamed_tile_rows(const T* y, size_t ch, const T* const (&inputs)[3]) {
+  const size_t row = kWriteCols * W < ch ? kWriteCols * W : ch;  // a tile row's values
+  const intptr_t page = intptr_t(kStoreAliasBytes), span = intptr_t(row * sizeof(T));
+  size_t k = 1;
+  for (; k < kWriteRows; ++k) {
+    for (const T* p : inputs) {
+      if (p == nullptr) continue;
+      const intptr_t apart = reinterpret_cast<intptr_t>(p) - reinterpret_cast<intptr_t>(y) + intptr_t(k * ch * sizeof(T));
+      const intptr_t off = ((apart % page) + page) % page;
+      if (off < span || off > page - span) return k;
+    }
+  }
+  return k;
+}
+
 // loop(j, cnt, r0, r1, store, pf): channels [j, j + cnt) over rows [r0, r1), cnt being
 // kWriteCols * W (a tile), W, or less (masked, plain stores); columns past ch continue into the
 // next row (the shifted walk; the loop loads coefficients with load_coef). The walk shared by the
 // rows writers. `fresh`: y is none of the call's inputs; where its stores are plain, the loop also
 // requests y's line `ahead` values on (pf.output), so that a cold output's reads for ownership
-// start early (an input's lines are requested as that input's).
+// start early (an input's lines are requested as that input's). `inputs`: what the loop loads
+// (null: none), for the streamed tiles' rows.
 template <class Loop>
-static void write_rows_blocks(const T* y, size_t rows, size_t ch, bool stream, bool fresh, Loop&& loop) {
+static void write_rows_blocks(const T* y, size_t rows, size_t ch, bool stream, bool fresh, const T* const (&inputs)[3],
+                              Loop&& loop) {
   if (rows == 0) return;  // the shifted walk writes the first row's head unconditionally
   auto plain = [](T* d, Vec v) { V::store(d, v); };
   auto nt = [](T* d, Vec v) { V::stream(d, v); };
@@ -150,10 +171,11 @@ static void write_rows_blocks(const T* y, size_t rows, size_t ch, bool stream, b
   const size_t ahead = rows_ahead(kWriteRows * ch);
   const RowsAhead pf{ahead, fresh && !whole_lines ? ahead : 0};  // whole lines: streamed
   const size_t h = whole_lines ? head_to_align(y, ch) : 0;  // the same for every row
+  const size_t tile = whole_lines ? streamed_tile_rows(y, ch, inputs) : kWriteRows;
   if (h != 0 && h < W) {
     loop(size_t(0), h, size_t(0), size_t(1), plain, pf);  // the first row's first h values
-    for (size_t r0 = 0; r0 < rows; r0 += kWriteRows) {
-      const size_t r1 = rows - r0 < kWriteRows ? rows : r0 + kWriteRows;
+    for (size_t r0 = 0; r0 < rows; r0 += tile) {
+      const size_t r1 = rows - r0 < tile ? rows : r0 + tile;
       // The call's last row stops at ch: what follows it is not this call's.
       const size_t full = r1 == rows ? r1 - 1 : r1;
       auto last_row = [&](size_t j, size_t span) {
@@ -174,8 +196,8 @@ static void write_rows_blocks(const T* y, size_t rows, size_t ch, bool stream, b
     return;
   }
   const bool st = whole_lines && h == 0;
-  for (size_t r0 = 0; r0 < rows; r0 += kWriteRows) {
-    const size_t r1 = rows - r0 < kWriteRows ? rows : r0 + kWriteRows;
+  for (size_t r0 = 0; r0 < rows; r0 += tile) {
+    const size_t r1 = rows - r0 < tile ? rows : r0 + tile;
     size_t j = 0;
     for (; j + kWriteCols * W <= ch; j += kWriteCols * W) {
       if (st) loop(j, kWriteCols * W, r0, r1, nt, pf); else loop(j, kWriteCols * W, r0, r1, plain, pf);
@@ -196,7 +218,7 @@ static void partial_only(size_t cnt) {
 template <Epilogue E>
 static void affine_rows(const T* x, T* y, const T* res, size_t rows, size_t ch, const C* c, const C* a, const C* b,
                         bool stream) {
-  write_rows_blocks(y, rows, ch, stream, y != x && y != res,
+  write_rows_blocks(y, rows, ch, stream, y != x && y != res, {x, res, nullptr},
                     [&](size_t j, size_t cnt, size_t r0, size_t r1, auto store, auto pf) {
     if (cnt == kWriteCols * W) {
       Vec vc[kWriteCols], va[kWriteCols], vb[kWriteCols];
@@ -244,7 +266,7 @@ static void affine_rows(const T* x, T* y, const T* res, size_t rows, size_t ch, 
 template <Epilogue E>
 static void bwd_dx_rows(const T* x, const T* dy, T* dx, const T* res, size_t rows, size_t ch, const C* c,
                         const C* k1, const C* k2, const C* k3, bool stream) {
-  write_rows_blocks(dx, rows, ch, stream, dx != x && dx != dy && dx != res,
+  write_rows_blocks(dx, rows, ch, stream, dx != x && dx != dy && dx != res, {x, dy, res},
                     [&](size_t j, size_t cnt, size_t r0, size_t r1, auto store, auto pf) {
     if (cnt == kWriteCols * W) {
       Vec vc[kWriteCols], v1[kWriteCols], v2[kWriteCols], v3[kWriteCols];

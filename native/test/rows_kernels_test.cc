@@ -10,10 +10,16 @@ template <typename T>
 struct RowsKernelTester : KernelTesterBase<T> {
   BN_TESTER_USES_BASE(T);
 
-  std::string ctx(const char* kernel, size_t n, size_t off, int regime, size_t rows, int stream = -1) const {
-    return fmt("kernel %s rows=%zu ch=%zu off=%zu %s%s", kname(kernel).c_str(), rows, n, off,
-               regime ? "offset100/inplace" : "centered", stream < 0 ? "" : (stream ? " stream" : ""));
+  std::string ctx(const char* kernel, size_t n, size_t off, int regime, size_t rows, int stream = -1,
+                  bool same_page = false) const {
+    return fmt("kernel %s rows=%zu ch=%zu off=%zu %s%s%s", kname(kernel).c_str(), rows, n, off,
+               regime ? "offset100/inplace" : "centered", stream < 0 ? "" : (stream ? " stream" : ""),
+               same_page ? " inputs at the output's 4 KiB offset" : "");
   }
+
+  // same_page: every array at the same offset from a 4 KiB boundary (pre = kGuardPre + off).
+  static size_t pre_of(size_t off, bool same_page) { return same_page ? kGuardPre + off : off; }
+  static size_t align_of(bool same_page) { return same_page ? 4096 : 64; }
 
   // The partial sums of a channel depend on the strips of kPartial (8) rows only: per strip, the
   // terms added in T in row order, then widened and added in float64 in strip order. Plain adds
@@ -76,15 +82,15 @@ struct RowsKernelTester : KernelTesterBase<T> {
     check(sum.guards_intact() && sq.guards_intact(), "%s: wrote outside sum/sumsq[0, ch)", c.c_str());
   }
 
-  void affine_rows(size_t rows, size_t ch, size_t off, int regime, bool stream) {
-    const std::string c = ctx("affine_rows", ch, off, regime, rows, stream);
+  void affine_rows(size_t rows, size_t ch, size_t off, int regime, bool stream, bool same_page = false) {
+    const std::string c = ctx("affine_rows", ch, off, regime, rows, stream, same_page);
     const double center = regime ? 100.0 : 0.0;
-    Buf<T> x(rows * ch, off, 0), cc(ch, off, 0), a(ch, off, 0), b(ch, off, 0);
+    Buf<T> x(rows * ch, pre_of(off, same_page), 0, align_of(same_page)), cc(ch, off, 0), a(ch, off, 0), b(ch, off, 0);
     fill(x, r, center, 2.0);
     fill_vec(cc, center, 0.5);
     fill_vec(a, 0.0, 1.5);
     fill_vec(b, 0.0, 1.0);
-    Buf<T> y(rows * ch, kGuardPre + off, kGuardPost);
+    Buf<T> y(rows * ch, kGuardPre + off, kGuardPost, align_of(same_page));
     if (regime == 1) {
       for (size_t i = 0; i < rows * ch; ++i) y[i] = x[i];
       kw.affine_rows(y.data(), y.data(), nullptr, rows, ch, cc.data(), a.data(), b.data(), stream);
@@ -150,13 +156,14 @@ struct RowsKernelTester : KernelTesterBase<T> {
           c.c_str());
   }
 
-  void bwd_dx_rows(size_t rows, size_t ch, size_t off, int regime, bool stream) {
-    const std::string c = ctx("bwd_dx_rows", ch, off, regime, rows, stream);
+  void bwd_dx_rows(size_t rows, size_t ch, size_t off, int regime, bool stream, bool same_page = false) {
+    const std::string c = ctx("bwd_dx_rows", ch, off, regime, rows, stream, same_page);
     const double center = regime ? 100.0 : 0.0;
-    Buf<T> x(rows * ch, off, 0), dy(rows * ch, off, 0), cc(ch, off, 0), k1(ch, off, 0),
+    const size_t pre = pre_of(off, same_page), align = align_of(same_page);
+    Buf<T> x(rows * ch, pre, 0, align), dy(rows * ch, pre, 0, align), cc(ch, off, 0), k1(ch, off, 0),
         k2(ch, off, 0), k3(ch, off, 0);
     fill_dx_inputs(x, dy, cc, k1, k2, k3, center);
-    Buf<T> dx(rows * ch, kGuardPre + off, kGuardPost);
+    Buf<T> dx(rows * ch, kGuardPre + off, kGuardPost, align);
     if (regime == 1) {  // dx aliases dy
       for (size_t i = 0; i < rows * ch; ++i) dx[i] = dy[i];
       kw.bwd_dx_rows(x.data(), dx.data(), dx.data(), nullptr, rows, ch, cc.data(), k1.data(), k2.data(),
@@ -203,6 +210,21 @@ struct RowsKernelTester : KernelTesterBase<T> {
       }
     }
   }
+
+  // Inputs at the output's 4 KiB offset (as large allocations are) with rows 1, 2 and 4 KiB long:
+  // a streamed walk then takes tiles of 4, 2 and 1 rows (streamed_tile_rows), aligned and shifted
+  // (16 bytes in), every row count around them.
+  void run_same_page() {
+    for (size_t bytes : {size_t(1024), size_t(2048), size_t(4096)}) {
+      const size_t ch = bytes / sizeof(T);
+      for (size_t off : {size_t(0), 16 / sizeof(T)}) {
+        for (size_t rows : {size_t(1), size_t(2), size_t(3), size_t(5), size_t(9)}) {
+          affine_rows(rows, ch, off, 0, true, true);
+          bwd_dx_rows(rows, ch, off, 0, true, true);
+        }
+      }
+    }
+  }
 };
 
 }  // namespace
@@ -210,6 +232,8 @@ struct RowsKernelTester : KernelTesterBase<T> {
 void test_rows_kernels(const char* isa, const bn::KernelSet& ks, size_t w32, size_t w64, Rng& rng) {
   RowsKernelTester<float>{{isa, ks.f32, rng}}.run_all(w32);
   RowsKernelTester<double>{{isa, ks.f64, rng}}.run_all(w64);
+  RowsKernelTester<float>{{isa, ks.f32, rng}}.run_same_page();
+  RowsKernelTester<double>{{isa, ks.f64, rng}}.run_same_page();
 }
 
 }  // namespace bntest

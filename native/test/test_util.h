@@ -166,12 +166,13 @@ constexpr size_t kGuardPost = 5;
 template <typename T>
 class Buf {
  public:
-  Buf(size_t n, size_t pre, size_t post) : n_(n), pre_(pre), post_(post) {
+  // `align`: the base's alignment (4096: buffers at the same 4 KiB offset, as large allocations are).
+  Buf(size_t n, size_t pre, size_t post, size_t align = 64) : n_(n), pre_(pre), post_(post), align_(align) {
     const size_t bytes = (pre + n + post) * sizeof(T);
-    base_ = static_cast<T*>(::operator new(bytes ? bytes : 1, std::align_val_t(64)));
+    base_ = static_cast<T*>(::operator new(bytes ? bytes : 1, std::align_val_t(align)));
     for (size_t i = 0; i < pre + n + post; ++i) base_[i] = TI<T>::poison();
   }
-  ~Buf() { ::operator delete(base_, std::align_val_t(64)); }
+  ~Buf() { ::operator delete(base_, std::align_val_t(align_)); }
   Buf(const Buf&) = delete;
   Buf& operator=(const Buf&) = delete;
   T* data() { return base_ + pre_; }
@@ -197,7 +198,7 @@ class Buf {
 
  private:
   T* base_;
-  size_t n_, pre_, post_;
+  size_t n_, pre_, post_, align_;
 };
 
 // One check per compared array: counts the mismatches and reports the first.
