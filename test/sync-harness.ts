@@ -20,13 +20,25 @@ export interface ProbeResult {
   exitCode?: number | null;
 }
 
-function collect<R extends { rank: number }>(n: number, start: (rank: number, done: (r: R) => void, fail: (e: Error) => void) => void, limitMs: number): Promise<R[]> {
+// Starts n ranks and waits for their results; past limitMs it rejects and kills the ranks still
+// running, so that a hung rank fails its test instead of keeping mocha alive after the suite.
+function collect<R extends { rank: number }>(n: number, start: (rank: number, done: (r: R) => void, fail: (e: Error) => void) => ChildProcess | Worker, limitMs: number): Promise<R[]> {
   return new Promise((resolve, reject) => {
     const out: R[] = [];
+    const ranks: Array<ChildProcess | Worker> = [];
     let left = n;
-    const timer = setTimeout(() => reject(new Error(`sync harness: ranks still running after ${limitMs} ms (a hang)`)), limitMs);
+    const stopAll = () => {
+      for (const r of ranks) {
+        if (r instanceof Worker) void r.terminate();
+        else if (r.exitCode === null && r.signalCode === null) r.kill('SIGKILL');
+      }
+    };
+    const timer = setTimeout(() => {
+      stopAll();
+      reject(new Error(`sync harness: ranks still running after ${limitMs} ms (a hang); killed`));
+    }, limitMs);
     for (let r = 0; r < n; r++) {
-      start(r, (res) => {
+      ranks.push(start(r, (res) => {
         out[res.rank] = res;
         if (--left === 0) {
           clearTimeout(timer);
@@ -34,8 +46,9 @@ function collect<R extends { rank: number }>(n: number, start: (rank: number, do
         }
       }, (e) => {
         clearTimeout(timer);
+        stopAll();
         reject(e);
-      });
+      }));
     }
   });
 }
@@ -63,14 +76,14 @@ export async function freePort(): Promise<number> {
 export function threadScenario(sc: Scenario, timeoutMs = 10000): Promise<RankResult[]> {
   const handle = bn.ThreadGroup.create(sc.batches.length, { timeoutMs });
   return collect<RankResult>(sc.batches.length, (rank, done, fail) => {
-    inWorker(RANK_SCRIPT, (r) => ({ syncRank: true, handle, rank: r, scenario: sc }), rank, done, fail);
+    return inWorker(RANK_SCRIPT, (r) => ({ syncRank: true, handle, rank: r, scenario: sc }), rank, done, fail);
   }, timeoutMs + 20000);
 }
 
 export function threadProbe(tasks: ProbeTask[], timeoutMs: number, capacity?: number): Promise<ProbeResult[]> {
   const handle = bn.ThreadGroup.create(tasks.length, capacity ? { timeoutMs, capacity } : { timeoutMs });
   return collect<ProbeResult>(tasks.length, (rank, done, fail) => {
-    inWorker(PROBE_SCRIPT, (r) => ({ syncProbe: true, handle, rank: r, task: tasks[r] }), rank, done, fail);
+    return inWorker(PROBE_SCRIPT, (r) => ({ syncProbe: true, handle, rank: r, task: tasks[r] }), rank, done, fail);
   }, timeoutMs + 20000);
 }
 
@@ -84,7 +97,7 @@ export interface ProcessOptions {
   onSpawn?: (rank: number, child: ChildProcess) => void;
 }
 
-function spawnRank<R extends { rank: number }>(script: string, rank: number, worldSize: number, port: number, env: Record<string, string>, o: ProcessOptions, done: (r: R) => void, fail: (e: Error) => void): void {
+function spawnRank<R extends { rank: number }>(script: string, rank: number, worldSize: number, port: number, env: Record<string, string>, o: ProcessOptions, done: (r: R) => void, fail: (e: Error) => void): ChildProcess {
   const wrap = o.wrap ? o.wrap(rank) : [];
   const fullEnv = {
     ...process.env, ...env, ...(o.extraEnv ?? {}),
@@ -103,6 +116,7 @@ function spawnRank<R extends { rank: number }>(script: string, rank: number, wor
     if (got) done(got);
     else done({ rank, events: [{ what: 'exit', code: signal ?? String(code) }], exitCode: code } as unknown as R);
   });
+  return child;
 }
 
 export async function processScenario(sc: Scenario, o: ProcessOptions = {}): Promise<RankResult[]> {

@@ -158,7 +158,8 @@ async function probe(t: ProbeTask, group: bn.SyncGroup): Promise<ProbeEvent[]> {
 // A rank that dies between publishing its Gloo addresses and connecting to the others: it writes
 // well-formed addresses (Gloo's pair address: a sockaddr_storage, then an int64 sequence number) on
 // 127.0.0.2, which sorts above the others' 127.0.0.1, so they wait for it to connect, and it never does.
-async function publishOnly(rank: number, worldSize: number): Promise<ProbeEvent[]> {
+// It gives up when no store has answered within the group's timeout and 5 s more (rank 0 failed).
+async function publishOnly(rank: number, worldSize: number, timeoutMs: number): Promise<ProbeEvent[]> {
   const t0 = Date.now();
   const blob = () => {
     const b = Buffer.alloc(136);
@@ -179,6 +180,7 @@ async function publishOnly(rank: number, worldSize: number): Promise<ProbeEvent[
       s.once('error', () => resolve(false));
     });
     if (done) return [{ what: 'published', ms: Date.now() - t0 }];
+    if (Date.now() - t0 > timeoutMs + 5000) return [{ what: 'no store answered', ms: Date.now() - t0 }];
     await new Promise((r) => setTimeout(r, 20));
   }
 }
@@ -200,7 +202,7 @@ async function main(): Promise<void> {
     const t0 = Date.now();
     let ev: ProbeEvent[];
     if (task.probe === 'publish-only') {
-      ev = await publishOnly(Number(process.env.RANK), Number(process.env.WORLD_SIZE));
+      ev = await publishOnly(Number(process.env.RANK), Number(process.env.WORLD_SIZE), Number(process.env.BN_SYNC_TIMEOUT_MS ?? 20000));
       process.send({ rank: Number(process.env.RANK), events: ev }, () => process.exit(0));
       return;
     }
