@@ -26,6 +26,7 @@
 #include <utility>
 
 #include "batchnorm.h"
+#include "store_alias.h"
 
 namespace bn {
 
@@ -52,10 +53,6 @@ constexpr size_t kPrefetchAheadBytes = 8192;
 // whose pass is longer per byte, keeps the reductions' distance (both measured,
 // bench/notes-from-code.md).
 constexpr size_t kPipelineAheadBytes = 32768;
-// A load may wait for an earlier store whose address agrees with its own in the low 12 bits until
-// that store completes (4 KiB aliasing in the load-store unit); a streaming store completes late,
-// so streamed walks keep their loads off such offsets (kernels_rows.inl).
-constexpr size_t kStoreAliasBytes = 4096;
 
 // The kernels that write a tensor, one set per Epilogue (batchnorm.h), each instantiated for every
 // epilogue by kernels_body.inl; the epilogue itself is Kernels::epilogue (kernels_base.inl). `res` is the epilogue's second operand

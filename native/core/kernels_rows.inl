@@ -114,10 +114,6 @@ static void bwd_reduce_rows(const T* x, const T* dy, size_t rows, size_t ch, con
 // stores.
 static constexpr size_t kWriteRows = 4;
 static constexpr size_t kWriteCols = 4;
-// How far (in tile rows' spans, either side, mod 4 KiB) from a streamed line a load of a row a
-// page or more on still waits for it: two, the bound included (bench/PERFORMANCE.md, fourteenth
-// round; further out the waits come and go, and smaller tiles cost as much as they save).
-static constexpr size_t kAliasSpans = 2;
 
 // Coefficients for channels j, j + 1, ... wrapping past ch to channel 0 (the shifted walk's vector
 // that crosses into the next row; j < ch <= j + W then).
@@ -139,28 +135,12 @@ struct RowsAhead {
   }
 };
 
-// Rows in a tile of a streamed walk: a tile loads row r + k after streaming row r, so no input
-// may sit k rows past the output modulo kStoreAliasBytes, within a tile row's span (row strides
-// that are multiples of 2 KiB with an input at the output's offset, as JavaScript's allocations
-// are), or within kAliasSpans spans where row r + k is a page or more past row r (there the loads
-// wait on lines their low 12 bits only come near). The most rows up to kWriteRows that keep every
-// load of a tile off its streamed lines.
+// Rows in a tile of a streamed walk that keep its loads off the lines it streamed (store_alias.h).
 static size_t streamed_tile_rows(const T* y, size_t ch, const T* const (&inputs)[3]) {
   const size_t row = kWriteCols * W < ch ? kWriteCols * W : ch;  // a tile row's values
-  const intptr_t page = intptr_t(kStoreAliasBytes), span = intptr_t(row * sizeof(T));
-  size_t k = 1;
-  for (; k < kWriteRows; ++k) {
-    const size_t ahead = k * ch * sizeof(T);  // from row r to row r + k
-    // A page or more on, the loads wait on lines up to kAliasSpans spans away, bounds included.
-    const intptr_t reach = ahead >= kStoreAliasBytes ? intptr_t(kAliasSpans) * span + 1 : span;
-    for (const T* p : inputs) {
-      if (p == nullptr) continue;
-      const intptr_t apart = reinterpret_cast<intptr_t>(p) - reinterpret_cast<intptr_t>(y) + intptr_t(ahead);
-      const intptr_t off = ((apart % page) + page) % page;
-      if (off < reach || off > page - reach) return k;
-    }
-  }
-  return k;
+  auto addr = [](const T* p) { return reinterpret_cast<uintptr_t>(p); };
+  const uintptr_t in[3] = {addr(inputs[0]), addr(inputs[1]), addr(inputs[2])};
+  return alias_free_tile_rows(addr(y), ch * sizeof(T), row * sizeof(T), in, kWriteRows);
 }
 
 // loop(j, cnt, r0, r1, store, pf): channels [j, j + cnt) over rows [r0, r1), cnt being

@@ -10,6 +10,7 @@
 #include "machine.h"
 #include "memory.h"
 #include "plan.h"
+#include "store_alias.h"
 #include "test_util.h"
 
 namespace bntest {
@@ -333,8 +334,46 @@ void test_machine_facts() {
         "group_out_next: a request for a streamed output or an input");
 }
 
+// The streamed rows tiles (store_alias.h): the output at a page boundary, an input K bytes past
+// it (negative: before), rows of `row` bytes, a tile row of `span` bytes (128 at AVX2 float32,
+// 256 at AVX-512), at most 4 rows.
+struct TileRow {
+  int64_t k_bytes;
+  size_t row, span;
+  size_t want;
+};
+constexpr TileRow kTileTable[] = {
+    // 4 KiB rows (1024 float32 channels): every row a page on, two spans either side, bounds included
+    {0, 4096, 128, 1}, {16, 4096, 128, 1}, {128, 4096, 128, 1}, {256, 4096, 128, 1}, {260, 4096, 128, 4},
+    {-256, 4096, 128, 1}, {-260, 4096, 128, 4}, {512, 4096, 256, 1}, {516, 4096, 256, 4},
+    // 8 KiB rows: the same
+    {0, 8192, 128, 1}, {192, 8192, 128, 1}, {384, 8192, 128, 4},
+    // 2 KiB rows: row r + 1 is half a page on (one span, bound excluded), row r + 2 a page on
+    {0, 2048, 128, 2}, {256, 2048, 128, 2}, {320, 2048, 128, 4}, {-2048, 2048, 128, 1}, {-2048 + 128, 2048, 128, 3},
+    {-2048 + 127, 2048, 128, 1},
+    // 1 KiB and 256 B rows: rows within a page of each other; one span, bound excluded
+    {0, 1024, 128, 4}, {-1024, 1024, 128, 1}, {-3072, 1024, 128, 3}, {-3072 + 128, 1024, 128, 4},
+    {0, 256, 128, 4}, {-256, 256, 128, 1}, {-256 + 128, 256, 128, 4},
+};
+
+void test_tiles() {
+  const uintptr_t y = uintptr_t(1) << 20;
+  for (const TileRow& r : kTileTable) {
+    const uintptr_t in[3] = {uintptr_t(intptr_t(y) + r.k_bytes), 0, 0};
+    const size_t got = bn::alias_free_tile_rows(y, r.row, r.span, in, 4);
+    check(got == r.want, "alias_free_tile_rows(input %lld B from the output, rows of %zu B, span %zu B) = %zu, expected %zu",
+          (long long)r.k_bytes, r.row, r.span, got, r.want);
+  }
+  // Every input counts (a null one does not): the second input's offset decides here.
+  const uintptr_t two[3] = {y + 1024, y + 64, 0};
+  check(bn::alias_free_tile_rows(y, 4096, 128, two, 4) == 1, "alias_free_tile_rows: the second input not checked");
+  const uintptr_t none[3] = {0, 0, 0};
+  check(bn::alias_free_tile_rows(y, 4096, 128, none, 4) == 4, "alias_free_tile_rows: no input, not 4 rows");
+}
+
 void test_planner() {
   for (const PlanRow& r : kPlanTable) check_plan_row(r);
+  test_tiles();
   // threads_for: one thread below the serial threshold, else what was asked (at least 1).
   check(bn::threads_for(bn::Shape{1, 1, bn::kSerialBelow - 1}, 8) == 1, "threads_for below kSerialBelow != 1");
   check(bn::threads_for(bn::Shape{1, 1, bn::kSerialBelow}, 8) == 8, "threads_for at kSerialBelow != requested");
