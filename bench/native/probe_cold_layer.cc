@@ -7,7 +7,9 @@
 // library's second pass does (what the short maps are bound by in a step: bench/PERFORMANCE.md,
 // "Short maps in a step's cold caches"), and for NCHW long runs in training and backward the
 // planner's two-pass schedule with bare loads and stores, no arithmetic (what the schedule alone
-// costs this machine's memory: bench/PERFORMANCE.md, twelfth round).
+// costs this machine's memory: bench/PERFORMANCE.md, twelfth round), and for channels-last training
+// and backward the first pass alone (the rows reductions over each thread's share of the chunks,
+// against the read of the same bytes: fifteenth round).
 // x86-64 only (the span copies are AVX2 loops).
 //
 //   build-native/bn_probe_cold_layer [--shapes 32x256x14x14,...] [--ops train,infer,backward]
@@ -24,6 +26,7 @@
 #include <vector>
 
 #include "batchnorm.h"
+#include "blocks.h"
 #include "bench_cli.h"
 #include "bench_copy_kernels.h"
 #include "kernels.h"
@@ -171,13 +174,39 @@ float bare_two_pass(const float* x, float* y, size_t n, int arrays, const bn::Sh
   return keep;
 }
 
+// Channels-last: the first pass of the rows schedule alone. Each thread reduces its share of the
+// row chunks (run_rows_two_pass claims them the same way) into sums of its own, with the active
+// table's rows reductions (dy null: the statistics, else backward's).
+void reduce_rows_alone(const float* x, const float* dy, const bn::Shape& s, int threads, const float* shift,
+                       std::vector<double>& sums) {
+  const bn::KernelTable<float>& kt = bn::active_table<float>();
+  const bn::Chunking ch = bn::row_chunking(s);
+  const int64_t rows = s.rows();
+  const size_t C = size_t(s.c), slice = (2 * C + 7) / 8 * 8 + 8;  // whole lines apart
+  sums.assign(size_t(threads) * slice + 8, 0.0);
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+    double* sm = sums.data() + size_t(t) * slice;
+    for (int64_t k = ch.count * t / T; k < ch.count * (t + 1) / T; ++k) {
+      const int64_t lo = k * ch.runs, cnt = std::min(ch.runs, rows - lo);
+      const size_t o = size_t(lo) * C;
+      if (dy != nullptr) {
+        kt.bwd_reduce_rows(x + o, dy + o, size_t(cnt), C, shift, sm, sm + C);
+      } else {
+        kt.stats_rows(x + o, size_t(cnt), C, shift, sm, sm + C);
+      }
+    }
+  }
+}
+
 struct Set {
   std::vector<float> in;   // x, then dy (2n values)
   std::vector<float> out;  // y or dx (2n values: the 12-byte copy writes 1.5n)
 };
 
 struct Row {
-  double op, copy, read, span, span_ahead, write, bare;
+  double op, copy, read, span, span_ahead, write, bare, reduce;
   int64_t group;      // channels per group of the span copies (the planner's unless --group)
   const char* path;   // the plan's path where the bare schedule ran, else "-"
   bool pipeline;      // the plan pipelines the training pass
@@ -230,7 +259,9 @@ Row probe(const std::string& name, const std::vector<int64_t>& d, const std::str
   auto take = [&]() -> Set& { return pool[next_set++ % sets]; };
   const bn::Plan plan = bn::plan_op(in);
   const bool bare = !cl && opname != "infer" && s.s * 4 >= bn::kShortRunBytes;
-  std::vector<double> t_op, t_copy, t_read, t_span, t_ahead, t_write, t_bare;
+  const bool rows_first = cl && opname != "infer";
+  std::vector<double> t_op, t_copy, t_read, t_span, t_ahead, t_write, t_bare, t_reduce, red_sums;
+  const std::vector<float> shift(C, 0.125f);
   volatile float keep = 0.0f;
   bn::Status status = bn::Status::kOk;
   for (int r = 0; r < reps + 3; ++r) {
@@ -278,6 +309,13 @@ Row probe(const std::string& name, const std::vector<int64_t>& d, const std::str
       keep = keep + bare_two_pass(bs.in.data(), bs.out.data(), n, bwd ? 2 : 1, s, plan, threads);
       t_bare1 = now() - t0;
     }
+    double t_reduce1 = 0.0;
+    if (rows_first) {
+      Set& rs = take();
+      t0 = now();
+      reduce_rows_alone(rs.in.data(), bwd ? rs.in.data() + n : nullptr, s, threads, shift.data(), red_sums);
+      t_reduce1 = now() - t0;
+    }
     double t_span1 = 0.0, t_ahead1 = 0.0;
     for (int mode = 0; spans && mode < 2; ++mode) {
       Set& sp = take();
@@ -292,9 +330,10 @@ Row probe(const std::string& name, const std::vector<int64_t>& d, const std::str
     if (r < 3) continue;  // warm-up: page faults, thread start
     t_op.push_back(t_op1), t_copy.push_back(t_copy1), t_read.push_back(t_read1);
     t_span.push_back(t_span1), t_ahead.push_back(t_ahead1), t_write.push_back(t_write1), t_bare.push_back(t_bare1);
+    t_reduce.push_back(t_reduce1);
   }
-  return Row{median(t_op),   median(t_copy),  median(t_read), median(t_span),
-             median(t_ahead), median(t_write), median(t_bare), G, bare ? bn::path_name(plan.path) : "-", plan.pipeline};
+  return Row{median(t_op),   median(t_copy),  median(t_read), median(t_span),   median(t_ahead),
+             median(t_write), median(t_bare),  median(t_reduce), G, bare ? bn::path_name(plan.path) : "-", plan.pipeline};
 }
 
 }  // namespace
@@ -333,8 +372,9 @@ int main(int argc, char** argv) {
   std::printf("bn_probe_cold_layer: %d threads, %s, median ms over %d calls on cold tensors (L2 %lld KiB, L3 %lld KiB)\n",
               threads, cl ? "channels-last" : "NCHW", reps, (long long)(bn::machine_facts().l2_bytes >> 10),
               (long long)(bn::cache_sizes().l3_bytes >> 10));
-  std::printf("%-16s %-9s %5s %8s %8s %8s %8s %8s %8s %8s %8s %8s %9s  %s\n", "shape", "op", "group", "op", "copy",
-              "read", "write", "span", "span+pf", "bare", "op/copy", "pf/copy", "bare/copy", "bare schedule");
+  std::printf("%-16s %-9s %5s %8s %8s %8s %8s %8s %8s %8s %8s %8s %8s %9s %11s  %s\n", "shape", "op", "group", "op",
+              "copy", "read", "write", "span", "span+pf", "bare", "reduce", "op/copy", "pf/copy", "bare/copy",
+              "reduce/read", "bare schedule");
   for (const std::string& sh : bnbench::split(shapes, ',')) {
     const std::vector<int64_t> d = bnbench::parse_dims(sh);
     if (d.size() < 3) {
@@ -347,12 +387,13 @@ int main(int argc, char** argv) {
         return 2;
       }
       const Row r = probe(sh, d, op, cl, threads, reps, group);
-      const bool spans = !cl && op != "backward", bare = r.path[0] != '-';
-      std::printf("%-16s %-9s %5lld %8.3f %8.3f %8.3f %8.3f %8s %8s %8s %8.2f %8s %9s  %s\n", sh.c_str(), op.c_str(),
-                  (long long)(r.group), r.op * 1e3, r.copy * 1e3, r.read * 1e3, r.write * 1e3,
+      const bool spans = !cl && op != "backward", bare = r.path[0] != '-', first = cl && op != "infer";
+      std::printf("%-16s %-9s %5lld %8.3f %8.3f %8.3f %8.3f %8s %8s %8s %8s %8.2f %8s %9s %11s  %s\n", sh.c_str(),
+                  op.c_str(), (long long)(r.group), r.op * 1e3, r.copy * 1e3, r.read * 1e3, r.write * 1e3,
                   cell(spans, "%.3f", r.span * 1e3).c_str(), cell(spans, "%.3f", r.span_ahead * 1e3).c_str(),
-                  cell(bare, "%.3f", r.bare * 1e3).c_str(), r.copy / r.op, cell(spans, "%.2f", r.copy / r.span_ahead).c_str(),
-                  cell(bare, "%.2f", r.copy / r.bare).c_str(),
+                  cell(bare, "%.3f", r.bare * 1e3).c_str(), cell(first, "%.3f", r.reduce * 1e3).c_str(), r.copy / r.op,
+                  cell(spans, "%.2f", r.copy / r.span_ahead).c_str(), cell(bare, "%.2f", r.copy / r.bare).c_str(),
+                  cell(first, "%.2f", r.reduce / r.read).c_str(),
                   bare ? (std::string(r.path) + (r.pipeline ? ", pipelined" : "")).c_str() : "-");
     }
   }

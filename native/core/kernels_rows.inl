@@ -1,10 +1,11 @@
 // Rows kernels: channel fastest, so the lanes of a vector are channels and nothing is reduced
-// across lanes. The reductions walk strips of kPartial rows; in a strip, each block of kRowBlock
-// vectors of channels keeps its partial sums in registers over the strip's rows, then adds them
+// across lanes. The reductions walk strips of kPartial rows and add each strip's partial sums
 // into the float64 per-channel sums (a channel's sums depend on the strips only, not on how the
-// columns are walked or on W). The writers hold a vector of channels' coefficients in registers
-// over a block of rows. Both prefetch the rows ahead. Included inside struct Kernels<V>
-// (kernels_body.inl).
+// columns are walked or on W). Those of one tensor (the statistics) keep a block of kRowBlock
+// vectors' partials in registers over the strip's rows and prefetch the rows ahead; those of two
+// (backward) walk the strip in memory order with the partials in L1. The writers hold a vector
+// of channels' coefficients in registers over a block of rows and prefetch the rows ahead.
+// Included inside struct Kernels<V> (kernels_body.inl).
 // Eight vectors where the ISA has 32 registers (their shifts and partials take 24), then four:
 // each row of a strip is read 8 lines at a time; with 16 registers, four.
 static constexpr size_t kRowBlock = V::kRegisters >= 32 ? 8 : 4;
@@ -31,9 +32,9 @@ static size_t rows_ahead(size_t block) {
 
 // Whole blocks of B vectors of channels from column j0 over rows [r0, r1) of a strip (no lane
 // count to carry); returns the column after the last block.
-template <size_t B, bool kTwo, bool kMask, class F, class P>
-static size_t reduce_row_blocks(const T* a, const T* b, const T* m, size_t r0, size_t r1, size_t ch, size_t j0,
-                                const C* shift, double* out_s, double* out_q, F& f, P& pf) {
+template <size_t B, class F, class P>
+static size_t reduce_row_blocks(const T* a, size_t r0, size_t r1, size_t ch, size_t j0, const C* shift, double* out_s,
+                                double* out_q, F& f, P& pf) {
   for (; j0 + B * W <= ch; j0 += B * W) {
     Vec sh[B], ps[B], pq[B];
 #pragma GCC unroll 8
@@ -47,7 +48,7 @@ static size_t reduce_row_blocks(const T* a, const T* b, const T* m, size_t r0, s
       for (size_t u = 0; u < B; ++u) {
         const size_t q = r * ch + j0 + u * W;
         pf(q);
-        f(ps[u], pq[u], load_dy<kMask>(a + q, at(m, q)), kTwo ? V::load(b + q) : Vec(), sh[u]);
+        f(ps[u], pq[u], V::load(a + q), Vec(), sh[u]);
       }
     }
 #pragma GCC unroll 8
@@ -59,24 +60,18 @@ static size_t reduce_row_blocks(const T* a, const T* b, const T* m, size_t r0, s
   return j0;
 }
 
-// f(ps, pq, va, vb, vshift): adds one vector of channels of a (and b) into the partials. Lanes
-// past ch load 0 (shift too) and must add 0. A strip of kPartial rows is contiguous memory; each
-// load also requests the line `ahead` values on (strips ahead, same column), so the walk reads
-// memory as a stream although it goes column block by column block within a strip.
-// kTwo: b is another tensor, prefetched too. kMask: a (dy) gated by m (y), as in reduce_runs.
-template <bool kTwo, bool kMask = false, class F>
-static void reduce_rows(const T* a, const T* b, size_t rows, size_t ch, const C* shift, double* out_s, double* out_q,
-                        F&& f, const T* m = nullptr) {
+// f(ps, pq, va, -, vshift): adds one vector of channels of a into the partials. Lanes past ch
+// load 0 (shift too) and must add 0. A strip of kPartial rows is contiguous memory; each load
+// also requests the line `ahead` values on (strips ahead, same column), so the walk reads memory
+// as a stream although it goes column block by column block within a strip.
+template <class F>
+static void reduce_rows(const T* a, size_t rows, size_t ch, const C* shift, double* out_s, double* out_q, F&& f) {
   const size_t ahead = rows_ahead(kPartial * ch);
-  auto pf = [&](size_t q) {
-    prefetch_next(a + q, ahead);
-    if (kTwo) prefetch_next(b + q, ahead);
-    if (kMask) prefetch_next(m + q, ahead);
-  };
+  auto pf = [&](size_t q) { prefetch_next(a + q, ahead); };
   for (size_t r0 = 0; r0 < rows; r0 += kPartial) {
     const size_t r1 = rows - r0 < kPartial ? rows : r0 + kPartial;
-    size_t j0 = reduce_row_blocks<kRowBlock, kTwo, kMask>(a, b, m, r0, r1, ch, 0, shift, out_s, out_q, f, pf);
-    if constexpr (kRowBlock > 4) j0 = reduce_row_blocks<4, kTwo, kMask>(a, b, m, r0, r1, ch, j0, shift, out_s, out_q, f, pf);
+    size_t j0 = reduce_row_blocks<kRowBlock>(a, r0, r1, ch, 0, shift, out_s, out_q, f, pf);
+    if constexpr (kRowBlock > 4) j0 = reduce_row_blocks<4>(a, r0, r1, ch, j0, shift, out_s, out_q, f, pf);
     // The rest, a vector at a time (the last one partial, lanes past ch loading 0).
     for (; j0 < ch; j0 += W) {
       const size_t cnt = ch - j0 < W ? ch - j0 : W;
@@ -86,7 +81,7 @@ static void reduce_rows(const T* a, const T* b, size_t rows, size_t ch, const C*
       for (size_t r = r0; r < r1; ++r) {
         const size_t q = r * ch + j0;
         pf(q);
-        f(ps, pq, load_dy_tail<kMask>(a + q, at(m, q), cnt, C(0)), kTwo ? V::load_tail(b + q, cnt, C(0)) : Vec(), sh);
+        f(ps, pq, V::load_tail(a + q, cnt, C(0)), Vec(), sh);
       }
       add_lanes(out_s + j0, ps, cnt);
       add_lanes(out_q + j0, pq, cnt);
@@ -94,13 +89,66 @@ static void reduce_rows(const T* a, const T* b, size_t rows, size_t ch, const C*
   }
 }
 
+// Values of a column block of reduce_rows_in_order: its partial sums (two arrays of 8 KiB: 2048
+// float32 channels, a ResNet's widest, whole) stay in L1 beside the lines streaming through it.
+// Rows cut into blocks read slower (bench/PERFORMANCE.md, fifteenth round).
+static constexpr size_t kOrderedColumns = 8192 / sizeof(C);
+
+// The reductions of two tensors (backward): each strip's rows in memory order, a column block
+// (kOrderedColumns values) at a time, the strip's partial sums in L1 instead of registers, so
+// that both tensors are read as two plain streams the hardware prefetcher follows (no software
+// prefetch: reduce_rows' column-block walk, with its prefetches, reads two tensors markedly
+// slower than a plain read of them; bench/PERFORMANCE.md, fifteenth round). Per channel the same
+// additions in the same order as a strip of reduce_rows: the sums keep their bits. kMask: a (dy)
+// gated by m (y), as in reduce_runs.
+template <bool kMask, class F>
+static void reduce_rows_in_order(const T* a, const T* b, size_t rows, size_t ch, const C* shift, double* out_s,
+                                 double* out_q, F&& f, const T* m = nullptr) {
+  alignas(64) C part_s[kOrderedColumns], part_q[kOrderedColumns];
+  for (size_t j0 = 0; j0 < ch; j0 += kOrderedColumns) {
+    const size_t cols = ch - j0 < kOrderedColumns ? ch - j0 : kOrderedColumns;
+    for (size_t r0 = 0; r0 < rows; r0 += kPartial) {
+      const size_t r1 = rows - r0 < kPartial ? rows : r0 + kPartial;
+      for (size_t j = 0; j < cols; j += W) {
+        V::store(part_s + j, V::set1(C(0)));
+        V::store(part_q + j, V::set1(C(0)));
+      }
+      for (size_t r = r0; r < r1; ++r) {
+        const size_t o = r * ch + j0;
+        size_t j = 0;
+        // scalar math: that of f for channel j0 + j of row r, its partials in part_s[j], part_q[j]
+        for (; j + W <= cols; j += W) {
+          Vec ps = V::load(part_s + j), pq = V::load(part_q + j);
+          f(ps, pq, load_dy<kMask>(a + o + j, at(m, o + j)), V::load(b + o + j), V::load(shift + j0 + j));
+          V::store(part_s + j, ps);
+          V::store(part_q + j, pq);
+        }
+        if (j < cols) {
+          // The last lanes (cols - j of them); lanes past ch load 0 (shift too) and add 0.
+          const size_t cnt = cols - j;
+          Vec ps = V::load(part_s + j), pq = V::load(part_q + j);
+          f(ps, pq, load_dy_tail<kMask>(a + o + j, at(m, o + j), cnt, C(0)), V::load_tail(b + o + j, cnt, C(0)),
+            V::load_tail(shift + j0 + j, cnt, C(0)));
+          V::store(part_s + j, ps);
+          V::store(part_q + j, pq);
+        }
+      }
+      for (size_t j = 0; j < cols; j += W) {
+        const size_t cnt = cols - j < W ? cols - j : W;
+        add_lanes(out_s + j0 + j, V::load(part_s + j), cnt);
+        add_lanes(out_q + j0 + j, V::load(part_q + j), cnt);
+      }
+    }
+  }
+}
+
 static void stats_rows(const T* x, size_t rows, size_t ch, const C* k, double* sum, double* sumsq) {
-  reduce_rows<false>(x, x, rows, ch, k, sum, sumsq, StatsStep());
+  reduce_rows(x, rows, ch, k, sum, sumsq, StatsStep());
 }
 
 static void bwd_reduce_rows(const T* x, const T* dy, size_t rows, size_t ch, const C* c, double* sum_dy,
                             double* sum_dyxc) {
-  reduce_rows<true>(dy, x, rows, ch, c, sum_dy, sum_dyxc, BwdStep());
+  reduce_rows_in_order<false>(dy, x, rows, ch, c, sum_dy, sum_dyxc, BwdStep());
 }
 
 // The writers walk tiles of kWriteRows rows by kWriteCols vectors of channels: a tile's
@@ -330,7 +378,7 @@ static void dx_relu_rows(const T* x, const T* dy, const T* y, T* dx, T* dres, si
 
 static void bwd_reduce_relu_rows(const T* x, const T* dy, const T* y, size_t rows, size_t ch, const C* c,
                                  double* sum_dy, double* sum_dyxc) {
-  reduce_rows<true, true>(dy, x, rows, ch, c, sum_dy, sum_dyxc, BwdStep(), y);
+  reduce_rows_in_order<true>(dy, x, rows, ch, c, sum_dy, sum_dyxc, BwdStep(), y);
 }
 
 static void bwd_dx_relu_rows(const T* x, const T* dy, const T* y, T* dx, T* dres, size_t rows, size_t ch, const C* c,

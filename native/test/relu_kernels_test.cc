@@ -294,6 +294,8 @@ struct ReluKernelTester : KernelTesterBase<T> {
         rows_family(5, n, off);
       }
     }
+    // Rows past the backward reductions' column block (8 KiB of partial sums per array).
+    for (size_t n : {8192 / sizeof(T) + 3, 2 * 8192 / sizeof(T) + 5}) rows_family(3, n, 1);
   }
 };
 

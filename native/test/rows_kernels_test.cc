@@ -211,6 +211,23 @@ struct RowsKernelTester : KernelTesterBase<T> {
     }
   }
 
+  // Rows wider than the backward reductions' column block (kOrderedColumns: 8 KiB of partial
+  // sums per array, 2048 float32 or 1024 float64 values): one value short of it, exactly it, past it
+  // by a partial vector, and cut into three blocks.
+  void run_wide() {
+    const size_t block = 8192 / sizeof(T);
+    for (size_t ch : {block - 1, block, block + 3, 2 * block + 5}) {
+      for (size_t off : {size_t(0), size_t(1)}) {
+        for (int regime : {0, 1}) {
+          for (size_t rows : {size_t(1), size_t(9)}) {
+            bwd_reduce_rows(rows, ch, off, regime);
+            stats_rows(rows, ch, off, regime);
+          }
+        }
+      }
+    }
+  }
+
   // Inputs at the output's 4 KiB offset (as large allocations are) with rows 1, 2 and 4 KiB long:
   // a streamed walk then takes tiles of 4, 2 and 1 rows (streamed_tile_rows), aligned and shifted
   // (16 bytes in), every row count around them.
@@ -234,6 +251,8 @@ void test_rows_kernels(const char* isa, const bn::KernelSet& ks, size_t w32, siz
   RowsKernelTester<double>{{isa, ks.f64, rng}}.run_all(w64);
   RowsKernelTester<float>{{isa, ks.f32, rng}}.run_same_page();
   RowsKernelTester<double>{{isa, ks.f64, rng}}.run_same_page();
+  RowsKernelTester<float>{{isa, ks.f32, rng}}.run_wide();
+  RowsKernelTester<double>{{isa, ks.f64, rng}}.run_wide();
 }
 
 }  // namespace bntest
