@@ -26,9 +26,9 @@
 #include <vector>
 
 #include "batchnorm.h"
-#include "blocks.h"
 #include "bench_cli.h"
 #include "bench_copy_kernels.h"
+#include "blocks.h"
 #include "kernels.h"
 #include "machine.h"
 #include "plan.h"
