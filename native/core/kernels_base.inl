@@ -6,10 +6,10 @@
 static Vec mul_add(Vec a, Vec b, Vec c) { return V::add(V::mul(a, b), c); }
 static C mul_add1(C a, C b, C c) { return a * b + c; }
 
-// Elements before p reaches the streaming alignment (capped at n).
-static size_t head_to_align(const T* p, size_t n) {
-  const size_t mis = reinterpret_cast<uintptr_t>(p) % V::kStreamAlign;
-  const size_t head = mis == 0 ? 0 : (V::kStreamAlign - mis) / sizeof(T);
+// Elements before p reaches an `align`-byte boundary, by default the streaming alignment (capped at n).
+static size_t head_to_align(const T* p, size_t n, size_t align = V::kStreamAlign) {
+  const size_t mis = reinterpret_cast<uintptr_t>(p) % align;
+  const size_t head = mis == 0 ? 0 : (align - mis) / sizeof(T);
   return head < n ? head : n;
 }
 

@@ -207,10 +207,17 @@ static void write_rows_blocks(const T* y, size_t rows, size_t ch, bool stream, b
   const bool whole_lines = stream && (ch * sizeof(T)) % V::kStreamAlign == 0;
   const size_t ahead = rows_ahead(kWriteRows * ch);
   const RowsAhead pf{ahead, fresh && !whole_lines ? ahead : 0};  // whole lines: streamed
-  const size_t h = whole_lines ? head_to_align(y, ch) : 0;  // the same for every row
   const size_t tile = whole_lines ? streamed_tile_rows(y, ch, inputs) : kWriteRows;
-  if (h != 0 && h < W) {
-    loop(size_t(0), h, size_t(0), size_t(1), plain, pf);  // the first row's first h values
+  // A tile streams a block of each of its rows in turn: a block aligned to the vector alone ends
+  // in a half-written line that waits, its write-combining buffer open, until the tile comes back
+  // to its row. Where rows are whole lines and a tile holds more than two (two measured no better:
+  // bench/PERFORMANCE.md, sixteenth round), blocks start on a line.
+  const bool line_blocks = tile > 2 && ch % kLineValues == 0;
+  const size_t h = whole_lines ? head_to_align(y, ch, line_blocks ? kLineValues * sizeof(T) : V::kStreamAlign) : 0;
+  if (h != 0) {  // the same h for every row: the columns shift by h, wrapping into the next row
+    for (size_t v = 0; v < h; v += W) {  // the first row's first h values, a vector at a time
+      loop(v, h - v < W ? h - v : W, size_t(0), size_t(1), plain, pf);
+    }
     for (size_t r0 = 0; r0 < rows; r0 += tile) {
       const size_t r1 = rows - r0 < tile ? rows : r0 + tile;
       // The call's last row stops at ch: what follows it is not this call's.

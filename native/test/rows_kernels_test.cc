@@ -230,11 +230,12 @@ struct RowsKernelTester : KernelTesterBase<T> {
 
   // Inputs at the output's 4 KiB offset (as large allocations are) with rows 1, 2 and 4 KiB long:
   // a streamed walk then takes tiles of 4, 2 and 1 rows (streamed_tile_rows), aligned and shifted
-  // (16 bytes in), every row count around them.
+  // (16 and 48 bytes in) or aligned to the vector but not to the line (32 bytes in), every row
+  // count around them.
   void run_same_page() {
     for (size_t bytes : {size_t(1024), size_t(2048), size_t(4096)}) {
       const size_t ch = bytes / sizeof(T);
-      for (size_t off : {size_t(0), 16 / sizeof(T)}) {
+      for (size_t off : {size_t(0), 16 / sizeof(T), 32 / sizeof(T), 48 / sizeof(T)}) {
         for (size_t rows : {size_t(1), size_t(2), size_t(3), size_t(5), size_t(9)}) {
           affine_rows(rows, ch, off, 0, true, true);
           bwd_dx_rows(rows, ch, off, 0, true, true);
