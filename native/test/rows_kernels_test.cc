@@ -230,8 +230,9 @@ struct RowsKernelTester : KernelTesterBase<T> {
 
   // Inputs at the output's 4 KiB offset (as large allocations are) with rows 1, 2 and 4 KiB long:
   // a streamed walk then takes tiles of 4, 2 and 1 rows (streamed_tile_rows), aligned and shifted
-  // (16 and 48 bytes in) or aligned to the vector but not to the line (32 bytes in), every row
-  // count around them.
+  // (16 and 48 bytes in) or aligned to the vector but not to the line (32 bytes in): tiles of more
+  // than two rows then start their blocks on a line after a head of 12, 4 or 8 float32 values
+  // (6, 2 or 4 float64), every row count around them.
   void run_same_page() {
     for (size_t bytes : {size_t(1024), size_t(2048), size_t(4096)}) {
       const size_t ch = bytes / sizeof(T);
