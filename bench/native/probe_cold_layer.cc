@@ -174,9 +174,9 @@ float bare_two_pass(const float* x, float* y, size_t n, int arrays, const bn::Sh
   return keep;
 }
 
-// Channels-last: the first pass of the rows schedule alone. Each thread reduces its share of the
-// row chunks (run_rows_two_pass claims them the same way) into sums of its own, with the active
-// table's rows reductions (dy null: the statistics, else backward's).
+// Channels-last: the first pass of the rows schedule alone. Each thread reduces its static share
+// of the row chunks (what run_rows_two_pass's claims give threads of equal speed) into sums of its
+// own, with the active table's rows reductions (dy null: the statistics, else backward's).
 void reduce_rows_alone(const float* x, const float* dy, const bn::Shape& s, int threads, const float* shift,
                        std::vector<double>& sums) {
   const bn::KernelTable<float>& kt = bn::active_table<float>();
